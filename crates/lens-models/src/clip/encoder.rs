@@ -1,0 +1,116 @@
+//! The pre-norm transformer encoder both CLIP towers share.
+//!
+//! Reference: `CLIPAttention`, `CLIPMLP`, `CLIPEncoderLayer`, `CLIPEncoder` in
+//! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+
+use crate::nn::{Activation, Mlp, layer_norm, linear};
+use crate::{Result, weights::VarBuilder};
+
+/// Sizes of one tower's encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderDims {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub layer_norm_eps: f64,
+    pub act: Activation,
+}
+
+/// Multi-head self-attention with separate `q_proj`, `k_proj`, `v_proj`, `out_proj` (all biased).
+#[derive(Module, Debug)]
+pub struct ClipAttention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub out_proj: Linear<B>,
+    pub num_heads: usize,
+}
+
+impl<B: Backend> ClipAttention<B> {
+    pub fn load(vb: &VarBuilder<B>, hidden: usize, num_heads: usize) -> Result<Self> {
+        Ok(ClipAttention {
+            q_proj: linear(&vb.pp("q_proj"), hidden, hidden, true)?,
+            k_proj: linear(&vb.pp("k_proj"), hidden, hidden, true)?,
+            v_proj: linear(&vb.pp("v_proj"), hidden, hidden, true)?,
+            out_proj: linear(&vb.pp("out_proj"), hidden, hidden, true)?,
+            num_heads,
+        })
+    }
+
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`
+    /// - mask: `[batch or 1, 1, seq, seq]`, `true` where a query may NOT attend to a key
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = x.dims();
+        let head_dim = hidden / self.num_heads;
+        let heads = |t: Tensor<B, 3>| t.reshape([batch, seq, self.num_heads, head_dim]).swap_dims(1, 2);
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        if let Some(mask) = mask {
+            let [mb, _, _, _] = mask.dims();
+            let mask = if mb == batch { mask.clone() } else { mask.clone().expand([batch, self.num_heads, seq, seq]) };
+            let mask = if mask.dims()[1] == self.num_heads { mask } else { mask.expand([batch, self.num_heads, seq, seq]) };
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        }
+        let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]);
+        self.out_proj.forward(context)
+    }
+}
+
+/// `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer<B: Backend> {
+    pub self_attn: ClipAttention<B>,
+    pub layer_norm1: LayerNorm<B>,
+    pub mlp: Mlp<B>,
+    pub layer_norm2: LayerNorm<B>,
+}
+
+impl<B: Backend> ClipEncoderLayer<B> {
+    pub fn load(vb: &VarBuilder<B>, d: &EncoderDims) -> Result<Self> {
+        Ok(ClipEncoderLayer {
+            self_attn: ClipAttention::load(&vb.pp("self_attn"), d.hidden_size, d.num_heads)?,
+            layer_norm1: layer_norm(&vb.pp("layer_norm1"), d.hidden_size, d.layer_norm_eps)?,
+            mlp: Mlp::load(&vb.pp("mlp"), d.hidden_size, d.intermediate_size, d.act)?,
+            layer_norm2: layer_norm(&vb.pp("layer_norm2"), d.hidden_size, d.layer_norm_eps)?,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+/// A stack of [`ClipEncoderLayer`]s (`encoder.layers.{i}`).
+#[derive(Module, Debug)]
+pub struct ClipEncoder<B: Backend> {
+    pub layers: Vec<ClipEncoderLayer<B>>,
+}
+
+impl<B: Backend> ClipEncoder<B> {
+    pub fn load(vb: &VarBuilder<B>, d: &EncoderDims) -> Result<Self> {
+        let layers = (0..d.num_layers)
+            .map(|i| ClipEncoderLayer::load(&vb.pp("layers").pp(i), d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClipEncoder { layers })
+    }
+
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
+    pub fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
+        for layer in &self.layers {
+            x = layer.forward(x, mask);
+        }
+        x
+    }
+}

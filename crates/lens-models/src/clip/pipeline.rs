@@ -1,0 +1,201 @@
+//! Images and text in, normalised CLIP embeddings out: the model together with the checkpoint's
+//! tokenizer and image processor, loaded from the files of a HuggingFace model directory.
+
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use lens_core::image::RgbImage;
+use lens_core::preprocess::ClipImageProcessor;
+
+use super::{ClipConfig, ClipModel};
+use crate::tokenizer::{HfTokenizer, TextTokenizer};
+use crate::weights::Weights;
+use crate::{Error, Result};
+
+/// Most inputs run through the model at once; larger requests are split so memory stays bounded.
+pub const MAX_BATCH: usize = 16;
+
+/// The files of a CLIP checkpoint, as bytes (the browser and the edge fetch them; native reads a directory).
+#[derive(Debug, Default, Clone)]
+pub struct ClipFiles {
+    /// `config.json`
+    pub config: Vec<u8>,
+    /// `(file name, bytes)` of each safetensors file (one, or the shards of an index).
+    pub weights: Vec<(String, Vec<u8>)>,
+    /// `tokenizer.json`
+    pub tokenizer: Vec<u8>,
+    /// `tokenizer_config.json`, when present.
+    pub tokenizer_config: Option<Vec<u8>>,
+    /// `preprocessor_config.json`
+    pub preprocessor_config: Vec<u8>,
+}
+
+/// A loaded CLIP checkpoint ready to embed images and text.
+#[derive(Debug)]
+pub struct ClipPipeline<B: Backend> {
+    pub config: ClipConfig,
+    pub model: ClipModel<B>,
+    pub tokenizer: HfTokenizer,
+    pub processor: ClipImageProcessor,
+    device: B::Device,
+}
+
+impl<B: Backend> ClipPipeline<B> {
+    /// Build from checkpoint files.
+    pub fn load(files: &ClipFiles, device: &B::Device) -> Result<Self> {
+        let config = ClipConfig::from_json(&files.config)?;
+        let processor = ClipImageProcessor::from_json(&files.preprocessor_config)?;
+        let (h, w) = processor.output_size();
+        let size = config.vision_config.image_size;
+        if (h, w) != (size, size) {
+            return Err(Error::config(
+                "preprocessor_config.json",
+                format!("produces {h}x{w} images but the vision tower takes {size}x{size}"),
+            ));
+        }
+        let tokenizer = HfTokenizer::from_bytes(
+            &files.tokenizer,
+            files.tokenizer_config.as_deref(),
+            config.text_config.max_position_embeddings,
+            "<|endoftext|>",
+        )?;
+        let weights = Weights::from_buffers(files.weights.clone())?;
+        let model = ClipModel::load(&weights.builder::<B>(device), &config)?;
+        Ok(ClipPipeline { config, model, tokenizer, processor, device: device.clone() })
+    }
+
+    /// Embedding dimension (`projection_dim`).
+    pub fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// L2-normalised embeddings of decoded RGB images, one per image.
+    pub fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(MAX_BATCH) {
+            let pixels = self.processor.preprocess_batch(chunk);
+            out.extend(rows(self.image_features(pixels, chunk.len())?, true));
+        }
+        Ok(out)
+    }
+
+    /// L2-normalised embeddings of texts, one per text.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(MAX_BATCH) {
+            out.extend(rows(self.text_features(chunk)?, true));
+        }
+        Ok(out)
+    }
+
+    /// Zero-shot classification: softmax over labels of `exp(logit_scale) · cos(image, label)`.
+    pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
+        if labels.is_empty() {
+            return Err(Error::invalid_input("at least one label is needed"));
+        }
+        let image_embed = self.embed_images(std::slice::from_ref(image))?.remove(0);
+        let scale = self.model.logit_scale_exp();
+        let logits: Vec<f32> = self
+            .embed_texts(labels)?
+            .iter()
+            .map(|t| scale * lens_core::vector::dot(&image_embed, t))
+            .collect();
+        Ok(lens_core::vector::softmax(&logits))
+    }
+
+    /// Projected image features (not normalised) from pre-processed pixels.
+    ///
+    /// # Shapes
+    /// - pixels: `batch * 3 * size * size` values, NCHW → `[batch, projection_dim]`
+    pub fn image_features(&self, pixels: Vec<f32>, batch: usize) -> Result<Tensor<B, 2>> {
+        let size = self.model.image_size();
+        if batch == 0 || pixels.len() != batch * 3 * size * size {
+            return Err(Error::invalid_input(format!(
+                "{} pixel values do not make {batch} images of 3x{size}x{size}",
+                pixels.len()
+            )));
+        }
+        let pixels = Tensor::<B, 4>::from_data(TensorData::new(pixels, [batch, 3, size, size]), &self.device);
+        Ok(self.model.get_image_features(pixels))
+    }
+
+    /// Projected text features (not normalised).
+    pub fn text_features(&self, texts: &[&str]) -> Result<Tensor<B, 2>> {
+        if texts.is_empty() {
+            return Err(Error::invalid_input("no text to embed"));
+        }
+        let encoded = self.tokenizer.encode_batch(texts)?;
+        let ids: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+        let mask: Vec<Vec<u32>> = encoded.into_iter().map(|e| e.attention_mask).collect();
+        self.model.get_text_features(&ids, Some(&mask))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<B: Backend> ClipPipeline<B> {
+    /// Load a HuggingFace model directory: `config.json`, `model.safetensors` (or
+    /// `model.safetensors.index.json` and its shards), `tokenizer.json`, optional
+    /// `tokenizer_config.json`, and `preprocessor_config.json`.
+    pub fn from_dir(dir: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
+        Self::load(&ClipFiles::read_dir(dir.as_ref())?, device)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ClipFiles {
+    /// Read the files of a model directory.
+    pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+        };
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+            });
+        }
+        let weights = if dir.join("model.safetensors").is_file() {
+            vec![("model.safetensors".to_string(), read("model.safetensors")?)]
+        } else if dir.join("model.safetensors.index.json").is_file() {
+            let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
+                .map_err(|e| Error::config("model.safetensors.index.json", e))?;
+            let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+                Error::config("model.safetensors.index.json", "no `weight_map` object")
+            })?;
+            let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+            shards.sort_unstable();
+            shards.dedup();
+            shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect::<Result<_>>()?
+        } else {
+            return Err(Error::Io {
+                path: dir.join("model.safetensors").display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)",
+                ),
+            });
+        };
+        Ok(ClipFiles {
+            config: read("config.json")?,
+            weights,
+            tokenizer: read("tokenizer.json")?,
+            tokenizer_config: dir.join("tokenizer_config.json").is_file().then(|| read("tokenizer_config.json")).transpose()?,
+            preprocessor_config: read("preprocessor_config.json")?,
+        })
+    }
+}
+
+/// Rows of a `[n, d]` tensor as vectors, optionally L2-normalised.
+fn rows<B: Backend>(t: Tensor<B, 2>, normalize: bool) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let values: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 data");
+    values
+        .chunks_exact(d)
+        .map(|row| {
+            let mut row = row.to_vec();
+            if normalize {
+                lens_core::vector::l2_normalize(&mut row);
+            }
+            row
+        })
+        .collect()
+}

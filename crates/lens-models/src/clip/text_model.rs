@@ -1,0 +1,141 @@
+//! The CLIP text tower: token + position embeddings, causal pre-norm encoder, final norm, pooling at
+//! the end-of-text token.
+//!
+//! Reference: `CLIPTextEmbeddings`, `CLIPTextTransformer` in
+//! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0). Pooling copies the reference
+//! exactly: configs with `eos_token_id == 2` (the original checkpoints, whose config predates the
+//! tokenizer's real EOS id) pool at the position of the largest token id; all others pool at the first
+//! position holding `eos_token_id`.
+
+use burn::module::{Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
+
+use super::config::ClipTextConfig;
+use super::encoder::{ClipEncoder, EncoderDims};
+use crate::nn::{embedding, layer_norm};
+use crate::{Error, Result, weights::VarBuilder};
+
+/// `text_model.embeddings`.
+#[derive(Module, Debug)]
+pub struct ClipTextEmbeddings<B: Backend> {
+    /// `token_embedding.weight`: `[vocab, hidden]`.
+    pub token_embedding: Param<Tensor<B, 2>>,
+    /// `position_embedding.weight`: `[max_positions, hidden]`.
+    pub position_embedding: Param<Tensor<B, 2>>,
+}
+
+/// `text_model`.
+#[derive(Module, Debug)]
+pub struct ClipTextTransformer<B: Backend> {
+    pub embeddings: ClipTextEmbeddings<B>,
+    pub encoder: ClipEncoder<B>,
+    pub final_layer_norm: LayerNorm<B>,
+    pub eos_token_id: u32,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+}
+
+/// Outputs of the text tower.
+#[derive(Debug, Clone)]
+pub struct TextOutput<B: Backend> {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<B, 3>,
+    /// The final-normed state at each sequence's end-of-text token, `[batch, hidden]`.
+    pub pooler_output: Tensor<B, 2>,
+}
+
+impl<B: Backend> ClipTextTransformer<B> {
+    pub fn load(vb: &VarBuilder<B>, c: &ClipTextConfig) -> Result<Self> {
+        let dims = EncoderDims {
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_layers: c.num_hidden_layers,
+            num_heads: c.num_attention_heads,
+            layer_norm_eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        };
+        let e = vb.pp("embeddings");
+        Ok(ClipTextTransformer {
+            embeddings: ClipTextEmbeddings {
+                token_embedding: embedding(&e.pp("token_embedding"), c.vocab_size, c.hidden_size)?,
+                position_embedding: embedding(&e.pp("position_embedding"), c.max_position_embeddings, c.hidden_size)?,
+            },
+            encoder: ClipEncoder::load(&vb.pp("encoder"), &dims)?,
+            final_layer_norm: layer_norm(&vb.pp("final_layer_norm"), c.hidden_size, c.layer_norm_eps)?,
+            eos_token_id: c.eos_token_id,
+            vocab_size: c.vocab_size,
+            max_position_embeddings: c.max_position_embeddings,
+        })
+    }
+
+    /// Run the tower on token ids, one row per text, all rows of equal length.
+    ///
+    /// `attention_mask` (1 = token, 0 = padding), when given, hides padding from every query as the
+    /// reference does; pooled outputs do not depend on it because attention is causal.
+    ///
+    /// # Shapes
+    /// - input_ids: `batch` rows of `seq` ids, `seq <= max_position_embeddings`
+    /// - output: [`TextOutput`]
+    pub fn forward(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<TextOutput<B>> {
+        let batch = input_ids.len();
+        let seq = input_ids.first().map(Vec::len).unwrap_or(0);
+        if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {
+            return Err(Error::invalid_input("token batch must be non-empty with rows of equal length"));
+        }
+        if seq > self.max_position_embeddings {
+            return Err(Error::invalid_input(format!(
+                "{seq} tokens exceed max_position_embeddings {}",
+                self.max_position_embeddings
+            )));
+        }
+        if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(Error::invalid_input(format!("token id {bad} outside vocabulary of {}", self.vocab_size)));
+        }
+        let device = self.embeddings.token_embedding.val().device();
+        let flat: Vec<i64> = input_ids.iter().flatten().map(|&id| id as i64).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * seq]), &device);
+        let hidden = self.embeddings.token_embedding.val().dims()[1];
+        let tokens = self.embeddings.token_embedding.val().select(0, ids).reshape([batch, seq, hidden]);
+        let positions = self.embeddings.position_embedding.val().slice([0..seq]).unsqueeze::<3>();
+        let x = tokens + positions;
+
+        let mask = causal_mask::<B>(seq, attention_mask, &device);
+        let x = self.encoder.forward(x, Some(&mask));
+        let last_hidden_state = self.final_layer_norm.forward(x);
+
+        let rows: Vec<i64> =
+            input_ids.iter().enumerate().map(|(b, ids)| (b * seq + self.pool_position(ids)) as i64).collect();
+        let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [batch]), &device);
+        let pooler_output = last_hidden_state.clone().reshape([batch * seq, hidden]).select(0, rows);
+        Ok(TextOutput { last_hidden_state, pooler_output })
+    }
+
+    /// Index of the token whose state represents the whole text.
+    pub fn pool_position(&self, ids: &[u32]) -> usize {
+        if self.eos_token_id == 2 {
+            // torch.argmax returns the first maximal index.
+            let max = ids.iter().copied().max().unwrap_or(0);
+            ids.iter().position(|&id| id == max).unwrap_or(0)
+        } else {
+            // No EOS at all: the reference's argmax of an all-false mask is position 0.
+            ids.iter().position(|&id| id == self.eos_token_id).unwrap_or(0)
+        }
+    }
+}
+
+/// `true` where query `i` must not see key `j`: `j > i`, or `j` is padding.
+fn causal_mask<B: Backend>(seq: usize, attention_mask: Option<&[Vec<u32>]>, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let causal = Tensor::<B, 2, Bool>::tril_mask([seq, seq], 0, device).unsqueeze::<4>();
+    match attention_mask {
+        None => causal,
+        Some(rows) => {
+            let batch = rows.len();
+            let padding: Vec<bool> = rows.iter().flat_map(|r| r.iter().map(|&m| m == 0)).collect();
+            let padding = Tensor::<B, 2, Bool>::from_data(TensorData::new(padding, [batch, seq]), device)
+                .reshape([batch, 1, 1, seq])
+                .expand([batch, 1, seq, seq]);
+            causal.expand([batch, 1, seq, seq]).bool_or(padding)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The CLIP vision tower: patch embedding, class token, positions, pre-norm encoder, pooled class token.
+//!
+//! Reference: `CLIPVisionEmbeddings`, `CLIPVisionTransformer` in
+//! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0). The published module names
+//! include the checkpoint's typo `pre_layrnorm`.
+
+use burn::module::{Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::{Tensor, backend::Backend};
+
+use super::config::ClipVisionConfig;
+use super::encoder::{ClipEncoder, EncoderDims};
+use crate::nn::layer_norm;
+use crate::{Result, weights::VarBuilder};
+
+/// `vision_model.embeddings`.
+#[derive(Module, Debug)]
+pub struct ClipVisionEmbeddings<B: Backend> {
+    /// `class_embedding`: `[hidden]`.
+    pub class_embedding: Param<Tensor<B, 1>>,
+    /// `patch_embedding.weight` (a bias-free `Conv2d` with stride = kernel), flattened to a matmul
+    /// weight `[channels * patch * patch, hidden]`.
+    pub patch_embedding: Param<Tensor<B, 2>>,
+    /// `position_embedding.weight`: `[num_patches + 1, hidden]`.
+    pub position_embedding: Param<Tensor<B, 2>>,
+    pub patch_size: usize,
+}
+
+impl<B: Backend> ClipVisionEmbeddings<B> {
+    pub fn load(vb: &VarBuilder<B>, c: &ClipVisionConfig) -> Result<Self> {
+        let (h, p, ch) = (c.hidden_size, c.patch_size, c.num_channels);
+        let conv = vb.pp("patch_embedding").tensor("weight", [h, ch, p, p])?;
+        Ok(ClipVisionEmbeddings {
+            class_embedding: Param::from_tensor(vb.tensor("class_embedding", [h])?),
+            patch_embedding: Param::from_tensor(conv.reshape([h, ch * p * p]).transpose()),
+            position_embedding: Param::from_tensor(vb.pp("position_embedding").tensor("weight", [c.num_positions(), h])?),
+            patch_size: p,
+        })
+    }
+
+    /// # Shapes
+    /// - pixels: `[batch, channels, height, width]`, height = width = `image_size`
+    /// - output: `[batch, 1 + (image_size / patch)^2, hidden]`
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, channels, height, width] = pixels.dims();
+        let p = self.patch_size;
+        let (gh, gw) = (height / p, width / p);
+        // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches,
+        // each flattened in the conv weight's (channel, row, column) order.
+        let patches = pixels
+            .reshape([batch, channels, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([batch * gh * gw, channels * p * p]);
+        let weight = self.patch_embedding.val();
+        let hidden = weight.dims()[1];
+        let patch_embeds = patches.matmul(weight).reshape([batch, gh * gw, hidden]);
+        let class = self.class_embedding.val().reshape([1, 1, hidden]).expand([batch, 1, hidden]);
+        let embeddings = Tensor::cat(vec![class, patch_embeds], 1);
+        embeddings + self.position_embedding.val().unsqueeze::<3>()
+    }
+}
+
+/// `vision_model`.
+#[derive(Module, Debug)]
+pub struct ClipVisionTransformer<B: Backend> {
+    pub embeddings: ClipVisionEmbeddings<B>,
+    pub pre_layrnorm: LayerNorm<B>,
+    pub encoder: ClipEncoder<B>,
+    pub post_layernorm: LayerNorm<B>,
+    pub image_size: usize,
+}
+
+/// Outputs of the vision tower.
+#[derive(Debug, Clone)]
+pub struct VisionOutput<B: Backend> {
+    /// `[batch, positions, hidden]`
+    pub last_hidden_state: Tensor<B, 3>,
+    /// Post-normed class token, `[batch, hidden]`.
+    pub pooler_output: Tensor<B, 2>,
+}
+
+impl<B: Backend> ClipVisionTransformer<B> {
+    pub fn load(vb: &VarBuilder<B>, c: &ClipVisionConfig) -> Result<Self> {
+        let dims = EncoderDims {
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_layers: c.num_hidden_layers,
+            num_heads: c.num_attention_heads,
+            layer_norm_eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        };
+        Ok(ClipVisionTransformer {
+            embeddings: ClipVisionEmbeddings::load(&vb.pp("embeddings"), c)?,
+            pre_layrnorm: layer_norm(&vb.pp("pre_layrnorm"), c.hidden_size, c.layer_norm_eps)?,
+            encoder: ClipEncoder::load(&vb.pp("encoder"), &dims)?,
+            post_layernorm: layer_norm(&vb.pp("post_layernorm"), c.hidden_size, c.layer_norm_eps)?,
+            image_size: c.image_size,
+        })
+    }
+
+    /// # Shapes
+    /// - pixels: `[batch, channels, image_size, image_size]`
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> VisionOutput<B> {
+        let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
+        let last_hidden_state = self.encoder.forward(x, None);
+        let [batch, _, hidden] = last_hidden_state.dims();
+        let class = last_hidden_state.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
+        VisionOutput { pooler_output: self.post_layernorm.forward(class), last_hidden_state }
+    }
+}

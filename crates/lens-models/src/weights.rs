@@ -1,0 +1,233 @@
+//! Reading HuggingFace safetensors checkpoints as they are published.
+//!
+//! [`Weights`] indexes one or more safetensors buffers (sharded checkpoints are several files);
+//! [`VarBuilder`] walks it with `pp("…")` prefixes named after the checkpoint's own tensor names, as
+//! candle's `VarBuilder` does, so each module's loader reads like its state dict. Every conversion
+//! (f16/bf16/f64 → f32) and every layout change (PyTorch `Linear` is `[out, in]`, burn's is
+//! `[in, out]`) happens here or in [`crate::nn`], nowhere else.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::{Error, Result};
+
+/// Location of one tensor inside one of the buffers.
+#[derive(Debug, Clone)]
+struct Entry {
+    buffer: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// An index over the tensors of one checkpoint (one or more safetensors buffers).
+#[derive(Debug, Default)]
+pub struct Weights {
+    buffers: Vec<Vec<u8>>,
+    entries: HashMap<String, Entry>,
+}
+
+impl Weights {
+    /// Index safetensors buffers; `names` label them in errors (file names, usually).
+    pub fn from_buffers(buffers: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let mut weights = Weights::default();
+        for (index, (name, bytes)) in buffers.into_iter().enumerate() {
+            let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Safetensors {
+                file: Some(name.clone()),
+                message: e.to_string(),
+            })?;
+            let data_start = 8 + header_len;
+            for (tensor, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
+                if data_start + end > bytes.len() || start > end {
+                    return Err(Error::Safetensors {
+                        file: Some(name.clone()),
+                        message: format!("tensor `{tensor}` points outside the file"),
+                    });
+                }
+                weights.entries.insert(
+                    tensor,
+                    Entry {
+                        buffer: index,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: data_start + start,
+                        end: data_start + end,
+                    },
+                );
+            }
+            weights.buffers.push(bytes);
+        }
+        Ok(weights)
+    }
+
+    /// Whether the checkpoint holds a tensor of this full name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// The tensor's values as f32, after checking its shape.
+    pub fn f32_values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        // Scalars are published both as `[]` and `[1]` (e.g. `logit_scale`).
+        let same = entry.shape == expected
+            || (entry.shape.iter().product::<usize>() == 1 && expected.iter().product::<usize>() == 1);
+        if !same {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                found: entry.shape.clone(),
+            });
+        }
+        let bytes = &self.buffers[entry.buffer][entry.start..entry.end];
+        let values = match entry.dtype {
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("chunk of 8")) as f32)
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") });
+            }
+        };
+        Ok(values)
+    }
+
+    /// The tensor's values as i64 (integer fixtures and buffers such as `position_ids`).
+    pub fn i64_values(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
+        let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
+        let bytes = &self.buffers[entry.buffer][entry.start..entry.end];
+        let values = match entry.dtype {
+            Dtype::I64 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect(),
+            Dtype::I32 => bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")) as i64).collect(),
+            Dtype::U8 => bytes.iter().map(|&b| b as i64).collect(),
+            other => {
+                return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") });
+            }
+        };
+        Ok((values, entry.shape.clone()))
+    }
+
+    /// A builder rooted at the checkpoint's top level.
+    pub fn builder<B: Backend>(&self, device: &B::Device) -> VarBuilder<'_, B> {
+        VarBuilder { source: Source::Checkpoint(self), prefix: String::new(), device: device.clone() }
+    }
+}
+
+/// Where a [`VarBuilder`] takes its values from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A published checkpoint.
+    Checkpoint(&'a Weights),
+    /// Deterministic pseudo-random values (benchmarks, `Config::init`): every name gets its own stream.
+    Random { seed: u64, std: f32 },
+}
+
+/// A cursor into [`Weights`] at a dotted prefix, creating burn tensors on one device.
+#[derive(Clone)]
+pub struct VarBuilder<'a, B: Backend> {
+    source: Source<'a>,
+    prefix: String,
+    device: B::Device,
+}
+
+impl<B: Backend> VarBuilder<'static, B> {
+    /// A builder that invents weights (uniform, standard deviation `std`) instead of reading them:
+    /// the same module code then builds full-size models for benchmarks without a checkpoint.
+    pub fn random(seed: u64, std: f32, device: &B::Device) -> Self {
+        VarBuilder { source: Source::Random { seed, std }, prefix: String::new(), device: device.clone() }
+    }
+}
+
+impl<'a, B: Backend> VarBuilder<'a, B> {
+    /// Descend one level: `vb.pp("encoder").pp("layers").pp(3)`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        VarBuilder { source: self.source, prefix, device: self.device.clone() }
+    }
+
+    /// Full checkpoint name of `name` under this prefix.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+    }
+
+    /// Whether `name` exists under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        match self.source {
+            Source::Checkpoint(weights) => weights.contains(&self.path(name)),
+            Source::Random { .. } => true,
+        }
+    }
+
+    /// The device tensors are created on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Load `name` with exactly this shape, as f32.
+    pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<B, D>> {
+        let values = self.values(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), &self.device))
+    }
+
+    /// Load a PyTorch `Linear` weight published as `[out, in]` and return it as burn's `[in, out]`,
+    /// transposed once here so that every matmul later reads contiguous memory.
+    pub fn linear_weight(&self, name: &str, d_in: usize, d_out: usize) -> Result<Tensor<B, 2>> {
+        let values = self.values(name, &[d_out, d_in])?;
+        let mut transposed = vec![0f32; values.len()];
+        for (o, row) in values.chunks_exact(d_in).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                transposed[i * d_out + o] = v;
+            }
+        }
+        Ok(Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), &self.device))
+    }
+
+    fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let path = self.path(name);
+        match self.source {
+            Source::Checkpoint(weights) => weights.f32_values(&path, shape),
+            Source::Random { seed, std } => Ok(random_values(seed, &path, shape.iter().product(), std)),
+        }
+    }
+}
+
+/// Uniform values with standard deviation `std`, from a SplitMix64 stream seeded by `seed` and `name`.
+fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
+    let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let half_width = std * 3f32.sqrt();
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let unit = (z >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            (unit * 2.0 - 1.0) * half_width
+        })
+        .collect()
+}
