@@ -1,0 +1,133 @@
+//! CLIP throughput: full-size ViT-B/32 (default `CLIPConfig`, random weights) on every backend this
+//! binary was built with. Prints a table; with `--reference FILE` (the JSON printed by
+//! `models/bench_reference.py`, PyTorch on the same machine) it adds our speed ÷ PyTorch's.
+//!
+//! cargo bench -p lens --bench clip [--features wgpu] -- [--smoke] [--iters N] [--reference FILE]
+//!
+//! `--smoke` runs a tiny config once, so CI proves the bench works without spending minutes on it.
+
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use lens_models::clip::{ClipConfig, ClipModel};
+
+struct Options {
+    smoke: bool,
+    iters: usize,
+    reference: Option<serde_json::Value>,
+}
+
+fn options() -> Options {
+    let mut args = std::env::args().skip(1);
+    let mut o = Options { smoke: false, iters: 3, reference: None };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => o.smoke = true,
+            "--iters" => o.iters = args.next().and_then(|n| n.parse().ok()).expect("--iters N"),
+            "--reference" => {
+                let path = args.next().expect("--reference FILE");
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                o.reference = Some(serde_json::from_str(&text).expect("reference JSON"));
+            }
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if o.smoke {
+        o.iters = 1;
+    }
+    o
+}
+
+fn config(smoke: bool) -> ClipConfig {
+    if !smoke {
+        return ClipConfig::vit_base_patch32();
+    }
+    let mut c = ClipConfig::vit_base_patch32();
+    c.vision_config.hidden_size = 64;
+    c.vision_config.intermediate_size = 128;
+    c.vision_config.num_hidden_layers = 2;
+    c.vision_config.num_attention_heads = 4;
+    c.text_config.hidden_size = 64;
+    c.text_config.intermediate_size = 128;
+    c.text_config.num_hidden_layers = 2;
+    c.text_config.num_attention_heads = 4;
+    c.projection_dim = 32;
+    c
+}
+
+/// Seconds per call of `f`, after one warm-up call, best of `iters`.
+fn time(iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+struct Row {
+    backend: &'static str,
+    what: &'static str,
+    batch: usize,
+    per_s: f64,
+    reference_key: &'static str,
+}
+
+fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &Options, rows: &mut Vec<Row>) {
+    let config = config(o.smoke);
+    let model: ClipModel<Bk> = config.init(&device);
+    let size = config.vision_config.image_size;
+    let context = config.text_config.max_position_embeddings;
+    for batch in [1, 16] {
+        let pixels: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
+        let secs = time(o.iters, || {
+            let x = Tensor::<Bk, 4>::from_data(TensorData::new(pixels.clone(), [batch, 3, size, size]), &device);
+            let _ = model.get_image_features(x).into_data(); // into_data waits for the device
+        });
+        let key = if batch == 1 { "image_b1_per_s" } else { "image_b16_per_s" };
+        rows.push(Row { backend: name, what: "image encoder", batch, per_s: batch as f64 / secs, reference_key: key });
+    }
+    let batch = 16;
+    // A full 77-token context, as the processor pads every text to.
+    let ids: Vec<Vec<u32>> = (0..batch)
+        .map(|b| {
+            let mut row: Vec<u32> = (0..context as u32).map(|i| 320 + (i * 7 + b as u32) % 40000).collect();
+            row[0] = 49406;
+            row[context - 1] = 49407;
+            row
+        })
+        .collect();
+    let secs = time(o.iters, || {
+        let _ = model.get_text_features(&ids, None).unwrap().into_data();
+    });
+    rows.push(Row { backend: name, what: "text encoder", batch, per_s: batch as f64 / secs, reference_key: "text_b16_per_s" });
+}
+
+fn main() {
+    let o = options();
+    let mut rows = Vec::new();
+    run::<burn::backend::NdArray<f32>>("ndarray", Default::default(), &o, &mut rows);
+    #[cfg(feature = "wgpu")]
+    run::<burn::backend::Wgpu<f32, i32>>("wgpu", Default::default(), &o, &mut rows);
+    #[cfg(feature = "cuda")]
+    run::<burn::backend::Cuda<f32, i32>>("cuda", Default::default(), &o, &mut rows);
+
+    let model = if o.smoke { "tiny (smoke)" } else { "ViT-B/32" };
+    println!("\nCLIP {model}, best of {} after warm-up, {} threads available", o.iters, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("| backend | encoder | batch | items/s | ms/item | PyTorch items/s | ours ÷ PyTorch |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let reference = o.reference.as_ref().and_then(|j| j.get(r.reference_key)).and_then(|v| v.as_f64());
+        let (ref_col, ratio) = match reference {
+            Some(p) if !o.smoke => (format!("{p:.2}"), format!("{:.2}", r.per_s / p)),
+            _ => ("–".into(), "–".into()),
+        };
+        println!(
+            "| {} | {} | {} | {:.2} | {:.1} | {} | {} |",
+            r.backend, r.what, r.batch, r.per_s, 1000.0 / r.per_s, ref_col, ratio
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Which burn backend runs the models, chosen at run time among those compiled in.
+
+use clap::ValueEnum;
+
+/// A compute device the binary may have been built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// burn-ndarray on the CPU (always built by default).
+    Cpu,
+    /// burn-wgpu: Vulkan, Metal, DX12 (or Mesa lavapipe on a CPU). Needs the `wgpu` feature.
+    Wgpu,
+    /// burn-cuda on NVIDIA GPUs. Needs the `cuda` feature.
+    Cuda,
+}
+
+/// Call `$body` with type alias `B` set to the chosen backend and `device` to its device.
+macro_rules! with_backend {
+    ($kind:expr, |$B:ident, $device:ident| $body:expr) => {{
+        match $kind {
+            #[cfg(feature = "ndarray")]
+            $crate::backend::DeviceKind::Cpu => {
+                type $B = burn::backend::NdArray<f32>;
+                let $device = burn::backend::ndarray::NdArrayDevice::Cpu;
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::backend::DeviceKind::Wgpu => {
+                type $B = burn::backend::Wgpu<f32, i32>;
+                let $device = burn::backend::wgpu::WgpuDevice::default();
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::DeviceKind::Cuda => {
+                type $B = burn::backend::Cuda<f32, i32>;
+                let $device = burn::backend::cuda::CudaDevice::default();
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(anyhow::anyhow!(
+                "device `{}` is not compiled into this binary (rebuild with `--features {}`)",
+                format!("{other:?}").to_lowercase(),
+                format!("{other:?}").to_lowercase()
+            )),
+        }
+    }};
+}
+pub(crate) use with_backend;

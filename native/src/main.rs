@@ -1,0 +1,101 @@
+//! `lens`: the command-line contract other tools call.
+//!
+//! - `lens embed --model DIR --image PATH...` / `--text STR...`: one JSON line per input,
+//!   `{"input", "embedding"}`, L2-normalised.
+//! - `lens classify --model DIR --image PATH --labels "a,b"`: `{"labels", "probs"}`, zero-shot.
+//! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
+//!
+//! Errors are one line on stderr and a non-zero exit.
+
+mod backend;
+mod embed;
+mod pull;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lens", version, about = "Understand and search images with CLIP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print L2-normalised CLIP embeddings of images or texts, one JSON object per line.
+    Embed(EmbedArgs),
+    /// Zero-shot classify an image against comma-separated labels.
+    Classify(ClassifyArgs),
+    /// Manage model checkpoints.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ModelArgs {
+    /// HuggingFace-format CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Compute device: `cpu` (burn-ndarray), `wgpu` or `cuda` when built with those features.
+    #[arg(long, default_value = "cpu", env = "LENS_DEVICE")]
+    device: backend::DeviceKind,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["image", "text"])))]
+struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image files (JPEG, PNG, GIF, WebP).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    image: Vec<PathBuf>,
+    /// Texts.
+    #[arg(long, num_args = 1.., value_name = "STR")]
+    text: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The image to classify.
+    #[arg(long, value_name = "PATH")]
+    image: PathBuf,
+    /// Comma-separated candidate labels, e.g. "a photo of a cat,a photo of a dog".
+    #[arg(long, value_name = "LIST")]
+    labels: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Download a checkpoint (config, safetensors, tokenizer, pre-processor) from the hub at
+    /// $HF_ENDPOINT (default https://huggingface.co), resuming partial files and checking checksums.
+    Pull(pull::PullArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Embed(args) => embed::embed(&args.model, &args.image, &args.text),
+        Command::Classify(args) => embed::classify(&args.model, &args.image, &args.labels),
+        Command::Models { command: ModelsCommand::Pull(args) } => pull::pull(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its causes.
+            let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+            if causes.is_empty() {
+                eprintln!("error: {err}");
+            } else {
+                eprintln!("error: {err}: {}", causes.join(": "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The `lens` binary as other tools call it: embed, classify, and one-line errors.
+//!
+//! End-to-end numbers are checked against the reference: `lens embed` on a PNG (lossless decode, and
+//! pre-processing exact to 8 bits) must give the reference's normalised image embedding within 1e-4
+//! relative L2, and text embeddings likewise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const REL_L2_TOLERANCE: f64 = 1e-4;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model(name: &str) -> String {
+    root().join("models/fixtures").join(name).display().to_string()
+}
+
+fn image(name: &str) -> String {
+    root().join("models/fixtures/images").join(name).display().to_string()
+}
+
+fn lens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lens")).args(args).output().unwrap()
+}
+
+fn lines(o: &Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "lens failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+/// A reference tensor from a fixture model's `reference.safetensors`, rows L2-normalised.
+fn reference_rows(model_name: &str, tensor: &str) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(root().join("models/fixtures").join(model_name).join("reference.safetensors")).unwrap();
+    let weights = lens_models::weights::Weights::from_buffers(vec![("reference".into(), bytes)]).unwrap();
+    let shape = weights.shape(tensor).unwrap().to_vec();
+    let values = weights.f32_values(tensor, &shape).unwrap();
+    values.chunks(shape[1]).map(|r| lens_core::vector::normalized(r.to_vec())).collect()
+}
+
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (d / n).sqrt()
+}
+
+#[test]
+fn embed_images_matches_reference_end_to_end() {
+    for name in ["clip-tiny-quickgelu", "clip-tiny-gelu"] {
+        let out = lines(&lens(&["embed", "--model", &model(name), "--image", &image("astronaut.png"), &image("rocket.jpg")]));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0]["input"], image("astronaut.png"));
+        let ours = floats(&out[0]["embedding"]);
+        let norm: f32 = ours.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+        // astronaut.png is the first reference image: PNG decoding and resizing are exact.
+        let reference = reference_rows(name, "image_embeds");
+        let err = rel_l2(&ours, &reference[0]);
+        assert!(err <= REL_L2_TOLERANCE, "{name}: astronaut.png embedding off by {err:.3e}");
+        // rocket.jpg goes through a JPEG decoder other than libjpeg-turbo: close, not identical.
+        let err = rel_l2(&floats(&out[1]["embedding"]), &reference[1]);
+        assert!(err <= 2e-2, "{name}: rocket.jpg embedding off by {err:.3e}");
+    }
+}
+
+#[test]
+fn embed_texts_matches_reference() {
+    let name = "clip-tiny-gelu";
+    let out = lines(&lens(&["embed", "--model", &model(name), "--text", "a photo of a cat", "a photo of a dog"]));
+    let reference = reference_rows(name, "text_embeds");
+    for (i, line) in out.iter().enumerate() {
+        let err = rel_l2(&floats(&line["embedding"]), &reference[i]);
+        assert!(err <= REL_L2_TOLERANCE, "text {i}: {err:.3e}");
+    }
+    assert_eq!(out[1]["input"], "a photo of a dog");
+}
+
+#[test]
+fn classify_prints_softmax_over_labels() {
+    let out = lines(&lens(&[
+        "classify",
+        "--model",
+        &model("clip-tiny-gelu"),
+        "--image",
+        &image("astronaut.png"),
+        "--labels",
+        "a photo of a cat, a photo of a dog,an astronaut in a white space suit",
+    ]));
+    let labels: Vec<&str> = out[0]["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(labels, ["a photo of a cat", "a photo of a dog", "an astronaut in a white space suit"]);
+    let probs = floats(&out[0]["probs"]);
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    // Same numbers as softmax(logits_per_image[0][..3]) from the reference.
+    let bytes = std::fs::read(root().join("models/fixtures/clip-tiny-gelu/reference.safetensors")).unwrap();
+    let weights = lens_models::weights::Weights::from_buffers(vec![("r".into(), bytes)]).unwrap();
+    let shape = weights.shape("logits_per_image").unwrap().to_vec();
+    let logits = weights.f32_values("logits_per_image", &shape).unwrap();
+    let expected = lens_core::vector::softmax(&logits[..3]);
+    for (p, e) in probs.iter().zip(&expected) {
+        assert!((p - e).abs() < 1e-4, "{probs:?} vs {expected:?}");
+    }
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = lens(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "error must be one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout after an error");
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let m = model("clip-tiny-gelu");
+    fails_with(&["embed", "--model", &m, "--image", "/nonexistent.png"], "/nonexistent.png");
+    fails_with(&["embed", "--model", &m, "--image", &image("not_an_image.jpg")], "not_an_image.jpg");
+    fails_with(&["embed", "--model", &m, "--image", &image("corrupt_truncated.jpg")], "corrupt_truncated.jpg");
+    fails_with(&["embed", "--model", "/nonexistent-model", "--text", "x"], "/nonexistent-model");
+    // A directory that is not a CLIP checkpoint.
+    fails_with(&["embed", "--model", &root().join("models/fixtures/images").display().to_string(), "--text", "x"], "model");
+    fails_with(&["classify", "--model", &m, "--image", &image("astronaut.png"), "--labels", " , "], "label");
+    #[cfg(not(feature = "wgpu"))]
+    fails_with(&["embed", "--model", &m, "--device", "wgpu", "--text", "x"], "not compiled");
+}
