@@ -128,3 +128,20 @@ fn errors_are_one_clear_line() {
     #[cfg(not(feature = "wgpu"))]
     fails_with(&["embed", "--model", &m, "--device", "wgpu", "--text", "x"], "not compiled");
 }
+
+/// The same model on burn-wgpu (Vulkan; Mesa's lavapipe on machines without a GPU) gives the
+/// reference's numbers within the same 1e-4 relative L2.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_device_matches_reference() {
+    for name in ["clip-tiny-quickgelu", "clip-tiny-gelu"] {
+        let out = lines(&lens(&["embed", "--device", "wgpu", "--model", &model(name), "--image", &image("astronaut.png")]));
+        let err = rel_l2(&floats(&out[0]["embedding"]), &reference_rows(name, "image_embeds")[0]);
+        eprintln!("{name} on wgpu: image embedding relative L2 error {err:.2e}");
+        assert!(err <= REL_L2_TOLERANCE, "{name} on wgpu: {err:.3e}");
+        let out = lines(&lens(&["embed", "--device", "wgpu", "--model", &model(name), "--text", "a photo of a cat"]));
+        let err = rel_l2(&floats(&out[0]["embedding"]), &reference_rows(name, "text_embeds")[0]);
+        eprintln!("{name} on wgpu: text embedding relative L2 error {err:.2e}");
+        assert!(err <= REL_L2_TOLERANCE, "{name} on wgpu: {err:.3e}");
+    }
+}
