@@ -237,3 +237,19 @@ fn bad_inputs_are_rejected() {
     let long = "a".repeat(lens_models::tokenizer::MAX_TEXT_BYTES + 1);
     assert!(pipeline.embed_texts(&[long.as_str()]).unwrap_err().to_string().contains("limit"));
 }
+
+#[test]
+fn png_bytes_to_embedding_matches_reference() {
+    // The whole path in one place, on every target: PNG bytes → lens-core decode and CLIP
+    // pre-processing → model → normalised embedding. PNG decodes losslessly and the pre-processing is
+    // exact to the 8-bit level, so the reference's first image (astronaut.png) comes out within 1e-4.
+    let png = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fixtures/images/astronaut.png"));
+    let image = lens_core::image::decode_image(png, &Default::default()).unwrap();
+    for f in fixtures() {
+        let pipeline = f.pipeline();
+        let ours = pipeline.embed_images(std::slice::from_ref(&image)).unwrap().remove(0);
+        let (reference, shape) = f.tensor("image_embeds");
+        let reference = lens_core::vector::normalized(reference[..shape[1]].to_vec());
+        assert_close(&format!("{} astronaut.png end to end", f.name), &ours, &reference);
+    }
+}

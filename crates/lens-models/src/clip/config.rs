@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::encoder::EncoderDims;
 use crate::{Error, Result, nn::Activation};
 
 /// The text tower (`text_config`).
@@ -153,7 +154,33 @@ impl Default for ClipVisionConfig {
     }
 }
 
+impl ClipTextConfig {
+    /// The encoder's sizes.
+    pub fn encoder_dims(&self) -> EncoderDims {
+        EncoderDims {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            act: self.hidden_act,
+        }
+    }
+}
+
 impl ClipVisionConfig {
+    /// The encoder's sizes.
+    pub fn encoder_dims(&self) -> EncoderDims {
+        EncoderDims {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            act: self.hidden_act,
+        }
+    }
+
     /// Patches along one side of the image.
     pub fn grid_size(&self) -> usize {
         self.image_size / self.patch_size

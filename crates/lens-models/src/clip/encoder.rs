@@ -21,6 +21,16 @@ pub struct EncoderDims {
     pub act: Activation,
 }
 
+/// What a tower returns (HF's `BaseModelOutputWithPooling`).
+#[derive(Debug, Clone)]
+pub struct BaseModelOutputWithPooling<B: Backend> {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<B, 3>,
+    /// One state per input summarising it, `[batch, hidden]`: the post-normed class token (vision),
+    /// the final-normed end-of-text token (text).
+    pub pooler_output: Tensor<B, 2>,
+}
+
 /// Multi-head self-attention with separate `q_proj`, `k_proj`, `v_proj`, `out_proj` (all biased).
 #[derive(Module, Debug)]
 pub struct ClipAttention<B: Backend> {

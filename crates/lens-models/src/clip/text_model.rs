@@ -12,7 +12,7 @@ use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::ClipTextConfig;
-use super::encoder::{ClipEncoder, EncoderDims};
+use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
 use crate::nn::{embedding, layer_norm};
 use crate::{Error, Result, weights::VarBuilder};
 
@@ -36,25 +36,9 @@ pub struct ClipTextTransformer<B: Backend> {
     pub max_position_embeddings: usize,
 }
 
-/// Outputs of the text tower.
-#[derive(Debug, Clone)]
-pub struct TextOutput<B: Backend> {
-    /// `[batch, seq, hidden]`
-    pub last_hidden_state: Tensor<B, 3>,
-    /// The final-normed state at each sequence's end-of-text token, `[batch, hidden]`.
-    pub pooler_output: Tensor<B, 2>,
-}
-
 impl<B: Backend> ClipTextTransformer<B> {
     pub fn load(vb: &VarBuilder<B>, c: &ClipTextConfig) -> Result<Self> {
-        let dims = EncoderDims {
-            hidden_size: c.hidden_size,
-            intermediate_size: c.intermediate_size,
-            num_layers: c.num_hidden_layers,
-            num_heads: c.num_attention_heads,
-            layer_norm_eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let dims = c.encoder_dims();
         let e = vb.pp("embeddings");
         Ok(ClipTextTransformer {
             embeddings: ClipTextEmbeddings {
@@ -76,8 +60,8 @@ impl<B: Backend> ClipTextTransformer<B> {
     ///
     /// # Shapes
     /// - input_ids: `batch` rows of `seq` ids, `seq <= max_position_embeddings`
-    /// - output: [`TextOutput`]
-    pub fn forward(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<TextOutput<B>> {
+    /// - output: [`BaseModelOutputWithPooling`]
+    pub fn forward(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<BaseModelOutputWithPooling<B>> {
         let batch = input_ids.len();
         let seq = input_ids.first().map(Vec::len).unwrap_or(0);
         if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {
@@ -108,7 +92,7 @@ impl<B: Backend> ClipTextTransformer<B> {
             input_ids.iter().enumerate().map(|(b, ids)| (b * seq + self.pool_position(ids)) as i64).collect();
         let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [batch]), &device);
         let pooler_output = last_hidden_state.clone().reshape([batch * seq, hidden]).select(0, rows);
-        Ok(TextOutput { last_hidden_state, pooler_output })
+        Ok(BaseModelOutputWithPooling { last_hidden_state, pooler_output })
     }
 
     /// Index of the token whose state represents the whole text.

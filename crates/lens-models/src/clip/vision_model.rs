@@ -9,7 +9,7 @@ use burn::nn::LayerNorm;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::config::ClipVisionConfig;
-use super::encoder::{ClipEncoder, EncoderDims};
+use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
 use crate::nn::layer_norm;
 use crate::{Result, weights::VarBuilder};
 
@@ -70,25 +70,9 @@ pub struct ClipVisionTransformer<B: Backend> {
     pub image_size: usize,
 }
 
-/// Outputs of the vision tower.
-#[derive(Debug, Clone)]
-pub struct VisionOutput<B: Backend> {
-    /// `[batch, positions, hidden]`
-    pub last_hidden_state: Tensor<B, 3>,
-    /// Post-normed class token, `[batch, hidden]`.
-    pub pooler_output: Tensor<B, 2>,
-}
-
 impl<B: Backend> ClipVisionTransformer<B> {
     pub fn load(vb: &VarBuilder<B>, c: &ClipVisionConfig) -> Result<Self> {
-        let dims = EncoderDims {
-            hidden_size: c.hidden_size,
-            intermediate_size: c.intermediate_size,
-            num_layers: c.num_hidden_layers,
-            num_heads: c.num_attention_heads,
-            layer_norm_eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let dims = c.encoder_dims();
         Ok(ClipVisionTransformer {
             embeddings: ClipVisionEmbeddings::load(&vb.pp("embeddings"), c)?,
             pre_layrnorm: layer_norm(&vb.pp("pre_layrnorm"), c.hidden_size, c.layer_norm_eps)?,
@@ -100,11 +84,11 @@ impl<B: Backend> ClipVisionTransformer<B> {
 
     /// # Shapes
     /// - pixels: `[batch, channels, image_size, image_size]`
-    pub fn forward(&self, pixels: Tensor<B, 4>) -> VisionOutput<B> {
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> BaseModelOutputWithPooling<B> {
         let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
         let last_hidden_state = self.encoder.forward(x, None);
         let [batch, _, hidden] = last_hidden_state.dims();
         let class = last_hidden_state.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
-        VisionOutput { pooler_output: self.post_layernorm.forward(class), last_hidden_state }
+        BaseModelOutputWithPooling { pooler_output: self.post_layernorm.forward(class), last_hidden_state }
     }
 }
