@@ -32,7 +32,7 @@ pub enum Error {
     InvalidInput { message: String },
 
     /// A file of the model directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: String, #[source] source: std::io::Error },
 
     /// Image decoding or pre-processing failed.
