@@ -1,59 +1,109 @@
 #!/usr/bin/env bash
-# Install what Lens needs on a Debian 12 machine, skipping what is already there.
-#   scripts/setup.sh               everything: apt packages, the wasm32 toolchain, wasm-bindgen-cli
-#   scripts/setup.sh --native-only only what `cargo build -p lens` needs
+# Install what Lens needs on a Debian 12 machine, skipping what is already there (safe to re-run).
+#   scripts/setup.sh                everything: apt packages, the wasm32 toolchain, wasm-bindgen-cli
+#   scripts/setup.sh --native-only  only what `cargo build -p lens` needs
+# One line per step; "ok (present)" when nothing had to be done.
 # Tools that cargo installs go to $LENS_TOOLS_DIR (default ~/.cache/lens-tools), outside the clone.
+# wasm32: rustup's wasm32-unknown-unknown target when it is installed, otherwise Debian's rustc-web
+# building std from source (../shared/TOOLCHAIN.md); scripts/wasm-cargo makes the same choice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 native_only=false
-[ "${1:-}" = "--native-only" ] && native_only=true
+case "${1:-}" in
+  "") ;;
+  --native-only) native_only=true ;;
+  -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+  *) echo "setup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
 TOOLS="${LENS_TOOLS_DIR:-$HOME/.cache/lens-tools}"
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-step() { printf '%-34s %s\n' "$1" "$2"; }
+step() { printf '%-36s %s\n' "$1" "$2"; }
+die() { printf '%-36s FAILED: %s\n' "$1" "$2" >&2; exit 1; }
+rustup_wasm32() {
+  command -v rustup >/dev/null 2>&1 &&
+    rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown >/dev/null
+}
 
-# --- apt packages ------------------------------------------------------------------------------
-packages=(pkg-config gcc)
+# --- apt packages ----------------------------------------------------------------------------
+packages=(pkg-config gcc) # gcc: the linker `cc` for host builds
 if ! $native_only; then
-  # chromium + chromium-driver: browser tests; mesa + libvulkan: wgpu on lavapipe without a GPU.
-  packages+=(chromium chromium-driver mesa-vulkan-drivers libvulkan1)
-  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-    # No rustup wasm32 std here: Debian's compiler builds std for wasm32 from its source (TOOLCHAIN.md).
-    packages+=(rustc-web cargo-web rust-web-src lld-19)
-  fi
+  # chromium + chromium-driver: wasm tests in a browser; mesa + libvulkan: wgpu on lavapipe (CPU).
+  packages+=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 lld-19)
+  # Node runs the wasm tests; any Node >= 18 will do (Debian 12 ships 18).
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  # Without rustup's wasm32 std: Debian's rustc 1.96 builds std for wasm32 from its source.
+  rustup_wasm32 || packages+=(rustc-web cargo-web rust-web-src)
 fi
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null; then
+    step "apt $p" "ok (present)"
+  else
+    missing+=("$p")
+  fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  step "apt packages" "ok (present)"
-else
-  step "apt packages" "installing ${missing[*]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get update" "(missing: ${missing[*]})"
   $SUDO apt-get update -qq
+  for p in "${missing[@]}"; do
+    step "apt $p" "installing"
+  done
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
-step "cargo" "$(cargo --version)"
+# --- Rust ------------------------------------------------------------------------------------
+command -v cargo >/dev/null 2>&1 ||
+  die "cargo" "not found: install Rust with rustup (https://rustup.rs) first"
+step "cargo" "ok (present: $(cargo --version))"
 $native_only && exit 0
 
-# --- wasm32 ------------------------------------------------------------------------------------
-if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-  step "wasm32 toolchain" "ok (rustup target)"
+# --- wasm32 ----------------------------------------------------------------------------------
+if rustup_wasm32; then
+  step "wasm32 toolchain" "ok (present: rustup target wasm32-unknown-unknown)"
 else
-  step "wasm32 toolchain" "ok (Debian $(/usr/bin/rustc --version))"
+  for t in rustc cargo rustdoc; do
+    [ -x "/usr/bin/$t" ] || die "wasm32 toolchain" "/usr/bin/$t missing (apt rustc-web cargo-web)"
+  done
+  src="$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust/library/std"
+  [ -d "$src" ] || die "wasm32 toolchain" "no std source at $src (apt rust-web-src)"
+  command -v wasm-ld-19 >/dev/null 2>&1 || die "wasm32 toolchain" "wasm-ld-19 missing (apt lld-19)"
+  step "wasm32 toolchain" "ok (present: Debian $(/usr/bin/rustc --version | cut -d' ' -f1-2), build-std)"
 fi
-command -v node >/dev/null || { echo "node not found (Node.js runs the wasm tests)" >&2; exit 1; }
-step "node" "$(node --version)"
+command -v node >/dev/null 2>&1 || die "node" "not found (Node.js runs the wasm tests)"
+step "node" "ok (present: $(node --version))"
 
-# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
-wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
-if [ -x "$TOOLS/bin/wasm-bindgen" ] && [ "$("$TOOLS/bin/wasm-bindgen" --version | awk '{print $2}')" = "$wb_version" ]; then
-  step "wasm-bindgen-cli $wb_version" "ok (present)"
+chromium_version=$(chromium --version 2>/dev/null | grep -Eo '[0-9]+\.[0-9.]+' | head -1 || true)
+driver_version=$(chromedriver --version 2>/dev/null | grep -Eo '[0-9]+\.[0-9.]+' | head -1 || true)
+[ -n "$driver_version" ] || die "chromedriver" "not found (apt chromium-driver)"
+if [ "${chromium_version%%.*}" != "${driver_version%%.*}" ]; then
+  step "chromium / chromedriver" "WARNING: versions differ ($chromium_version / $driver_version)"
 else
-  step "wasm-bindgen-cli $wb_version" "installing into $TOOLS (a few minutes)"
-  cargo install -q wasm-bindgen-cli --version "$wb_version" --root "$TOOLS"
+  step "chromium / chromedriver" "ok (present: $chromium_version)"
+fi
+
+icd=""
+for f in /usr/share/vulkan/icd.d/lvp_icd*.json /etc/vulkan/icd.d/lvp_icd*.json; do
+  if [ -f "$f" ]; then icd="$f"; break; fi
+done
+if [ -n "$icd" ]; then
+  step "Vulkan (Mesa lavapipe)" "ok (present: $icd)"
+else
+  step "Vulkan (Mesa lavapipe)" "no lavapipe ICD: the wgpu tests need a Vulkan driver"
+fi
+
+# --- wasm-bindgen-cli, exactly the wasm-bindgen version in Cargo.lock -------------------------
+wb_version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+[ -n "$wb_version" ] || die "wasm-bindgen-cli" "no wasm-bindgen in Cargo.lock"
+installed() { [ -x "$TOOLS/bin/$1" ] && [ "$("$TOOLS/bin/$1" --version 2>/dev/null | awk '{print $2}')" = "$wb_version" ]; }
+if installed wasm-bindgen && installed wasm-bindgen-test-runner; then
+  step "wasm-bindgen-cli $wb_version" "ok (present in $TOOLS/bin)"
+else
+  step "wasm-bindgen-cli $wb_version" "installing into $TOOLS (about 5 min of CPU)"
+  # Without --locked (with it resolution fails); in cargo's own temporary target directory.
+  env -u CARGO_TARGET_DIR cargo install -q wasm-bindgen-cli --version "$wb_version" --root "$TOOLS"
+  installed wasm-bindgen-test-runner || die "wasm-bindgen-cli $wb_version" "install did not give that version"
+  step "wasm-bindgen-cli $wb_version" "ok (installed)"
 fi
