@@ -34,13 +34,17 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
-/// A reference tensor from a fixture model's `reference.safetensors`, rows L2-normalised.
-fn reference_rows(model_name: &str, tensor: &str) -> Vec<Vec<f32>> {
+/// A `[rows, cols]` tensor from a fixture model's `reference.safetensors`, as rows.
+fn reference(model_name: &str, tensor: &str) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(root().join("models/fixtures").join(model_name).join("reference.safetensors")).unwrap();
     let weights = lens_models::weights::Weights::from_buffers(vec![("reference".into(), bytes)]).unwrap();
     let shape = weights.shape(tensor).unwrap().to_vec();
-    let values = weights.f32_values(tensor, &shape).unwrap();
-    values.chunks(shape[1]).map(|r| lens_core::vector::normalized(r.to_vec())).collect()
+    weights.f32_values(tensor, &shape).unwrap().chunks(shape[1]).map(<[f32]>::to_vec).collect()
+}
+
+/// The same, rows L2-normalised.
+fn reference_rows(model_name: &str, tensor: &str) -> Vec<Vec<f32>> {
+    reference(model_name, tensor).into_iter().map(lens_core::vector::normalized).collect()
 }
 
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
@@ -96,10 +100,7 @@ fn classify_prints_softmax_over_labels() {
     let probs = floats(&out[0]["probs"]);
     assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     // Same numbers as softmax(logits_per_image[0][..3]) from the reference.
-    let bytes = std::fs::read(root().join("models/fixtures/clip-tiny-gelu/reference.safetensors")).unwrap();
-    let weights = lens_models::weights::Weights::from_buffers(vec![("r".into(), bytes)]).unwrap();
-    let shape = weights.shape("logits_per_image").unwrap().to_vec();
-    let logits = weights.f32_values("logits_per_image", &shape).unwrap();
+    let logits = &reference("clip-tiny-gelu", "logits_per_image")[0];
     let expected = lens_core::vector::softmax(&logits[..3]);
     for (p, e) in probs.iter().zip(&expected) {
         assert!((p - e).abs() < 1e-4, "{probs:?} vs {expected:?}");

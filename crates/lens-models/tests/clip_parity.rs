@@ -190,9 +190,14 @@ fn reserialize(weights: &Weights, names: &[String], transpose: Option<&str>) -> 
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         tensors.push((name.clone(), shape, bytes));
     }
+    serialize(&tensors, safetensors::Dtype::F32)
+}
+
+/// Safetensors bytes of `(name, shape, little-endian data)` triples, all of one dtype.
+fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], dtype: safetensors::Dtype) -> Vec<u8> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()))
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
@@ -213,12 +218,8 @@ fn half_precision_checkpoints_load() {
             .collect();
         tensors.push((name.to_string(), shape, bytes));
     }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap()))
-        .collect();
     let mut files = f.files.clone();
-    files.weights = vec![("model.safetensors".into(), safetensors::serialize(views, None).unwrap())];
+    files.weights = vec![("model.safetensors".into(), serialize(&tensors, safetensors::Dtype::F16))];
     let pipeline = ClipPipeline::<B>::load(&files, &Default::default()).unwrap();
     let (pixels, shape) = f.tensor("pixel_values");
     let ours = values(pipeline.image_features(pixels, shape[0]).unwrap());

@@ -66,10 +66,8 @@ impl<B: Backend> ClipAttention<B> {
 
         let mut scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
         if let Some(mask) = mask {
-            let [mb, _, _, _] = mask.dims();
-            let mask = if mb == batch { mask.clone() } else { mask.clone().expand([batch, self.num_heads, seq, seq]) };
-            let mask = if mask.dims()[1] == self.num_heads { mask } else { mask.expand([batch, self.num_heads, seq, seq]) };
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+            // Broadcast over batch and heads where the mask has size 1.
+            scores = scores.mask_fill(mask.clone().expand([batch, self.num_heads, seq, seq]), f32::NEG_INFINITY);
         }
         let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]);
         self.out_proj.forward(context)

@@ -12,7 +12,7 @@ pub mod vision_model;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use pipeline::{ClipFiles, ClipPipeline};
@@ -20,7 +20,7 @@ use text_model::ClipTextTransformer;
 use vision_model::ClipVisionTransformer;
 
 use crate::nn::linear;
-use crate::{Error, Result, weights::VarBuilder};
+use crate::{Result, weights::VarBuilder};
 
 /// The joint CLIP model: both towers, their projections into the shared space, and the logit scale.
 #[derive(Module, Debug)]
@@ -47,11 +47,7 @@ impl<B: Backend> ClipModel<B> {
     /// Load from a checkpoint whose tensors are named as in openai/clip-vit-base-patch32.
     pub fn load(vb: &VarBuilder<B>, config: &ClipConfig) -> Result<Self> {
         let (t, v, p) = (&config.text_config, &config.vision_config, config.projection_dim);
-        let logit_scale = if vb.contains("logit_scale") {
-            vb.tensor("logit_scale", [1])?
-        } else {
-            return Err(Error::MissingTensor { name: vb.path("logit_scale") });
-        };
+        let logit_scale = vb.tensor("logit_scale", [1])?;
         Ok(ClipModel {
             text_model: ClipTextTransformer::load(&vb.pp("text_model"), t)?,
             vision_model: ClipVisionTransformer::load(&vb.pp("vision_model"), v)?,
@@ -105,5 +101,3 @@ pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
     x / norm
 }
-
-use burn::tensor::ElementConversion;

@@ -72,7 +72,7 @@ impl<B: Backend> ClipPipeline<B> {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(MAX_BATCH) {
             let pixels = self.processor.preprocess_batch(chunk);
-            out.extend(rows(self.image_features(pixels, chunk.len())?, true));
+            out.extend(normalized_rows(self.image_features(pixels, chunk.len())?));
         }
         Ok(out)
     }
@@ -81,7 +81,7 @@ impl<B: Backend> ClipPipeline<B> {
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(MAX_BATCH) {
-            out.extend(rows(self.text_features(chunk)?, true));
+            out.extend(normalized_rows(self.text_features(chunk)?));
         }
         Ok(out)
     }
@@ -123,8 +123,8 @@ impl<B: Backend> ClipPipeline<B> {
             return Err(Error::invalid_input("no text to embed"));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let ids: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
-        let mask: Vec<Vec<u32>> = encoded.into_iter().map(|e| e.attention_mask).collect();
+        let (ids, mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+            encoded.into_iter().map(|e| (e.ids, e.attention_mask)).unzip();
         self.model.get_text_features(&ids, Some(&mask))
     }
 }
@@ -184,18 +184,9 @@ impl ClipFiles {
     }
 }
 
-/// Rows of a `[n, d]` tensor as vectors, optionally L2-normalised.
-fn rows<B: Backend>(t: Tensor<B, 2>, normalize: bool) -> Vec<Vec<f32>> {
+/// Rows of a `[n, d]` tensor as L2-normalised vectors.
+fn normalized_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     let [_, d] = t.dims();
     let values: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 data");
-    values
-        .chunks_exact(d)
-        .map(|row| {
-            let mut row = row.to_vec();
-            if normalize {
-                lens_core::vector::l2_normalize(&mut row);
-            }
-            row
-        })
-        .collect()
+    values.chunks_exact(d).map(|row| lens_core::vector::normalized(row.to_vec())).collect()
 }
