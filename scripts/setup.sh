@@ -107,3 +107,28 @@ else
   installed wasm-bindgen-test-runner || die "wasm-bindgen-cli $wb_version" "install did not give that version"
   step "wasm-bindgen-cli $wb_version" "ok (installed)"
 fi
+
+# --- moto: a local S3-compatible server for the S3 tests (lens-store, native) ----------------------
+# moto[server] in its own venv at $TOOLS/moto (about 300 MB, a minute); moto_server linked into
+# $TOOLS/bin, which scripts/test.sh puts on PATH. Needs Python 3 with venv (apt python3-venv).
+moto_version=5.2.5
+moto_installed() {
+  [ -x "$TOOLS/bin/moto_server" ] &&
+    [ "$("$TOOLS/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$moto_version" ]
+}
+if moto_installed; then
+  step "moto_server $moto_version" "ok (present in $TOOLS/bin)"
+else
+  step "moto_server $moto_version" "installing into $TOOLS/moto"
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  rm -rf "$TOOLS/moto"
+  python3 -m venv "$TOOLS/moto"
+  "$TOOLS/moto/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$TOOLS/moto/bin/moto_server" "$TOOLS/bin/moto_server"
+  moto_installed || die "moto_server $moto_version" "install did not give that version"
+  step "moto_server $moto_version" "ok (installed)"
+fi

@@ -1,0 +1,27 @@
+//! Storage for the Lens server: where image bytes live (a [`BlobStore`]: a local directory or S3)
+//! and the [`Catalog`] (embedded SQLite), the source of truth for images, their embeddings and jobs.
+//!
+//! The vector index (`lens-index`) is only a cache of the catalog: every embedding is stored here,
+//! so the index can be rebuilt without re-running a model ([`Catalog::for_each_embedding`]), and
+//! [`Catalog::generation`] tells whether a saved index snapshot is still current.
+//!
+//! Native only; no HTTP framework. The catalog API is synchronous (call it from
+//! `tokio::task::spawn_blocking`); the blob stores are async.
+
+mod blob;
+mod catalog;
+mod error;
+mod s3;
+mod time;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use blob::{BlobStore, LocalBlobStore, validate_key};
+pub use catalog::{
+    Catalog, INTERRUPTED_JOB_ERROR, ImagePage, ImageRecord, JobRecord, JobState, NewImage,
+    SCHEMA_VERSION,
+};
+pub use error::{Result, StoreError};
+pub use s3::{S3BlobStore, S3Config};
+pub use time::format_rfc3339_ms;
