@@ -3,9 +3,9 @@
 #   1. set-up (scripts/setup.sh: apt packages, wasm32 toolchain, wasm-bindgen-cli)
 #   2. native tests on burn-ndarray (release: one burn build shared with the benchmark)
 #   3. the `lens` tests again with the wgpu feature, when a Vulkan driver is present (Mesa lavapipe)
-#   4. lens-core and lens-models for wasm32: tests under Node, then the same tests in headless Chromium
+#   4. lens-core, lens-models and lens-index for wasm32: tests under Node, then the same tests in headless Chromium
 #   5. the cuda feature builds and links (it runs only where a GPU is lent; LENS_SKIP_CUDA=1 skips)
-#   6. the CLIP benchmark's smoke run
+#   6. smoke runs of the benchmarks (CLIP, index, serve load)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +78,7 @@ fi
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 export WASM_BINDGEN_TEST_DRIVER_TIMEOUT="${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-30}" # chromedriver start
-wasm_test() { scripts/wasm-cargo test --release -p lens-core -p lens-models "$@"; }
+wasm_test() { scripts/wasm-cargo test --release -p lens-core -p lens-models -p lens-index "$@"; }
 wasm_test_in_chromium() {
   local chromium binary=""
   chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
@@ -108,13 +108,9 @@ else
   skip "cuda feature builds and links" "LENS_SKIP_CUDA=1"
 fi
 
-# --- benchmark smoke run ---------------------------------------------------------------------------
-if [ -f native/benches/clip.rs ]; then
-  step "bench smoke run (lens clip)" cargo bench -p lens --bench clip -- --smoke
-elif [ -f crates/lens-models/benches/clip.rs ]; then
-  step "bench smoke run (lens-models clip)" cargo bench -p lens-models --bench clip -- --smoke
-else
-  skip "bench smoke run" "no benches/clip.rs"
-fi
+# --- benchmark smoke runs: each bench works end to end, in seconds ---------------------------------
+step "bench smoke run (lens clip)" cargo bench -p lens --bench clip -- --smoke
+step "bench smoke run (lens-index)" cargo bench -p lens-index --bench index -- --smoke
+step "bench smoke run (lens serve load)" cargo bench -p lens --bench serve_load -- --smoke
 
 summary

@@ -3,7 +3,8 @@
 use clap::ValueEnum;
 
 /// A compute device the binary may have been built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// burn-ndarray on the CPU (always built by default).
     Cpu,

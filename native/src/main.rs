@@ -4,12 +4,16 @@
 //!   `{"input", "embedding"}`, L2-normalised.
 //! - `lens classify --model DIR --image PATH --labels "a,b"`: `{"labels", "probs"}`, zero-shot.
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
+//! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
+//! - `lens ingest PATH|URL...`, `lens search TEXT`: clients of a running server.
 //!
 //! Errors are one line on stderr and a non-zero exit.
 
 mod backend;
+mod client;
 mod embed;
 mod pull;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,12 @@ enum Command {
     Embed(EmbedArgs),
     /// Zero-shot classify an image against comma-separated labels.
     Classify(ClassifyArgs),
+    /// Run the image service (HTTP JSON API under /v1).
+    Serve(ServeArgs),
+    /// Send files, folders or URLs to a running server (URLs run as a server-side job).
+    Ingest(client::IngestArgs),
+    /// Search a running server by text.
+    Search(client::SearchArgs),
     /// Manage model checkpoints.
     Models {
         #[command(subcommand)]
@@ -71,11 +81,28 @@ struct ClassifyArgs {
     labels: String,
 }
 
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML file with the same settings as the flags (snake_case keys); flags and LENS_* win over it.
+    #[arg(long, env = "LENS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: serve::config::ServeSettings,
+}
+
 #[derive(Subcommand, Debug)]
 enum ModelsCommand {
     /// Download a checkpoint (config, safetensors, tokenizer, pre-processor) from the hub at
     /// $HF_ENDPOINT (default https://huggingface.co), resuming partial files and checking checksums.
     Pull(pull::PullArgs),
+}
+
+fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.settings.resolve(args.config.as_deref())?;
+    // JSON logs on stderr; LENS_LOG (e.g. `debug`, `lens=debug,tower_http=info`) sets the filter.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LENS_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve::run(config))
 }
 
 fn main() -> ExitCode {
@@ -84,6 +111,9 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::embed(&args.model, &args.image, &args.text),
         Command::Classify(args) => embed::classify(&args.model, &args.image, &args.labels),
         Command::Models { command: ModelsCommand::Pull(args) } => pull::pull(&args),
+        Command::Serve(args) => serve_main(args),
+        Command::Ingest(args) => client::ingest(&args),
+        Command::Search(args) => client::search(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,286 @@
+//! `lens serve` settings: flags, then `LENS_*` environment variables, then the TOML file named by
+//! `--config`, then the defaults below. One struct serves as both the flags and the file's schema, so a
+//! setting has the same name everywhere (`--max-file-bytes`, `LENS_MAX_FILE_BYTES`, `max_file_bytes`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+use crate::backend::DeviceKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// Content-addressed files under `<data>/blobs`.
+    Local,
+    /// Any S3-compatible service (`--s3-bucket`, `--s3-endpoint`, credentials from the AWS chain).
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// Approximate k-NN graph (hnsw_rs), snapshotted under `<data>/index`.
+    Hnsw,
+    /// Exact f32 scan: slower past ~100k images, always exact.
+    Exact,
+}
+
+/// Every setting of `lens serve`. `None` means "not given here": the next source decides.
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// CLIP checkpoint directory (HuggingFace layout; `lens models pull` writes one).
+    #[arg(long, env = "LENS_MODEL", value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Data directory: catalog (SQLite), local blobs, index snapshot. Default `./lens-data`.
+    #[arg(long, env = "LENS_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on. Default 127.0.0.1:8080 (port 0 picks a free port; the log says which).
+    #[arg(long, env = "LENS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Compute device: cpu, wgpu, cuda (as built).
+    #[arg(long, env = "LENS_DEVICE")]
+    pub device: Option<DeviceKind>,
+
+    /// Where image bytes go: local (default) or s3.
+    #[arg(long, env = "LENS_BLOB_STORE")]
+    pub blob_store: Option<BlobBackend>,
+    #[arg(long, env = "LENS_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Region (default: the AWS chain's, else us-east-1).
+    #[arg(long, env = "LENS_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "LENS_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style addressing (most S3-compatible servers need it).
+    #[arg(long, env = "LENS_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// Key prefix inside the bucket, e.g. `lens/`.
+    #[arg(long, env = "LENS_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// `GET /v1/images/{id}/blob` redirects (307) to a presigned URL when the store has one.
+    #[arg(long, env = "LENS_BLOB_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
+    pub blob_redirect: Option<bool>,
+
+    /// Vector index: hnsw (default) or exact.
+    #[arg(long, env = "LENS_INDEX")]
+    pub index: Option<IndexKind>,
+
+    /// Largest request body, bytes (default 100 MiB).
+    #[arg(long, env = "LENS_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest image file, bytes (default 20 MiB).
+    #[arg(long, env = "LENS_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<usize>,
+    /// Most files in one upload (default 64).
+    #[arg(long, env = "LENS_MAX_FILES")]
+    pub max_files: Option<usize>,
+    /// Largest image, in pixels (default 40 000 000).
+    #[arg(long, env = "LENS_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Longest image side, in pixels (default 12 000).
+    #[arg(long, env = "LENS_MAX_SIDE")]
+    pub max_side: Option<u32>,
+    /// Accepted formats, comma-separated among jpeg,png,gif,webp (default all four).
+    #[arg(long, env = "LENS_FORMATS", value_delimiter = ',')]
+    pub formats: Option<Vec<String>>,
+    /// Longest query text, bytes (default 2000).
+    #[arg(long, env = "LENS_MAX_TEXT_BYTES")]
+    pub max_text_bytes: Option<usize>,
+    /// Largest `k` a search may ask for (default 1000).
+    #[arg(long, env = "LENS_MAX_K")]
+    pub max_k: Option<usize>,
+    /// Whole-request time limit, seconds (default 120).
+    #[arg(long, env = "LENS_REQUEST_TIMEOUT_S")]
+    pub request_timeout_s: Option<u64>,
+
+    /// URL fetches: connect timeout, seconds (default 5).
+    #[arg(long, env = "LENS_FETCH_CONNECT_TIMEOUT_S")]
+    pub fetch_connect_timeout_s: Option<u64>,
+    /// URL fetches: total time limit, seconds (default 20).
+    #[arg(long, env = "LENS_FETCH_TIMEOUT_S")]
+    pub fetch_timeout_s: Option<u64>,
+    /// URL fetches: most redirects followed (default 5).
+    #[arg(long, env = "LENS_FETCH_MAX_REDIRECTS")]
+    pub fetch_max_redirects: Option<usize>,
+    /// URL fetches may reach loopback and private addresses (for local use only; cloud metadata
+    /// addresses stay refused).
+    #[arg(long, env = "LENS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_urls: Option<bool>,
+    /// Most URLs in one batch-ingest job (default 10 000).
+    #[arg(long, env = "LENS_MAX_JOB_URLS")]
+    pub max_job_urls: Option<usize>,
+
+    /// Largest embedding batch (default 16).
+    #[arg(long, env = "LENS_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// How long the first request of a batch waits for company, milliseconds (default 5).
+    #[arg(long, env = "LENS_BATCH_WAIT_MS")]
+    pub batch_wait_ms: Option<u64>,
+}
+
+/// Settings with every default applied and checked.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub device: DeviceKind,
+    pub blob_store: BlobBackend,
+    pub s3: Option<lens_store::S3Config>,
+    pub blob_redirect: bool,
+    pub index: IndexKind,
+    pub max_body_bytes: usize,
+    pub max_file_bytes: usize,
+    pub max_files: usize,
+    pub decode_limits: lens_core::image::DecodeLimits,
+    pub formats: Vec<lens_core::image::ImageFormat>,
+    pub max_text_bytes: usize,
+    pub max_k: usize,
+    pub request_timeout: Duration,
+    pub fetch: crate::serve::fetch::FetchPolicy,
+    pub max_job_urls: usize,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+}
+
+impl ServeSettings {
+    /// `self` wins where it has a value.
+    fn or(self, other: ServeSettings) -> ServeSettings {
+        macro_rules! pick {
+            ($($field:ident),*) => { ServeSettings { $($field: self.$field.or(other.$field)),* } };
+        }
+        pick!(
+            model, data, listen, device, blob_store, s3_bucket, s3_region, s3_endpoint, s3_path_style, s3_prefix,
+            blob_redirect, index, max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, formats,
+            max_text_bytes, max_k, request_timeout_s, fetch_connect_timeout_s, fetch_timeout_s,
+            fetch_max_redirects, allow_private_urls, max_job_urls, batch_size, batch_wait_ms
+        )
+    }
+
+    /// Reads a TOML file with the same keys as the flags (snake_case).
+    pub fn from_file(path: &Path) -> Result<ServeSettings> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Flags/env (`self`) over the file over the defaults.
+    pub fn resolve(self, file: Option<&Path>) -> Result<ServeConfig> {
+        let s = match file {
+            Some(path) => self.or(ServeSettings::from_file(path)?),
+            None => self,
+        };
+        let model = s.model.context("no model: pass --model DIR (or LENS_MODEL, or `model` in the config file)")?;
+        let blob_store = s.blob_store.unwrap_or(BlobBackend::Local);
+        let s3 = match blob_store {
+            BlobBackend::Local => None,
+            BlobBackend::S3 => Some(lens_store::S3Config {
+                bucket: s.s3_bucket.context("--blob-store s3 needs --s3-bucket")?,
+                region: s.s3_region,
+                endpoint_url: s.s3_endpoint,
+                force_path_style: s.s3_path_style.unwrap_or(false),
+                prefix: s.s3_prefix.unwrap_or_default(),
+                ..Default::default()
+            }),
+        };
+        let formats = match s.formats {
+            None => vec![
+                lens_core::image::ImageFormat::Jpeg,
+                lens_core::image::ImageFormat::Png,
+                lens_core::image::ImageFormat::Gif,
+                lens_core::image::ImageFormat::WebP,
+            ],
+            Some(names) => names.iter().map(|n| parse_format(n)).collect::<Result<_>>()?,
+        };
+        let positive = |name: &str, v: usize| -> Result<usize> {
+            if v == 0 {
+                bail!("{name} must be at least 1");
+            }
+            Ok(v)
+        };
+        let max_file_bytes = positive("max_file_bytes", s.max_file_bytes.unwrap_or(20 << 20))?;
+        let config = ServeConfig {
+            model,
+            data: s.data.unwrap_or_else(|| PathBuf::from("lens-data")),
+            listen: s.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+            device: s.device.unwrap_or(DeviceKind::Cpu),
+            blob_store,
+            s3,
+            blob_redirect: s.blob_redirect.unwrap_or(false),
+            index: s.index.unwrap_or(IndexKind::Hnsw),
+            max_body_bytes: positive("max_body_bytes", s.max_body_bytes.unwrap_or(100 << 20))?,
+            max_file_bytes,
+            max_files: positive("max_files", s.max_files.unwrap_or(64))?,
+            decode_limits: lens_core::image::DecodeLimits {
+                max_bytes: max_file_bytes,
+                max_pixels: s.max_pixels.unwrap_or(40_000_000),
+                max_dimension: s.max_side.unwrap_or(12_000),
+            },
+            formats,
+            max_text_bytes: positive("max_text_bytes", s.max_text_bytes.unwrap_or(2000))?,
+            max_k: positive("max_k", s.max_k.unwrap_or(1000))?,
+            request_timeout: Duration::from_secs(s.request_timeout_s.unwrap_or(120).max(1)),
+            fetch: crate::serve::fetch::FetchPolicy {
+                connect_timeout: Duration::from_secs(s.fetch_connect_timeout_s.unwrap_or(5).max(1)),
+                total_timeout: Duration::from_secs(s.fetch_timeout_s.unwrap_or(20).max(1)),
+                max_redirects: s.fetch_max_redirects.unwrap_or(5),
+                max_bytes: max_file_bytes,
+                allow_private: s.allow_private_urls.unwrap_or(false),
+            },
+            max_job_urls: positive("max_job_urls", s.max_job_urls.unwrap_or(10_000))?,
+            batch_size: positive("batch_size", s.batch_size.unwrap_or(16))?,
+            batch_wait: Duration::from_millis(s.batch_wait_ms.unwrap_or(5)),
+        };
+        Ok(config)
+    }
+}
+
+fn parse_format(name: &str) -> Result<lens_core::image::ImageFormat> {
+    use lens_core::image::ImageFormat as F;
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "jpeg" | "jpg" => F::Jpeg,
+        "png" => F::Png,
+        "gif" => F::Gif,
+        "webp" => F::WebP,
+        other => bail!("unknown image format `{other}` (jpeg, png, gif, webp)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(&file, "model = \"/m\"\nmax_k = 7\nlisten = \"127.0.0.1:9\"\nformats = [\"png\"]\n").unwrap();
+        let flags = ServeSettings { listen: Some("127.0.0.1:1234".parse().unwrap()), ..Default::default() };
+        let c = flags.resolve(Some(&file)).unwrap();
+        assert_eq!(c.model, PathBuf::from("/m"));
+        assert_eq!(c.max_k, 7);
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.formats, vec![lens_core::image::ImageFormat::Png]);
+        assert_eq!(c.max_file_bytes, 20 << 20);
+        assert!(!c.fetch.allow_private);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_model_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(&file, "modle = \"/m\"\n").unwrap();
+        let err = ServeSettings::default().resolve(Some(&file)).unwrap_err();
+        assert!(format!("{err:#}").contains("modle"), "{err:#}");
+        let err = ServeSettings::default().resolve(None).unwrap_err();
+        assert!(err.to_string().contains("--model"), "{err}");
+        let s3 = ServeSettings { model: Some("/m".into()), blob_store: Some(BlobBackend::S3), ..Default::default() };
+        assert!(s3.resolve(None).unwrap_err().to_string().contains("--s3-bucket"));
+    }
+}

@@ -1,0 +1,270 @@
+//! Fetching images by URL without becoming a proxy into the server's network.
+//!
+//! - `http` and `https` only; at most `max_redirects` redirects, each re-checked;
+//! - every address a host name resolves to is checked *after* DNS resolution (our resolver drops
+//!   refused addresses, so a name that points at 127.0.0.1 cannot be used to reach it), and literal IPs in
+//!   the URL or in a redirect are checked before connecting;
+//! - loopback, private, link-local, CGNAT, multicast, reserved and cloud metadata addresses are refused
+//!   unless `allow_private` (metadata addresses are refused even then);
+//! - connect and total timeouts; the body is read in chunks and refused past `max_bytes`;
+//! - no proxies from the environment (a proxy would resolve names itself, past our checks).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::redirect;
+
+use super::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct FetchPolicy {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_redirects: usize,
+    pub max_bytes: usize,
+    pub allow_private: bool,
+}
+
+/// A fetched body.
+pub struct Fetched {
+    pub bytes: bytes::Bytes,
+}
+
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: FetchPolicy,
+}
+
+impl Fetcher {
+    pub fn new(policy: FetchPolicy) -> anyhow::Result<Self> {
+        let redirect_policy = {
+            let policy = policy.clone();
+            redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > policy.max_redirects {
+                    return attempt.error(format!("more than {} redirects", policy.max_redirects));
+                }
+                match check_url(attempt.url(), &policy) {
+                    Ok(()) => attempt.follow(),
+                    Err(reason) => {
+                        let message = format!("redirect to {} refused: {reason}", attempt.url());
+                        attempt.error(message)
+                    }
+                }
+            })
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver { allow_private: policy.allow_private }))
+            .redirect(redirect_policy)
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.total_timeout)
+            .user_agent(concat!("lens/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, policy })
+    }
+
+    /// GETs `url`, enforcing the policy. Errors are ready for the client: 400 for a refused URL,
+    /// 422 when the remote answers with an error, 413 past the size limit, 504 on timeouts.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, ApiError> {
+        if url.len() > 4096 {
+            return Err(ApiError::bad_request("URL longer than 4096 bytes"));
+        }
+        let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("invalid URL: {e}")))?;
+        check_url(&parsed, &self.policy).map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, "url_refused", format!("URL refused: {reason}")))?;
+        let mut response = self.client.get(parsed).send().await.map_err(fetch_error)?;
+        if response.status().is_redirection() {
+            // reqwest hands back redirects it will not follow (a Location that is not http/https).
+            let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "url_refused",
+                format!("fetching {url}: redirect to {} refused (only http and https)", location.chars().take(200).collect::<String>()),
+            ));
+        }
+        if !response.status().is_success() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "fetch_failed",
+                format!("fetching {url}: the server answered {}", response.status()),
+            ));
+        }
+        if let Some(len) = response.content_length()
+            && len > self.policy.max_bytes as u64
+        {
+            return Err(ApiError::too_large(format!("{url} is {len} bytes, over the limit of {}", self.policy.max_bytes)));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+            if body.len() + chunk.len() > self.policy.max_bytes {
+                return Err(ApiError::too_large(format!("{url} is over the limit of {} bytes", self.policy.max_bytes)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes: body.into() })
+    }
+}
+
+fn fetch_error(err: reqwest::Error) -> ApiError {
+    // The chain carries the reason a redirect or an address was refused.
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if err.is_timeout() {
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "fetch_timeout", message)
+    } else if message.contains("refused:") || err.is_redirect() {
+        ApiError::new(StatusCode::BAD_REQUEST, "url_refused", message)
+    } else {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed", message)
+    }
+}
+
+/// Scheme, credentials and literal-IP checks on a URL (host names are checked at resolution).
+fn check_url(url: &reqwest::Url, policy: &FetchPolicy) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme `{}` (only http and https)", url.scheme()));
+    }
+    match url.host() {
+        None => Err("no host".into()),
+        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip), policy.allow_private),
+        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip), policy.allow_private),
+        Some(url::Host::Domain(_)) => Ok(()),
+    }
+}
+
+/// Refuses addresses inside the server's own network.
+pub fn check_ip(ip: IpAddr, allow_private: bool) -> Result<(), String> {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    };
+    if is_metadata(ip) {
+        return Err(format!("{ip} is a cloud metadata address"));
+    }
+    let (private, always) = match ip {
+        IpAddr::V4(v4) => (is_private_v4(v4), is_unroutable_v4(v4)),
+        IpAddr::V6(v6) => (is_private_v6(v6), is_unroutable_v6(v6)),
+    };
+    if always {
+        return Err(format!("{ip} is not a public unicast address"));
+    }
+    if private && !allow_private {
+        return Err(format!("{ip} is a loopback, private or link-local address"));
+    }
+    Ok(())
+}
+
+fn is_metadata(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+    }
+}
+
+/// Reachable only from inside a network: loopback, RFC 1918, link-local, CGNAT.
+fn is_private_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback() || ip.is_private() || ip.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+}
+
+/// Never a web server: unspecified, broadcast, multicast, documentation, benchmarking, reserved, "this network".
+fn is_unroutable_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 0
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+}
+
+fn is_private_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    ip.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+}
+
+fn is_unroutable_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    ip.is_unspecified() || ip.is_multicast() || (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x64 && s[1] == 0xff9b)
+}
+
+/// The system resolver, keeping only the addresses the policy allows.
+struct CheckedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for CheckedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match check_ip(addr.ip(), allow_private) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        refused = Some(reason);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let reason = refused.unwrap_or_else(|| "no addresses".into());
+                return Err(format!("{host} refused: {reason}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_refused() {
+        for ip in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "::1", "fe80::1",
+            "fd12::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(check_ip(ip, false).is_err(), "{ip} must be refused");
+            assert!(check_ip(ip, true).is_ok(), "{ip} is allowed with allow_private");
+        }
+        for ip in ["169.254.169.254", "fd00:ec2::254", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "240.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(check_ip(ip, true).is_err(), "{ip} must be refused even with allow_private");
+        }
+        for ip in ["93.184.215.14", "8.8.8.8", "2606:4700::1111"] {
+            assert!(check_ip(ip.parse().unwrap(), false).is_ok(), "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn only_http_and_https() {
+        let policy = FetchPolicy {
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+            max_redirects: 1,
+            max_bytes: 1,
+            allow_private: false,
+        };
+        for url in ["file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/", "http://127.0.0.1/a.png", "http://[::1]/"] {
+            assert!(check_url(&reqwest::Url::parse(url).unwrap(), &policy).is_err(), "{url}");
+        }
+        assert!(check_url(&reqwest::Url::parse("https://example.com/a.jpg").unwrap(), &policy).is_ok());
+    }
+}
