@@ -141,7 +141,7 @@ pub fn pull(args: &PullArgs) -> Result<()> {
     Ok(())
 }
 
-fn validate_repo_id(repo: &str) -> Result<()> {
+pub fn validate_repo_id(repo: &str) -> Result<()> {
     let ok = repo.split('/').count() <= 2
         && !repo.is_empty()
         && repo.split('/').all(|part| {
@@ -156,7 +156,7 @@ fn validate_repo_id(repo: &str) -> Result<()> {
     Ok(())
 }
 
-fn default_dir(repo: &str) -> Result<PathBuf> {
+pub fn default_dir(repo: &str) -> Result<PathBuf> {
     let home = match std::env::var_os("LENS_HOME") {
         Some(h) => PathBuf::from(h),
         None => {

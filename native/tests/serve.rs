@@ -4,6 +4,8 @@
 //! Scores are checked against embeddings computed independently (`lens embed`, the CLI path whose
 //! parity with `transformers` is tested in cli.rs): cosine within 1e-5.
 
+#[path = "common/hub_server.rs"]
+mod hub_server;
 #[path = "common/server.rs"]
 mod server;
 
@@ -444,4 +446,24 @@ fn cli_ingest_jobs_metrics_and_openapi() {
     ] {
         assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
     }
+}
+
+/// `--model org/name` pulls the checkpoint from the hub (here a local server with its layout) into
+/// $LENS_HOME once; a restart reuses it without the hub.
+#[test]
+fn serve_pulls_a_hub_model_once() {
+    let hub = hub_server::HubServer::start("tiny/clip", &server::fixture_model(), hub_server::Faults::default());
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![("HF_ENDPOINT".to_string(), hub.endpoint.clone()), ("LENS_HOME".to_string(), home.path().display().to_string())];
+    let mut server = Server::spawn(std::path::Path::new("tiny/clip"), data.path(), vec![], env);
+    let (_, models) = server.get("/v1/models");
+    assert_eq!(models["data"][0]["id"], format!("tiny/clip@{}", hub_server::COMMIT));
+    assert!(home.path().join("models/tiny--clip/model.safetensors").is_file());
+    server.stop();
+    let requests = hub.log.lock().unwrap().requests.len();
+    let env = vec![("HF_ENDPOINT".to_string(), "http://127.0.0.1:1".to_string()), ("LENS_HOME".to_string(), home.path().display().to_string())];
+    let server = Server::spawn(std::path::Path::new("tiny/clip"), data.path(), vec![], env);
+    assert_eq!(server.get("/v1/models").1["data"][0]["id"], format!("tiny/clip@{}", hub_server::COMMIT));
+    assert_eq!(hub.log.lock().unwrap().requests.len(), requests, "no second download");
 }

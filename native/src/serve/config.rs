@@ -34,8 +34,9 @@ pub enum IndexKind {
 #[derive(Args, Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeSettings {
-    /// CLIP checkpoint directory (HuggingFace layout; `lens models pull` writes one).
-    #[arg(long, env = "LENS_MODEL", value_name = "DIR")]
+    /// CLIP checkpoint directory (HuggingFace layout), or a hub repository id (`openai/clip-vit-base-patch32`)
+    /// pulled once into $LENS_HOME/models (HF_ENDPOINT, HF_TOKEN honoured).
+    #[arg(long, env = "LENS_MODEL", value_name = "DIR|REPO")]
     pub model: Option<PathBuf>,
     /// Data directory: catalog (SQLite), local blobs, index snapshot. Default `./lens-data`.
     #[arg(long, env = "LENS_DATA", value_name = "DIR")]

@@ -95,13 +95,35 @@ pub async fn run(config: ServeConfig) -> Result<()> {
 fn load_engine(state: &AppState) -> Result<()> {
     let config = &state.config;
     let started = Instant::now();
-    let (embedder, model) = Embedder::start(&config.model, config.device, config.batch_size, config.batch_wait)?;
+    let model_dir = model_dir(&config.model)?;
+    let (embedder, model) = Embedder::start(&model_dir, config.device, config.batch_size, config.batch_wait)?;
     tracing::info!(model = model.id, dims = model.dims, backend = model.backend, seconds = started.elapsed().as_secs_f64(), "model loaded");
     let started = Instant::now();
     let index = open_index(state, &model.id, model.dims)?;
     tracing::info!(kind = ?config.index, vectors = index.len(), seconds = started.elapsed().as_secs_f64(), "index ready");
     let _ = state.engine.set(Engine { embedder, model, index });
     Ok(())
+}
+
+/// `--model` is a checkpoint directory, or a hub repository id (`org/name`) that is pulled once into
+/// `lens models pull`'s default directory and reused from there on later starts (offline too).
+fn model_dir(model: &std::path::Path) -> Result<std::path::PathBuf> {
+    if model.is_dir() {
+        return Ok(model.to_path_buf());
+    }
+    let repo = model.to_str().filter(|r| !r.starts_with('.') && !r.starts_with('/') && crate::pull::validate_repo_id(r).is_ok());
+    let Some(repo) = repo else {
+        anyhow::bail!("--model {}: no such directory (nor a hub repository id like `org/name`)", model.display());
+    };
+    let dir = crate::pull::default_dir(repo)?;
+    let manifest = std::fs::read(dir.join("lens-manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    if manifest.is_some_and(|m| m["repo_id"] == repo) {
+        tracing::info!(repo, dir = %dir.display(), "model already pulled");
+        return Ok(dir);
+    }
+    tracing::info!(repo, dir = %dir.display(), "pulling the model from the hub");
+    crate::pull::pull(&crate::pull::PullArgs { repo_id: repo.to_string(), revision: "main".into(), dir: Some(dir.clone()) })?;
+    Ok(dir)
 }
 
 /// The snapshot when it matches the catalog's generation and the model; otherwise a rebuild from the catalog.

@@ -57,7 +57,8 @@ impl Server {
         Self::spawn(model, data, extra.iter().map(|s| s.to_string()).collect(), vec![])
     }
 
-    fn spawn(model: &Path, data: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Server {
+    /// Any model, flags and environment.
+    pub fn spawn(model: &Path, data: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lens"));
         command
             .arg("serve")
