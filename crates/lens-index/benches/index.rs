@@ -188,7 +188,15 @@ fn main() {
             let build_s = t.elapsed().as_secs_f64();
             let (got, qps) = run_queries(&int8, &queries, args.dim);
             let memory_mb = mb(int8.memory_bytes());
-            rows.push(Row { index: "int8".into(), n, build_s, memory_mb, recall: recall(&truth, &got), qps, params: "-".into() });
+            rows.push(Row {
+                index: "int8".into(),
+                n,
+                build_s,
+                memory_mb,
+                recall: recall(&truth, &got),
+                qps,
+                params: "-".into(),
+            });
             eprintln!("N {n}: int8 done");
         }
 

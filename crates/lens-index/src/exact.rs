@@ -73,7 +73,9 @@ impl VectorIndex for ExactIndex {
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(r) = self.rows.remove(&id) else { return false };
+        let Some(r) = self.rows.remove(&id) else {
+            return false;
+        };
         let last = self.ids.len() - 1;
         if r != last {
             self.data.copy_within(last * self.dim..(last + 1) * self.dim, r * self.dim);

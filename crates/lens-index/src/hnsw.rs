@@ -303,7 +303,9 @@ impl VectorIndex for HnswIndex {
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(slot) = self.live.remove(&id) else { return false };
+        let Some(slot) = self.live.remove(&id) else {
+            return false;
+        };
         self.dead[slot] = true;
         self.tombstones += 1;
         true

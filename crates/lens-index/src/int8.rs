@@ -86,7 +86,9 @@ impl VectorIndex for Int8Index {
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(r) = self.rows.remove(&id) else { return false };
+        let Some(r) = self.rows.remove(&id) else {
+            return false;
+        };
         let last = self.ids.len() - 1;
         if r != last {
             self.codes.copy_within(last * self.dim..(last + 1) * self.dim, r * self.dim);

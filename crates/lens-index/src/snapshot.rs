@@ -17,9 +17,9 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::IndexError;
 use crate::hnsw::HnswParams;
 use crate::kernels::dot_f32;
-use crate::IndexError;
 
 const MAGIC: &[u8; 8] = b"LENSHNSW";
 const VERSION: u32 = 1;
@@ -88,11 +88,7 @@ pub(crate) fn write(
     sync_dir(dir)
 }
 
-fn write_file(
-    path: &Path,
-    header: &Header,
-    records: impl Iterator<Item = (u64, Vec<f32>)>,
-) -> Result<(), IndexError> {
+fn write_file(path: &Path, header: &Header, records: impl Iterator<Item = (u64, Vec<f32>)>) -> Result<(), IndexError> {
     let file = File::create(path)?;
     let mut w = Crc { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     w.put(&header.encode())?;
@@ -217,11 +213,7 @@ impl Reader {
     }
 
     fn io(&self, e: std::io::Error) -> IndexError {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            corrupt(&self.path, "truncated")
-        } else {
-            IndexError::Io(e)
-        }
+        if e.kind() == std::io::ErrorKind::UnexpectedEof { corrupt(&self.path, "truncated") } else { IndexError::Io(e) }
     }
 
     fn bytes(&mut self, n: usize) -> Result<Vec<u8>, IndexError> {

@@ -68,5 +68,5 @@ impl TopK {
 /// Sorts hits best first with the same order as [`TopK`].
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn sort_hits(hits: &mut [Hit]) {
-    hits.sort_by(|a, b| Ranked(*b).cmp(&Ranked(*a)));
+    hits.sort_by_key(|h| std::cmp::Reverse(Ranked(*h)));
 }

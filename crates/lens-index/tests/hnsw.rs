@@ -84,7 +84,7 @@ fn recall_at_10_is_at_least_95_percent_and_scores_are_exact() {
 
     // Filtered search keeps the recall (against the filtered exact search).
     let third = |id: u64| id % 3 == 1; // every id is 1 mod 3: keeps all
-    let some = |id: u64| (id / 3) % 4 == 0; // a quarter
+    let some = |id: u64| (id / 3).is_multiple_of(4); // a quarter
     assert!(recall(&index, &exact, Some(&third)) >= MIN_RECALL);
     let r = recall(&index, &exact, Some(&some));
     println!("hnsw recall@10 with a 25% filter {r:.4}");
@@ -95,10 +95,7 @@ fn recall_at_10_is_at_least_95_percent_and_scores_are_exact() {
 fn rebuild_from_a_stream_with_replacements() {
     let data = dataset();
     // The first 100 ids appear twice: first with another vector, then with their own.
-    let stream = data[..100]
-        .iter()
-        .map(|(id, _)| (*id, data[4999].1.clone()))
-        .chain(data.iter().cloned());
+    let stream = data[..100].iter().map(|(id, _)| (*id, data[4999].1.clone())).chain(data.iter().cloned());
     let index = HnswIndex::rebuild(DIM, params(), stream).unwrap();
     assert_eq!(index.len(), 5000);
     // All in one batch of the parallel build, where a superseded vector is not even inserted.
@@ -183,7 +180,8 @@ fn save_then_load_gives_the_same_index_and_meta() {
     index.save(&snap, "generation=42 ✓").unwrap();
     // Saving again replaces the snapshot (and leaves no temporary file behind).
     index.save(&snap, "generation=43 ✓").unwrap();
-    let names: Vec<String> = std::fs::read_dir(&snap).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&snap).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, vec!["hnsw.snapshot".to_string()]);
 
     let (loaded, meta) = HnswIndex::load(&snap).unwrap();
@@ -195,8 +193,10 @@ fn save_then_load_gives_the_same_index_and_meta() {
     assert!(!loaded.contains(data[0].0) && loaded.contains(data[50].0));
 
     // The same vectors, bit for bit.
-    let mut a: Vec<(u64, Vec<u32>)> = index.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
-    let mut b: Vec<(u64, Vec<u32>)> = loaded.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
+    let mut a: Vec<(u64, Vec<u32>)> =
+        index.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
+    let mut b: Vec<(u64, Vec<u32>)> =
+        loaded.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
     a.sort();
     b.sort();
     assert!(a == b);

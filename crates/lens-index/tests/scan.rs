@@ -87,7 +87,7 @@ fn insert_replace_remove_and_filter_work_the_same_for_every_index() {
         assert_eq!(hits[0].id, 42, "{name}");
 
         // Filter: only even ids, best first, at most k.
-        let even = |id: u64| id % 2 == 0;
+        let even = |id: u64| id.is_multiple_of(2);
         let hits = index.search(&data[11], 10, Some(&even)).unwrap();
         assert_eq!(hits.len(), 10, "{name}");
         assert!(hits.iter().all(|h| h.id % 2 == 0), "{name}: {hits:?}");
@@ -158,7 +158,8 @@ fn int8_keeps_nine_of_the_exact_top_ten_on_average() {
         let a = int8.search(q, 10, None).unwrap();
         total += overlap(&ids(&e), &ids(&a));
         for h in &a {
-            let true_score = exact.get(h.id).unwrap().iter().zip(&common::normalized(q.clone())).map(|(x, y)| x * y).sum::<f32>();
+            let true_score =
+                exact.get(h.id).unwrap().iter().zip(&common::normalized(q.clone())).map(|(x, y)| x * y).sum::<f32>();
             max_err = max_err.max((h.score - true_score).abs());
         }
     }

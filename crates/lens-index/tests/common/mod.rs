@@ -21,8 +21,7 @@ pub fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 /// `n` unit vectors around `centres` random centres: `centre + noise × N(0, I/dim)`, normalised.
 pub fn clustered(n: usize, dim: usize, centres: usize, noise: f32, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let cs: Vec<Vec<f32>> =
-        (0..centres).map(|_| normalized((0..dim).map(|_| gaussian(&mut rng)).collect())).collect();
+    let cs: Vec<Vec<f32>> = (0..centres).map(|_| normalized((0..dim).map(|_| gaussian(&mut rng)).collect())).collect();
     let sigma = noise / (dim as f32).sqrt();
     (0..n)
         .map(|i| {
