@@ -103,7 +103,13 @@ fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &Options, rows: &
     let secs = time(o.iters, || {
         let _ = model.get_text_features(&ids, None).unwrap().into_data();
     });
-    rows.push(Row { backend: name, what: "text encoder", batch, per_s: batch as f64 / secs, reference_key: "text_b16_per_s" });
+    rows.push(Row {
+        backend: name,
+        what: "text encoder",
+        batch,
+        per_s: batch as f64 / secs,
+        reference_key: "text_b16_per_s",
+    });
 }
 
 fn main() {
@@ -116,7 +122,11 @@ fn main() {
     run::<burn::backend::Cuda<f32, i32>>("cuda", Default::default(), &o, &mut rows);
 
     let model = if o.smoke { "tiny (smoke)" } else { "ViT-B/32" };
-    println!("\nCLIP {model}, best of {} after warm-up, {} threads available", o.iters, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "\nCLIP {model}, best of {} after warm-up, {} threads available",
+        o.iters,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     println!("| backend | encoder | batch | items/s | ms/item | PyTorch items/s | ours ÷ PyTorch |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
@@ -127,7 +137,13 @@ fn main() {
         };
         println!(
             "| {} | {} | {} | {:.2} | {:.1} | {} | {} |",
-            r.backend, r.what, r.batch, r.per_s, 1000.0 / r.per_s, ref_col, ratio
+            r.backend,
+            r.what,
+            r.batch,
+            r.per_s,
+            1000.0 / r.per_s,
+            ref_col,
+            ratio
         );
     }
 }

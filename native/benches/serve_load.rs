@@ -47,7 +47,9 @@ fn options() -> Options {
             "--smoke" => o.smoke = true,
             "--n" => o.n = value().parse().expect("--n N"),
             "--seconds" => o.seconds = value().parse().expect("--seconds S"),
-            "--concurrency" => o.concurrency = value().split(',').map(|c| c.parse().expect("--concurrency 1,8")).collect(),
+            "--concurrency" => {
+                o.concurrency = value().split(',').map(|c| c.parse().expect("--concurrency 1,8")).collect()
+            }
             "--model" => o.model = value().into(),
             "--index" => o.index = value(),
             "--ingest" => o.ingest = value().parse().expect("--ingest N"),
@@ -106,7 +108,13 @@ fn fake_sha(i: usize) -> String {
 
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 struct LoadResult {
@@ -127,7 +135,12 @@ impl LoadResult {
 }
 
 /// `concurrency` clients sending `make(i)` bodies to `POST url` back to back for `seconds`.
-async fn load(url: &str, concurrency: usize, seconds: f64, make: Arc<dyn Fn(usize) -> Value + Send + Sync>) -> LoadResult {
+async fn load(
+    url: &str,
+    concurrency: usize,
+    seconds: f64,
+    make: Arc<dyn Fn(usize) -> Value + Send + Sync>,
+) -> LoadResult {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
@@ -163,9 +176,18 @@ async fn load(url: &str, concurrency: usize, seconds: f64, make: Arc<dyn Fn(usiz
 }
 
 const QUERIES: &[&str] = &[
-    "a photo of a cat", "a red car on a street", "two people hiking in the mountains", "a bowl of soup",
-    "an astronaut", "a rocket launch at night", "coins on a table", "a black and white portrait",
-    "a dog catching a frisbee", "a city skyline at sunset", "a cup of coffee", "children playing football",
+    "a photo of a cat",
+    "a red car on a street",
+    "two people hiking in the mountains",
+    "a bowl of soup",
+    "an astronaut",
+    "a rocket launch at night",
+    "coins on a table",
+    "a black and white portrait",
+    "a dog catching a frisbee",
+    "a city skyline at sunset",
+    "a cup of coffee",
+    "children playing football",
 ];
 
 fn main() {
@@ -192,7 +214,15 @@ fn main() {
         let end = (i + batch).min(o.n);
         let rows: Vec<(NewImage, Vec<f32>)> = (i..end)
             .map(|j| {
-                let image = NewImage { sha256: fake_sha(j), mime: "image/png".into(), width: 224, height: 224, bytes: 1000, source_url: None, tags: if j % 10 == 0 { vec!["tenth".into()] } else { vec![] } };
+                let image = NewImage {
+                    sha256: fake_sha(j),
+                    mime: "image/png".into(),
+                    width: 224,
+                    height: 224,
+                    bytes: 1000,
+                    source_url: None,
+                    tags: if j % 10 == 0 { vec!["tenth".into()] } else { vec![] },
+                };
                 (image, points.point())
             })
             .collect();
@@ -212,15 +242,26 @@ fn main() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let search_url = server.url("/v1/search");
-    println!("\n## lens serve under load: {} images indexed ({}, {dims}-d), model {model_id} on {backend}\n", o.n, o.index);
-    println!("catalog seeded in {seed_s:.1} s; server start-up to ready (index rebuilt from the catalog): {startup_s:.1} s\n");
+    println!(
+        "\n## lens serve under load: {} images indexed ({}, {dims}-d), model {model_id} on {backend}\n",
+        o.n, o.index
+    );
+    println!(
+        "catalog seeded in {seed_s:.1} s; server start-up to ready (index rebuilt from the catalog): {startup_s:.1} s\n"
+    );
     println!("| query | clients | requests | errors | req/s | p50 ms | p99 ms | mean ms |");
     println!("|---|---|---|---|---|---|---|---|");
     let n = o.n;
     let scenarios: Vec<(&str, Arc<dyn Fn(usize) -> Value + Send + Sync>)> = vec![
         ("text (model + index + catalog)", Arc::new(|i| json!({"text": QUERIES[i % QUERIES.len()], "k": 10}))),
-        ("image_id (index + catalog)", Arc::new(move |i| json!({"image_id": &fake_sha((i * 7919) % n)[..32], "k": 10}))),
-        ("text, tag filter (1 in 10)", Arc::new(|i| json!({"text": QUERIES[i % QUERIES.len()], "k": 10, "tag": "tenth"}))),
+        (
+            "image_id (index + catalog)",
+            Arc::new(move |i| json!({"image_id": &fake_sha((i * 7919) % n)[..32], "k": 10})),
+        ),
+        (
+            "text, tag filter (1 in 10)",
+            Arc::new(|i| json!({"text": QUERIES[i % QUERIES.len()], "k": 10, "tag": "tenth"})),
+        ),
     ];
     for (name, make) in &scenarios {
         for &c in &o.concurrency {
@@ -249,7 +290,8 @@ fn main() {
             scope.spawn(|| {
                 let http = reqwest::blocking::Client::new();
                 while let Some(png) = pngs.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
-                    let form = reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(png.clone()).file_name("x.png"));
+                    let form = reqwest::blocking::multipart::Form::new()
+                        .part("file", reqwest::blocking::multipart::Part::bytes(png.clone()).file_name("x.png"));
                     let ok = http.post(&url).multipart(form).send().map(|r| r.status() == 201).unwrap_or(false);
                     if !ok {
                         failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -72,7 +72,10 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let p = entry.path();
-            let is_image = p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+            let is_image = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
             if p.is_dir() || is_image {
                 collect_files(&p, out)?;
             }
@@ -88,7 +91,8 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub fn ingest(args: &IngestArgs) -> Result<()> {
     let base = args.server.server.trim_end_matches('/');
     let client = client()?;
-    let (urls, paths): (Vec<&String>, Vec<&String>) = args.inputs.iter().partition(|i| i.starts_with("http://") || i.starts_with("https://"));
+    let (urls, paths): (Vec<&String>, Vec<&String>) =
+        args.inputs.iter().partition(|i| i.starts_with("http://") || i.starts_with("https://"));
     let mut files = Vec::new();
     for p in paths {
         collect_files(Path::new(p), &mut files)?;
@@ -142,7 +146,10 @@ pub fn ingest(args: &IngestArgs) -> Result<()> {
         };
         bar.finish_and_clear();
         failures += job["failed"].as_u64().unwrap_or(0) as usize;
-        println!("{}", json!({"job": id, "state": job["state"], "done": job["done"], "failed": job["failed"], "result": job["result"]}));
+        println!(
+            "{}",
+            json!({"job": id, "state": job["state"], "done": job["done"], "failed": job["failed"], "result": job["result"]})
+        );
     }
     if failures > 0 {
         bail!("{failures} input(s) failed");
@@ -162,7 +169,8 @@ fn upload(client: &reqwest::blocking::Client, base: &str, path: &Path, tags: &[&
 /// Prints `{"results": [...]}` for a text query.
 pub fn search(args: &SearchArgs) -> Result<()> {
     let base = args.server.server.trim_end_matches('/');
-    let body = check(client()?.post(format!("{base}/v1/search")).json(&json!({"text": args.text, "k": args.k})).send()?)?;
+    let body =
+        check(client()?.post(format!("{base}/v1/search")).json(&json!({"text": args.text, "k": args.k})).send()?)?;
     println!("{body}");
     Ok(())
 }

@@ -121,8 +121,7 @@ pub fn pull(args: &PullArgs) -> Result<()> {
     let response = check_status(response, &args.repo_id, &args.revision)?;
     let mut body = Vec::new();
     response.take(MAX_LISTING_BYTES).read_to_end(&mut body)?;
-    let info: RevisionInfo =
-        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    let info: RevisionInfo = serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))?;
     if info.sha.len() < 7 || !info.sha.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("the hub answered an invalid commit id `{}`", info.sha);
     }
@@ -193,7 +192,9 @@ fn select_files(siblings: &[Sibling]) -> Result<Vec<&Sibling>> {
             siblings.iter().filter(|s| s.rfilename.starts_with("model-") && s.rfilename.ends_with(".safetensors")),
         );
     } else {
-        bail!("the repository has no model.safetensors (PyTorch .bin weights are not read: convert them to safetensors)");
+        bail!(
+            "the repository has no model.safetensors (PyTorch .bin weights are not read: convert them to safetensors)"
+        );
     }
     for f in &files {
         if f.rfilename.contains("..") || f.rfilename.starts_with('/') || f.rfilename.contains('\\') {

@@ -56,7 +56,8 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn embed_images_matches_reference_end_to_end() {
     for name in ["clip-tiny-quickgelu", "clip-tiny-gelu"] {
-        let out = lines(&lens(&["embed", "--model", &model(name), "--image", &image("astronaut.png"), &image("rocket.jpg")]));
+        let out =
+            lines(&lens(&["embed", "--model", &model(name), "--image", &image("astronaut.png"), &image("rocket.jpg")]));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0]["input"], image("astronaut.png"));
         let ours = floats(&out[0]["embedding"]);
@@ -124,7 +125,10 @@ fn errors_are_one_clear_line() {
     fails_with(&["embed", "--model", &m, "--image", &image("corrupt_truncated.jpg")], "corrupt_truncated.jpg");
     fails_with(&["embed", "--model", "/nonexistent-model", "--text", "x"], "/nonexistent-model");
     // A directory that is not a CLIP checkpoint.
-    fails_with(&["embed", "--model", &root().join("models/fixtures/images").display().to_string(), "--text", "x"], "model");
+    fails_with(
+        &["embed", "--model", &root().join("models/fixtures/images").display().to_string(), "--text", "x"],
+        "model",
+    );
     fails_with(&["classify", "--model", &m, "--image", &image("astronaut.png"), "--labels", " , "], "label");
     #[cfg(not(feature = "wgpu"))]
     fails_with(&["embed", "--model", &m, "--device", "wgpu", "--text", "x"], "not compiled");
@@ -136,7 +140,8 @@ fn errors_are_one_clear_line() {
 #[test]
 fn wgpu_device_matches_reference() {
     for name in ["clip-tiny-quickgelu", "clip-tiny-gelu"] {
-        let out = lines(&lens(&["embed", "--device", "wgpu", "--model", &model(name), "--image", &image("astronaut.png")]));
+        let out =
+            lines(&lens(&["embed", "--device", "wgpu", "--model", &model(name), "--image", &image("astronaut.png")]));
         let err = rel_l2(&floats(&out[0]["embedding"]), &reference_rows(name, "image_embeds")[0]);
         eprintln!("{name} on wgpu: image embedding relative L2 error {err:.2e}");
         assert!(err <= REL_L2_TOLERANCE, "{name} on wgpu: {err:.3e}");

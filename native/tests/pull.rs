@@ -38,7 +38,9 @@ fn pull_downloads_checks_and_resumes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), dir.path().display().to_string());
 
-    for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+    for name in
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"]
+    {
         let ours = std::fs::read(dir.path().join(name)).unwrap();
         let theirs = std::fs::read(fixture_dir().join(name)).unwrap();
         assert!(ours == theirs, "{name} differs from the served file");
@@ -50,7 +52,10 @@ fn pull_downloads_checks_and_resumes() {
 
     // The cut transfer was resumed with a Range request for the missing half, through the CDN redirect.
     let log = server.log.lock().unwrap();
-    let resumed = log.requests.iter().any(|(path, range)| path.starts_with("/cdn/") && range.as_deref().is_some_and(|r| r != "bytes=0-"));
+    let resumed = log
+        .requests
+        .iter()
+        .any(|(path, range)| path.starts_with("/cdn/") && range.as_deref().is_some_and(|r| r != "bytes=0-"));
     assert!(resumed, "no resumed range request in {:?}", log.requests);
     drop(log);
 
@@ -71,7 +76,11 @@ fn pull_downloads_checks_and_resumes() {
 
 #[test]
 fn pull_rejects_corrupt_files_and_leaves_nothing() {
-    let server = HubServer::start("tiny/clip", &fixture_dir(), Faults { corrupt: vec!["model.safetensors".into()], ..Default::default() });
+    let server = HubServer::start(
+        "tiny/clip",
+        &fixture_dir(),
+        Faults { corrupt: vec!["model.safetensors".into()], ..Default::default() },
+    );
     let dir = tempfile::tempdir().unwrap();
     let out = pull(&server, &["tiny/clip", "--dir", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());

@@ -11,8 +11,8 @@ mod server;
 
 use std::collections::HashSet;
 
-use server::{FileServer, Server, assert_error, image_bytes, image_path, synthetic_png};
 use serde_json::{Value, json};
+use server::{FileServer, Server, assert_error, image_bytes, image_path, synthetic_png};
 use sha2::Digest;
 
 const SCORE_TOLERANCE: f64 = 1e-5;
@@ -48,7 +48,10 @@ fn full_suite(mut server: Server, files: &FileServer) {
     let sha = hex::encode(sha2::Sha256::digest(&astronaut));
     assert_eq!(a["sha256"], sha);
     assert_eq!(a["id"], &sha[..32]);
-    assert_eq!((a["width"].as_u64(), a["height"].as_u64(), a["mime"].as_str()), (Some(512), Some(512), Some("image/png")));
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64(), a["mime"].as_str()),
+        (Some(512), Some(512), Some("image/png"))
+    );
     assert_eq!(a["tags"], json!(["space", "people"]));
     let (status, again) = server.upload("/v1/images", &[("copy.png", astronaut.clone())], None);
     assert_eq!(status, 200, "same bytes: the existing record");
@@ -60,12 +63,17 @@ fn full_suite(mut server: Server, files: &FileServer) {
     assert_eq!(status, 201, "{many}");
     let many = many["images"].as_array().unwrap().clone();
     assert_eq!(many.len(), 3);
-    let (status, by_url) = server.post_json("/v1/images", &json!({"url": files.url("/redirect/2/camera_grey.png"), "tags": ["grey"]}));
+    let (status, by_url) =
+        server.post_json("/v1/images", &json!({"url": files.url("/redirect/2/camera_grey.png"), "tags": ["grey"]}));
     assert_eq!(status, 201, "{by_url}");
     assert_eq!(by_url["source_url"], files.url("/redirect/2/camera_grey.png"));
     assert_eq!(by_url["mime"], "image/png");
 
-    let all_ids: Vec<String> = std::iter::once(&a).chain(&many).chain(std::iter::once(&by_url)).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let all_ids: Vec<String> = std::iter::once(&a)
+        .chain(&many)
+        .chain(std::iter::once(&by_url))
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
 
     // --- list: newest first, paged
     let (status, page1) = server.get("/v1/images?limit=3");
@@ -73,7 +81,13 @@ fn full_suite(mut server: Server, files: &FileServer) {
     assert_eq!(page1["total"], 5);
     let cursor = page1["next_cursor"].as_str().expect("a next page").to_string();
     let (_, page2) = server.get(&format!("/v1/images?limit=3&cursor={cursor}"));
-    let listed: Vec<String> = page1["images"].as_array().unwrap().iter().chain(page2["images"].as_array().unwrap()).map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = page1["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["images"].as_array().unwrap())
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed[0], all_ids[4], "newest first");
     assert_eq!(listed.iter().collect::<HashSet<_>>(), all_ids.iter().collect::<HashSet<_>>());
     assert!(page2["next_cursor"].is_null());
@@ -123,7 +137,8 @@ fn full_suite(mut server: Server, files: &FileServer) {
     assert_eq!(status, 200, "{by_upload}");
     assert_eq!(by_upload["results"][0]["id"], all_ids[2].as_str());
     assert!((by_upload["results"][0]["score"].as_f64().unwrap() - 1.0).abs() < SCORE_TOLERANCE);
-    let (status, by_image_url) = server.post_json("/v1/search", &json!({"image_url": files.url("/img/chelsea_rgba.png"), "k": 1}));
+    let (status, by_image_url) =
+        server.post_json("/v1/search", &json!({"image_url": files.url("/img/chelsea_rgba.png"), "k": 1}));
     assert_eq!(status, 200, "{by_image_url}");
     assert_eq!(ids(&by_image_url), vec![all_ids[3].clone()]);
     let (_, by_id) = server.post_json("/v1/search", &json!({"image_id": all_ids[0], "k": 3}));
@@ -216,7 +231,18 @@ fn serve_on_s3() {
     ];
     let server = Server::start_with_env(
         data.path(),
-        &["--allow-private-urls", "--blob-store", "s3", "--s3-bucket", "lens-serve-test", "--s3-endpoint", &moto.endpoint, "--s3-path-style", "--s3-prefix", "blobs/"],
+        &[
+            "--allow-private-urls",
+            "--blob-store",
+            "s3",
+            "--s3-bucket",
+            "lens-serve-test",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--s3-prefix",
+            "blobs/",
+        ],
         &env,
     );
     // Presigned redirects work against the real server.
@@ -228,11 +254,24 @@ fn serve_on_s3() {
 
     let redirecting = Server::start_with_env(
         tempfile::tempdir().unwrap().path(),
-        &["--blob-store", "s3", "--s3-bucket", "lens-serve-test", "--s3-endpoint", &moto.endpoint, "--s3-path-style", "--blob-redirect"],
+        &[
+            "--blob-store",
+            "s3",
+            "--s3-bucket",
+            "lens-serve-test",
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--blob-redirect",
+        ],
         &env,
     );
     let (_, rec) = redirecting.upload("/v1/images", &[("coffee.jpg", image_bytes("coffee.jpg"))], None);
-    let response = redirecting.http.get(redirecting.url(&format!("/v1/images/{}/blob", rec["id"].as_str().unwrap()))).send().unwrap();
+    let response = redirecting
+        .http
+        .get(redirecting.url(&format!("/v1/images/{}/blob", rec["id"].as_str().unwrap())))
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 307);
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&moto.endpoint), "{location}");
@@ -248,7 +287,20 @@ fn bad_input_is_refused_and_changes_nothing() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(
         data.path(),
-        &["--max-file-bytes", "300000", "--max-pixels", "200000", "--formats", "png,jpeg", "--max-text-bytes", "100", "--max-k", "50", "--fetch-timeout-s", "2"],
+        &[
+            "--max-file-bytes",
+            "300000",
+            "--max-pixels",
+            "200000",
+            "--formats",
+            "png,jpeg",
+            "--max-text-bytes",
+            "100",
+            "--max-k",
+            "50",
+            "--fetch-timeout-s",
+            "2",
+        ],
     );
     let up = |name: &str, bytes: Vec<u8>| server.upload("/v1/images", &[(name, bytes)], None);
     assert_error(&up("n.jpg", image_bytes("not_an_image.jpg")), 415, "unsupported_format");
@@ -257,8 +309,16 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_error(&up("c.jpg", image_bytes("coffee.jpg")), 422, "too_many_pixels"); // 400x600 > 200k pixels
     assert_error(&up("e.png", vec![]), 400, "invalid_request");
     assert_error(&server.upload("/v1/images", &[], None), 400, "invalid_multipart"); // no parts at all
-    assert_error(&server.upload("/v1/images", &[("ok.png", synthetic_png(1))], Some(&"x".repeat(100))), 400, "invalid_request");
-    let raw = |body: &'static str, ct: &str| server::into_json(server.http.post(server.url("/v1/images")).header("content-type", ct).body(body).send().unwrap());
+    assert_error(
+        &server.upload("/v1/images", &[("ok.png", synthetic_png(1))], Some(&"x".repeat(100))),
+        400,
+        "invalid_request",
+    );
+    let raw = |body: &'static str, ct: &str| {
+        server::into_json(
+            server.http.post(server.url("/v1/images")).header("content-type", ct).body(body).send().unwrap(),
+        )
+    };
     assert_error(&raw("{not json", "application/json"), 400, "invalid_json");
     assert_error(&raw(r#"{"url": 5}"#, "application/json"), 422, "invalid_json");
     assert_error(&raw(r#"{"url": "http://x/", "extra": 1}"#, "application/json"), 422, "invalid_json");
@@ -277,8 +337,15 @@ fn bad_input_is_refused_and_changes_nothing() {
 
     // With private hosts allowed (local use), redirects are still re-checked, and limits still hold.
     let data2 = tempfile::tempdir().unwrap();
-    let open = Server::start(data2.path(), &["--allow-private-urls", "--fetch-timeout-s", "2", "--fetch-max-redirects", "2", "--max-file-bytes", "300000"]);
-    assert_error(&open.upload("/v1/images", &[("t.jpg", image_bytes("corrupt_truncated.jpg"))], None), 422, "corrupt_image");
+    let open = Server::start(
+        data2.path(),
+        &["--allow-private-urls", "--fetch-timeout-s", "2", "--fetch-max-redirects", "2", "--max-file-bytes", "300000"],
+    );
+    assert_error(
+        &open.upload("/v1/images", &[("t.jpg", image_bytes("corrupt_truncated.jpg"))], None),
+        422,
+        "corrupt_image",
+    );
     let url = |u: String| open.post_json("/v1/images", &json!({"url": u}));
     assert_error(&url(files.url("/to?http://169.254.169.254/latest/meta-data/")), 400, "url_refused");
     assert_error(&url(files.url("/to?file:///etc/passwd")), 400, "url_refused");
@@ -302,17 +369,33 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_error(&search(json!({"image_id": "0123"})), 404, "not_found");
     assert_error(&search(json!({"text": "a", "k": "ten"})), 422, "invalid_json");
     assert_error(&server.post_json("/v1/embeddings", &json!({"input": []})), 400, "invalid_request");
-    assert_error(&server.post_json("/v1/embeddings", &json!({"input": [{"image_url": "a", "image_id": "b"}]})), 400, "invalid_request");
+    assert_error(
+        &server.post_json("/v1/embeddings", &json!({"input": [{"image_url": "a", "image_id": "b"}]})),
+        400,
+        "invalid_request",
+    );
     assert_error(&server.post_json("/v1/embeddings", &json!({"input": "a", "model": "gpt-4"})), 404, "not_found");
-    assert_error(&open.upload("/v1/search/image", &[("c.jpg", image_bytes("corrupt_truncated.jpg"))], None), 422, "corrupt_image");
-    assert_error(&server.upload("/v1/search/image", &[("a.png", image_bytes("astronaut.png"))], None), 413, "too_large");
+    assert_error(
+        &open.upload("/v1/search/image", &[("c.jpg", image_bytes("corrupt_truncated.jpg"))], None),
+        422,
+        "corrupt_image",
+    );
+    assert_error(
+        &server.upload("/v1/search/image", &[("a.png", image_bytes("astronaut.png"))], None),
+        413,
+        "too_large",
+    );
     assert_error(&server.get("/v1/images/nope"), 404, "not_found");
     assert_error(&server.get("/v1/images?limit=0"), 400, "invalid_request");
     assert_error(&server.get("/v1/images?limit=x"), 400, "invalid_request");
     assert_error(&server.get("/v1/images?cursor=zz"), 400, "invalid_request");
     assert_error(&server.get("/v1/jobs/nope"), 404, "not_found");
     assert_error(&server.get("/v2/anything"), 404, "not_found");
-    assert_error(&server::into_json(server.http.put(server.url("/v1/search")).send().unwrap()), 405, "method_not_allowed");
+    assert_error(
+        &server::into_json(server.http.put(server.url("/v1/search")).send().unwrap()),
+        405,
+        "method_not_allowed",
+    );
     assert_error(&server.post_json("/v1/ingest", &json!({"urls": []})), 400, "invalid_request");
 
     // Nothing was stored by any of it.
@@ -343,14 +426,18 @@ fn kill_9_during_ingest_loses_no_acknowledged_image() {
                         break;
                     }
                     let png = synthetic_png(worker * 100_000 + i);
-                    let form = reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(png).file_name("x.png"));
+                    let form = reqwest::blocking::multipart::Form::new()
+                        .part("file", reqwest::blocking::multipart::Part::bytes(png).file_name("x.png"));
                     // A connection error or a cut response is "not acknowledged": only a full 201 counts.
                     let Ok(response) = http.post(&url).multipart(form).send() else { break };
                     if response.status() != 201 {
                         break;
                     }
                     let Ok(record) = response.json::<Value>() else { break };
-                    acked.lock().unwrap().push((record["id"].as_str().unwrap().into(), record["sha256"].as_str().unwrap().into()));
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((record["id"].as_str().unwrap().into(), record["sha256"].as_str().unwrap().into()));
                 }
             });
         }
@@ -398,18 +485,29 @@ fn cli_ingest_jobs_metrics_and_openapi() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "one URL is missing, so the exit is non-zero");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 input(s) failed"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 input(s) failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     let job = &lines[3];
-    assert_eq!((job["state"].as_str(), job["done"].as_u64(), job["failed"].as_u64()), (Some("succeeded"), Some(2), Some(1)), "{job}");
+    assert_eq!(
+        (job["state"].as_str(), job["done"].as_u64(), job["failed"].as_u64()),
+        (Some("succeeded"), Some(2), Some(1)),
+        "{job}"
+    );
     assert_eq!(job["result"]["errors"][0]["code"], "fetch_failed");
     let (_, listed) = server.get("/v1/images?tag=cli");
     assert_eq!(listed["images"].as_array().unwrap().len(), 5);
     let (_, jobs) = server.get("/v1/jobs");
     assert_eq!(jobs["jobs"][0]["kind"], "ingest");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lens")).args(["search", "--server", &server.base, "--k", "3", "a cat"]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lens"))
+        .args(["search", "--server", &server.base, "--k", "3", "a cat"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let found: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(found["results"].as_array().unwrap().len(), 3);
@@ -417,10 +515,12 @@ fn cli_ingest_jobs_metrics_and_openapi() {
     // Concurrent requests are batched and give the same answers as one at a time.
     let alone = server.post_json("/v1/embeddings", &json!({"input": "a cat"})).1["data"][0]["embedding"].clone();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..12).map(|_| scope.spawn(|| server.post_json("/v1/embeddings", &json!({"input": "a cat"})).1)).collect();
+        let handles: Vec<_> =
+            (0..12).map(|_| scope.spawn(|| server.post_json("/v1/embeddings", &json!({"input": "a cat"})).1)).collect();
         for h in handles {
             let together = h.join().unwrap()["data"][0]["embedding"].clone();
-            let (a, b): (Vec<f64>, Vec<f64>) = (serde_json::from_value(alone.clone()).unwrap(), serde_json::from_value(together).unwrap());
+            let (a, b): (Vec<f64>, Vec<f64>) =
+                (serde_json::from_value(alone.clone()).unwrap(), serde_json::from_value(together).unwrap());
             assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
         }
     });
@@ -433,7 +533,8 @@ fn cli_ingest_jobs_metrics_and_openapi() {
     let (status, doc) = server.get("/v1/openapi.json");
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/v1/images", "/v1/search", "/v1/search/image", "/v1/embeddings", "/v1/index/rebuild", "/v1/jobs/{id}"] {
+    for path in ["/v1/images", "/v1/search", "/v1/search/image", "/v1/embeddings", "/v1/index/rebuild", "/v1/jobs/{id}"]
+    {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     let metrics = server.http.get(server.url("/metrics")).send().unwrap().text().unwrap();
@@ -455,14 +556,20 @@ fn serve_pulls_a_hub_model_once() {
     let hub = hub_server::HubServer::start("tiny/clip", &server::fixture_model(), hub_server::Faults::default());
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let env = vec![("HF_ENDPOINT".to_string(), hub.endpoint.clone()), ("LENS_HOME".to_string(), home.path().display().to_string())];
+    let env = vec![
+        ("HF_ENDPOINT".to_string(), hub.endpoint.clone()),
+        ("LENS_HOME".to_string(), home.path().display().to_string()),
+    ];
     let mut server = Server::spawn(std::path::Path::new("tiny/clip"), data.path(), vec![], env);
     let (_, models) = server.get("/v1/models");
     assert_eq!(models["data"][0]["id"], format!("tiny/clip@{}", hub_server::COMMIT));
     assert!(home.path().join("models/tiny--clip/model.safetensors").is_file());
     server.stop();
     let requests = hub.log.lock().unwrap().requests.len();
-    let env = vec![("HF_ENDPOINT".to_string(), "http://127.0.0.1:1".to_string()), ("LENS_HOME".to_string(), home.path().display().to_string())];
+    let env = vec![
+        ("HF_ENDPOINT".to_string(), "http://127.0.0.1:1".to_string()),
+        ("LENS_HOME".to_string(), home.path().display().to_string()),
+    ];
     let server = Server::spawn(std::path::Path::new("tiny/clip"), data.path(), vec![], env);
     assert_eq!(server.get("/v1/models").1["data"][0]["id"], format!("tiny/clip@{}", hub_server::COMMIT));
     assert_eq!(hub.log.lock().unwrap().requests.len(), requests, "no second download");

@@ -33,7 +33,11 @@ pub enum Error {
 
     /// A file of the model directory could not be read.
     #[error("cannot read {path}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// Image decoding or pre-processing failed.
     #[error(transparent)]

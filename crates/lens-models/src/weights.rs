@@ -35,10 +35,8 @@ impl Weights {
     pub fn from_buffers(buffers: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut weights = Weights::default();
         for (index, (name, bytes)) in buffers.into_iter().enumerate() {
-            let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Safetensors {
-                file: Some(name.clone()),
-                message: e.to_string(),
-            })?;
+            let (header_len, metadata) = SafeTensors::read_metadata(&bytes)
+                .map_err(|e| Error::Safetensors { file: Some(name.clone()), message: e.to_string() })?;
             let data_start = 8 + header_len;
             for (tensor, info) in metadata.tensors() {
                 let (start, end) = info.data_offsets;
@@ -97,18 +95,11 @@ impl Weights {
         let bytes = &self.buffers[entry.buffer][entry.start..entry.end];
         let values = match entry.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("chunk of 8")) as f32)
-                .collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F64 => {
+                bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunk of 8")) as f32).collect()
+            }
             other => {
                 return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") });
             }
@@ -217,7 +208,8 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
 
 /// Uniform values with standard deviation `std`, from a SplitMix64 stream seeded by `seed` and `name`.
 fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
-    let mut state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let mut state =
+        name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
     let half_width = std * 3f32.sqrt();
     (0..len)
         .map(|_| {

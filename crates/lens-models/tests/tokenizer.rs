@@ -27,7 +27,8 @@ fn clip_tokenizer() -> HfTokenizer {
 fn known_ids_of_the_real_vocabulary() {
     let t = clip_tokenizer();
     let encoded = t.encode("a photo of a cat").unwrap();
-    let real: Vec<u32> = encoded.ids.iter().zip(&encoded.attention_mask).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect();
+    let real: Vec<u32> =
+        encoded.ids.iter().zip(&encoded.attention_mask).filter(|(_, m)| **m == 1).map(|(i, _)| *i).collect();
     assert_eq!(real, [49406, 320, 1125, 539, 320, 2368, 49407]);
     assert_eq!(encoded.ids.len(), 77);
     // Padding is the tokenizer_config's pad token, <|endoftext|>.
@@ -43,7 +44,8 @@ fn ids_match_reference_tokenizer() {
     assert!(cases.len() >= 20);
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let expected: Vec<u32> = case["ids_77"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> =
+            case["ids_77"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(t.encode(text).unwrap().ids, expected, "ids of {text:?}");
     }
 }
@@ -62,6 +64,7 @@ fn long_texts_are_truncated_keeping_the_end_token() {
 #[test]
 fn bad_tokenizer_files_are_errors() {
     assert!(HfTokenizer::from_bytes(b"{not json", None, 77, "<|endoftext|>").is_err());
-    let err = HfTokenizer::from_bytes(fixture!("clip-tiny-gelu/tokenizer.json"), None, 77, "<no-such-token>").unwrap_err();
+    let err =
+        HfTokenizer::from_bytes(fixture!("clip-tiny-gelu/tokenizer.json"), None, 77, "<no-such-token>").unwrap_err();
     assert!(err.to_string().contains("<no-such-token>"), "{err}");
 }

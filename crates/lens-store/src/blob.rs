@@ -36,21 +36,14 @@ const TMP_MARKER: &str = ".tmp-";
 /// Checks that `key` can name a blob: 4 to 200 characters of `[0-9a-zA-Z._-]`, not starting with
 /// `.` (which also rules out `.` and `..`). Both stores apply it, so they accept the same keys.
 pub fn validate_key(key: &str) -> Result<()> {
-    let bad = |reason: &str| {
-        Err(StoreError::InvalidInput(format!(
-            "blob key {key:?}: {reason}"
-        )))
-    };
+    let bad = |reason: &str| Err(StoreError::InvalidInput(format!("blob key {key:?}: {reason}")));
     if key.len() < 4 || key.len() > MAX_KEY_LEN {
         return bad(&format!("must be 4 to {MAX_KEY_LEN} characters long"));
     }
     if key.starts_with('.') {
         return bad("must not start with '.'");
     }
-    if !key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -112,10 +105,7 @@ impl LocalBlobStore {
             sync_dir(level1)?;
             sync_dir(level1.parent().expect("fan-out directories have a parent"))?;
         }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("validated keys are UTF-8");
+        let name = path.file_name().and_then(|n| n.to_str()).expect("validated keys are UTF-8");
         let tmp = leaf.join(format!(".{name}{TMP_MARKER}{:016x}", rand::random::<u64>()));
         let written = (|| -> io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -144,9 +134,7 @@ impl LocalBlobStore {
 
 fn read_dir_if_exists(dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.path()).map_err(|err| StoreError::io(dir, err)))
-            .collect(),
+        Ok(entries) => entries.map(|e| e.map(|e| e.path()).map_err(|err| StoreError::io(dir, err))).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(StoreError::io(dir, e)),
     }
@@ -154,19 +142,14 @@ fn read_dir_if_exists(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// fsync of a directory, so that a rename or a new entry in it survives power loss.
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 
 /// Runs file-system work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        StoreError::io(
-            "<blob store task>",
-            io::Error::other(format!("task failed: {e}")),
-        )
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::io("<blob store task>", io::Error::other(format!("task failed: {e}"))))?
 }
 
 #[async_trait::async_trait]

@@ -225,13 +225,10 @@ impl Catalog {
     }
 
     fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
-        let name = path
-            .as_ref()
-            .map_or(":memory:".to_string(), |p| p.display().to_string());
+        let name = path.as_ref().map_or(":memory:".to_string(), |p| p.display().to_string());
         conn.busy_timeout(Duration::from_secs(10))?;
         check_identity(&conn, &name)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
         if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Config(format!(
                 "catalog {name}: cannot switch to WAL mode (journal_mode is {mode})"
@@ -240,10 +237,7 @@ impl Catalog {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         migrate(&mut conn, &name)?;
-        Ok(Catalog {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        Ok(Catalog { conn: Arc::new(Mutex::new(conn)), path })
     }
 
     /// The database file; `None` in memory.
@@ -258,9 +252,7 @@ impl Catalog {
 
     /// The schema version of the open database (equal to [`SCHEMA_VERSION`] after `open`).
     pub fn schema_version(&self) -> Result<u32> {
-        Ok(self
-            .conn()
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self.conn().pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     // --- images ---------------------------------------------------------------------------------
@@ -269,29 +261,19 @@ impl Catalog {
     /// (and stores `embedding` for `model` if it had none for that model). Otherwise inserts the
     /// image and its embedding, `created = true`. The generation is bumped whenever an embedding
     /// is stored (so also for a new model's embedding of an existing image).
-    pub fn insert_image(
-        &self,
-        image: &NewImage,
-        model: &str,
-        embedding: &[f32],
-    ) -> Result<(ImageRecord, bool)> {
+    pub fn insert_image(&self, image: &NewImage, model: &str, embedding: &[f32]) -> Result<(ImageRecord, bool)> {
         let mut done = self.insert_images(&[(image, embedding)], model)?;
         Ok(done.pop().expect("one result per image"))
     }
 
     /// [`insert_image`](Self::insert_image) for many images in one transaction (one fsync): bulk
     /// imports and seeding. All or nothing: any invalid image fails the whole call.
-    pub fn insert_images(
-        &self,
-        images: &[(&NewImage, &[f32])],
-        model: &str,
-    ) -> Result<Vec<(ImageRecord, bool)>> {
+    pub fn insert_images(&self, images: &[(&NewImage, &[f32])], model: &str) -> Result<Vec<(ImageRecord, bool)>> {
         for (image, embedding) in images {
             validate_sha256(&image.sha256)?;
             validate_embedding(model, embedding)?;
-            i64::try_from(image.bytes).map_err(|_| {
-                StoreError::InvalidInput(format!("image size {} too large", image.bytes))
-            })?;
+            i64::try_from(image.bytes)
+                .map_err(|_| StoreError::InvalidInput(format!("image size {} too large", image.bytes)))?;
         }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -331,18 +313,10 @@ impl Catalog {
     /// Newest first (created_at desc, key desc), `limit` per page. `cursor` is the `next_cursor`
     /// of the previous page (opaque; stable under inserts: new images land before page one).
     /// `tag`: only images with exactly this tag.
-    pub fn list_images(
-        &self,
-        limit: usize,
-        cursor: Option<&str>,
-        tag: Option<&str>,
-    ) -> Result<ImagePage> {
+    pub fn list_images(&self, limit: usize, cursor: Option<&str>, tag: Option<&str>) -> Result<ImagePage> {
         let after = cursor.map(decode_cursor).transpose()?;
         if limit == 0 {
-            return Ok(ImagePage {
-                images: Vec::new(),
-                next_cursor: cursor.map(str::to_string),
-            });
+            return Ok(ImagePage { images: Vec::new(), next_cursor: cursor.map(str::to_string) });
         }
         let mut sql = format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -352,17 +326,11 @@ impl Catalog {
             args.push(key.into());
         }
         if let Some(tag) = tag {
-            sql.push_str(
-                " AND EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = ? AND t.image_key = i.key)",
-            );
+            sql.push_str(" AND EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = ? AND t.image_key = i.key)");
             args.push(tag.to_string().into());
         }
         sql.push_str(" ORDER BY i.created_at DESC, i.key DESC LIMIT ?");
-        args.push(
-            i64::try_from(limit.saturating_add(1))
-                .unwrap_or(i64::MAX)
-                .into(),
-        );
+        args.push(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX).into());
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), RawImage::from_row)?;
@@ -378,21 +346,12 @@ impl Catalog {
             last = Some((ms, record.key));
             images.push(record);
         }
-        let next_cursor = if more {
-            last.map(|(ms, key)| encode_cursor(ms, key))
-        } else {
-            None
-        };
-        Ok(ImagePage {
-            images,
-            next_cursor,
-        })
+        let next_cursor = if more { last.map(|(ms, key)| encode_cursor(ms, key)) } else { None };
+        Ok(ImagePage { images, next_cursor })
     }
 
     pub fn count_images(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))?;
+        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -411,10 +370,7 @@ impl Catalog {
 
     /// Sets (or with `None` clears) the caption; `false` when there is no such image.
     pub fn set_caption(&self, id: &str, caption: Option<&str>) -> Result<bool> {
-        let n = self.conn().execute(
-            "UPDATE images SET caption = ?1 WHERE id = ?2",
-            params![caption, id],
-        )?;
+        let n = self.conn().execute("UPDATE images SET caption = ?1 WHERE id = ?2", params![caption, id])?;
         Ok(n > 0)
     }
 
@@ -423,20 +379,14 @@ impl Catalog {
         let tags = normalize_tags(tags);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(key) = tx
-            .query_row("SELECT key FROM images WHERE id = ?1", params![id], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
+        let Some(key) =
+            tx.query_row("SELECT key FROM images WHERE id = ?1", params![id], |r| r.get::<_, i64>(0)).optional()?
         else {
             return Ok(false);
         };
         tx.execute(
             "UPDATE images SET tags = ?1 WHERE key = ?2",
-            params![
-                serde_json::to_string(&tags).expect("strings serialize"),
-                key
-            ],
+            params![serde_json::to_string(&tags).expect("strings serialize"), key],
         )?;
         tx.execute("DELETE FROM image_tags WHERE image_key = ?1", params![key])?;
         insert_tag_rows(&tx, key, &tags)?;
@@ -456,17 +406,13 @@ impl Catalog {
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
             )
             .optional()?;
-        row.map(|(dim, blob)| decode_vector(key, model, dim, &blob))
-            .transpose()
+        row.map(|(dim, blob)| decode_vector(key, model, dim, &blob)).transpose()
     }
 
     /// How many embeddings are stored for `model`.
     pub fn count_embeddings(&self, model: &str) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM embeddings WHERE model = ?1",
-            params![model],
-            |r| r.get(0),
-        )?;
+        let n: i64 =
+            self.conn().query_row("SELECT COUNT(*) FROM embeddings WHERE model = ?1", params![model], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -485,10 +431,8 @@ impl Catalog {
                     "SELECT image_key, dim, vector FROM embeddings
                      WHERE model = ?1 AND image_key > ?2 ORDER BY image_key LIMIT ?3",
                 )?;
-                stmt.query_map(params![model, after, CHUNK as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?
+                stmt.query_map(params![model, after, CHUNK as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?
             };
             let n = rows.len();
             for (key, dim, blob) in rows {
@@ -505,23 +449,14 @@ impl Catalog {
     /// A counter bumped by every change to the stored embeddings (image insert or delete, a new
     /// model's embedding), so that a saved index snapshot can tell whether it is current.
     pub fn generation(&self) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
-            "SELECT value FROM meta WHERE name = 'generation'",
-            [],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self.conn().query_row("SELECT value FROM meta WHERE name = 'generation'", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
     // --- jobs -----------------------------------------------------------------------------------
 
     /// A new queued job.
-    pub fn create_job(
-        &self,
-        kind: &str,
-        total: u64,
-        params: &serde_json::Value,
-    ) -> Result<JobRecord> {
+    pub fn create_job(&self, kind: &str, total: u64, params: &serde_json::Value) -> Result<JobRecord> {
         let id = format!("job_{:016x}", rand::random::<u64>());
         let now = now_ms();
         self.conn().execute(
@@ -555,16 +490,11 @@ impl Catalog {
             params![id, now_ms()],
         )?;
         if n == 0 {
-            let state: Option<String> = conn
-                .query_row("SELECT state FROM jobs WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let state: Option<String> =
+                conn.query_row("SELECT state FROM jobs WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
             return Err(match state {
                 None => StoreError::NotFound(format!("job {id}")),
-                Some(state) => StoreError::InvalidInput(format!(
-                    "job {id} is {state}: only a queued job can start"
-                )),
+                Some(state) => StoreError::InvalidInput(format!("job {id} is {state}: only a queued job can start")),
             });
         }
         Ok(())
@@ -583,13 +513,7 @@ impl Catalog {
     }
 
     /// Ends the job: `state` must be succeeded or failed.
-    pub fn finish_job(
-        &self,
-        id: &str,
-        state: JobState,
-        error: Option<&str>,
-        result: &serde_json::Value,
-    ) -> Result<()> {
+    pub fn finish_job(&self, id: &str, state: JobState, error: Option<&str>, result: &serde_json::Value) -> Result<()> {
         if !state.is_finished() {
             return Err(StoreError::InvalidInput(format!(
                 "job {id}: finish_job needs succeeded or failed, not {state}"
@@ -610,11 +534,7 @@ impl Catalog {
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
         let conn = self.conn();
         let raw = conn
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                params![id],
-                RawJob::from_row,
-            )
+            .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), params![id], RawJob::from_row)
             .optional()?;
         raw.map(RawJob::into_record).transpose()
     }
@@ -622,9 +542,8 @@ impl Catalog {
     /// The `limit` newest jobs, newest first.
     pub fn list_jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"
-        ))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![limit], RawJob::from_row)?;
         rows.map(|r| r?.into_record()).collect()
@@ -652,9 +571,7 @@ fn check_identity(conn: &Connection, name: &str) -> Result<()> {
         return Ok(());
     }
     if app_id != 0 {
-        return Err(StoreError::Config(format!(
-            "{name} is not a Lens catalog (SQLite application_id {app_id:#x})"
-        )));
+        return Err(StoreError::Config(format!("{name} is not a Lens catalog (SQLite application_id {app_id:#x})")));
     }
     let tables: i64 = conn.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -662,9 +579,7 @@ fn check_identity(conn: &Connection, name: &str) -> Result<()> {
         |r| r.get(0),
     )?;
     if tables > 0 {
-        return Err(StoreError::Config(format!(
-            "{name} is not a Lens catalog (a SQLite database with other tables)"
-        )));
+        return Err(StoreError::Config(format!("{name} is not a Lens catalog (a SQLite database with other tables)")));
     }
     Ok(())
 }
@@ -694,8 +609,7 @@ fn migrate(conn: &mut Connection, name: &str) -> Result<()> {
 
 // --- rows -----------------------------------------------------------------------------------------
 
-const IMAGE_COLUMNS: &str =
-    "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, caption";
+const IMAGE_COLUMNS: &str = "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, caption";
 
 struct RawImage {
     key: i64,
@@ -731,10 +645,7 @@ impl RawImage {
     /// The record and its creation time in ms.
     fn into_record(self) -> Result<(ImageRecord, i64)> {
         let tags = serde_json::from_str(&self.tags).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "image {}: tags {:?} are not a JSON string array: {e}",
-                self.id, self.tags
-            ))
+            StoreError::Corrupt(format!("image {}: tags {:?} are not a JSON string array: {e}", self.id, self.tags))
         })?;
         let record = ImageRecord {
             key: self.key,
@@ -743,12 +654,8 @@ impl RawImage {
             mime: self.mime,
             width: self.width,
             height: self.height,
-            bytes: u64::try_from(self.bytes).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "image key {}: negative size {}",
-                    self.key, self.bytes
-                ))
-            })?,
+            bytes: u64::try_from(self.bytes)
+                .map_err(|_| StoreError::Corrupt(format!("image key {}: negative size {}", self.key, self.bytes)))?,
             source_url: self.source_url,
             created_at: format_rfc3339_ms(self.created_ms),
             tags,
@@ -758,22 +665,11 @@ impl RawImage {
     }
 }
 
-fn query_image(
-    conn: &Connection,
-    condition: &str,
-    args: impl rusqlite::Params,
-) -> Result<Option<ImageRecord>> {
+fn query_image(conn: &Connection, condition: &str, args: impl rusqlite::Params) -> Result<Option<ImageRecord>> {
     let raw = conn
-        .query_row(
-            &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE {condition}"),
-            args,
-            RawImage::from_row,
-        )
+        .query_row(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE {condition}"), args, RawImage::from_row)
         .optional()?;
-    Ok(raw
-        .map(RawImage::into_record)
-        .transpose()?
-        .map(|(record, _)| record))
+    Ok(raw.map(RawImage::into_record).transpose()?.map(|(record, _)| record))
 }
 
 const JOB_COLUMNS: &str =
@@ -810,9 +706,8 @@ impl RawJob {
 
     fn into_record(self) -> Result<JobRecord> {
         let json = |what: &str, text: &str| {
-            serde_json::from_str(text).map_err(|e| {
-                StoreError::Corrupt(format!("job {}: {what} is not JSON: {e}", self.id))
-            })
+            serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("job {}: {what} is not JSON: {e}", self.id)))
         };
         let [total, done, failed] = self.counts.map(|n| n.max(0) as u64);
         Ok(JobRecord {
@@ -835,20 +730,12 @@ impl RawJob {
 // --- helpers --------------------------------------------------------------------------------------
 
 fn bump_generation(tx: &Transaction<'_>) -> Result<()> {
-    tx.execute(
-        "UPDATE meta SET value = value + 1 WHERE name = 'generation'",
-        [],
-    )?;
+    tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'", [])?;
     Ok(())
 }
 
 /// One image of [`Catalog::insert_images`], inside its transaction (inputs already validated).
-fn insert_one(
-    tx: &Transaction<'_>,
-    image: &NewImage,
-    model: &str,
-    embedding: &[f32],
-) -> Result<(ImageRecord, bool)> {
+fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[f32]) -> Result<(ImageRecord, bool)> {
     let bytes = image.bytes;
     if let Some(existing) = query_image(tx, "sha256 = ?1", params![image.sha256])? {
         let has: bool = tx.query_row(
@@ -924,10 +811,7 @@ fn decode_vector(key: i64, model: &str, dim: i64, blob: &[u8]) -> Result<Vec<f32
             blob.len()
         )));
     }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    Ok(blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 /// Order kept, exact duplicates dropped.
@@ -942,34 +826,22 @@ fn normalize_tags(tags: &[String]) -> Vec<String> {
 }
 
 fn validate_sha256(sha256: &str) -> Result<()> {
-    if sha256.len() == 64
-        && sha256
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    if sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {
-        Err(StoreError::InvalidInput(format!(
-            "sha256 {sha256:?} is not 64 lowercase hex characters"
-        )))
+        Err(StoreError::InvalidInput(format!("sha256 {sha256:?} is not 64 lowercase hex characters")))
     }
 }
 
 fn validate_embedding(model: &str, v: &[f32]) -> Result<()> {
     if model.is_empty() {
-        return Err(StoreError::InvalidInput(
-            "embedding model name is empty".into(),
-        ));
+        return Err(StoreError::InvalidInput("embedding model name is empty".into()));
     }
     if v.is_empty() {
-        return Err(StoreError::InvalidInput(format!(
-            "empty embedding for model {model:?}"
-        )));
+        return Err(StoreError::InvalidInput(format!("empty embedding for model {model:?}")));
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(StoreError::InvalidInput(format!(
-            "embedding for model {model:?} has a non-finite value at {i}"
-        )));
+        return Err(StoreError::InvalidInput(format!("embedding for model {model:?} has a non-finite value at {i}")));
     }
     Ok(())
 }
@@ -1004,14 +876,8 @@ mod tests {
         for (ms, key) in [(0, 0), (1_795_449_600_123, 42), (-5, i64::MAX)] {
             assert_eq!(decode_cursor(&encode_cursor(ms, key)).unwrap(), (ms, key));
         }
-        assert!(matches!(
-            decode_cursor("zz"),
-            Err(StoreError::InvalidInput(_))
-        ));
-        assert!(matches!(
-            decode_cursor("00ff"),
-            Err(StoreError::InvalidInput(_))
-        ));
+        assert!(matches!(decode_cursor("zz"), Err(StoreError::InvalidInput(_))));
+        assert!(matches!(decode_cursor("00ff"), Err(StoreError::InvalidInput(_))));
     }
 
     #[test]
@@ -1020,15 +886,13 @@ mod tests {
         let catalog = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
         let conn = catalog.conn();
         let get = |pragma: &str| -> String {
-            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| {
-                r.get::<_, rusqlite::types::Value>(0)
-            })
-            .map(|v| match v {
-                rusqlite::types::Value::Integer(i) => i.to_string(),
-                rusqlite::types::Value::Text(t) => t,
-                other => format!("{other:?}"),
-            })
-            .unwrap()
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
         };
         assert_eq!(get("journal_mode"), "wal");
         assert_eq!(get("synchronous"), "2"); // FULL

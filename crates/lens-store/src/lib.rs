@@ -19,8 +19,7 @@ pub mod testing;
 
 pub use blob::{BlobStore, LocalBlobStore, validate_key};
 pub use catalog::{
-    Catalog, INTERRUPTED_JOB_ERROR, ImagePage, ImageRecord, JobRecord, JobState, NewImage,
-    SCHEMA_VERSION,
+    Catalog, INTERRUPTED_JOB_ERROR, ImagePage, ImageRecord, JobRecord, JobState, NewImage, SCHEMA_VERSION,
 };
 pub use error::{Result, StoreError};
 pub use s3::{S3BlobStore, S3Config};

@@ -41,10 +41,7 @@ impl fmt::Debug for S3Config {
             .field("endpoint_url", &self.endpoint_url)
             .field("force_path_style", &self.force_path_style)
             .field("prefix", &self.prefix)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|(id, _)| (id, "<secret>")),
-            )
+            .field("credentials", &self.credentials.as_ref().map(|(id, _)| (id, "<secret>")))
             .finish()
     }
 }
@@ -62,18 +59,8 @@ impl S3BlobStore {
     /// bucket, refused credentials or an unreachable endpoint is a [`StoreError::Config`] that says which.
     pub async fn connect(cfg: S3Config) -> Result<Self> {
         let (client, region) = make_client(&cfg).await?;
-        let store = S3BlobStore {
-            client,
-            cfg,
-            region,
-        };
-        match store
-            .client
-            .head_bucket()
-            .bucket(&store.cfg.bucket)
-            .send()
-            .await
-        {
+        let store = S3BlobStore { client, cfg, region };
+        match store.client.head_bucket().bucket(&store.cfg.bucket).send().await {
             Ok(_) => Ok(store),
             Err(e) => Err(StoreError::Config(store.head_bucket_message(&e))),
         }
@@ -86,11 +73,7 @@ impl S3BlobStore {
             Ok(_) => return Ok(false),
             Err(e) if status(&e) == Some(404) => {}
             Err(e) => {
-                return Err(StoreError::S3(format!(
-                    "HeadBucket {}: {}",
-                    cfg.bucket,
-                    DisplayErrorContext(&e)
-                )));
+                return Err(StoreError::S3(format!("HeadBucket {}: {}", cfg.bucket, DisplayErrorContext(&e))));
             }
         }
         let mut create = client.create_bucket().bucket(&cfg.bucket);
@@ -104,17 +87,8 @@ impl S3BlobStore {
         }
         match create.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::S3(format!(
-                "CreateBucket {}: {}",
-                cfg.bucket,
-                DisplayErrorContext(&e)
-            ))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(false),
+            Err(e) => Err(StoreError::S3(format!("CreateBucket {}: {}", cfg.bucket, DisplayErrorContext(&e)))),
         }
     }
 
@@ -149,18 +123,13 @@ impl S3BlobStore {
         let what = match e {
             SdkError::ServiceError(_) | SdkError::ResponseError(_) => match status(e) {
                 Some(404) => format!("bucket '{bucket}' does not exist"),
-                Some(403) => format!(
-                    "access to bucket '{bucket}' denied (check the credentials and the bucket policy)"
-                ),
-                Some(301) => format!(
-                    "bucket '{bucket}' is in another region than {}",
-                    self.region
-                ),
+                Some(403) => {
+                    format!("access to bucket '{bucket}' denied (check the credentials and the bucket policy)")
+                }
+                Some(301) => format!("bucket '{bucket}' is in another region than {}", self.region),
                 _ => format!("bucket '{bucket}' cannot be used"),
             },
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                "cannot reach the S3 endpoint".to_string()
-            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => "cannot reach the S3 endpoint".to_string(),
             _ => format!("cannot check bucket '{bucket}'"),
         };
         format!("S3 ({}): {what}: {}", self.where_(), DisplayErrorContext(e))
@@ -171,12 +140,7 @@ impl S3BlobStore {
         E: std::error::Error + 'static,
         R: fmt::Debug,
     {
-        StoreError::S3(format!(
-            "{op} s3://{}/{key} ({}): {}",
-            self.cfg.bucket,
-            self.where_(),
-            DisplayErrorContext(&e)
-        ))
+        StoreError::S3(format!("{op} s3://{}/{key} ({}): {}", self.cfg.bucket, self.where_(), DisplayErrorContext(&e)))
     }
 }
 
@@ -201,29 +165,19 @@ async fn make_client(cfg: &S3Config) -> Result<(Client, String)> {
     }
     // rustls on ring: see the workspace Cargo.toml (the SDK's default is aws-lc).
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build(),
-        );
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).build());
     if let Some(region) = &cfg.region {
         loader = loader.region(Region::new(region.clone()));
     }
     if let Some((id, secret)) = &cfg.credentials {
-        loader =
-            loader.credentials_provider(Credentials::new(id, secret, None, None, "lens-config"));
+        loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "lens-config"));
     }
     let shared = loader.load().await;
-    let region = shared
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "us-east-1".into());
+    let region = shared.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
         .region(Region::new(region.clone()))
         .force_path_style(cfg.force_path_style);
@@ -251,19 +205,9 @@ impl BlobStore for S3BlobStore {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let object = self.object_key(key)?;
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.cfg.bucket)
-            .key(&object)
-            .send()
-            .await
-        {
+        let out = match self.client.get_object().bucket(&self.cfg.bucket).key(&object).send().await {
             Ok(out) => out,
-            Err(e)
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
-                    || status(&e) == Some(404) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status(&e) == Some(404) => {
                 return Ok(None);
             }
             Err(e) => return Err(self.error("GetObject", &object, e)),
@@ -281,35 +225,16 @@ impl BlobStore for S3BlobStore {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let object = self.object_key(key)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.cfg.bucket)
-            .key(&object)
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(&self.cfg.bucket).key(&object).send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error().is_some_and(|s| s.is_not_found())
-                    || status(&e) == Some(404) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) || status(&e) == Some(404) => Ok(false),
             Err(e) => Err(self.error("HeadObject", &object, e)),
         }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let object = self.object_key(key)?;
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.cfg.bucket)
-            .key(&object)
-            .send()
-            .await
-        {
+        match self.client.delete_object().bucket(&self.cfg.bucket).key(&object).send().await {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(self.error("DeleteObject", &object, e)),
@@ -318,9 +243,8 @@ impl BlobStore for S3BlobStore {
 
     async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
         let object = self.object_key(key)?;
-        let presigning = PresigningConfig::expires_in(ttl).map_err(|e| {
-            StoreError::InvalidInput(format!("presigned URL lifetime {ttl:?}: {e}"))
-        })?;
+        let presigning = PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::InvalidInput(format!("presigned URL lifetime {ttl:?}: {e}")))?;
         let request = self
             .client
             .get_object()
@@ -333,11 +257,6 @@ impl BlobStore for S3BlobStore {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "s3://{}/{} ({})",
-            self.cfg.bucket,
-            self.cfg.prefix,
-            self.where_()
-        )
+        format!("s3://{}/{} ({})", self.cfg.bucket, self.cfg.prefix, self.where_())
     }
 }

@@ -61,8 +61,7 @@ impl MotoServer {
             .port();
         // moto logs every request: into a file, since an unread pipe would block it.
         let log = std::env::temp_dir().join(format!("lens-moto-{}-{port}.log", std::process::id()));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let stderr = log_file.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -71,27 +70,17 @@ impl MotoServer {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        let mut server = MotoServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-            log,
-        };
+        let mut server = MotoServer { endpoint: format!("http://127.0.0.1:{port}"), child, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "it exited ({status}); its output:\n{}",
-                    server.output()
-                ));
+                return Err(format!("it exited ({status}); its output:\n{}", server.output()));
             }
             if answers(port) {
                 return Ok(server);
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "no answer on port {port} after 60 s; its output:\n{}",
-                    server.output()
-                ));
+                return Err(format!("no answer on port {port} after 60 s; its output:\n{}", server.output()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -141,23 +130,17 @@ fn find_moto_server() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("LENS_MOTO_SERVER") {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            panic!(
-                "LENS_MOTO_SERVER={} is not a file: run scripts/setup.sh or fix it",
-                path.display()
-            );
+            panic!("LENS_MOTO_SERVER={} is not a file: run scripts/setup.sh or fix it", path.display());
         }
         return Some(path);
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Some(tools) = std::env::var_os("LENS_TOOLS_DIR") {
         dirs.push(PathBuf::from(tools).join("bin"));
     }
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".cache/lens-tools/bin"));
     }
-    dirs.into_iter()
-        .map(|d| d.join("moto_server"))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join("moto_server")).find(|p| p.is_file())
 }

@@ -4,10 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds: `2026-11-23T16:00:00.123Z`.
@@ -17,12 +14,7 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -47,19 +39,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            format_rfc3339_ms(951_782_400_000),
-            "2000-02-29T00:00:00.000Z"
-        );
+        assert_eq!(format_rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         // date -u -d 2026-11-23T16:00:00Z +%s -> 1795449600
-        assert_eq!(
-            format_rfc3339_ms(1_795_449_600_123),
-            "2026-11-23T16:00:00.123Z"
-        );
-        assert_eq!(
-            format_rfc3339_ms(1_709_251_199_999),
-            "2024-02-29T23:59:59.999Z"
-        );
+        assert_eq!(format_rfc3339_ms(1_795_449_600_123), "2026-11-23T16:00:00.123Z");
+        assert_eq!(format_rfc3339_ms(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
         assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -38,27 +38,14 @@ async fn put_get_exists_delete() {
     assert_eq!(store.get(&key).await.unwrap().unwrap(), data);
     // Layout dir/ab/cd/<key>, nothing else (no temp file left behind).
     let blobs = store.dir().to_path_buf();
-    assert_eq!(
-        all_files(&blobs),
-        vec![format!("{}/{}/{key}", &key[..2], &key[2..4])]
-    );
+    assert_eq!(all_files(&blobs), vec![format!("{}/{}/{key}", &key[..2], &key[2..4])]);
 
     // Overwrite is fine.
     store.put(&key, data.clone(), "image/png").await.unwrap();
     assert_eq!(all_files(&blobs).len(), 1);
 
-    assert_eq!(
-        store
-            .presigned_get(&key, Duration::from_secs(60))
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(
-        store.describe().starts_with("local:/"),
-        "{}",
-        store.describe()
-    );
+    assert_eq!(store.presigned_get(&key, Duration::from_secs(60)).await.unwrap(), None);
+    assert!(store.describe().starts_with("local:/"), "{}", store.describe());
 
     store.delete(&key).await.unwrap();
     assert!(!store.exists(&key).await.unwrap());
@@ -70,44 +57,17 @@ async fn put_get_exists_delete() {
 async fn bad_keys_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalBlobStore::open(dir.path()).unwrap();
-    for key in [
-        "",
-        "abc",
-        "../../etc/passwd",
-        "..abcd",
-        ".hidden",
-        "ab/cdef",
-        "ab\\cdef",
-        "abcd\0",
-        "abcdé",
-        &"a".repeat(201),
-    ] {
-        let err = store
-            .put(key, Bytes::from_static(b"x"), "text/plain")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StoreError::InvalidInput(_)),
-            "{key:?}: {err:?}"
-        );
-        assert!(
-            matches!(store.get(key).await, Err(StoreError::InvalidInput(_))),
-            "{key:?}"
-        );
-        assert!(
-            matches!(store.exists(key).await, Err(StoreError::InvalidInput(_))),
-            "{key:?}"
-        );
-        assert!(
-            matches!(store.delete(key).await, Err(StoreError::InvalidInput(_))),
-            "{key:?}"
-        );
+    for key in
+        ["", "abc", "../../etc/passwd", "..abcd", ".hidden", "ab/cdef", "ab\\cdef", "abcd\0", "abcdé", &"a".repeat(201)]
+    {
+        let err = store.put(key, Bytes::from_static(b"x"), "text/plain").await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{key:?}: {err:?}");
+        assert!(matches!(store.get(key).await, Err(StoreError::InvalidInput(_))), "{key:?}");
+        assert!(matches!(store.exists(key).await, Err(StoreError::InvalidInput(_))), "{key:?}");
+        assert!(matches!(store.delete(key).await, Err(StoreError::InvalidInput(_))), "{key:?}");
     }
     assert!(all_files(dir.path()).is_empty());
-    store
-        .put("abcd.thumb_1-x", Bytes::from_static(b"ok"), "text/plain")
-        .await
-        .unwrap();
+    store.put("abcd.thumb_1-x", Bytes::from_static(b"ok"), "text/plain").await.unwrap();
 }
 
 #[tokio::test]
@@ -115,25 +75,15 @@ async fn open_removes_leftover_temp_files_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalBlobStore::open(dir.path()).unwrap();
     let key = "0123456789abcdef";
-    store
-        .put(key, Bytes::from_static(b"kept"), "text/plain")
-        .await
-        .unwrap();
+    store.put(key, Bytes::from_static(b"kept"), "text/plain").await.unwrap();
     // What a crash between create and rename leaves.
     let leaf = dir.path().join("01/23");
-    std::fs::write(
-        leaf.join(format!(".{key}.tmp-00000000deadbeef")),
-        b"partial",
-    )
-    .unwrap();
+    std::fs::write(leaf.join(format!(".{key}.tmp-00000000deadbeef")), b"partial").unwrap();
     assert_eq!(all_files(dir.path()).len(), 2);
 
     let store = LocalBlobStore::open(dir.path()).unwrap();
     assert_eq!(all_files(dir.path()), vec![format!("01/23/{key}")]);
-    assert_eq!(
-        store.get(key).await.unwrap().unwrap(),
-        Bytes::from_static(b"kept")
-    );
+    assert_eq!(store.get(key).await.unwrap().unwrap(), Bytes::from_static(b"kept"));
 }
 
 #[tokio::test]

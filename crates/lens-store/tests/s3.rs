@@ -20,10 +20,7 @@ async fn fetch(url: String) -> (u16, Option<String>, Bytes) {
     tokio::task::spawn_blocking(move || {
         let response = reqwest::blocking::get(&url).unwrap();
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string());
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
         (status, content_type, response.bytes().unwrap())
     })
     .await
@@ -34,21 +31,12 @@ async fn fetch(url: String) -> (u16, Option<String>, Bytes) {
 async fn put_get_exists_delete_and_presigned_url() {
     let moto = MotoServer::start();
     let store = store(&moto, "lens-blobs", "lens/").await;
-    assert!(
-        store
-            .describe()
-            .starts_with("s3://lens-blobs/lens/ (endpoint http://127.0.0.1:"),
-        "{}",
-        store.describe()
-    );
+    assert!(store.describe().starts_with("s3://lens-blobs/lens/ (endpoint http://127.0.0.1:"), "{}", store.describe());
 
     let data = Bytes::from((0..=255u8).cycle().take(300_000).collect::<Vec<u8>>());
     let key = hex::encode(Sha256::digest(&data));
     assert!(!store.exists(&key).await.unwrap());
-    assert!(
-        store.get(&key).await.unwrap().is_none(),
-        "a missing key is Ok(None)"
-    );
+    assert!(store.get(&key).await.unwrap().is_none(), "a missing key is Ok(None)");
 
     store.put(&key, data.clone(), "image/jpeg").await.unwrap();
     assert!(store.exists(&key).await.unwrap());
@@ -56,25 +44,12 @@ async fn put_get_exists_delete_and_presigned_url() {
     store.put(&key, data.clone(), "image/jpeg").await.unwrap(); // overwrite
 
     // The prefix is part of the object key.
-    let listed = store
-        .client()
-        .list_objects_v2()
-        .bucket("lens-blobs")
-        .send()
-        .await
-        .unwrap();
+    let listed = store.client().list_objects_v2().bucket("lens-blobs").send().await.unwrap();
     let names: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(names, vec![format!("lens/{key}")]);
 
-    let url = store
-        .presigned_get(&key, Duration::from_secs(300))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        url.starts_with(&format!("{}/lens-blobs/lens/{key}?", moto.endpoint)),
-        "{url}"
-    );
+    let url = store.presigned_get(&key, Duration::from_secs(300)).await.unwrap().unwrap();
+    assert!(url.starts_with(&format!("{}/lens-blobs/lens/{key}?", moto.endpoint)), "{url}");
     assert!(url.contains("X-Amz-Signature="), "{url}");
     let (status, content_type, body) = fetch(url).await;
     assert_eq!(status, 200);
@@ -86,14 +61,9 @@ async fn put_get_exists_delete_and_presigned_url() {
     assert!(store.get(&key).await.unwrap().is_none());
     store.delete(&key).await.unwrap(); // idempotent
 
+    assert!(matches!(store.put("../x", Bytes::new(), "x").await, Err(StoreError::InvalidInput(_))));
     assert!(matches!(
-        store.put("../x", Bytes::new(), "x").await,
-        Err(StoreError::InvalidInput(_))
-    ));
-    assert!(matches!(
-        store
-            .presigned_get(&key, Duration::from_secs(8 * 24 * 3600))
-            .await,
+        store.presigned_get(&key, Duration::from_secs(8 * 24 * 3600)).await,
         Err(StoreError::InvalidInput(_))
     ));
 }
@@ -101,23 +71,14 @@ async fn put_get_exists_delete_and_presigned_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_and_unreachable_endpoint_are_clear_errors() {
     let moto = MotoServer::start();
-    let err = S3BlobStore::connect(moto.s3_config("no-such-bucket"))
-        .await
-        .unwrap_err();
+    let err = S3BlobStore::connect(moto.s3_config("no-such-bucket")).await.unwrap_err();
     assert!(matches!(err, StoreError::Config(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("bucket 'no-such-bucket' does not exist"),
-        "{msg}"
-    );
+    assert!(msg.contains("bucket 'no-such-bucket' does not exist"), "{msg}");
     assert!(msg.contains(&moto.endpoint), "{msg}");
 
     // Nothing listens on a port we just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cfg = moto.s3_config("lens-blobs");
     cfg.endpoint_url = Some(format!("http://127.0.0.1:{port}"));
     let err = S3BlobStore::connect(cfg).await.unwrap_err();
@@ -126,8 +87,5 @@ async fn missing_bucket_and_unreachable_endpoint_are_clear_errors() {
 
     let mut cfg = moto.s3_config("");
     cfg.bucket.clear();
-    assert!(matches!(
-        S3BlobStore::connect(cfg).await,
-        Err(StoreError::Config(_))
-    ));
+    assert!(matches!(S3BlobStore::connect(cfg).await, Err(StoreError::Config(_))));
 }

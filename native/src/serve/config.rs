@@ -158,10 +158,34 @@ impl ServeSettings {
             ($($field:ident),*) => { ServeSettings { $($field: self.$field.or(other.$field)),* } };
         }
         pick!(
-            model, data, listen, device, blob_store, s3_bucket, s3_region, s3_endpoint, s3_path_style, s3_prefix,
-            blob_redirect, index, max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, formats,
-            max_text_bytes, max_k, request_timeout_s, fetch_connect_timeout_s, fetch_timeout_s,
-            fetch_max_redirects, allow_private_urls, max_job_urls, batch_size, batch_wait_ms
+            model,
+            data,
+            listen,
+            device,
+            blob_store,
+            s3_bucket,
+            s3_region,
+            s3_endpoint,
+            s3_path_style,
+            s3_prefix,
+            blob_redirect,
+            index,
+            max_body_bytes,
+            max_file_bytes,
+            max_files,
+            max_pixels,
+            max_side,
+            formats,
+            max_text_bytes,
+            max_k,
+            request_timeout_s,
+            fetch_connect_timeout_s,
+            fetch_timeout_s,
+            fetch_max_redirects,
+            allow_private_urls,
+            max_job_urls,
+            batch_size,
+            batch_wait_ms
         )
     }
 

@@ -62,8 +62,14 @@ pub struct Embedder {
 
 impl Embedder {
     /// Loads the model on a new thread and starts serving the queue. Blocks until the model is loaded.
-    pub fn start(model_dir: &Path, device: DeviceKind, batch_size: usize, batch_wait: Duration) -> Result<(Embedder, ModelInfo)> {
-        let files = ClipFiles::read_dir(model_dir).with_context(|| format!("cannot load model from {}", model_dir.display()))?;
+    pub fn start(
+        model_dir: &Path,
+        device: DeviceKind,
+        batch_size: usize,
+        batch_wait: Duration,
+    ) -> Result<(Embedder, ModelInfo)> {
+        let files = ClipFiles::read_dir(model_dir)
+            .with_context(|| format!("cannot load model from {}", model_dir.display()))?;
         let (id, name, revision) = identify(model_dir, &files);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Request>(QUEUE_CAPACITY);
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<ModelInfo>>();
@@ -73,7 +79,9 @@ impl Embedder {
                 let pipeline = match ClipPipeline::<B>::load(&files, &dev) {
                     Ok(p) => p,
                     Err(e) => {
-                        let _ = loaded_tx.send(Err(anyhow::Error::new(e).context(format!("cannot load model from {}", dir.display()))));
+                        let _ = loaded_tx.send(Err(
+                            anyhow::Error::new(e).context(format!("cannot load model from {}", dir.display()))
+                        ));
                         return;
                     }
                 };
@@ -85,7 +93,13 @@ impl Embedder {
                     dims: pipeline.dim(),
                     image_size: pipeline.config.vision_config.image_size,
                     max_text_tokens: pipeline.config.text_config.max_position_embeddings,
-                    backend: std::any::type_name::<B>().split('<').next().unwrap_or("burn").rsplit("::").next().unwrap_or("burn"),
+                    backend: std::any::type_name::<B>()
+                        .split('<')
+                        .next()
+                        .unwrap_or("burn")
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or("burn"),
                     device: format!("{dev:?}"),
                 };
                 let _ = loaded_tx.send(Ok(info));
@@ -113,7 +127,11 @@ impl Embedder {
         match self.tx.try_send(Request { input, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the model queue is full; retry later"));
+                return Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the model queue is full; retry later",
+                ));
             }
             Err(TrySendError::Disconnected(_)) => return Err(ApiError::internal("the model thread has stopped")),
         }
@@ -164,7 +182,8 @@ fn serve_queue<B: burn::tensor::backend::Backend>(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        let (images, texts): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(|r| matches!(r.input, Input::Images(_)));
+        let (images, texts): (Vec<Request>, Vec<Request>) =
+            batch.into_iter().partition(|r| matches!(r.input, Input::Images(_)));
         run_batch(pipeline, images, "image");
         run_batch(pipeline, texts, "text");
     }
@@ -172,7 +191,11 @@ fn serve_queue<B: burn::tensor::backend::Backend>(
 
 /// Runs requests of one kind as one model call and hands each its rows; if the joint call fails,
 /// each request runs alone so one bad input cannot fail its neighbours.
-fn run_batch<B: burn::tensor::backend::Backend>(pipeline: &ClipPipeline<B>, requests: Vec<Request>, kind: &'static str) {
+fn run_batch<B: burn::tensor::backend::Backend>(
+    pipeline: &ClipPipeline<B>,
+    requests: Vec<Request>,
+    kind: &'static str,
+) {
     if requests.is_empty() {
         return;
     }
@@ -213,7 +236,8 @@ fn run_batch<B: burn::tensor::backend::Backend>(pipeline: &ClipPipeline<B>, requ
         Err(_) if parts.len() > 1 => {
             let mut start = 0;
             for (reply, end) in parts {
-                let result = if images.is_empty() { run(&[], &texts[start..end]) } else { run(&images[start..end], &[]) };
+                let result =
+                    if images.is_empty() { run(&[], &texts[start..end]) } else { run(&images[start..end], &[]) };
                 let _ = reply.send(result);
                 start = end;
             }

@@ -29,7 +29,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
     pub fn not_ready() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the model is loading or the index is being built; retry shortly")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the model is loading or the index is being built; retry shortly",
+        )
     }
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // Details go to the log; the client gets a stable message without internals.
@@ -56,7 +60,9 @@ impl From<lens_core::Error> for ApiError {
         use lens_core::Error as E;
         let (status, code) = match &err {
             E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            E::TooManyPixels { .. } | E::DimensionTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels"),
+            E::TooManyPixels { .. } | E::DimensionTooLarge { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels")
+            }
             E::UnsupportedFormat { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format"),
             E::Corrupt { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image"),
             _ => return ApiError::internal(err),

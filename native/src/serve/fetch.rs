@@ -73,16 +73,23 @@ impl Fetcher {
         if url.len() > 4096 {
             return Err(ApiError::bad_request("URL longer than 4096 bytes"));
         }
-        let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("invalid URL: {e}")))?;
-        check_url(&parsed, &self.policy).map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, "url_refused", format!("URL refused: {reason}")))?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("invalid URL: {e}")))?;
+        check_url(&parsed, &self.policy).map_err(|reason| {
+            ApiError::new(StatusCode::BAD_REQUEST, "url_refused", format!("URL refused: {reason}"))
+        })?;
         let mut response = self.client.get(parsed).send().await.map_err(fetch_error)?;
         if response.status().is_redirection() {
             // reqwest hands back redirects it will not follow (a Location that is not http/https).
-            let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
+            let location =
+                response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "url_refused",
-                format!("fetching {url}: redirect to {} refused (only http and https)", location.chars().take(200).collect::<String>()),
+                format!(
+                    "fetching {url}: redirect to {} refused (only http and https)",
+                    location.chars().take(200).collect::<String>()
+                ),
             ));
         }
         if !response.status().is_success() {
@@ -95,7 +102,10 @@ impl Fetcher {
         if let Some(len) = response.content_length()
             && len > self.policy.max_bytes as u64
         {
-            return Err(ApiError::too_large(format!("{url} is {len} bytes, over the limit of {}", self.policy.max_bytes)));
+            return Err(ApiError::too_large(format!(
+                "{url} is {len} bytes, over the limit of {}",
+                self.policy.max_bytes
+            )));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
@@ -237,14 +247,32 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_refused() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "::1", "fe80::1",
-            "fd12::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd12::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(check_ip(ip, false).is_err(), "{ip} must be refused");
             assert!(check_ip(ip, true).is_ok(), "{ip} is allowed with allow_private");
         }
-        for ip in ["169.254.169.254", "fd00:ec2::254", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "240.0.0.1"] {
+        for ip in [
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "ff02::1",
+            "240.0.0.1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(check_ip(ip, true).is_err(), "{ip} must be refused even with allow_private");
         }
@@ -262,7 +290,9 @@ mod tests {
             max_bytes: 1,
             allow_private: false,
         };
-        for url in ["file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/", "http://127.0.0.1/a.png", "http://[::1]/"] {
+        for url in
+            ["file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/", "http://127.0.0.1/a.png", "http://[::1]/"]
+        {
             assert!(check_url(&reqwest::Url::parse(url).unwrap(), &policy).is_err(), "{url}");
         }
         assert!(check_url(&reqwest::Url::parse("https://example.com/a.jpg").unwrap(), &policy).is_ok());

@@ -68,7 +68,10 @@ pub fn clean_tags(tags: impl IntoIterator<Item = String>) -> ApiResult<Vec<Strin
             continue;
         }
         if tag.chars().count() > MAX_TAG_CHARS || tag.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(format!("tag `{}` is longer than {MAX_TAG_CHARS} characters or has control characters", tag.chars().take(80).collect::<String>())));
+            return Err(ApiError::bad_request(format!(
+                "tag `{}` is longer than {MAX_TAG_CHARS} characters or has control characters",
+                tag.chars().take(80).collect::<String>()
+            )));
         }
         if !out.contains(&tag) {
             out.push(tag);
@@ -101,7 +104,8 @@ pub async fn ingest(state: &AppState, upload: Upload) -> ApiResult<(ImageRecord,
     }
     let (format, image, bytes) = decode_checked(state, upload.bytes).await?;
     let (width, height) = (image.width, image.height);
-    let embedding = engine.embedder.embed_images(vec![image]).await?.pop().ok_or_else(|| ApiError::internal("no embedding"))?;
+    let embedding =
+        engine.embedder.embed_images(vec![image]).await?.pop().ok_or_else(|| ApiError::internal("no embedding"))?;
 
     let mime = format.mime_type();
     let size = bytes.len() as u64;
@@ -174,10 +178,16 @@ pub struct UrlIngest {
 }
 
 /// `POST /v1/images`: multipart (`file`, repeatable; optional `tags`, comma-separated) or JSON `{"url"}`.
-pub async fn create(State(state): State<SharedState>, headers: HeaderMap, request: axum::extract::Request) -> ApiResult<Response> {
+pub async fn create(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
-        let multipart = Multipart::from_request(request, &state).await.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
         let (files, tags) = read_files(&state, multipart).await?;
         if files.is_empty() {
             return Err(ApiError::bad_request("no `file` field in the form"));
@@ -195,7 +205,12 @@ pub async fn create(State(state): State<SharedState>, headers: HeaderMap, reques
                     records.push(record);
                 }
                 Err(mut e) if !single => {
-                    e.message = format!("file {} (`{name}`): {}; {} earlier file(s) were stored", records.len() + 1, e.message, records.len());
+                    e.message = format!(
+                        "file {} (`{name}`): {}; {} earlier file(s) were stored",
+                        records.len() + 1,
+                        e.message,
+                        records.len()
+                    );
                     return Err(e);
                 }
                 Err(e) => return Err(e),
@@ -232,7 +247,10 @@ pub async fn read_files(state: &AppState, mut multipart: Multipart) -> ApiResult
         match field.name().unwrap_or("") {
             "file" => {
                 if files.len() == state.config.max_files {
-                    return Err(ApiError::too_large(format!("more than {} files in one request", state.config.max_files)));
+                    return Err(ApiError::too_large(format!(
+                        "more than {} files in one request",
+                        state.config.max_files
+                    )));
                 }
                 let name = field.file_name().unwrap_or("upload").chars().take(200).collect::<String>();
                 let bytes = read_field(state, &mut field).await?;
@@ -246,7 +264,10 @@ pub async fn read_files(state: &AppState, mut multipart: Multipart) -> ApiResult
                 tags.extend(text.split(',').map(str::to_string));
             }
             other => {
-                return Err(ApiError::bad_request(format!("unexpected form field `{}` (expected `file` or `tags`)", other.chars().take(64).collect::<String>())));
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form field `{}` (expected `file` or `tags`)",
+                    other.chars().take(64).collect::<String>()
+                )));
             }
         }
     }
@@ -280,7 +301,10 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/images?limit=&cursor=&tag=`: newest first.
-pub async fn list(State(state): State<SharedState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -313,7 +337,11 @@ pub async fn blob(State(state): State<SharedState>, Path(id): Path<String>) -> A
     {
         return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
     }
-    let bytes = state.blobs.get(&record.sha256).await?.ok_or_else(|| ApiError::internal(format!("blob {} of image {} is missing", record.sha256, record.id)))?;
+    let bytes = state
+        .blobs
+        .get(&record.sha256)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("blob {} of image {} is missing", record.sha256, record.id)))?;
     Ok((
         [
             (header::CONTENT_TYPE, record.mime.clone()),
@@ -332,7 +360,10 @@ pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>) ->
         return Err(ApiError::bad_request("image id too long"));
     }
     let shown = id.clone();
-    let record = state.catalog(move |c| c.delete_image(&id)).await?.ok_or_else(|| ApiError::not_found(format!("no image `{shown}`")))?;
+    let record = state
+        .catalog(move |c| c.delete_image(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no image `{shown}`")))?;
     engine.index.remove(record.key as u64);
     if let Err(e) = state.blobs.delete(&record.sha256).await {
         tracing::warn!(error = %e, id = record.id, "image deleted but its blob could not be removed");

@@ -29,7 +29,10 @@ pub struct IngestJobRequest {
 }
 
 /// `POST /v1/ingest` `{"urls": [...], "tags": [...]}` -> 202 with the job.
-pub async fn create_ingest(State(state): State<SharedState>, body: Result<Json<IngestJobRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<(StatusCode, Json<JobRecord>)> {
+pub async fn create_ingest(
+    State(state): State<SharedState>,
+    body: Result<Json<IngestJobRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<JobRecord>)> {
     let Json(req) = body?;
     state.engine()?;
     if req.urls.is_empty() || req.urls.len() > state.config.max_job_urls {
@@ -120,13 +123,14 @@ async fn run_rebuild(state: SharedState, job: String) {
         let engine = worker.engine.get().ok_or_else(|| anyhow::anyhow!("not ready"))?;
         let started = std::time::Instant::now();
         engine.index.begin_rebuild();
-        let fresh = match AnyIndex::from_catalog(worker.config.index, engine.model.dims, &worker.catalog, &engine.model.id) {
-            Ok(index) => index,
-            Err(e) => {
-                engine.index.abandon_rebuild();
-                return Err(e);
-            }
-        };
+        let fresh =
+            match AnyIndex::from_catalog(worker.config.index, engine.model.dims, &worker.catalog, &engine.model.id) {
+                Ok(index) => index,
+                Err(e) => {
+                    engine.index.abandon_rebuild();
+                    return Err(e);
+                }
+            };
         engine.index.finish_rebuild(fresh)?;
         let meta = snapshot_meta(&worker.catalog, &engine.model.id)?;
         engine.index.save(&worker.snapshot_dir(), &meta)?;
@@ -159,7 +163,10 @@ pub struct JobsQuery {
 }
 
 /// `GET /v1/jobs?limit=`
-pub async fn list(State(state): State<SharedState>, query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let jobs = state.catalog(move |c| c.list_jobs(limit)).await?;

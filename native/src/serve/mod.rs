@@ -36,9 +36,11 @@ use state::{AnyIndex, AppState, Engine, SharedIndex, SharedState};
 
 /// Starts the service and runs until SIGINT/SIGTERM; then drains requests and saves the index snapshot.
 pub async fn run(config: ServeConfig) -> Result<()> {
-    std::fs::create_dir_all(&config.data).with_context(|| format!("cannot create data directory {}", config.data.display()))?;
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create data directory {}", config.data.display()))?;
     let catalog_path = config.data.join("catalog.sqlite3");
-    let catalog = Catalog::open(&catalog_path).with_context(|| format!("cannot open catalog {}", catalog_path.display()))?;
+    let catalog =
+        Catalog::open(&catalog_path).with_context(|| format!("cannot open catalog {}", catalog_path.display()))?;
     let interrupted = catalog.fail_interrupted_jobs()?;
     if interrupted > 0 {
         tracing::warn!(jobs = interrupted, "jobs interrupted by the last stop were marked failed");
@@ -52,7 +54,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             Matcher::Suffix("seconds".into()),
             &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
         )?
-        .set_buckets_for_metric(Matcher::Full("lens_inference_batch_size".into()), &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])?
+        .set_buckets_for_metric(
+            Matcher::Full("lens_inference_batch_size".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        )?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let fetcher = fetch::Fetcher::new(config.fetch.clone())?;
@@ -66,7 +71,9 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         started: Instant::now(),
     });
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, blob_store = state.blobs.describe(), data = %config.data.display(), "listening");
 
@@ -97,7 +104,13 @@ fn load_engine(state: &AppState) -> Result<()> {
     let started = Instant::now();
     let model_dir = model_dir(&config.model)?;
     let (embedder, model) = Embedder::start(&model_dir, config.device, config.batch_size, config.batch_wait)?;
-    tracing::info!(model = model.id, dims = model.dims, backend = model.backend, seconds = started.elapsed().as_secs_f64(), "model loaded");
+    tracing::info!(
+        model = model.id,
+        dims = model.dims,
+        backend = model.backend,
+        seconds = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
     let started = Instant::now();
     let index = open_index(state, &model.id, model.dims)?;
     tracing::info!(kind = ?config.index, vectors = index.len(), seconds = started.elapsed().as_secs_f64(), "index ready");
@@ -111,18 +124,26 @@ fn model_dir(model: &std::path::Path) -> Result<std::path::PathBuf> {
     if model.is_dir() {
         return Ok(model.to_path_buf());
     }
-    let repo = model.to_str().filter(|r| !r.starts_with('.') && !r.starts_with('/') && crate::pull::validate_repo_id(r).is_ok());
+    let repo = model
+        .to_str()
+        .filter(|r| !r.starts_with('.') && !r.starts_with('/') && crate::pull::validate_repo_id(r).is_ok());
     let Some(repo) = repo else {
         anyhow::bail!("--model {}: no such directory (nor a hub repository id like `org/name`)", model.display());
     };
     let dir = crate::pull::default_dir(repo)?;
-    let manifest = std::fs::read(dir.join("lens-manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let manifest = std::fs::read(dir.join("lens-manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     if manifest.is_some_and(|m| m["repo_id"] == repo) {
         tracing::info!(repo, dir = %dir.display(), "model already pulled");
         return Ok(dir);
     }
     tracing::info!(repo, dir = %dir.display(), "pulling the model from the hub");
-    crate::pull::pull(&crate::pull::PullArgs { repo_id: repo.to_string(), revision: "main".into(), dir: Some(dir.clone()) })?;
+    crate::pull::pull(&crate::pull::PullArgs {
+        repo_id: repo.to_string(),
+        revision: "main".into(),
+        dir: Some(dir.clone()),
+    })?;
     Ok(dir)
 }
 
@@ -171,7 +192,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn(track))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
         .layer(middleware::from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(
@@ -184,20 +207,27 @@ pub fn router(state: SharedState) -> Router {
 
 /// Request counts and latency per route (the matched pattern, so ids do not explode the label set).
 async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("lens_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("lens_http_request_duration_seconds", "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("lens_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
 async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {} s", limit.as_secs())).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
     }
 }
 
@@ -207,7 +237,9 @@ async fn healthz(State(state): State<SharedState>) -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = state.engine()?;
-    Ok(Json(json!({"status": "ready", "model": engine.model.id, "index": {"kind": engine.index.kind(), "vectors": engine.index.len()}})))
+    Ok(Json(
+        json!({"status": "ready", "model": engine.model.id, "index": {"kind": engine.index.kind(), "vectors": engine.index.len()}}),
+    ))
 }
 
 async fn models(State(state): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -73,7 +73,8 @@ pub async fn document() -> Json<Value> {
     image_path["delete"]["responses"]["204"] = json!({"description": "deleted"});
     image_path["parameters"] = id_param();
     let mut blob_path = json!({"get": {"summary": "The image bytes (or a 307 to a presigned URL when configured)", "responses": error_responses(&[404])}});
-    blob_path["get"]["responses"]["200"] = json!({"description": "the bytes", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}});
+    blob_path["get"]["responses"]["200"] =
+        json!({"description": "the bytes", "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}});
     blob_path["parameters"] = id_param();
     let mut dup_path = json!({"get": op("Near-duplicates by cosine threshold", None, ("200", json!({"type": "object", "properties": {
         "id": {"type": "string"}, "duplicates": {"type": "array", "items": schema("SearchResult")}}})), &[400, 404])});
@@ -82,7 +83,8 @@ pub async fn document() -> Json<Value> {
         {"name": "k", "in": "query", "schema": {"type": "integer", "default": 20}}]);
     let mut job_path = json!({"get": op("One job", None, ("200", schema("Job")), &[404])});
     job_path["parameters"] = id_param();
-    let results = json!({"type": "object", "properties": {"results": {"type": "array", "items": schema("SearchResult")}}});
+    let results =
+        json!({"type": "object", "properties": {"results": {"type": "array", "items": schema("SearchResult")}}});
 
     Json(json!({
         "openapi": "3.1.0",

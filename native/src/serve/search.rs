@@ -52,7 +52,11 @@ impl SearchOptions {
 /// A query text's embedding, after the length limit.
 pub async fn text_embedding(state: &AppState, text: String) -> ApiResult<Vec<f32>> {
     if text.len() > state.config.max_text_bytes {
-        return Err(ApiError::too_large(format!("text is {} bytes, over the limit of {}", text.len(), state.config.max_text_bytes)));
+        return Err(ApiError::too_large(format!(
+            "text is {} bytes, over the limit of {}",
+            text.len(),
+            state.config.max_text_bytes
+        )));
     }
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("text is empty"));
@@ -77,10 +81,13 @@ async fn bytes_embedding(state: &AppState, bytes: bytes::Bytes) -> ApiResult<Vec
 async fn stored_embedding(state: &AppState, id: String) -> ApiResult<(u64, Vec<f32>)> {
     let record = find(state, id).await?;
     let (key, model) = (record.key, state.engine()?.model.id.clone());
-    let vector = state
-        .catalog(move |c| c.embedding(key, &model))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_embedded", format!("image {} has no embedding for the loaded model yet", record.id)))?;
+    let vector = state.catalog(move |c| c.embedding(key, &model)).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_embedded",
+            format!("image {} has no embedding for the loaded model yet", record.id),
+        )
+    })?;
     Ok((key as u64, vector))
 }
 
@@ -94,7 +101,8 @@ async fn run_search(state: &AppState, query: Vec<f32>, options: SearchOptions) -
     let engine = state.engine()?;
     let started = std::time::Instant::now();
     let total = engine.index.len();
-    let mut want = if options.tag.is_some() { (options.k * 4).max(64) } else { options.k } + usize::from(options.exclude.is_some());
+    let mut want = if options.tag.is_some() { (options.k * 4).max(64) } else { options.k }
+        + usize::from(options.exclude.is_some());
     loop {
         let exclude = options.exclude;
         let filter = move |id: u64| Some(id) != exclude;
@@ -131,7 +139,10 @@ async fn run_search(state: &AppState, query: Vec<f32>, options: SearchOptions) -
 }
 
 /// `POST /v1/search`
-pub async fn search(State(state): State<SharedState>, body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<Json<Value>> {
+pub async fn search(
+    State(state): State<SharedState>,
+    body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
     let Json(req) = body?;
     let mut options = SearchOptions::new(&state, req.k, req.threshold, req.tag)?;
     let query = match (req.text, req.image_url, req.image_id) {
@@ -150,7 +161,10 @@ pub async fn search(State(state): State<SharedState>, body: Result<Json<SearchRe
 }
 
 /// `POST /v1/search/image`: multipart with `file`, and optional `k`, `threshold`, `tag` fields.
-pub async fn search_image(State(state): State<SharedState>, multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> ApiResult<Json<Value>> {
+pub async fn search_image(
+    State(state): State<SharedState>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Json<Value>> {
     let mut multipart = multipart.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
     let (mut file, mut k, mut threshold, mut tag) = (None, None, None, None);
     while let Some(mut field) = multipart.next_field().await? {
@@ -166,7 +180,12 @@ pub async fn search_image(State(state): State<SharedState>, multipart: Result<Mu
                     _ => tag = Some(text),
                 }
             }
-            _ => return Err(ApiError::bad_request(format!("unexpected form field `{}`", name.chars().take(64).collect::<String>()))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form field `{}`",
+                    name.chars().take(64).collect::<String>()
+                )));
+            }
         }
     }
     let options = SearchOptions::new(&state, k, threshold, tag)?;
@@ -212,14 +231,20 @@ pub struct EmbeddingsRequest {
 const MAX_EMBEDDING_INPUTS: usize = 256;
 
 /// `POST /v1/embeddings`, OpenAI-shaped: `{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model"}`.
-pub async fn embeddings(State(state): State<SharedState>, body: Result<Json<EmbeddingsRequest>, axum::extract::rejection::JsonRejection>) -> ApiResult<Json<Value>> {
+pub async fn embeddings(
+    State(state): State<SharedState>,
+    body: Result<Json<EmbeddingsRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
     let Json(req) = body?;
     let engine = state.engine()?;
     if let Some(model) = &req.model
         && model != &engine.model.id
         && model != &engine.model.name
     {
-        return Err(ApiError::not_found(format!("model `{model}` is not loaded (this server has `{}`)", engine.model.id)));
+        return Err(ApiError::not_found(format!(
+            "model `{model}` is not loaded (this server has `{}`)",
+            engine.model.id
+        )));
     }
     if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
         return Err(ApiError::bad_request("only encoding_format \"float\" is supported"));
@@ -236,11 +261,17 @@ pub async fn embeddings(State(state): State<SharedState>, body: Result<Json<Embe
     for (index, item) in inputs.into_iter().enumerate() {
         let embedding = match item {
             Value::String(text) => text_embedding(&state, text).await?,
-            Value::Object(obj) => match (obj.get("image_url").and_then(Value::as_str), obj.get("image_id").and_then(Value::as_str)) {
-                (Some(url), None) if obj.len() == 1 => url_embedding(&state, url).await?,
-                (None, Some(id)) if obj.len() == 1 => stored_embedding(&state, id.to_string()).await?.1,
-                _ => return Err(ApiError::bad_request(format!("input {index}: an object needs exactly one of `image_url`, `image_id`"))),
-            },
+            Value::Object(obj) => {
+                match (obj.get("image_url").and_then(Value::as_str), obj.get("image_id").and_then(Value::as_str)) {
+                    (Some(url), None) if obj.len() == 1 => url_embedding(&state, url).await?,
+                    (None, Some(id)) if obj.len() == 1 => stored_embedding(&state, id.to_string()).await?.1,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "input {index}: an object needs exactly one of `image_url`, `image_id`"
+                        )));
+                    }
+                }
+            }
             _ => return Err(ApiError::bad_request(format!("input {index}: a string or an object"))),
         };
         data.push(json!({"object": "embedding", "index": index, "embedding": embedding}));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use lens_index::{ExactIndex, HnswIndex, HnswParams, Hit, IndexError, VectorIndex};
+use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, IndexError, VectorIndex};
 use lens_store::{BlobStore, Catalog};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -150,7 +150,12 @@ impl SharedIndex {
         self.slot.read().unwrap().index.as_dyn().contains(id)
     }
 
-    pub fn search(&self, query: &[f32], k: usize, filter: Option<&dyn Fn(u64) -> bool>) -> Result<Vec<Hit>, IndexError> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&dyn Fn(u64) -> bool>,
+    ) -> Result<Vec<Hit>, IndexError> {
         self.slot.read().unwrap().index.as_dyn().search(query, k, filter)
     }
 

@@ -58,13 +58,8 @@ impl HubServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Log::default()));
-        let state = Arc::new(State {
-            repo: repo.to_string(),
-            files,
-            faults,
-            cut_done: Mutex::new(vec![]),
-            log: log.clone(),
-        });
+        let state =
+            Arc::new(State { repo: repo.to_string(), files, faults, cut_done: Mutex::new(vec![]), log: log.clone() });
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let state = state.clone();
@@ -124,12 +119,14 @@ fn handle(mut stream: TcpStream, state: &State) {
             .map(|(name, bytes)| {
                 let mut s = serde_json::json!({"rfilename": name, "blobId": git_blob_id(bytes), "size": bytes.len()});
                 if is_lfs(name) {
-                    s["lfs"] = serde_json::json!({"sha256": sha256_hex(bytes), "size": bytes.len(), "pointerSize": 134});
+                    s["lfs"] =
+                        serde_json::json!({"sha256": sha256_hex(bytes), "size": bytes.len(), "pointerSize": 134});
                 }
                 s
             })
             .collect();
-        let body = serde_json::to_vec(&serde_json::json!({"id": state.repo, "sha": COMMIT, "siblings": siblings})).unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({"id": state.repo, "sha": COMMIT, "siblings": siblings})).unwrap();
         return respond(&mut stream, 200, "OK", &[("Content-Type", "application/json".into())], &body);
     }
     let (name, bytes) = if let Some(rest) = path.strip_prefix(&resolve) {

@@ -96,8 +96,21 @@ impl Server {
             Ok(addr) => addr,
             Err(_) => panic!("lens serve did not start listening; log:\n{}", log.lock().unwrap().join("\n")),
         };
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let server = Server { child, base: format!("http://{addr}"), data: data.to_path_buf(), model: model.to_path_buf(), args, env, log, http };
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let server = Server {
+            child,
+            base: format!("http://{addr}"),
+            data: data.to_path_buf(),
+            model: model.to_path_buf(),
+            args,
+            env,
+            log,
+            http,
+        };
         server.wait_ready();
         server
     }
@@ -130,13 +143,15 @@ impl Server {
     /// Same data directory and flags, new process.
     pub fn restart(mut self) -> Server {
         self.stop();
-        let (model, data, args, env) = (self.model.clone(), self.data.clone(), std::mem::take(&mut self.args), std::mem::take(&mut self.env));
+        let (model, data, args, env) =
+            (self.model.clone(), self.data.clone(), std::mem::take(&mut self.args), std::mem::take(&mut self.env));
         Server::spawn(&model, &data, args, env)
     }
 
     /// A new process on the same data directory after [`kill9`](Self::kill9).
     pub fn restart_after_kill(mut self) -> Server {
-        let (model, data, args, env) = (self.model.clone(), self.data.clone(), std::mem::take(&mut self.args), std::mem::take(&mut self.env));
+        let (model, data, args, env) =
+            (self.model.clone(), self.data.clone(), std::mem::take(&mut self.args), std::mem::take(&mut self.env));
         drop(self);
         Server::spawn(&model, &data, args, env)
     }
@@ -170,7 +185,8 @@ impl Server {
     pub fn upload(&self, path: &str, files: &[(&str, Vec<u8>)], tags: Option<&str>) -> (u16, Value) {
         let mut form = reqwest::blocking::multipart::Form::new();
         for (name, bytes) in files {
-            form = form.part("file", reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
+            form =
+                form.part("file", reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
         }
         if let Some(tags) = tags {
             form = form.text("tags", tags.to_string());
@@ -256,18 +272,19 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let respond = |stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
-        let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if !headers.iter().any(|(k, _)| *k == "Content-Length") {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body)
-    };
+    let respond =
+        |stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
+            let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            if !headers.iter().any(|(k, _)| *k == "Content-Length") {
+                head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
+            head.push_str("\r\n");
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(body)
+        };
     if let Some(name) = path.strip_prefix("/img/") {
         match std::fs::read(image_path(name)) {
             Ok(bytes) => respond(&mut stream, "200 OK", &[("Content-Type", "application/octet-stream".into())], &bytes),

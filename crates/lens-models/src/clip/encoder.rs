@@ -107,9 +107,8 @@ pub struct ClipEncoder<B: Backend> {
 
 impl<B: Backend> ClipEncoder<B> {
     pub fn load(vb: &VarBuilder<B>, d: &EncoderDims) -> Result<Self> {
-        let layers = (0..d.num_layers)
-            .map(|i| ClipEncoderLayer::load(&vb.pp("layers").pp(i), d))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..d.num_layers).map(|i| ClipEncoderLayer::load(&vb.pp("layers").pp(i), d)).collect::<Result<Vec<_>>>()?;
         Ok(ClipEncoder { layers })
     }
 

@@ -75,7 +75,11 @@ impl<B: Backend> ClipModel<B> {
     ///
     /// # Shapes
     /// - input_ids: `batch` rows of equal length → `[batch, projection_dim]`
-    pub fn get_text_features(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<Tensor<B, 2>> {
+    pub fn get_text_features(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<Tensor<B, 2>> {
         let text = self.text_model.forward(input_ids, attention_mask)?;
         Ok(self.text_projection.forward(text.pooler_output))
     }

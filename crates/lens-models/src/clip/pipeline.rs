@@ -93,11 +93,8 @@ impl<B: Backend> ClipPipeline<B> {
         }
         let image_embed = self.embed_images(std::slice::from_ref(image))?.remove(0);
         let scale = self.model.logit_scale_exp();
-        let logits: Vec<f32> = self
-            .embed_texts(labels)?
-            .iter()
-            .map(|t| scale * lens_core::vector::dot(&image_embed, t))
-            .collect();
+        let logits: Vec<f32> =
+            self.embed_texts(labels)?.iter().map(|t| scale * lens_core::vector::dot(&image_embed, t)).collect();
         Ok(lens_core::vector::softmax(&logits))
     }
 
@@ -158,9 +155,10 @@ impl ClipFiles {
         } else if dir.join("model.safetensors.index.json").is_file() {
             let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
                 .map_err(|e| Error::config("model.safetensors.index.json", e))?;
-            let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-                Error::config("model.safetensors.index.json", "no `weight_map` object")
-            })?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::config("model.safetensors.index.json", "no `weight_map` object"))?;
             let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
             shards.sort_unstable();
             shards.dedup();
@@ -178,7 +176,11 @@ impl ClipFiles {
             config: read("config.json")?,
             weights,
             tokenizer: read("tokenizer.json")?,
-            tokenizer_config: dir.join("tokenizer_config.json").is_file().then(|| read("tokenizer_config.json")).transpose()?,
+            tokenizer_config: dir
+                .join("tokenizer_config.json")
+                .is_file()
+                .then(|| read("tokenizer_config.json"))
+                .transpose()?,
             preprocessor_config: read("preprocessor_config.json")?,
         })
     }

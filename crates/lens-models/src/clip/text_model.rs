@@ -61,7 +61,11 @@ impl<B: Backend> ClipTextTransformer<B> {
     /// # Shapes
     /// - input_ids: `batch` rows of `seq` ids, `seq <= max_position_embeddings`
     /// - output: [`BaseModelOutputWithPooling`]
-    pub fn forward(&self, input_ids: &[Vec<u32>], attention_mask: Option<&[Vec<u32>]>) -> Result<BaseModelOutputWithPooling<B>> {
+    pub fn forward(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<BaseModelOutputWithPooling<B>> {
         let batch = input_ids.len();
         let seq = input_ids.first().map(Vec::len).unwrap_or(0);
         if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {

@@ -33,7 +33,9 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
         Ok(ClipVisionEmbeddings {
             class_embedding: Param::from_tensor(vb.tensor("class_embedding", [h])?),
             patch_embedding: Param::from_tensor(conv.reshape([h, ch * p * p]).transpose()),
-            position_embedding: Param::from_tensor(vb.pp("position_embedding").tensor("weight", [c.num_positions(), h])?),
+            position_embedding: Param::from_tensor(
+                vb.pp("position_embedding").tensor("weight", [c.num_positions(), h])?,
+            ),
             patch_size: p,
         })
     }
