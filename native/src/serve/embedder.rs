@@ -1,5 +1,6 @@
-//! The model on its own thread, fed by a queue that batches concurrent requests: the first request
-//! waits up to `batch_wait` for others, and up to `batch_size` inputs go through the model together.
+//! The model on its own thread, fed by a queue that batches concurrent requests: requests that queued
+//! while the model was busy (and, with `batch_wait` > 0, those arriving within it) go through the model
+//! together, up to `batch_size` inputs.
 //! Compute-bound work never runs on the async runtime's threads.
 
 use std::path::Path;
