@@ -309,6 +309,11 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_error(&up("c.jpg", image_bytes("coffee.jpg")), 422, "too_many_pixels"); // 400x600 > 200k pixels
     assert_error(&up("e.png", vec![]), 400, "invalid_request");
     assert_error(&server.upload("/v1/images", &[], None), 400, "invalid_multipart"); // no parts at all
+    // One bad file among good ones: the whole request fails and none of them is stored.
+    let mixed =
+        server.upload("/v1/images", &[("a.png", synthetic_png(2)), ("b.jpg", image_bytes("not_an_image.jpg"))], None);
+    assert_error(&mixed, 415, "unsupported_format");
+    assert!(mixed.1["error"]["message"].as_str().unwrap().contains("file 2 (`b.jpg`)"), "{}", mixed.1);
     assert_error(
         &server.upload("/v1/images", &[("ok.png", synthetic_png(1))], Some(&"x".repeat(100))),
         400,

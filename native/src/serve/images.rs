@@ -83,9 +83,21 @@ pub fn clean_tags(tags: impl IntoIterator<Item = String>) -> ApiResult<Vec<Strin
     Ok(out)
 }
 
-/// The whole ingest path. Returns the record and whether it is new.
-pub async fn ingest(state: &AppState, upload: Upload) -> ApiResult<(ImageRecord, bool)> {
-    let engine = state.engine()?;
+/// An upload that passed every check: limits, format, hash, decode. Nothing is stored yet.
+enum Prepared {
+    /// The same bytes are already in the catalog.
+    Existing(ImageRecord),
+    New {
+        sha256: String,
+        format: ImageFormat,
+        image: RgbImage,
+        bytes: Bytes,
+        source_url: Option<String>,
+        tags: Vec<String>,
+    },
+}
+
+async fn prepare(state: &AppState, upload: Upload) -> ApiResult<Prepared> {
     if upload.bytes.len() > state.config.max_file_bytes {
         return Err(ApiError::too_large(format!(
             "file is {} bytes, over the limit of {}",
@@ -100,25 +112,17 @@ pub async fn ingest(state: &AppState, upload: Upload) -> ApiResult<(ImageRecord,
     let sha = sha256.clone();
     if let Some(existing) = state.catalog(move |c| c.image_by_sha256(&sha)).await? {
         ensure_indexed(state, &existing).await?;
-        return Ok((existing, false));
+        return Ok(Prepared::Existing(existing));
     }
     let (format, image, bytes) = decode_checked(state, upload.bytes).await?;
-    let (width, height) = (image.width, image.height);
-    let embedding =
-        engine.embedder.embed_images(vec![image]).await?.pop().ok_or_else(|| ApiError::internal("no embedding"))?;
+    Ok(Prepared::New { sha256, format, image, bytes, source_url: upload.source_url, tags: upload.tags })
+}
 
-    let mime = format.mime_type();
-    let size = bytes.len() as u64;
-    state.blobs.put(&sha256, bytes, mime).await?;
-    let new = NewImage {
-        sha256: sha256.clone(),
-        mime: mime.to_string(),
-        width,
-        height,
-        bytes: size,
-        source_url: upload.source_url,
-        tags: upload.tags,
-    };
+/// Blob (durable), then catalog row (committed), then index entry.
+async fn store(state: &AppState, new: NewImage, bytes: Bytes, embedding: Vec<f32>) -> ApiResult<(ImageRecord, bool)> {
+    let engine = state.engine()?;
+    let sha256 = new.sha256.clone();
+    state.blobs.put(&sha256, bytes, &new.mime).await?;
     let model = engine.model.id.clone();
     let vector = embedding.clone();
     let inserted = state.catalog(move |c| c.insert_image(&new, &model, &vector)).await;
@@ -143,6 +147,75 @@ pub async fn ingest(state: &AppState, upload: Upload) -> ApiResult<(ImageRecord,
         metrics::counter!("lens_images_ingested_total").increment(1);
     }
     Ok((record, created))
+}
+
+/// The whole ingest path for one image. Returns the record and whether it is new.
+pub async fn ingest(state: &AppState, upload: Upload) -> ApiResult<(ImageRecord, bool)> {
+    ingest_all(state, vec![("upload".into(), upload)]).await.map(|mut v| v.remove(0))
+}
+
+/// Ingests several uploads as one request: every file is checked and decoded before anything is
+/// stored, the new ones are embedded in one batch, and if storing one fails, those this request
+/// created are removed again — a failed request changes nothing.
+pub async fn ingest_all(state: &AppState, uploads: Vec<(String, Upload)>) -> ApiResult<Vec<(ImageRecord, bool)>> {
+    let engine = state.engine()?;
+    let count = uploads.len();
+    let mut prepared = Vec::with_capacity(count);
+    for (i, (name, upload)) in uploads.into_iter().enumerate() {
+        match prepare(state, upload).await {
+            Ok(p) => prepared.push(p),
+            Err(mut e) if count > 1 => {
+                e.message = format!("file {} (`{name}`): {}; nothing was stored", i + 1, e.message);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let images: Vec<RgbImage> = prepared
+        .iter_mut()
+        .filter_map(|p| match p {
+            Prepared::New { image, .. } => Some(std::mem::replace(image, RgbImage::filled(1, 1, [0, 0, 0]))),
+            Prepared::Existing(_) => None,
+        })
+        .collect();
+    let sizes: Vec<(u32, u32)> = images.iter().map(|i| (i.width, i.height)).collect();
+    let mut embeddings = engine.embedder.embed_images(images).await?.into_iter();
+    let mut sizes = sizes.into_iter();
+    let mut done: Vec<(ImageRecord, bool)> = Vec::with_capacity(count);
+    for p in prepared {
+        let result = match p {
+            Prepared::Existing(record) => Ok((record, false)),
+            Prepared::New { sha256, format, bytes, source_url, tags, .. } => {
+                let embedding = embeddings.next().ok_or_else(|| ApiError::internal("missing embedding"))?;
+                let (width, height) = sizes.next().ok_or_else(|| ApiError::internal("missing size"))?;
+                let mime = format.mime_type().to_string();
+                let new = NewImage { sha256, mime, width, height, bytes: bytes.len() as u64, source_url, tags };
+                store(state, new, bytes, embedding).await
+            }
+        };
+        match result {
+            Ok(r) => done.push(r),
+            Err(e) => {
+                for (record, created) in &done {
+                    if *created {
+                        remove(state, record.id.clone()).await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Best-effort removal of an image this request created (rolling back a failed multi-file upload).
+async fn remove(state: &AppState, id: String) {
+    if let Ok(Some(record)) = state.catalog(move |c| c.delete_image(&id)).await {
+        if let Ok(engine) = state.engine() {
+            engine.index.remove(record.key as u64);
+        }
+        let _ = state.blobs.delete(&record.sha256).await;
+    }
 }
 
 /// A record found by hash is in the catalog; make sure the index has it too (it may have failed before).
@@ -193,29 +266,11 @@ pub async fn create(
             return Err(ApiError::bad_request("no `file` field in the form"));
         }
         let single = files.len() == 1;
-        // Files are checked one by one; a bad one fails the request, but files already ingested stay
-        // (each is acknowledged on its own, and the error names the file).
-        let mut records = Vec::with_capacity(files.len());
-        let mut any_created = false;
-        for (name, bytes) in files {
-            let upload = Upload { bytes, source_url: None, tags: tags.clone() };
-            match ingest(&state, upload).await {
-                Ok((record, created)) => {
-                    any_created |= created;
-                    records.push(record);
-                }
-                Err(mut e) if !single => {
-                    e.message = format!(
-                        "file {} (`{name}`): {}; {} earlier file(s) were stored",
-                        records.len() + 1,
-                        e.message,
-                        records.len()
-                    );
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let uploads =
+            files.into_iter().map(|(name, bytes)| (name, Upload { bytes, source_url: None, tags: tags.clone() }));
+        let records = ingest_all(&state, uploads.collect()).await?;
+        let any_created = records.iter().any(|(_, created)| *created);
+        let records: Vec<ImageRecord> = records.into_iter().map(|(r, _)| r).collect();
         let status = if any_created { StatusCode::CREATED } else { StatusCode::OK };
         if single {
             return Ok((status, Json(record_json(&records[0]))).into_response());
