@@ -117,6 +117,9 @@ fn rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// The JSON body of request number `i`.
+type MakeBody = Arc<dyn Fn(usize) -> Value + Send + Sync>;
+
 struct LoadResult {
     requests: usize,
     errors: usize,
@@ -252,7 +255,7 @@ fn main() {
     println!("| query | clients | requests | errors | req/s | p50 ms | p99 ms | mean ms |");
     println!("|---|---|---|---|---|---|---|---|");
     let n = o.n;
-    let scenarios: Vec<(&str, Arc<dyn Fn(usize) -> Value + Send + Sync>)> = vec![
+    let scenarios: Vec<(&str, MakeBody)> = vec![
         ("text (model + index + catalog)", Arc::new(|i| json!({"text": QUERIES[i % QUERIES.len()], "k": 10}))),
         (
             "image_id (index + catalog)",
