@@ -1,8 +1,7 @@
 //! Exact `f32` brute force.
 
-use std::collections::HashMap;
-
 use crate::kernels::dot_f32;
+use crate::rows::Rows;
 use crate::topk::TopK;
 use crate::{Hit, IndexError, VectorIndex, clamp_score, prepare};
 
@@ -17,8 +16,7 @@ use crate::{Hit, IndexError, VectorIndex, clamp_score, prepare};
 pub struct ExactIndex {
     dim: usize,
     data: Vec<f32>,
-    ids: Vec<u64>,
-    rows: HashMap<u64, usize>,
+    rows: Rows,
 }
 
 impl ExactIndex {
@@ -28,17 +26,17 @@ impl ExactIndex {
     /// If `dim` is 0.
     pub fn new(dim: usize) -> Self {
         assert!(dim > 0, "an index needs at least one dimension");
-        Self { dim, data: Vec::new(), ids: Vec::new(), rows: HashMap::new() }
+        Self { dim, data: Vec::new(), rows: Rows::default() }
     }
 
     /// The stored (normalised) vector of `id`.
     pub fn get(&self, id: u64) -> Option<&[f32]> {
-        self.rows.get(&id).map(|&r| self.row(r))
+        self.rows.row(id).map(|r| self.row(r))
     }
 
     /// Approximate heap bytes held: vectors, ids and the id map.
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity() * 4 + self.ids.capacity() * 8 + self.rows.capacity() * 20
+        self.data.capacity() * 4 + self.rows.memory_bytes()
     }
 
     fn row(&self, r: usize) -> &[f32] {
@@ -52,37 +50,29 @@ impl VectorIndex for ExactIndex {
     }
 
     fn len(&self) -> usize {
-        self.ids.len()
+        self.rows.len()
     }
 
     fn contains(&self, id: u64) -> bool {
-        self.rows.contains_key(&id)
+        self.rows.contains(id)
     }
 
     fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
         let v = prepare(self.dim, vector)?;
-        match self.rows.get(&id) {
-            Some(&r) => self.data[r * self.dim..(r + 1) * self.dim].copy_from_slice(&v),
-            None => {
-                self.rows.insert(id, self.ids.len());
-                self.ids.push(id);
-                self.data.extend_from_slice(&v);
-            }
+        match self.rows.slot(id) {
+            (_, true) => self.data.extend_from_slice(&v),
+            (r, false) => self.data[r * self.dim..(r + 1) * self.dim].copy_from_slice(&v),
         }
         Ok(())
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(r) = self.rows.remove(&id) else {
+        let Some((hole, last)) = self.rows.remove(id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
-        if r != last {
-            self.data.copy_within(last * self.dim..(last + 1) * self.dim, r * self.dim);
-            self.ids[r] = self.ids[last];
-            self.rows.insert(self.ids[r], r);
+        if hole != last {
+            self.data.copy_within(last * self.dim..(last + 1) * self.dim, hole * self.dim);
         }
-        self.ids.pop();
         self.data.truncate(last * self.dim);
         true
     }
@@ -90,7 +80,7 @@ impl VectorIndex for ExactIndex {
     fn search(&self, query: &[f32], k: usize, filter: Option<&dyn Fn(u64) -> bool>) -> Result<Vec<Hit>, IndexError> {
         let q = prepare(self.dim, query)?;
         let mut top = TopK::new(k);
-        for (&id, row) in self.ids.iter().zip(self.data.chunks_exact(self.dim)) {
+        for (&id, row) in self.rows.ids().iter().zip(self.data.chunks_exact(self.dim)) {
             let score = clamp_score(dot_f32(&q, row));
             if top.would_keep(id, score) && filter.is_none_or(|f| f(id)) {
                 top.push(Hit { id, score });

@@ -1,8 +1,7 @@
 //! Exact scan over `i8`-quantised vectors.
 
-use std::collections::HashMap;
-
 use crate::kernels::dot_i8;
+use crate::rows::Rows;
 use crate::topk::TopK;
 use crate::{Hit, IndexError, VectorIndex, clamp_score, prepare};
 
@@ -23,8 +22,7 @@ pub struct Int8Index {
     dim: usize,
     codes: Vec<i8>,
     scales: Vec<f32>,
-    ids: Vec<u64>,
-    rows: HashMap<u64, usize>,
+    rows: Rows,
 }
 
 /// Quantises a normalised vector: codes into `out`, returns the scale.
@@ -46,12 +44,12 @@ impl Int8Index {
     /// If `dim` is 0.
     pub fn new(dim: usize) -> Self {
         assert!(dim > 0, "an index needs at least one dimension");
-        Self { dim, codes: Vec::new(), scales: Vec::new(), ids: Vec::new(), rows: HashMap::new() }
+        Self { dim, codes: Vec::new(), scales: Vec::new(), rows: Rows::default() }
     }
 
     /// Approximate heap bytes held: codes, scales, ids and the id map.
     pub fn memory_bytes(&self) -> usize {
-        self.codes.capacity() + self.scales.capacity() * 4 + self.ids.capacity() * 8 + self.rows.capacity() * 20
+        self.codes.capacity() + self.scales.capacity() * 4 + self.rows.memory_bytes()
     }
 }
 
@@ -61,42 +59,32 @@ impl VectorIndex for Int8Index {
     }
 
     fn len(&self) -> usize {
-        self.ids.len()
+        self.rows.len()
     }
 
     fn contains(&self, id: u64) -> bool {
-        self.rows.contains_key(&id)
+        self.rows.contains(id)
     }
 
     fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
         let v = prepare(self.dim, vector)?;
-        let r = match self.rows.get(&id) {
-            Some(&r) => r,
-            None => {
-                let r = self.ids.len();
-                self.rows.insert(id, r);
-                self.ids.push(id);
-                self.scales.push(0.0);
-                self.codes.resize(self.codes.len() + self.dim, 0);
-                r
-            }
-        };
+        let (r, new) = self.rows.slot(id);
+        if new {
+            self.scales.push(0.0);
+            self.codes.resize(self.codes.len() + self.dim, 0);
+        }
         self.scales[r] = quantize(&v, &mut self.codes[r * self.dim..(r + 1) * self.dim]);
         Ok(())
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(r) = self.rows.remove(&id) else {
+        let Some((hole, last)) = self.rows.remove(id) else {
             return false;
         };
-        let last = self.ids.len() - 1;
-        if r != last {
-            self.codes.copy_within(last * self.dim..(last + 1) * self.dim, r * self.dim);
-            self.scales[r] = self.scales[last];
-            self.ids[r] = self.ids[last];
-            self.rows.insert(self.ids[r], r);
+        if hole != last {
+            self.codes.copy_within(last * self.dim..(last + 1) * self.dim, hole * self.dim);
+            self.scales[hole] = self.scales[last];
         }
-        self.ids.pop();
         self.scales.pop();
         self.codes.truncate(last * self.dim);
         true
@@ -107,7 +95,7 @@ impl VectorIndex for Int8Index {
         let mut qc = vec![0i8; self.dim];
         let qs = quantize(&q, &mut qc);
         let mut top = TopK::new(k);
-        for ((&id, &s), row) in self.ids.iter().zip(&self.scales).zip(self.codes.chunks_exact(self.dim)) {
+        for ((&id, &s), row) in self.rows.ids().iter().zip(&self.scales).zip(self.codes.chunks_exact(self.dim)) {
             let score = clamp_score(dot_i8(&qc, row) as f32 * (qs * s));
             if top.would_keep(id, score) && filter.is_none_or(|f| f(id)) {
                 top.push(Hit { id, score });

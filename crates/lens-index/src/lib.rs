@@ -18,6 +18,7 @@ mod exact;
 mod hnsw;
 mod int8;
 mod kernels;
+mod rows;
 #[cfg(not(target_arch = "wasm32"))]
 mod snapshot;
 mod topk;
