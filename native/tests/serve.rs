@@ -229,20 +229,11 @@ fn serve_on_s3() {
         ("AWS_SECRET_ACCESS_KEY", lens_store::testing::MOTO_SECRET_KEY),
         ("AWS_REGION", "us-east-1"),
     ];
+    let s3 =
+        ["--blob-store", "s3", "--s3-bucket", "lens-serve-test", "--s3-endpoint", &moto.endpoint, "--s3-path-style"];
     let server = Server::start_with_env(
         data.path(),
-        &[
-            "--allow-private-urls",
-            "--blob-store",
-            "s3",
-            "--s3-bucket",
-            "lens-serve-test",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--s3-prefix",
-            "blobs/",
-        ],
+        &[s3.as_slice(), &["--allow-private-urls", "--s3-prefix", "blobs/"]].concat(),
         &env,
     );
     // Presigned redirects work against the real server.
@@ -254,16 +245,7 @@ fn serve_on_s3() {
 
     let redirecting = Server::start_with_env(
         tempfile::tempdir().unwrap().path(),
-        &[
-            "--blob-store",
-            "s3",
-            "--s3-bucket",
-            "lens-serve-test",
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--blob-redirect",
-        ],
+        &[s3.as_slice(), &["--blob-redirect"]].concat(),
         &env,
     );
     let (_, rec) = redirecting.upload("/v1/images", &[("coffee.jpg", image_bytes("coffee.jpg"))], None);

@@ -107,6 +107,28 @@ impl From<axum::extract::multipart::MultipartError> for ApiError {
     }
 }
 
+/// A multipart body that cannot be read as a form (no boundary, wrong content type).
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(err: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::new(err.status(), "invalid_multipart", err.body_text())
+    }
+}
+
+/// Query strings with unknown keys or values of the wrong type.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(err: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(err.body_text())
+    }
+}
+
+/// Ids in paths are short; anything longer is refused before it reaches the catalog.
+pub fn check_id(id: &str, what: &str) -> ApiResult<()> {
+    if id.len() > 128 {
+        return Err(ApiError::bad_request(format!("{what} id too long")));
+    }
+    Ok(())
+}
+
 /// JSON bodies that do not parse, or have the wrong shape or content type.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(err: axum::extract::rejection::JsonRejection) -> Self {

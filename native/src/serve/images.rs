@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, check_id};
 use super::state::{AppState, SharedState};
 
 /// Tags per image and characters per tag.
@@ -258,9 +258,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
-        let multipart = Multipart::from_request(request, &state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+        let multipart = Multipart::from_request(request, &state).await?;
         let (files, tags) = read_files(&state, multipart).await?;
         if files.is_empty() {
             return Err(ApiError::bad_request("no `file` field in the form"));
@@ -360,7 +358,7 @@ pub async fn list(
     State(state): State<SharedState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
@@ -372,9 +370,7 @@ pub async fn list(
 }
 
 pub async fn find(state: &AppState, id: String) -> ApiResult<ImageRecord> {
-    if id.len() > 128 {
-        return Err(ApiError::bad_request("image id too long"));
-    }
+    check_id(&id, "image")?;
     let shown = id.clone();
     state.catalog(move |c| c.image(&id)).await?.ok_or_else(|| ApiError::not_found(format!("no image `{shown}`")))
 }
@@ -411,9 +407,7 @@ pub async fn blob(State(state): State<SharedState>, Path(id): Path<String>) -> A
 /// `DELETE /v1/images/{id}`: row (the source of truth) first, then index entry, then blob.
 pub async fn delete(State(state): State<SharedState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let engine = state.engine()?;
-    if id.len() > 128 {
-        return Err(ApiError::bad_request("image id too long"));
-    }
+    check_id(&id, "image")?;
     let shown = id.clone();
     let record = state
         .catalog(move |c| c.delete_image(&id))

@@ -11,7 +11,7 @@ use lens_store::{JobRecord, JobState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, check_id};
 use super::images::{Upload, clean_tags, ingest};
 use super::state::{AnyIndex, SharedState};
 
@@ -167,7 +167,7 @@ pub async fn list(
     State(state): State<SharedState>,
     query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let jobs = state.catalog(move |c| c.list_jobs(limit)).await?;
     Ok(Json(json!({"jobs": jobs})))
@@ -175,9 +175,7 @@ pub async fn list(
 
 /// `GET /v1/jobs/{id}`
 pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> ApiResult<Json<JobRecord>> {
-    if id.len() > 128 {
-        return Err(ApiError::bad_request("job id too long"));
-    }
+    check_id(&id, "job")?;
     let shown = id.clone();
     state.catalog(move |c| c.job(&id)).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no job `{shown}`")))
 }

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use lens_index::Hit;
+use lens_store::ImageRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -78,7 +79,7 @@ async fn bytes_embedding(state: &AppState, bytes: bytes::Bytes) -> ApiResult<Vec
 }
 
 /// A stored image's embedding, read from the catalog (no model run).
-async fn stored_embedding(state: &AppState, id: String) -> ApiResult<(u64, Vec<f32>)> {
+async fn stored_embedding(state: &AppState, id: String) -> ApiResult<(ImageRecord, Vec<f32>)> {
     let record = find(state, id).await?;
     let (key, model) = (record.key, state.engine()?.model.id.clone());
     let vector = state.catalog(move |c| c.embedding(key, &model)).await?.ok_or_else(|| {
@@ -88,7 +89,7 @@ async fn stored_embedding(state: &AppState, id: String) -> ApiResult<(u64, Vec<f
             format!("image {} has no embedding for the loaded model yet", record.id),
         )
     })?;
-    Ok((key as u64, vector))
+    Ok((record, vector))
 }
 
 fn first(mut rows: Vec<Vec<f32>>) -> ApiResult<Vec<f32>> {
@@ -144,16 +145,13 @@ pub async fn search(
     body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(req) = body?;
-    let mut options = SearchOptions::new(&state, req.k, req.threshold, req.tag)?;
+    let options = SearchOptions::new(&state, req.k, req.threshold, req.tag)?;
     let query = match (req.text, req.image_url, req.image_id) {
         (Some(text), None, None) => text_embedding(&state, text).await?,
         (None, Some(url), None) => url_embedding(&state, &url).await?,
         (None, None, Some(id)) => {
-            let (key, vector) = stored_embedding(&state, id).await?;
-            // The image itself scores 1; it is kept (a search "by this image") — duplicates excludes it.
-            let _ = key;
-            options.exclude = None;
-            vector
+            // The image itself scores 1 and is kept (a search "by this image"); duplicates excludes it.
+            stored_embedding(&state, id).await?.1
         }
         _ => return Err(ApiError::bad_request("give exactly one of `text`, `image_url`, `image_id`")),
     };
@@ -165,7 +163,7 @@ pub async fn search_image(
     State(state): State<SharedState>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
-    let mut multipart = multipart.map_err(|e| ApiError::new(e.status(), "invalid_multipart", e.body_text()))?;
+    let mut multipart = multipart?;
     let (mut file, mut k, mut threshold, mut tag) = (None, None, None, None);
     while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or("").to_string();
@@ -208,11 +206,10 @@ pub async fn duplicates(
     Path(id): Path<String>,
     query: Result<Query<DuplicatesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query?;
     let mut options = SearchOptions::new(&state, Some(q.k.unwrap_or(20)), Some(q.threshold.unwrap_or(0.95)), None)?;
-    let record = find(&state, id.clone()).await?;
-    let (key, vector) = stored_embedding(&state, id).await?;
-    options.exclude = Some(key);
+    let (record, vector) = stored_embedding(&state, id).await?;
+    options.exclude = Some(record.key as u64);
     let results = run_search(&state, vector, options).await?;
     Ok(Json(json!({"id": record.id, "sha256": record.sha256, "duplicates": results})))
 }
