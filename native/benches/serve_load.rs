@@ -225,6 +225,7 @@ fn main() {
                     bytes: 1000,
                     source_url: None,
                     tags: if j % 10 == 0 { vec!["tenth".into()] } else { vec![] },
+                    ..Default::default()
                 };
                 (image, points.point())
             })

@@ -5,6 +5,7 @@
 //! (the server calls them from `spawn_blocking`); long scans ([`Catalog::for_each_embedding`]) take
 //! the lock chunk by chunk so writers are never held up for long.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,6 +25,19 @@ const APPLICATION_ID: i32 = 0x4c45_4e53;
 
 /// The error [`Catalog::fail_interrupted_jobs`] records.
 pub const INTERRUPTED_JOB_ERROR: &str = "interrupted: the server stopped before the job finished";
+
+/// The kind of caption jobs: one per image, resumable (a restart puts them back in the queue).
+pub const CAPTION_JOB: &str = "caption";
+
+/// Job kinds a restart re-queues instead of failing: their work is one idempotent step per job,
+/// described wholly by the job's params. The others (ingest of a URL list, index rebuild) hold
+/// their inputs in memory and cannot resume.
+pub const RESUMABLE_JOB_KINDS: &[&str] = &[CAPTION_JOB];
+
+/// Most terms of a caption search query; the rest are ignored.
+pub const MAX_QUERY_TERMS: usize = 32;
+/// Longest term of a caption search query, in characters; longer ones are cut.
+pub const MAX_TERM_CHARS: usize = 64;
 
 /// Ordered migration steps: step `i` takes the schema from version `i` to `i + 1`. Append only;
 /// never edit a step that has shipped.
@@ -87,6 +101,84 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_newest ON jobs (created_at DESC);
     CREATE INDEX jobs_runnable ON jobs (state, next_run_at);
     "#,
+    // 2: captioning. Jobs gain the `dead` (retries exhausted) and `cancelled` states, a subject (a
+    // caption job's image id: one pending job per subject), a start time and a lease; images gain
+    // colours and metadata; a caption cache, caption embeddings per CLIP model, and FTS5 over captions
+    // kept in sync by triggers (every path that writes `images.caption` or deletes a row).
+    r#"
+    CREATE TABLE jobs_v2 (
+        id          TEXT    PRIMARY KEY,
+        kind        TEXT    NOT NULL,
+        state       TEXT    NOT NULL
+                    CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead', 'cancelled')),
+        total       INTEGER NOT NULL DEFAULT 0,
+        done        INTEGER NOT NULL DEFAULT 0,
+        failed      INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        params      TEXT    NOT NULL DEFAULT 'null',   -- JSON
+        result      TEXT    NOT NULL DEFAULT 'null',   -- JSON
+        attempts    INTEGER NOT NULL DEFAULT 0,        -- times started; the fencing token of a claim
+        next_run_at INTEGER,                           -- ms; a queued job waits until then
+        last_error  TEXT,                              -- error of the latest failed attempt
+        subject     TEXT,                              -- what the job is about (caption: the image id)
+        started_at  INTEGER,                           -- ms; start of the latest attempt
+        lease_until INTEGER,                           -- ms; a running job past its lease may be claimed again
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    INSERT INTO jobs_v2 (id, kind, state, total, done, failed, error, params, result, attempts, next_run_at,
+                         last_error, created_at, updated_at)
+        SELECT id, kind, state, total, done, failed, error, params, result, attempts, next_run_at,
+               last_error, created_at, updated_at
+        FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v2 RENAME TO jobs;
+    CREATE INDEX jobs_newest ON jobs (created_at DESC);
+    CREATE INDEX jobs_runnable ON jobs (kind, state, next_run_at);
+    CREATE UNIQUE INDEX jobs_one_pending_per_subject ON jobs (kind, subject)
+        WHERE subject IS NOT NULL AND state IN ('queued', 'running');
+
+    ALTER TABLE images ADD COLUMN colors TEXT;         -- JSON: dominant colours
+    ALTER TABLE images ADD COLUMN metadata TEXT;       -- JSON: format, size, orientation, EXIF
+
+    -- (image bytes, caption model, canonical options JSON) -> caption: a hit runs no model.
+    CREATE TABLE caption_cache (
+        sha256      TEXT    NOT NULL,
+        model       TEXT    NOT NULL,
+        options     TEXT    NOT NULL,
+        caption     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (sha256, model, options)
+    );
+    CREATE INDEX caption_cache_oldest ON caption_cache (created_at);
+
+    -- The caption embedded by a CLIP text tower, per CLIP model (like `embeddings` for the image).
+    CREATE TABLE caption_embeddings (
+        image_key   INTEGER NOT NULL REFERENCES images (key) ON DELETE CASCADE,
+        model       TEXT    NOT NULL,
+        dim         INTEGER NOT NULL,
+        vector      BLOB    NOT NULL,                  -- dim little-endian f32
+        PRIMARY KEY (image_key, model)
+    );
+
+    -- Keyword search over captions: an external-content FTS5 index on images.caption (rowid = key).
+    CREATE VIRTUAL TABLE captions_fts USING fts5 (
+        caption, content = 'images', content_rowid = 'key',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER images_fts_insert AFTER INSERT ON images WHEN new.caption IS NOT NULL BEGIN
+        INSERT INTO captions_fts (rowid, caption) VALUES (new.key, new.caption);
+    END;
+    CREATE TRIGGER images_fts_delete AFTER DELETE ON images WHEN old.caption IS NOT NULL BEGIN
+        INSERT INTO captions_fts (captions_fts, rowid, caption) VALUES ('delete', old.key, old.caption);
+    END;
+    CREATE TRIGGER images_fts_update AFTER UPDATE OF caption ON images BEGIN
+        INSERT INTO captions_fts (captions_fts, rowid, caption)
+            SELECT 'delete', old.key, old.caption WHERE old.caption IS NOT NULL;
+        INSERT INTO captions_fts (rowid, caption) SELECT new.key, new.caption WHERE new.caption IS NOT NULL;
+    END;
+    INSERT INTO captions_fts (captions_fts) VALUES ('rebuild');
+    "#,
 ];
 
 /// An image to insert.
@@ -101,6 +193,13 @@ pub struct NewImage {
     pub source_url: Option<String>,
     /// Stored in this order, duplicates dropped.
     pub tags: Vec<String>,
+    /// Dominant colours (JSON), when computed.
+    pub colors: Option<serde_json::Value>,
+    /// Format, size, orientation, EXIF (JSON), when read.
+    pub metadata: Option<serde_json::Value>,
+    /// When set, a [`CAPTION_JOB`] with these caption options (JSON) is queued in the same
+    /// transaction: for a new image, and for an existing one with no caption and no pending job.
+    pub caption_options: Option<serde_json::Value>,
 }
 
 /// An image in the catalog.
@@ -121,6 +220,10 @@ pub struct ImageRecord {
     pub created_at: String,
     pub tags: Vec<String>,
     pub caption: Option<String>,
+    /// Dominant colours, when computed at ingest.
+    pub colors: Option<serde_json::Value>,
+    /// Format, size, orientation, EXIF, when read at ingest.
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// One page of [`Catalog::list_images`].
@@ -138,31 +241,45 @@ pub enum JobState {
     Running,
     Succeeded,
     Failed,
+    /// Failed `max_attempts` times: kept with its `last_error` (the dead-letter queue), never retried.
+    Dead,
+    /// Ended without doing its work because its subject went away (a deleted image).
+    Cancelled,
 }
 
 impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
         }
     }
 
-    /// Succeeded or failed.
+    /// Neither queued nor running: the job will not change any more.
     pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed)
+        !matches!(self, JobState::Queued | JobState::Running)
     }
 
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            other => return Err(StoreError::Corrupt(format!("unknown job state {other:?}"))),
-        })
+    /// The state named `s` (`queued`, `running`, `succeeded`, `failed`, `dead`, `cancelled`).
+    pub fn parse(s: &str) -> Option<Self> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    fn from_column(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job state {s:?}")))
     }
 }
 
@@ -185,10 +302,55 @@ pub struct JobRecord {
     pub error: Option<String>,
     pub params: serde_json::Value,
     pub result: serde_json::Value,
-    /// How many times the job was started.
+    /// How many times the job was started. A claim returns the count it set; pass it back to
+    /// [`Catalog::complete_job`] / [`Catalog::fail_attempt`] (a fencing token).
     pub attempts: u32,
+    /// When a queued job may run next (a retry's back-off), RFC 3339; `None` for other states.
+    pub next_run_at: Option<String>,
+    /// The error of the latest failed attempt (also kept once a job is `dead`).
+    pub last_error: Option<String>,
+    /// When the latest attempt started.
+    pub started_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// How failed attempts are retried: after `base_ms * 2^(attempts - 1)`, at most `max_ms`, plus up
+/// to 10 % of deterministic jitter (from the job id, so retries of jobs that failed together spread
+/// out); after `max_attempts` attempts the job is `dead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base_ms: u64,
+    pub max_ms: u64,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { base_ms: 2000, max_ms: 3_600_000, max_attempts: 5 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the retry that follows failed attempt number `attempts` (1-based) of `job_id`.
+    pub fn delay_ms(&self, job_id: &str, attempts: u32) -> u64 {
+        let shift = attempts.saturating_sub(1).min(62);
+        let delay = self.base_ms.saturating_mul(1u64 << shift).min(self.max_ms);
+        // FNV-1a of the id and the attempt: the same job and attempt always wait the same.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in job_id.bytes().chain(attempts.to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let jitter = (delay / 10).saturating_mul(h % 1001) / 1000;
+        delay.saturating_add(jitter).min(self.max_ms)
+    }
+}
+
+/// Filters of [`Catalog::list_jobs_where`].
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter<'a> {
+    pub kind: Option<&'a str>,
+    pub state: Option<JobState>,
 }
 
 /// The catalog. Cheap to clone (shared connection); `Send + Sync`.
@@ -363,15 +525,148 @@ impl Catalog {
             return Ok(None);
         };
         tx.execute("DELETE FROM images WHERE key = ?1", params![record.key])?;
+        withdraw_caption_jobs(&tx, &record.id, "the image was deleted")?;
         bump_generation(&tx)?;
         tx.commit()?;
         Ok(Some(record))
     }
 
-    /// Sets (or with `None` clears) the caption; `false` when there is no such image.
+    /// Sets (or with `None` clears) the caption; `false` when there is no such image. Caption
+    /// embeddings of the old caption are dropped; the keyword index follows (triggers).
     pub fn set_caption(&self, id: &str, caption: Option<&str>) -> Result<bool> {
-        let n = self.conn().execute("UPDATE images SET caption = ?1 WHERE id = ?2", params![caption, id])?;
-        Ok(n > 0)
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = write_caption(&tx, id, caption)?.is_some();
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// Sets the caption and its embedding by CLIP model `model` in one transaction; the image's
+    /// record after the change, `None` when there is no such image (deleted meanwhile).
+    pub fn store_caption(
+        &self,
+        id: &str,
+        caption: &str,
+        model: &str,
+        embedding: &[f32],
+    ) -> Result<Option<ImageRecord>> {
+        validate_embedding(model, embedding)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(key) = write_caption(&tx, id, Some(caption))? else {
+            return Ok(None);
+        };
+        insert_vector(&tx, "caption_embeddings", key, model, embedding)?;
+        let record = query_image(&tx, "key = ?1", params![key])?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    /// The embedding of image `key`'s caption by CLIP model `model`.
+    pub fn caption_embedding(&self, key: i64, model: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self.vectors_by_keys("caption_embeddings", &[key], model)?.remove(&key))
+    }
+
+    /// Caption embeddings by `model` of these images; images without one are absent.
+    pub fn caption_embeddings(&self, keys: &[i64], model: &str) -> Result<HashMap<i64, Vec<f32>>> {
+        self.vectors_by_keys("caption_embeddings", keys, model)
+    }
+
+    /// Image embeddings by `model` of these images; images without one are absent.
+    pub fn embeddings(&self, keys: &[i64], model: &str) -> Result<HashMap<i64, Vec<f32>>> {
+        self.vectors_by_keys("embeddings", keys, model)
+    }
+
+    fn vectors_by_keys(&self, table: &str, keys: &[i64], model: &str) -> Result<HashMap<i64, Vec<f32>>> {
+        let conn = self.conn();
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT image_key, dim, vector FROM {table} WHERE model = ? AND image_key IN ({marks})");
+            let mut stmt = conn.prepare(&sql)?;
+            let args = std::iter::once(rusqlite::types::Value::from(model.to_string()))
+                .chain(chunk.iter().map(|k| rusqlite::types::Value::from(*k)));
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })?;
+            for row in rows {
+                let (key, dim, blob) = row?;
+                out.insert(key, decode_vector(key, model, dim, &blob)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keyword search over captions (SQLite FTS5, Porter-stemmed, case and accent blind). `query`
+    /// is any user text: it is cut into terms (runs of letters and digits, at most
+    /// [`MAX_QUERY_TERMS`]), each quoted, joined with OR — so it can never be an FTS syntax error or
+    /// an operator. Returns `(image key, score)`, best first, where score = -bm25 (> 0; higher is a
+    /// better match: more of the rarer terms, in shorter captions). No terms: empty.
+    pub fn search_captions(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>> {
+        let Some(fts) = fts_query(query) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT rowid, bm25(captions_fts) FROM captions_fts WHERE captions_fts MATCH ?1
+             ORDER BY bm25(captions_fts), rowid LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![fts, limit], |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // --- caption cache --------------------------------------------------------------------------
+
+    /// The cached caption of the bytes `sha256` by caption model `model` with `options` (canonical JSON).
+    pub fn cached_caption(&self, sha256: &str, model: &str, options: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT caption FROM caption_cache WHERE sha256 = ?1 AND model = ?2 AND options = ?3",
+                params![sha256, model, options],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Caches captions `(sha256, model, options, caption)` in one transaction, then drops the
+    /// oldest entries past `max_entries`.
+    pub fn cache_captions(&self, entries: &[(&str, &str, &str, &str)], max_entries: u64) -> Result<()> {
+        for (sha256, ..) in entries {
+            validate_sha256(sha256)?;
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        for (sha256, model, options, caption) in entries {
+            tx.execute(
+                "INSERT INTO caption_cache (sha256, model, options, caption, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sha256, model, options) DO UPDATE SET caption = excluded.caption,
+                                                                    created_at = excluded.created_at",
+                params![sha256, model, options, caption, now],
+            )?;
+        }
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM caption_cache", [], |r| r.get(0))?;
+        let over = count - i64::try_from(max_entries).unwrap_or(i64::MAX);
+        if over > 0 {
+            tx.execute(
+                "DELETE FROM caption_cache WHERE rowid IN
+                   (SELECT rowid FROM caption_cache ORDER BY created_at, rowid LIMIT ?1)",
+                params![over],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Entries in the caption cache.
+    pub fn count_cached_captions(&self) -> Result<u64> {
+        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM caption_cache", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// Replaces the tags (order kept, duplicates dropped); `false` when there is no such image.
@@ -457,27 +752,140 @@ impl Catalog {
 
     /// A new queued job.
     pub fn create_job(&self, kind: &str, total: u64, params: &serde_json::Value) -> Result<JobRecord> {
-        let id = format!("job_{:016x}", rand::random::<u64>());
-        let now = now_ms();
-        self.conn().execute(
-            "INSERT INTO jobs (id, kind, state, total, params, created_at, updated_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5)",
-            params![id, kind, to_i64(total)?, params.to_string(), now],
+        let conn = self.conn();
+        let id = insert_job(&conn, kind, None, total, params)?.expect("no subject, no conflict");
+        query_job(&conn, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    }
+
+    /// Queues a job about `subject` (e.g. a caption job about an image id), runnable at once, unless
+    /// one of the same kind about the same subject is already queued or running: then `None`.
+    pub fn enqueue_job(&self, kind: &str, subject: &str, params: &serde_json::Value) -> Result<Option<JobRecord>> {
+        let conn = self.conn();
+        match insert_job(&conn, kind, Some(subject), 1, params)? {
+            Some(id) => query_job(&conn, &id),
+            None => Ok(None),
+        }
+    }
+
+    /// Atomically takes the oldest runnable job of `kind`: queued with `next_run_at` <= `now_ms`, or
+    /// running with its lease past (its worker died without the process dying). It becomes running
+    /// with one more attempt, started now, leased until `now_ms + lease_ms`. Two claimers never
+    /// get the same attempt of a job.
+    pub fn claim_next(&self, kind: &str, now_ms: i64, lease_ms: u64) -> Result<Option<JobRecord>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT id FROM jobs
+                 WHERE kind = ?1 AND ((state = 'queued' AND COALESCE(next_run_at, 0) <= ?2)
+                                      OR (state = 'running' AND lease_until IS NOT NULL AND lease_until <= ?2))
+                 ORDER BY created_at, rowid LIMIT 1",
+                params![kind, now_ms],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let lease_until = now_ms.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
+        tx.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_run_at = NULL, started_at = ?2,
+                             lease_until = ?3, updated_at = ?2
+             WHERE id = ?1",
+            params![id, now_ms, lease_until],
         )?;
-        Ok(JobRecord {
-            id,
-            kind: kind.to_string(),
-            state: JobState::Queued,
-            total,
-            done: 0,
-            failed: 0,
-            error: None,
-            params: params.clone(),
-            result: serde_json::Value::Null,
-            attempts: 0,
-            created_at: format_rfc3339_ms(now),
-            updated_at: format_rfc3339_ms(now),
-        })
+        let job = query_job(&tx, &id)?;
+        tx.commit()?;
+        Ok(job)
+    }
+
+    /// Ends attempt `attempt` of a claimed job as `succeeded` (or `cancelled`) with `result`. `false`
+    /// when that attempt no longer holds the job (cancelled meanwhile, or re-claimed after its lease).
+    pub fn complete_job(&self, id: &str, attempt: u32, state: JobState, result: &serde_json::Value) -> Result<bool> {
+        if !matches!(state, JobState::Succeeded | JobState::Cancelled) {
+            return Err(StoreError::InvalidInput(format!(
+                "job {id}: complete_job needs succeeded or cancelled, not {state}"
+            )));
+        }
+        let done = u64::from(state == JobState::Succeeded);
+        let n = self.conn().execute(
+            "UPDATE jobs SET state = ?3, result = ?4, done = ?5, next_run_at = NULL, lease_until = NULL,
+                             updated_at = ?6
+             WHERE id = ?1 AND attempts = ?2 AND state = 'running'",
+            params![id, attempt, state.as_str(), result.to_string(), to_i64(done)?, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Records that attempt `attempt` of a claimed job failed with `error`: back to queued, to run
+    /// again at `now_ms` + [`RetryPolicy::delay_ms`], or — the attempt being the policy's last —
+    /// `dead`, keeping the error. Returns the new state; `None` when that attempt no longer holds the job.
+    pub fn fail_attempt(
+        &self,
+        id: &str,
+        attempt: u32,
+        error: &str,
+        now_ms: i64,
+        policy: &RetryPolicy,
+    ) -> Result<Option<JobState>> {
+        let error = truncate_chars(error, 2000);
+        let conn = self.conn();
+        let n = if attempt >= policy.max_attempts {
+            conn.execute(
+                "UPDATE jobs SET state = 'dead', error = ?3, last_error = ?3, failed = 1, next_run_at = NULL,
+                                 lease_until = NULL, updated_at = ?4
+                 WHERE id = ?1 AND attempts = ?2 AND state = 'running'",
+                params![id, attempt, error, now_ms],
+            )?
+        } else {
+            let delay = i64::try_from(policy.delay_ms(id, attempt)).unwrap_or(i64::MAX);
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', last_error = ?3, next_run_at = ?4, lease_until = NULL,
+                                 updated_at = ?5
+                 WHERE id = ?1 AND attempts = ?2 AND state = 'running'",
+                params![id, attempt, error, now_ms.saturating_add(delay), now_ms],
+            )?
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(if attempt >= policy.max_attempts { JobState::Dead } else { JobState::Queued }))
+    }
+
+    /// Cancels the queued jobs of `kind` about `subject` (running ones finish); how many.
+    pub fn cancel_queued_jobs(&self, kind: &str, subject: &str, reason: &str) -> Result<u64> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET state = 'cancelled', result = ?3, next_run_at = NULL, updated_at = ?4
+             WHERE kind = ?1 AND subject = ?2 AND state = 'queued'",
+            params![kind, subject, serde_json::json!({"reason": reason}).to_string(), now_ms()],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// When the next job of `kind` becomes claimable (ms): the earliest `next_run_at` of a queued job
+    /// or lease end of a running one; `None` when there is none.
+    pub fn next_job_due(&self, kind: &str) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(CASE state WHEN 'queued' THEN COALESCE(next_run_at, 0) ELSE lease_until END)
+             FROM jobs WHERE kind = ?1 AND (state = 'queued' OR (state = 'running' AND lease_until IS NOT NULL))",
+            params![kind],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// How many jobs of `kind` are in each state (every state listed, zeros included).
+    pub fn count_jobs(&self, kind: &str) -> Result<Vec<(JobState, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs WHERE kind = ?1 GROUP BY state")?;
+        let rows: Vec<(String, i64)> =
+            stmt.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        JobState::ALL
+            .into_iter()
+            .map(|state| {
+                let n = rows.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n);
+                Ok((state, n.max(0) as u64))
+            })
+            .collect()
     }
 
     /// Queued -> running (counts an attempt). Any other state is [`StoreError::InvalidInput`].
@@ -485,7 +893,7 @@ impl Catalog {
         let conn = self.conn();
         let n = conn.execute(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, next_run_at = NULL,
-                             updated_at = ?2
+                             started_at = ?2, updated_at = ?2
              WHERE id = ?1 AND state = 'queued'",
             params![id, now_ms()],
         )?;
@@ -532,33 +940,61 @@ impl Catalog {
     }
 
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        let conn = self.conn();
-        let raw = conn
-            .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), params![id], RawJob::from_row)
-            .optional()?;
-        raw.map(RawJob::into_record).transpose()
+        query_job(&self.conn(), id)
     }
 
     /// The `limit` newest jobs, newest first.
     pub fn list_jobs(&self, limit: usize) -> Result<Vec<JobRecord>> {
+        self.list_jobs_where(limit, &JobFilter::default())
+    }
+
+    /// The `limit` newest jobs that pass `filter`, newest first.
+    pub fn list_jobs_where(&self, limit: usize, filter: &JobFilter<'_>) -> Result<Vec<JobRecord>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2)
+             ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![limit], RawJob::from_row)?;
+        let rows = stmt.query_map(params![filter.kind, filter.state.map(JobState::as_str), limit], RawJob::from_row)?;
         rows.map(|r| r?.into_record()).collect()
     }
 
-    /// At start-up: jobs a previous process left queued or running become failed with
-    /// [`INTERRUPTED_JOB_ERROR`]; returns how many.
+    /// At start-up: jobs of the kinds that cannot resume (not in [`RESUMABLE_JOB_KINDS`]) that a
+    /// previous process left queued or running become failed with [`INTERRUPTED_JOB_ERROR`];
+    /// returns how many. Resumable jobs are left alone (see [`Catalog::requeue_interrupted_jobs`]).
     pub fn fail_interrupted_jobs(&self) -> Result<u64> {
+        let kinds = serde_json::to_string(RESUMABLE_JOB_KINDS).expect("strings serialize");
         let n = self.conn().execute(
-            "UPDATE jobs SET state = 'failed', error = ?1, last_error = ?1, next_run_at = NULL,
+            "UPDATE jobs SET state = 'failed', error = ?1, last_error = ?1, next_run_at = NULL, lease_until = NULL,
                              updated_at = ?2
-             WHERE state IN ('queued', 'running')",
-            params![INTERRUPTED_JOB_ERROR, now_ms()],
+             WHERE state IN ('queued', 'running') AND kind NOT IN (SELECT value FROM json_each(?3))",
+            params![INTERRUPTED_JOB_ERROR, now_ms(), kinds],
         )?;
         Ok(n as u64)
+    }
+
+    /// At start-up: jobs of `kind` a previous process left running go back to queued, runnable at
+    /// once, keeping their attempt count — except those that already used `max_attempts` (a job
+    /// that keeps killing the process), which become `dead` with [`INTERRUPTED_JOB_ERROR`].
+    /// Returns (re-queued, dead).
+    pub fn requeue_interrupted_jobs(&self, kind: &str, max_attempts: u32) -> Result<(u64, u64)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let dead = tx.execute(
+            "UPDATE jobs SET state = 'dead', error = ?3, last_error = ?3, failed = 1, lease_until = NULL,
+                             updated_at = ?4
+             WHERE kind = ?1 AND state = 'running' AND attempts >= ?2",
+            params![kind, max_attempts, INTERRUPTED_JOB_ERROR, now],
+        )?;
+        let requeued = tx.execute(
+            "UPDATE jobs SET state = 'queued', last_error = ?2, next_run_at = NULL, lease_until = NULL, updated_at = ?3
+             WHERE kind = ?1 AND state = 'running'",
+            params![kind, INTERRUPTED_JOB_ERROR, now],
+        )?;
+        tx.commit()?;
+        Ok((requeued as u64, dead as u64))
     }
 }
 
@@ -609,7 +1045,8 @@ fn migrate(conn: &mut Connection, name: &str) -> Result<()> {
 
 // --- rows -----------------------------------------------------------------------------------------
 
-const IMAGE_COLUMNS: &str = "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, caption";
+const IMAGE_COLUMNS: &str =
+    "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, caption, colors, metadata";
 
 struct RawImage {
     key: i64,
@@ -623,6 +1060,8 @@ struct RawImage {
     created_ms: i64,
     tags: String,
     caption: Option<String>,
+    colors: Option<String>,
+    metadata: Option<String>,
 }
 
 impl RawImage {
@@ -639,6 +1078,8 @@ impl RawImage {
             created_ms: r.get(8)?,
             tags: r.get(9)?,
             caption: r.get(10)?,
+            colors: r.get(11)?,
+            metadata: r.get(12)?,
         })
     }
 
@@ -647,6 +1088,15 @@ impl RawImage {
         let tags = serde_json::from_str(&self.tags).map_err(|e| {
             StoreError::Corrupt(format!("image {}: tags {:?} are not a JSON string array: {e}", self.id, self.tags))
         })?;
+        let json = |what: &str, text: Option<&str>| -> Result<Option<serde_json::Value>> {
+            text.map(|t| {
+                serde_json::from_str(t)
+                    .map_err(|e| StoreError::Corrupt(format!("image {}: {what} is not JSON: {e}", self.id)))
+            })
+            .transpose()
+        };
+        let colors = json("colors", self.colors.as_deref())?;
+        let metadata = json("metadata", self.metadata.as_deref())?;
         let record = ImageRecord {
             key: self.key,
             id: self.id,
@@ -660,6 +1110,8 @@ impl RawImage {
             created_at: format_rfc3339_ms(self.created_ms),
             tags,
             caption: self.caption,
+            colors,
+            metadata,
         };
         Ok((record, self.created_ms))
     }
@@ -672,8 +1124,8 @@ fn query_image(conn: &Connection, condition: &str, args: impl rusqlite::Params) 
     Ok(raw.map(RawImage::into_record).transpose()?.map(|(record, _)| record))
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, state, total, done, failed, error, params, result, attempts, created_at, updated_at";
+const JOB_COLUMNS: &str = "id, kind, state, total, done, failed, error, params, result, attempts, created_at, \
+                           updated_at, next_run_at, last_error, started_at";
 
 struct RawJob {
     id: String,
@@ -686,6 +1138,9 @@ struct RawJob {
     attempts: u32,
     created_ms: i64,
     updated_ms: i64,
+    next_run_ms: Option<i64>,
+    last_error: Option<String>,
+    started_ms: Option<i64>,
 }
 
 impl RawJob {
@@ -701,6 +1156,9 @@ impl RawJob {
             attempts: r.get(9)?,
             created_ms: r.get(10)?,
             updated_ms: r.get(11)?,
+            next_run_ms: r.get(12)?,
+            last_error: r.get(13)?,
+            started_ms: r.get(14)?,
         })
     }
 
@@ -710,8 +1168,9 @@ impl RawJob {
                 .map_err(|e| StoreError::Corrupt(format!("job {}: {what} is not JSON: {e}", self.id)))
         };
         let [total, done, failed] = self.counts.map(|n| n.max(0) as u64);
+        let state = JobState::from_column(&self.state)?;
         Ok(JobRecord {
-            state: JobState::parse(&self.state)?,
+            state,
             params: json("params", &self.params)?,
             result: json("result", &self.result)?,
             total,
@@ -719,6 +1178,13 @@ impl RawJob {
             failed,
             error: self.error.clone(),
             attempts: self.attempts,
+            next_run_at: if state == JobState::Queued {
+                Some(format_rfc3339_ms(self.next_run_ms.unwrap_or(self.created_ms)))
+            } else {
+                None
+            },
+            last_error: self.last_error.clone(),
+            started_at: self.started_ms.map(format_rfc3339_ms),
             created_at: format_rfc3339_ms(self.created_ms),
             updated_at: format_rfc3339_ms(self.updated_ms),
             kind: self.kind.clone(),
@@ -727,7 +1193,96 @@ impl RawJob {
     }
 }
 
+fn query_job(conn: &Connection, id: &str) -> Result<Option<JobRecord>> {
+    let raw = conn
+        .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), params![id], RawJob::from_row)
+        .optional()?;
+    raw.map(RawJob::into_record).transpose()
+}
+
 // --- helpers --------------------------------------------------------------------------------------
+
+/// Inserts a queued job; `None` when `subject` already has a pending job of `kind`.
+fn insert_job(
+    conn: &Connection,
+    kind: &str,
+    subject: Option<&str>,
+    total: u64,
+    params: &serde_json::Value,
+) -> Result<Option<String>> {
+    if kind.is_empty() || kind.len() > 64 {
+        return Err(StoreError::InvalidInput(format!("job kind {kind:?} must be 1 to 64 bytes")));
+    }
+    let id = format!("job_{:016x}", rand::random::<u64>());
+    let now = now_ms();
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO jobs (id, kind, state, total, params, subject, next_run_at, created_at, updated_at)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
+        params![id, kind, to_i64(total)?, params.to_string(), subject, now],
+    )?;
+    Ok((n > 0).then_some(id))
+}
+
+/// The caption jobs of a deleted image: queued ones are removed (never started, nothing to keep:
+/// a rolled-back upload leaves no trace), a running one is cancelled (its worker's completion is
+/// then refused) — the image is gone, so none of them ends dead.
+fn withdraw_caption_jobs(tx: &Transaction<'_>, image_id: &str, reason: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM jobs WHERE kind = ?1 AND subject = ?2 AND state = 'queued' AND attempts = 0",
+        params![CAPTION_JOB, image_id],
+    )?;
+    tx.execute(
+        "UPDATE jobs SET state = 'cancelled', result = ?3, next_run_at = NULL, lease_until = NULL, updated_at = ?4
+         WHERE kind = ?1 AND subject = ?2 AND state IN ('queued', 'running')",
+        params![CAPTION_JOB, image_id, serde_json::json!({"reason": reason}).to_string(), now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Writes `images.caption` (the FTS triggers follow) and drops the old caption's embeddings;
+/// the image key, `None` when there is no such image.
+fn write_caption(tx: &Transaction<'_>, id: &str, caption: Option<&str>) -> Result<Option<i64>> {
+    let Some(key) =
+        tx.query_row("SELECT key FROM images WHERE id = ?1", params![id], |r| r.get::<_, i64>(0)).optional()?
+    else {
+        return Ok(None);
+    };
+    tx.execute("UPDATE images SET caption = ?1 WHERE key = ?2", params![caption, key])?;
+    tx.execute("DELETE FROM caption_embeddings WHERE image_key = ?1", params![key])?;
+    Ok(Some(key))
+}
+
+/// User text as an FTS5 query that can only match terms: runs of letters and digits (at most
+/// [`MAX_QUERY_TERMS`] of at most [`MAX_TERM_CHARS`] characters, duplicates dropped), each a quoted
+/// string, joined with OR. Quotes, `*`, `^`, `:`, parentheses, `AND`/`OR`/`NOT`/`NEAR` as words —
+/// all become plain terms or separators. `None` when no term is left.
+pub fn fts_query(text: &str) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        let term: String = word.chars().take(MAX_TERM_CHARS).flat_map(char::to_lowercase).collect();
+        if !terms.contains(&term) {
+            terms.push(term);
+        }
+        if terms.len() == MAX_QUERY_TERMS {
+            break;
+        }
+    }
+    if terms.is_empty() {
+        return None;
+    }
+    // Terms hold no `"` (not alphanumeric); quoting makes each a string, never an operator.
+    Some(terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR "))
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
 
 fn bump_generation(tx: &Transaction<'_>) -> Result<()> {
     tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'", [])?;
@@ -744,17 +1299,23 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
             |r| r.get(0),
         )?;
         if !has {
-            insert_embedding(tx, existing.key, model, embedding)?;
+            insert_vector(tx, "embeddings", existing.key, model, embedding)?;
             bump_generation(tx)?;
+        }
+        if let Some(options) = &image.caption_options
+            && existing.caption.is_none()
+        {
+            insert_job(tx, CAPTION_JOB, Some(&existing.id), 1, &caption_job_params(&existing.id, options))?;
         }
         return Ok((existing, false));
     }
     let created_ms = now_ms();
     let tags = normalize_tags(&image.tags);
     let id = image.sha256[..32].to_string();
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
     tx.execute(
-        "INSERT INTO images (id, sha256, mime, width, height, bytes, source_url, created_at, tags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO images (id, sha256, mime, width, height, bytes, source_url, created_at, tags, colors, metadata)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             id,
             image.sha256,
@@ -765,12 +1326,17 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
             image.source_url,
             created_ms,
             serde_json::to_string(&tags).expect("strings serialize"),
+            json(&image.colors),
+            json(&image.metadata),
         ],
     )?;
     let key = tx.last_insert_rowid();
     insert_tag_rows(tx, key, &tags)?;
-    insert_embedding(tx, key, model, embedding)?;
+    insert_vector(tx, "embeddings", key, model, embedding)?;
     bump_generation(tx)?;
+    if let Some(options) = &image.caption_options {
+        insert_job(tx, CAPTION_JOB, Some(&id), 1, &caption_job_params(&id, options))?;
+    }
     let record = ImageRecord {
         key,
         id,
@@ -783,8 +1349,15 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         created_at: format_rfc3339_ms(created_ms),
         tags,
         caption: None,
+        colors: image.colors.clone(),
+        metadata: image.metadata.clone(),
     };
     Ok((record, true))
+}
+
+/// A caption job's params: the image and the caption options.
+pub fn caption_job_params(image_id: &str, options: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"image": image_id, "options": options})
 }
 
 fn insert_tag_rows(tx: &Transaction<'_>, key: i64, tags: &[String]) -> Result<()> {
@@ -795,10 +1368,11 @@ fn insert_tag_rows(tx: &Transaction<'_>, key: i64, tags: &[String]) -> Result<()
     Ok(())
 }
 
-fn insert_embedding(tx: &Transaction<'_>, key: i64, model: &str, v: &[f32]) -> Result<()> {
+/// Into `embeddings` or `caption_embeddings` (replacing an older vector of the same model).
+fn insert_vector(tx: &Transaction<'_>, table: &str, key: i64, model: &str, v: &[f32]) -> Result<()> {
     let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     tx.execute(
-        "INSERT INTO embeddings (image_key, model, dim, vector) VALUES (?1, ?2, ?3, ?4)",
+        &format!("INSERT OR REPLACE INTO {table} (image_key, model, dim, vector) VALUES (?1, ?2, ?3, ?4)"),
         params![key, model, v.len() as i64, blob],
     )?;
     Ok(())
@@ -899,6 +1473,61 @@ mod tests {
         assert_eq!(get("foreign_keys"), "1");
         assert_eq!(get("busy_timeout"), "10000");
         assert_eq!(get("application_id"), APPLICATION_ID.to_string());
+    }
+
+    /// A catalog written by the first schema (images with a caption, a finished and an interrupted
+    /// job) upgrades in place: data kept, captions searchable, new columns empty, new states allowed.
+    #[test]
+    fn version_1_catalog_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "wal").unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+            conn.execute_batch(
+                "INSERT INTO images (id, sha256, mime, width, height, bytes, created_at, tags, caption)
+                 VALUES ('aaaa', 'aaaa', 'image/png', 1, 1, 10, 1000, '[\"t\"]', 'a red rocket'),
+                        ('bbbb', 'bbbb', 'image/png', 1, 1, 10, 2000, '[]', NULL);
+                 INSERT INTO embeddings (image_key, model, dim, vector) VALUES (1, 'm', 1, x'0000803f');
+                 INSERT INTO jobs (id, kind, state, total, done, params, result, attempts, created_at, updated_at)
+                 VALUES ('job_old', 'ingest', 'succeeded', 2, 2, '{\"urls\":2}', '{\"images\":[]}', 1, 5, 6),
+                        ('job_cut', 'ingest', 'running', 2, 1, 'null', 'null', 1, 7, 8);
+                 UPDATE meta SET value = 7 WHERE name = 'generation';",
+            )
+            .unwrap();
+        }
+        let catalog = Catalog::open(&path).unwrap();
+        assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2);
+        let a = catalog.image("aaaa").unwrap().unwrap();
+        assert_eq!(
+            (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
+            (Some("a red rocket"), &["t".to_string()][..], None)
+        );
+        assert_eq!(catalog.embedding(a.key, "m").unwrap(), Some(vec![1.0]));
+        assert_eq!(catalog.generation().unwrap(), 7);
+        assert_eq!(catalog.search_captions("rocket", 10).unwrap().iter().map(|h| h.0).collect::<Vec<_>>(), vec![a.key]);
+        let old = catalog.job("job_old").unwrap().unwrap();
+        assert_eq!(
+            (old.state, old.params.clone(), old.attempts),
+            (JobState::Succeeded, serde_json::json!({"urls": 2}), 1)
+        );
+        assert_eq!(catalog.fail_interrupted_jobs().unwrap(), 1);
+        assert_eq!(catalog.job("job_cut").unwrap().unwrap().state, JobState::Failed);
+        // The new parts work on the upgraded file.
+        assert!(catalog.set_caption("bbbb", Some("a blue boat")).unwrap());
+        assert_eq!(catalog.search_captions("boat", 10).unwrap().len(), 1);
+        let job = catalog.enqueue_job(CAPTION_JOB, "bbbb", &serde_json::json!(null)).unwrap().unwrap();
+        let claimed = catalog.claim_next(CAPTION_JOB, now_ms(), 1000).unwrap().unwrap();
+        assert_eq!(claimed.id, job.id);
+        let policy = RetryPolicy { max_attempts: 1, ..Default::default() };
+        assert_eq!(catalog.fail_attempt(&job.id, 1, "x", now_ms(), &policy).unwrap(), Some(JobState::Dead));
+        drop(catalog);
+        // And reopening does not migrate again.
+        assert_eq!(Catalog::open(&path).unwrap().list_jobs(10).unwrap().len(), 3);
     }
 
     #[test]

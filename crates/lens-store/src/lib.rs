@@ -19,8 +19,10 @@ pub mod testing;
 
 pub use blob::{BlobStore, LocalBlobStore, validate_key};
 pub use catalog::{
-    Catalog, INTERRUPTED_JOB_ERROR, ImagePage, ImageRecord, JobRecord, JobState, NewImage, SCHEMA_VERSION,
+    CAPTION_JOB, Catalog, INTERRUPTED_JOB_ERROR, ImagePage, ImageRecord, JobFilter, JobRecord, JobState,
+    MAX_QUERY_TERMS, MAX_TERM_CHARS, NewImage, RESUMABLE_JOB_KINDS, RetryPolicy, SCHEMA_VERSION, caption_job_params,
+    fts_query,
 };
 pub use error::{Result, StoreError};
 pub use s3::{S3BlobStore, S3Config};
-pub use time::format_rfc3339_ms;
+pub use time::{format_rfc3339_ms, now_ms};

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use lens_store::{Catalog, JobState, NewImage, SCHEMA_VERSION, StoreError};
+use lens_store::{CAPTION_JOB, Catalog, JobFilter, JobState, NewImage, RetryPolicy, SCHEMA_VERSION, StoreError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -17,6 +17,7 @@ fn new_image(seed: &str, tags: &[&str]) -> NewImage {
         bytes: 1234,
         source_url: Some(format!("https://example.com/{seed}.png")),
         tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -420,4 +421,338 @@ fn acknowledged_insert_survives_abort() {
     assert_eq!(rec.tags, vec!["kept"]);
     assert_eq!(catalog.embedding(rec.key, MODEL).unwrap().unwrap(), vector(3.0, 8));
     assert_eq!(catalog.generation().unwrap(), 1);
+}
+
+// --- captioning: jobs with retries, cache, caption search, caption embeddings --------------------
+
+fn captioned(seed: &str) -> NewImage {
+    NewImage { caption_options: Some(json!({"num_beams": 3})), ..new_image(seed, &[]) }
+}
+
+#[test]
+fn retry_delays_double_from_the_base_with_bounded_jitter_and_a_cap() {
+    let policy = RetryPolicy { base_ms: 100, max_ms: 1000, max_attempts: 10 };
+    for id in ["job_a", "job_b", "job_0123456789abcdef"] {
+        for (attempts, base) in [(1u32, 100u64), (2, 200), (3, 400), (4, 800)] {
+            let d = policy.delay_ms(id, attempts);
+            assert!((base..=(base + base / 10).min(1000)).contains(&d), "{id} attempt {attempts}: {d}");
+            assert_eq!(d, policy.delay_ms(id, attempts), "deterministic");
+        }
+        for attempts in [5, 6, 30, 64, 1000, u32::MAX] {
+            assert_eq!(policy.delay_ms(id, attempts), 1000, "capped at attempt {attempts}");
+        }
+    }
+    // Jobs that fail together do not all come back at the same millisecond.
+    let spread: HashSet<u64> = (0..50).map(|i| policy.delay_ms(&format!("job_{i}"), 3)).collect();
+    assert!(spread.len() > 10, "{spread:?}");
+    let huge = RetryPolicy { base_ms: u64::MAX, max_ms: u64::MAX, max_attempts: 1 };
+    assert_eq!(huge.delay_ms("job", 40), u64::MAX);
+}
+
+#[test]
+fn a_failing_job_backs_off_then_goes_dead_with_its_last_error() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let policy = RetryPolicy { base_ms: 1000, max_ms: 60_000, max_attempts: 3 };
+    let job = catalog.enqueue_job(CAPTION_JOB, "img1", &json!({"image": "img1"})).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert!(catalog.enqueue_job(CAPTION_JOB, "img1", &json!({})).unwrap().is_none(), "one pending job per subject");
+    let mut now = lens_store::now_ms();
+    for attempt in 1..=3u32 {
+        let claimed = catalog.claim_next(CAPTION_JOB, now, 60_000).unwrap().expect("runnable");
+        assert_eq!(
+            (claimed.id.as_str(), claimed.state, claimed.attempts),
+            (job.id.as_str(), JobState::Running, attempt)
+        );
+        assert!(claimed.started_at.is_some());
+        assert!(catalog.claim_next(CAPTION_JOB, now, 60_000).unwrap().is_none(), "claimed once");
+        let state = catalog.fail_attempt(&job.id, attempt, &format!("boom {attempt}"), now, &policy).unwrap();
+        let after = catalog.job(&job.id).unwrap().unwrap();
+        assert_eq!(after.last_error.as_deref(), Some(format!("boom {attempt}").as_str()));
+        if attempt < 3 {
+            assert_eq!(state, Some(JobState::Queued));
+            let delay = policy.delay_ms(&job.id, attempt) as i64;
+            assert!(delay >= 1000 << (attempt - 1));
+            assert_eq!(after.next_run_at, Some(lens_store::format_rfc3339_ms(now + delay)));
+            assert!(catalog.claim_next(CAPTION_JOB, now + delay - 1, 60_000).unwrap().is_none(), "backing off");
+            assert_eq!(catalog.next_job_due(CAPTION_JOB).unwrap(), Some(now + delay));
+            now += delay;
+        } else {
+            assert_eq!(state, Some(JobState::Dead));
+            assert_eq!(after.state, JobState::Dead);
+            assert_eq!(after.attempts, 3);
+            assert_eq!(after.error.as_deref(), Some("boom 3"));
+        }
+    }
+    // Dead jobs are never claimed again, and are listed by the dead-letter filter.
+    assert!(catalog.claim_next(CAPTION_JOB, now + 10_000_000, 60_000).unwrap().is_none());
+    assert_eq!(catalog.next_job_due(CAPTION_JOB).unwrap(), None);
+    let dead =
+        catalog.list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: Some(JobState::Dead) }).unwrap();
+    assert_eq!(dead.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![job.id.as_str()]);
+    assert!(catalog.list_jobs_where(10, &JobFilter { kind: Some("ingest"), state: None }).unwrap().is_empty());
+    let counts = catalog.count_jobs(CAPTION_JOB).unwrap();
+    assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Dead).unwrap().1, 1);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1);
+    // The subject may be queued again once nothing is pending.
+    assert!(catalog.enqueue_job(CAPTION_JOB, "img1", &json!({})).unwrap().is_some());
+}
+
+#[test]
+fn completion_and_failure_are_fenced_by_the_attempt() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let policy = RetryPolicy { base_ms: 10, max_ms: 10, max_attempts: 5 };
+    let job = catalog.enqueue_job(CAPTION_JOB, "x", &json!(null)).unwrap().unwrap();
+    let now = lens_store::now_ms();
+    let first = catalog.claim_next(CAPTION_JOB, now, 100).unwrap().unwrap();
+    // The lease passes: another worker takes the job; the first one's outcome is refused.
+    let second = catalog.claim_next(CAPTION_JOB, now + 100, 100).unwrap().unwrap();
+    assert_eq!((first.attempts, second.attempts), (1, 2));
+    assert!(!catalog.complete_job(&job.id, 1, JobState::Succeeded, &json!({"caption": "late"})).unwrap());
+    assert_eq!(catalog.fail_attempt(&job.id, 1, "late", now, &policy).unwrap(), None);
+    assert!(catalog.complete_job(&job.id, 2, JobState::Succeeded, &json!({"caption": "a cat"})).unwrap());
+    let done = catalog.job(&job.id).unwrap().unwrap();
+    assert_eq!((done.state, done.done, done.result.clone()), (JobState::Succeeded, 1, json!({"caption": "a cat"})));
+    assert!(!catalog.complete_job(&job.id, 2, JobState::Succeeded, &json!(null)).unwrap(), "only once");
+    assert!(matches!(catalog.complete_job(&job.id, 2, JobState::Dead, &json!(null)), Err(StoreError::InvalidInput(_))));
+}
+
+#[test]
+fn two_claimers_on_two_connections_never_share_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    let catalog = Catalog::open(&path).unwrap();
+    let n = 120;
+    for i in 0..n {
+        catalog.enqueue_job(CAPTION_JOB, &format!("img{i}"), &json!({"i": i})).unwrap().unwrap();
+    }
+    let claimed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            // Separate connections: exclusivity comes from SQLite's write lock, not our mutex.
+            let mine = Catalog::open(&path).unwrap();
+            let claimed = &claimed;
+            scope.spawn(move || {
+                while let Some(job) = mine.claim_next(CAPTION_JOB, lens_store::now_ms(), 600_000).unwrap() {
+                    assert!(mine.complete_job(&job.id, job.attempts, JobState::Succeeded, &json!(null)).unwrap());
+                    claimed.lock().unwrap().push(job.id);
+                }
+            });
+        }
+    });
+    let claimed = claimed.into_inner().unwrap();
+    assert_eq!(claimed.len(), n);
+    assert_eq!(claimed.iter().collect::<HashSet<_>>().len(), n, "a job was claimed twice");
+    let counts = catalog.count_jobs(CAPTION_JOB).unwrap();
+    assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Succeeded).unwrap().1, n as u64);
+}
+
+#[test]
+fn restart_requeues_running_caption_jobs_and_fails_only_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    let (queued, running, poison, ingest, retrying) = {
+        let catalog = Catalog::open(&path).unwrap();
+        let ingest = catalog.create_job("ingest", 3, &json!(null)).unwrap();
+        catalog.start_job(&ingest.id).unwrap();
+        let now = lens_store::now_ms();
+        let poison = catalog.enqueue_job(CAPTION_JOB, "p", &json!(null)).unwrap().unwrap();
+        let policy = RetryPolicy { base_ms: 1, max_ms: 1, max_attempts: 3 };
+        for attempt in 1..=2 {
+            let job = catalog.claim_next(CAPTION_JOB, now + 10 * attempt, 600_000).unwrap().unwrap();
+            catalog.fail_attempt(&job.id, job.attempts, "oom", now + 10 * attempt, &policy).unwrap();
+        }
+        catalog.claim_next(CAPTION_JOB, now + 100, 600_000).unwrap().unwrap(); // third attempt, then the crash
+        let running = catalog.enqueue_job(CAPTION_JOB, "r", &json!(null)).unwrap().unwrap();
+        catalog.claim_next(CAPTION_JOB, now + 100, 600_000).unwrap().unwrap();
+        let retrying = catalog.enqueue_job(CAPTION_JOB, "t", &json!(null)).unwrap().unwrap();
+        let job = catalog.claim_next(CAPTION_JOB, now + 100, 600_000).unwrap().unwrap();
+        catalog.fail_attempt(&job.id, 1, "flaky", now + 100, &RetryPolicy::default()).unwrap();
+        let queued = catalog.enqueue_job(CAPTION_JOB, "q", &json!(null)).unwrap().unwrap();
+        (queued.id, running.id, poison.id, ingest.id, retrying.id)
+    }; // the process "dies": nothing else is written
+    let catalog = Catalog::open(&path).unwrap();
+    assert_eq!(catalog.fail_interrupted_jobs().unwrap(), 1, "only the ingest job");
+    assert_eq!(catalog.job(&ingest).unwrap().unwrap().state, JobState::Failed);
+    assert_eq!(catalog.requeue_interrupted_jobs(CAPTION_JOB, 3).unwrap(), (1, 1));
+    let job = |id: &str| catalog.job(id).unwrap().unwrap();
+    assert_eq!((job(&running).state, job(&running).attempts), (JobState::Queued, 1));
+    assert_eq!(job(&running).last_error.as_deref(), Some(lens_store::INTERRUPTED_JOB_ERROR));
+    assert_eq!((job(&poison).state, job(&poison).attempts), (JobState::Dead, 3), "a job that keeps crashing ends dead");
+    assert_eq!((job(&queued).state, job(&queued).attempts), (JobState::Queued, 0));
+    assert_eq!(job(&retrying).state, JobState::Queued);
+    assert_eq!(job(&retrying).last_error.as_deref(), Some("flaky"), "its back-off is kept");
+    // Everything queued runs again; the restarted one at once.
+    let now = lens_store::now_ms();
+    let first = catalog.claim_next(CAPTION_JOB, now, 600_000).unwrap().unwrap();
+    assert_eq!((first.id.as_str(), first.attempts), (running.as_str(), 2));
+    assert_eq!(catalog.claim_next(CAPTION_JOB, now, 600_000).unwrap().unwrap().id, queued);
+    assert!(catalog.claim_next(CAPTION_JOB, now, 600_000).unwrap().is_none(), "the retry waits for its back-off");
+    assert_eq!(catalog.requeue_interrupted_jobs(CAPTION_JOB, 3).unwrap(), (2, 0));
+}
+
+#[test]
+fn ingest_queues_one_caption_job_and_delete_withdraws_it() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let (a, created) = catalog.insert_image(&captioned("a"), MODEL, &vector(1.0, 4)).unwrap();
+    assert!(created);
+    let jobs = catalog.list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: None }).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].params, json!({"image": a.id, "options": {"num_beams": 3}}));
+    // The same bytes again: no second job while one is pending.
+    catalog.insert_image(&captioned("a"), MODEL, &vector(1.0, 4)).unwrap();
+    assert_eq!(catalog.list_jobs(10).unwrap().len(), 1);
+    // No caption options: no job.
+    catalog.insert_image(&new_image("plain", &[]), MODEL, &vector(1.0, 4)).unwrap();
+    assert_eq!(catalog.list_jobs(10).unwrap().len(), 1);
+    // An existing image without a caption and with no pending job gets one when ingested again.
+    let (plain, created) = catalog.insert_image(&captioned("plain"), MODEL, &vector(1.0, 4)).unwrap();
+    assert!(!created);
+    assert_eq!(catalog.list_jobs(10).unwrap().len(), 2);
+
+    // Delete: a never-started job disappears; a running one is cancelled and its completion refused.
+    catalog.delete_image(&a.id).unwrap().unwrap();
+    let left = catalog.list_jobs(10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].params["image"], plain.id.as_str());
+    let job = catalog.claim_next(CAPTION_JOB, lens_store::now_ms(), 600_000).unwrap().unwrap();
+    catalog.delete_image(&plain.id).unwrap().unwrap();
+    assert_eq!(catalog.job(&job.id).unwrap().unwrap().state, JobState::Cancelled);
+    assert!(!catalog.complete_job(&job.id, job.attempts, JobState::Succeeded, &json!(null)).unwrap());
+    assert_eq!(catalog.job(&job.id).unwrap().unwrap().state, JobState::Cancelled);
+}
+
+#[test]
+fn colors_and_metadata_round_trip() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let colors = json!([{"hex": "#ff0000", "share": 0.5}]);
+    let metadata = json!({"format": "png", "exif": null});
+    let img = NewImage { colors: Some(colors.clone()), metadata: Some(metadata.clone()), ..new_image("c", &[]) };
+    let (rec, _) = catalog.insert_image(&img, MODEL, &vector(1.0, 4)).unwrap();
+    assert_eq!((rec.colors.as_ref(), rec.metadata.as_ref()), (Some(&colors), Some(&metadata)));
+    let again = catalog.image(&rec.id).unwrap().unwrap();
+    assert_eq!(again, rec);
+    let json = serde_json::to_value(&again).unwrap();
+    assert_eq!(json["colors"], colors);
+    assert_eq!(json["metadata"]["format"], "png");
+    let (bare, _) = catalog.insert_image(&new_image("d", &[]), MODEL, &vector(1.0, 4)).unwrap();
+    assert_eq!(serde_json::to_value(&bare).unwrap()["colors"], json!(null));
+}
+
+#[test]
+fn caption_cache_hits_and_evicts_the_oldest() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let sha = |s: &str| hex::encode(Sha256::digest(s.as_bytes()));
+    let (a, b, c) = (sha("a"), sha("b"), sha("c"));
+    assert_eq!(catalog.cached_caption(&a, "blip", "{}").unwrap(), None);
+    catalog.cache_captions(&[(&a, "blip", "{}", "a cat")], 2).unwrap();
+    assert_eq!(catalog.cached_caption(&a, "blip", "{}").unwrap().as_deref(), Some("a cat"));
+    assert_eq!(catalog.cached_caption(&a, "blip", r#"{"num_beams":3}"#).unwrap(), None, "options are in the key");
+    assert_eq!(catalog.cached_caption(&a, "blip-large", "{}").unwrap(), None, "so is the model");
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    catalog.cache_captions(&[(&b, "blip", "{}", "a dog")], 2).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    catalog.cache_captions(&[(&c, "blip", "{}", "a cow")], 2).unwrap();
+    assert_eq!(catalog.count_cached_captions().unwrap(), 2);
+    assert_eq!(catalog.cached_caption(&a, "blip", "{}").unwrap(), None, "the oldest went");
+    assert_eq!(catalog.cached_caption(&c, "blip", "{}").unwrap().as_deref(), Some("a cow"));
+    assert!(matches!(catalog.cache_captions(&[("nothex", "m", "{}", "x")], 10), Err(StoreError::InvalidInput(_))));
+}
+
+#[test]
+fn captions_are_searchable_by_keyword_and_embedded_per_model() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let mut keys = Vec::new();
+    for (i, caption) in
+        ["a rocket on the launch pad", "a cup of coffee", "Un café à Paris", "rocket rocket rocket"].iter().enumerate()
+    {
+        let (rec, _) = catalog.insert_image(&new_image(&format!("s{i}"), &[]), MODEL, &vector(1.0, 4)).unwrap();
+        let stored = catalog.store_caption(&rec.id, caption, MODEL, &vector(i as f32, 4)).unwrap().unwrap();
+        assert_eq!(stored.caption.as_deref(), Some(*caption));
+        keys.push(rec.key);
+    }
+    let found = |q: &str| catalog.search_captions(q, 10).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(found("rocket"), vec![keys[3], keys[0]], "more occurrences rank higher");
+    assert_eq!(found("ROCKETS"), vec![keys[3], keys[0]], "case and stemming");
+    assert_eq!(found("cafe"), vec![keys[2]], "accents");
+    assert_eq!(found("coffee launch"), found("launch coffee"));
+    assert_eq!(found("coffee launch").len(), 2, "any term matches");
+    let scored = catalog.search_captions("rocket", 10).unwrap();
+    assert!(scored.iter().all(|(_, s)| *s > 0.0) && scored[0].1 > scored[1].1, "{scored:?}");
+    assert_eq!(catalog.search_captions("rocket", 1).unwrap().len(), 1);
+    assert!(found("zebra").is_empty());
+
+    // Caption embeddings per model, and a new caption drops the old caption's embedding.
+    let image = catalog.images_by_keys(&[keys[1]]).unwrap().remove(0);
+    assert_eq!(catalog.caption_embedding(keys[1], MODEL).unwrap(), Some(vector(1.0, 4)));
+    assert_eq!(catalog.caption_embeddings(&keys, MODEL).unwrap().len(), 4);
+    assert!(catalog.caption_embeddings(&keys, "other").unwrap().is_empty());
+    assert_eq!(catalog.embeddings(&keys[..2], MODEL).unwrap().len(), 2);
+    assert!(catalog.set_caption(&image.id, Some("a zebra")).unwrap());
+    assert_eq!(catalog.caption_embedding(keys[1], MODEL).unwrap(), None);
+    assert_eq!(found("zebra"), vec![keys[1]]);
+    assert!(found("coffee").is_empty(), "the old caption left the keyword index");
+    assert!(catalog.set_caption(&image.id, None).unwrap());
+    assert!(found("zebra").is_empty());
+    assert!(catalog.store_caption("missing", "x", MODEL, &[1.0]).unwrap().is_none());
+    assert!(matches!(catalog.store_caption(&image.id, "x", MODEL, &[f32::NAN]), Err(StoreError::InvalidInput(_))));
+    // Deleting an image takes its caption out of the keyword index.
+    let first = catalog.images_by_keys(&[keys[0]]).unwrap().remove(0);
+    catalog.delete_image(&first.id).unwrap();
+    assert_eq!(found("rocket"), vec![keys[3]]);
+    assert_eq!(catalog.caption_embedding(keys[0], MODEL).unwrap(), None);
+}
+
+#[test]
+fn any_user_text_is_a_safe_caption_query() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let (rec, _) = catalog.insert_image(&new_image("q", &[]), MODEL, &vector(1.0, 4)).unwrap();
+    catalog.set_caption(&rec.id, Some("a near miss and a star or not")).unwrap();
+    let nasty = [
+        "\"",
+        "\"\"\"",
+        "a\"b",
+        "AND",
+        "a AND",
+        "OR OR OR",
+        "NOT star",
+        "*",
+        "star*",
+        "^star",
+        "NEAR(",
+        "NEAR(a b, 2)",
+        "near(star miss)",
+        "caption: star",
+        "caption:star",
+        "{caption}: star",
+        "-star",
+        "+star",
+        "(star",
+        "star)",
+        "'; DROP TABLE images; --",
+        "\0star",
+        "ｓｔａｒ",
+        "星 ⭐ 🌟 étoile",
+        "\u{202e}rats",
+        "",
+        "   ",
+        "!@#$%^&*()",
+    ];
+    for q in nasty {
+        let hits = catalog.search_captions(q, 10).unwrap_or_else(|e| panic!("{q:?}: {e}"));
+        if ["star*", "^star", "-star", "+star", "(star", "star)", "caption:star", "NOT star"].contains(&q) {
+            assert_eq!(hits.len(), 1, "{q:?}: operators are plain terms");
+        }
+    }
+    // Operator words are terms: "and", "or", "not", "near" occur in the caption.
+    for q in ["AND", "OR OR OR", "NEAR(", "not"] {
+        assert_eq!(catalog.search_captions(q, 10).unwrap().len(), 1, "{q:?}");
+    }
+    assert_eq!(lens_store::fts_query("NEAR(a b)").unwrap(), r#""near" OR "a" OR "b""#);
+    assert_eq!(lens_store::fts_query("a\"b").unwrap(), r#""a" OR "b""#);
+    assert_eq!(lens_store::fts_query("*^:()"), None);
+    let long = (0..1000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    assert_eq!(lens_store::fts_query(&long).unwrap().matches(" OR ").count(), lens_store::MAX_QUERY_TERMS - 1);
+    assert!(catalog.search_captions(&long, 10).unwrap().is_empty());
+    let word = "x".repeat(10_000);
+    assert!(catalog.search_captions(&word, 10).unwrap().is_empty());
 }
