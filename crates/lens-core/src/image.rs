@@ -29,6 +29,7 @@ use std::io::Cursor;
 use ::image::{ColorType, ImageDecoder, ImageError};
 
 pub use orientation::apply_orientation;
+pub(crate) use orientation::read_tags;
 
 use crate::{Error, Result};
 

@@ -7,9 +7,11 @@
 //! - [`resample`]: Pillow's resize, bit-exact.
 //! - [`preprocess`]: `CLIPImageProcessor`, bit-exact given the same decoded pixels.
 //! - [`vector`]: L2 normalisation, dot / cosine, softmax.
+//! - [`metadata`]: format, upright size, orientation and basic EXIF tags, from the headers.
 
 pub mod error;
 pub mod image;
+pub mod metadata;
 pub mod preprocess;
 pub mod resample;
 pub mod vector;

@@ -1,4 +1,5 @@
-//! EXIF orientation, found and applied as `PIL.ImageOps.exif_transpose` does.
+//! EXIF orientation, found and applied as `PIL.ImageOps.exif_transpose` does, and the few descriptive EXIF
+//! tags [`crate::metadata`] reports.
 //!
 //! Where PIL looks (Pillow 13.0.0, `Image.getexif`): the EXIF block's IFD0 tag 0x0112; when that tag is
 //! absent, the first `tiff:Orientation="N"` / `tiff:Orientation>N` in the XMP packet. The EXIF block comes
@@ -7,19 +8,41 @@
 //! or the WebP `EXIF` chunk; XMP from the JPEG APP1 `http://ns.adobe.com/xap/1.0/` segment, the PNG
 //! `XML:com.adobe.xmp` text chunk or the WebP `XMP ` chunk. GIF carries neither. Values outside 2..=8 mean
 //! no transform. Unlike PIL, an unreadable EXIF block is ignored instead of failing the whole load.
+//!
+//! One IFD walker ([`read_exif`]) reads both the orientation and the descriptive tags: IFD0 (0x010F Make,
+//! 0x0110 Model, 0x0112 Orientation, 0x0131 Software, 0x0132 DateTime) and the Exif sub-IFD it points to
+//! with 0x8769 (0x9003 DateTimeOriginal, 0xA434 LensModel). Every read is bounds-checked and only those
+//! two IFDs are visited, each once, so malformed EXIF yields `None` values, never a panic or a loop.
 
 use super::header::{JpegSegments, be_u16, be_u32, le_u16, le_u32};
 use super::{ImageFormat, RgbImage};
+use crate::metadata::ExifFields;
 
 /// The raw orientation value (1 when absent or unreadable) for an image of a known format.
 pub(super) fn orientation(format: ImageFormat, bytes: &[u8]) -> u16 {
+    read_tags(format, bytes).orientation.unwrap_or(1)
+}
+
+/// What the metadata blocks of a file say.
+#[derive(Debug, Default)]
+pub(crate) struct Tags {
+    /// The raw orientation value, from EXIF or else XMP, as [`orientation`] finds it; `None` when absent.
+    pub orientation: Option<u16>,
+    /// The descriptive EXIF tags (all `None` without a readable EXIF block).
+    pub exif: ExifFields,
+}
+
+/// The orientation and the descriptive EXIF tags of an image of a known format, from its headers.
+pub(crate) fn read_tags(format: ImageFormat, bytes: &[u8]) -> Tags {
     let Metadata { exif, xmp } = match format {
         ImageFormat::Jpeg => jpeg_metadata(bytes),
         ImageFormat::Png => png_metadata(bytes),
         ImageFormat::WebP => webp_metadata(bytes),
-        ImageFormat::Gif => return 1,
+        ImageFormat::Gif => return Tags::default(),
     };
-    exif.as_deref().and_then(exif_orientation).or_else(|| xmp.as_deref().and_then(xmp_orientation)).unwrap_or(1)
+    let exif = exif.as_deref().map(read_exif).unwrap_or_default();
+    let orientation = exif.orientation.or_else(|| xmp.as_deref().and_then(xmp_orientation));
+    Tags { orientation, exif: exif.fields }
 }
 
 /// The metadata blocks PIL would have in `info` after loading.
@@ -55,7 +78,7 @@ fn png_metadata(bytes: &[u8]) -> Metadata<'_> {
     let mut raw_profile: Option<Vec<u8>> = None;
     let mut pos = 8;
     while let (Some(len), Some(kind)) = (be_u32(bytes, pos), bytes.get(pos + 4..pos + 8)) {
-        let Some(data) = bytes.get(pos + 8..pos + 8 + len as usize) else { break };
+        let Some(data) = (pos + 8).checked_add(len as usize).and_then(|end| bytes.get(pos + 8..end)) else { break };
         pos += 12 + len as usize;
         match kind {
             b"eXIf" => meta.exif = Some(data.into()),
@@ -117,7 +140,7 @@ fn webp_metadata(bytes: &[u8]) -> Metadata<'_> {
     let mut meta = Metadata::default();
     let mut pos = 12;
     while let (Some(kind), Some(len)) = (bytes.get(pos..pos + 4), le_u32(bytes, pos + 4)) {
-        let Some(data) = bytes.get(pos + 8..pos + 8 + len as usize) else { break };
+        let Some(data) = (pos + 8).checked_add(len as usize).and_then(|end| bytes.get(pos + 8..end)) else { break };
         pos += 8 + len as usize + (len as usize & 1); // chunks are padded to even sizes
         match kind {
             b"EXIF" => meta.exif = Some(data.into()),
@@ -128,41 +151,138 @@ fn webp_metadata(bytes: &[u8]) -> Metadata<'_> {
     meta
 }
 
-/// Tag 0x0112 of IFD0 in a TIFF-structured EXIF block (optionally prefixed with `Exif\0\0`), read with
-/// whatever integer type the file gives it, as PIL's `ImageFileDirectory_v2` does.
-fn exif_orientation(mut exif: &[u8]) -> Option<u16> {
-    while let Some(rest) = exif.strip_prefix(b"Exif\0\0") {
-        exif = rest;
-    }
-    let big_endian = match exif.get(..4)? {
-        b"II\x2A\x00" => false,
-        b"MM\x00\x2A" => true,
-        _ => return None,
-    };
-    let u16_at = |at| if big_endian { be_u16(exif, at) } else { le_u16(exif, at) };
-    let u32_at = |at| if big_endian { be_u32(exif, at) } else { le_u32(exif, at) };
-    let ifd = u32_at(4)? as usize;
-    let count = usize::from(u16_at(ifd)?);
-    let mut found = None;
-    for i in 0..count {
-        let entry = ifd + 2 + 12 * i;
-        if u16_at(entry)? != 0x0112 {
-            continue;
+/// A TIFF-structured EXIF block: its byte order and bounds-checked reads at offsets from the TIFF header.
+struct Tiff<'a> {
+    data: &'a [u8],
+    big_endian: bool,
+}
+
+/// One 12-byte IFD entry; `value` is the offset of its value field (the value itself when it fits in
+/// four bytes, else the offset of the value).
+struct Entry {
+    tag: u16,
+    kind: u16,
+    count: u32,
+    value: usize,
+}
+
+impl<'a> Tiff<'a> {
+    /// The block, optionally prefixed with `Exif\0\0` (any number of times), or `None` without a TIFF header.
+    fn new(mut exif: &'a [u8]) -> Option<Self> {
+        while let Some(rest) = exif.strip_prefix(b"Exif\0\0") {
+            exif = rest;
         }
-        let (kind, n) = (u16_at(entry + 2)?, u32_at(entry + 4)?);
-        if n != 1 {
-            found = None; // a tuple in PIL, which matches no transpose
-            continue;
-        }
-        let value = entry + 8;
-        found = match kind {
-            1 | 6 => exif.get(value).map(|&b| u32::from(b)),
-            3 | 8 => u16_at(value).map(u32::from),
-            4 | 9 => u32_at(value),
-            _ => None,
+        let big_endian = match exif.get(..4)? {
+            b"II\x2A\x00" => false,
+            b"MM\x00\x2A" => true,
+            _ => return None,
         };
+        Some(Self { data: exif, big_endian })
     }
-    found.and_then(|v| u16::try_from(v).ok())
+
+    fn bytes(&self, at: usize, len: usize) -> Option<&'a [u8]> {
+        self.data.get(at..at.checked_add(len)?)
+    }
+
+    fn u16(&self, at: usize) -> Option<u16> {
+        let b = self.bytes(at, 2)?;
+        Some(if self.big_endian { be_u16(b, 0)? } else { le_u16(b, 0)? })
+    }
+
+    fn u32(&self, at: usize) -> Option<u32> {
+        let b = self.bytes(at, 4)?;
+        Some(if self.big_endian { be_u32(b, 0)? } else { le_u32(b, 0)? })
+    }
+
+    /// Calls `visit` for each entry of the IFD at `offset`; `false` when the IFD is cut off (the entries
+    /// before the cut are still visited).
+    fn walk(&self, offset: usize, mut visit: impl FnMut(Entry)) -> bool {
+        let Some(count) = self.u16(offset) else { return false };
+        for i in 0..usize::from(count) {
+            let at = offset.saturating_add(2 + 12 * i);
+            let (Some(tag), Some(kind), Some(count)) = (self.u16(at), self.u16(at + 2), self.u32(at + 4)) else {
+                return false;
+            };
+            if self.bytes(at + 8, 4).is_none() {
+                return false;
+            }
+            visit(Entry { tag, kind, count, value: at + 8 });
+        }
+        true
+    }
+
+    /// A single integer value of any integer type, as PIL reads it; `None` for tuples and other types.
+    fn integer(&self, entry: &Entry) -> Option<u32> {
+        if entry.count != 1 {
+            return None; // a tuple in PIL
+        }
+        match entry.kind {
+            1 | 6 => self.data.get(entry.value).map(|&b| u32::from(b)),
+            3 | 8 => self.u16(entry.value).map(u32::from),
+            4 | 9 => self.u32(entry.value),
+            _ => None,
+        }
+    }
+
+    /// A text value (ASCII, or BYTE / UNDEFINED / UTF-8 holding text): inline when it fits in four bytes,
+    /// else at its offset; cut at the first NUL, trailing spaces trimmed, at most [`MAX_TEXT`] bytes, invalid
+    /// UTF-8 replaced. `None` when empty or out of bounds.
+    fn text(&self, entry: &Entry) -> Option<String> {
+        if !matches!(entry.kind, 1 | 2 | 7 | 129) {
+            return None;
+        }
+        let len = entry.count as usize;
+        let at = if len <= 4 { entry.value } else { self.u32(entry.value)? as usize };
+        let raw = self.bytes(at, len)?;
+        let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        let raw = &raw[..raw.len().min(MAX_TEXT)];
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches([' ', '\0']);
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+}
+
+/// The longest text value kept, in bytes (longer ones are cut).
+const MAX_TEXT: usize = 256;
+
+/// What one EXIF block holds.
+#[derive(Debug, Default)]
+struct ExifTags {
+    orientation: Option<u16>,
+    fields: ExifFields,
+}
+
+/// Walks IFD0 and the Exif sub-IFD of a TIFF-structured EXIF block (optionally prefixed with
+/// `Exif\0\0`). The orientation is read with whatever integer type the file gives it, as PIL's
+/// `ImageFileDirectory_v2` does; the last of repeated tags wins, as in PIL's tag dictionary.
+fn read_exif(exif: &[u8]) -> ExifTags {
+    let mut tags = ExifTags::default();
+    let Some(tiff) = Tiff::new(exif) else { return tags };
+    let Some(ifd0) = tiff.u32(4).map(|o| o as usize) else { return tags };
+    let (mut orientation, mut exif_ifd) = (None, None);
+    let fields = &mut tags.fields;
+    let complete = tiff.walk(ifd0, |entry| match entry.tag {
+        0x0112 => orientation = tiff.integer(&entry),
+        0x010F => fields.make = tiff.text(&entry),
+        0x0110 => fields.model = tiff.text(&entry),
+        0x0131 => fields.software = tiff.text(&entry),
+        0x0132 => fields.date_time = tiff.text(&entry),
+        // LONG or IFD, one value.
+        0x8769 if entry.count == 1 && matches!(entry.kind, 4 | 13) => exif_ifd = tiff.u32(entry.value),
+        _ => {}
+    });
+    // An IFD0 cut off part-way gives no orientation (PIL would keep the tags read before the cut).
+    tags.orientation = orientation.filter(|_| complete).and_then(|v| u16::try_from(v).ok());
+    // The cycle guard: an Exif pointer back to IFD0 is not followed, and nothing in the Exif IFD is.
+    if let Some(offset) = exif_ifd.map(|o| o as usize).filter(|&o| o != ifd0) {
+        let fields = &mut tags.fields;
+        tiff.walk(offset, |entry| match entry.tag {
+            0x9003 => fields.date_time_original = tiff.text(&entry),
+            0xA434 => fields.lens_model = tiff.text(&entry),
+            _ => {}
+        });
+    }
+    tags
 }
 
 /// The first `tiff:Orientation="N"` or `tiff:Orientation>N` (one digit), as PIL's regular expression.
@@ -187,8 +307,9 @@ fn xmp_orientation(xmp: &[u8]) -> Option<u16> {
 /// image unchanged.
 pub fn apply_orientation(img: RgbImage, orientation: u16) -> RgbImage {
     let (w, h) = (img.width as usize, img.height as usize);
-    // Source pixel for output (x, y), given output width; `swap` when the output is h x w.
-    let (swap, source): (bool, fn(usize, usize, usize, usize) -> (usize, usize)) = match orientation {
+    // Source pixel for output (x, y), given the input's width and height; `swap` when the output is h x w.
+    type Source = fn(usize, usize, usize, usize) -> (usize, usize);
+    let (swap, source): (bool, Source) = match orientation {
         2 => (false, |x, y, w, _| (w - 1 - x, y)),         // FLIP_LEFT_RIGHT
         3 => (false, |x, y, w, h| (w - 1 - x, h - 1 - y)), // ROTATE_180
         4 => (false, |x, y, _, h| (x, h - 1 - y)),         // FLIP_TOP_BOTTOM
@@ -216,6 +337,10 @@ mod tests {
 
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn exif_orientation(exif: &[u8]) -> Option<u16> {
+        read_exif(exif).orientation
+    }
 
     fn tiff_ifd0(big_endian: bool, entries: &[(u16, u16, u32, u32)]) -> Vec<u8> {
         let mut v = Vec::new();
