@@ -7,8 +7,10 @@
 //! - [`resample`]: Pillow's resize, bit-exact.
 //! - [`preprocess`]: `CLIPImageProcessor`, bit-exact given the same decoded pixels.
 //! - [`vector`]: L2 normalisation, dot / cosine, softmax.
+//! - [`colors`]: dominant colours (k-means in CIE L*a*b*).
 //! - [`metadata`]: format, upright size, orientation and basic EXIF tags, from the headers.
 
+pub mod colors;
 pub mod error;
 pub mod image;
 pub mod metadata;
