@@ -49,6 +49,20 @@ Writes models/fixtures/blip-tiny/, a tiny random BlipForConditionalGeneration in
                       included, finished rows padded), batch_decode(skip_special_tokens=True), where [SEP] ended
                       each row, and the smallest decision margins measured during generation.
 
+and writes, next to the CLIP pre-processing reference of generate_fixtures.py, models/fixtures/preprocess/:
+
+  blip_preprocessor_config.json   Salesforce/blip-image-captioning-base's image processor settings
+                                  (BlipImageProcessorPil defaults: 384x384 exact resize, bicubic, no centre crop,
+                                  x 1/255, OPENAI CLIP mean/std), BlipImageProcessorPil.to_json_file
+  blip_reference.safetensors      <stem>.blip_u8          u8 [3,384,384] that processor's output with
+                                                          do_normalize=False, x255, rounded (exact: values are
+                                                          8-bit), for the 6 images of BLIP_U8_STORED
+                                  astronaut.pixel_values  f32 [3,384,384] fully normalised, astronaut.png
+  blip_reference.json             per image (every decodable photo, generate_fixtures.GOOD_IMAGES): file,
+                                  whether blip_u8 is stored, and the sha256 of the blip_u8 bytes (C-order
+                                  [3,384,384]) for all of them, stored or not
+  generate_fixtures.py deletes and rewrites preprocess/ as a whole: run this script after it.
+
 Random weights that decide: HF's default init (std 0.02) gives nearly uniform logits, so greedy ties and beam
 near-ties would make the fixture fragile. After construction every parameter is re-drawn (in named_parameters
 order, from the same seeded generator): word embeddings (= the tied LM head) N(0, 0.5), text position embeddings
@@ -81,6 +95,8 @@ from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGener
                           GenerationConfig, LogitsProcessor, LogitsProcessorList)
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, load_image
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+from generate_fixtures import GOOD_IMAGES, u8_stage  # noqa: E402  (models/ is on sys.path: this script's folder)
 
 ROOT = Path(__file__).resolve().parent  # models/
 OUT = ROOT / "fixtures"
@@ -448,6 +464,60 @@ def write_blip_tiny():
     return cases
 
 
+# ------------------------------------------------------------------------------------- pre-processing
+
+# blip_u8 is stored for these (one of each kind: PNG, baseline JPEG, RGBA, grey, palette GIF, EXIF-rotated
+# JPEG); the others have only the sha256 of their blip_u8 bytes in blip_reference.json.
+BLIP_U8_STORED = ["astronaut.png", "rocket.jpg", "chelsea_rgba.png", "camera_grey.png", "coffee_palette.gif",
+                  "rocket_exif6.jpg"]
+
+
+def write_preprocess():
+    d = OUT / "preprocess"
+    assert (d / "reference.json").is_file(), "run models/generate_fixtures.py first (it writes preprocess/)"
+    for old in d.glob("blip_*"):
+        old.unlink()
+    proc = image_processor(384)
+    assert (proc.do_center_crop, proc.crop_size) == (None, None)  # BLIP never crops
+    proc.to_json_file(str(d / "blip_preprocessor_config.json"))
+    settings = json.loads((d / "blip_preprocessor_config.json").read_text())
+    assert "do_center_crop" not in settings and "crop_size" not in settings, settings
+    assert set(BLIP_U8_STORED) <= set(GOOD_IMAGES)
+    tensors = {}
+    meta = {
+        "processor_class": type(proc).__name__,
+        "pipeline": "img = transformers.image_utils.load_image(path)  # PIL open, ImageOps.exif_transpose, "
+                    "convert('RGB'); then BlipImageProcessorPil: PIL bicubic resize of the uint8 image to exactly "
+                    "384x384 (aspect ratio not kept), no centre crop, x rescale_factor, (x-mean)/std",
+        "settings": settings,
+        "tensors": {
+            "<stem>.blip_u8": "uint8 [3,384,384] output with do_normalize=False, x255, only where "
+                              "images[stem].blip_u8 is true",
+            "astronaut.pixel_values": "float32 [3,384,384] output (normalised) for astronaut.png",
+        },
+        "pillow": PIL.__version__,
+        "transformers_version": transformers.__version__,
+        "images": {},
+    }
+    for file in GOOD_IMAGES:
+        stem = Path(file).stem
+        u8 = u8_stage(proc, load_image(str(IMAGES / file)))
+        assert u8.shape == (3, 384, 384), u8.shape
+        stored = file in BLIP_U8_STORED
+        if stored:
+            tensors[f"{stem}.blip_u8"] = u8
+        meta["images"][stem] = {"file": file, "blip_u8": stored, "blip_u8_shape": list(u8.shape),
+                                "blip_u8_sha256": hashlib.sha256(u8.tobytes()).hexdigest()}
+    pv = proc(load_image(str(IMAGES / "astronaut.png")), return_tensors="np")["pixel_values"][0]
+    tensors["astronaut.pixel_values"] = np.ascontiguousarray(pv.astype(np.float32))
+    # Self-check: normalising the u8 stage reproduces pixel_values.
+    mean, std = np.array(OPENAI_CLIP_MEAN)[:, None, None], np.array(OPENAI_CLIP_STD)[:, None, None]
+    again = (tensors["astronaut.blip_u8"].astype(np.float64) / 255.0 - mean) / std
+    assert np.abs(again - pv).max() < 1e-5
+    save_file(dict(sorted(tensors.items())), str(d / "blip_reference.safetensors"))
+    (d / "blip_reference.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+
+
 def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -455,11 +525,12 @@ def main():
     random.seed(0)
     torch.use_deterministic_algorithms(True)
     cases = write_blip_tiny()
+    write_preprocess()
     for name, c in cases.items():
         print(f"{name:24s} sep_at={c['sep_at']} min_margin={c['min_margin']:.2e} {c['decoded']}")
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, Pillow {PIL.__version__}, "
           f"tokenizers {tokenizers.__version__}")
-    for p in sorted((OUT / "blip-tiny").iterdir()):
+    for p in sorted([*(OUT / "blip-tiny").iterdir(), *(OUT / "preprocess").glob("blip_*")]):
         print(f"{hashlib.sha256(p.read_bytes()).hexdigest()[:16]}  {p.stat().st_size:>9}  {p.relative_to(OUT)}")
 
 

@@ -14,9 +14,13 @@
 //! Steps 1-2 stay in `u8` ([`ClipImageProcessor::resize_and_crop`]); 3-4 are a per-channel lookup table
 //! holding the very `f32` values numpy computes, so the output matches the reference bit for bit when
 //! the 8-bit stage does.
+//!
+//! BLIP's `BlipImageProcessor` is the same pipeline with other defaults (an exact 384x384 resize, no
+//! centre crop): [`ClipImageProcessorConfig::blip_defaults`], [`ClipImageProcessor::from_json_blip`].
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::image::RgbImage;
 use crate::resample::{self, Filter};
@@ -228,6 +232,75 @@ impl Default for ClipImageProcessorConfig {
 }
 
 impl ClipImageProcessorConfig {
+    /// `BlipImageProcessor()`'s defaults, which are Salesforce/blip-image-captioning-base's settings.
+    ///
+    /// Reference: transformers 5.23.0, `BlipImageProcessorPil` (`models/blip/image_processing_pil_blip.py`),
+    /// a `PilBackend` with `size = {"height": 384, "width": 384}`, `resample = BICUBIC`, `do_resize`,
+    /// `do_rescale` (1/255, the base default), `do_normalize` with `OPENAI_CLIP_MEAN`/`OPENAI_CLIP_STD`,
+    /// `do_convert_rgb`, `default_to_square = True`, and no `do_center_crop` / `crop_size` at all: the
+    /// image is resized straight to 384x384 (aspect ratio not kept) and never cropped. `crop_size` is set
+    /// to the resize size here only so that a config turning `do_center_crop` on without a `crop_size`
+    /// stays well-defined (a no-op crop).
+    pub fn blip_defaults() -> Self {
+        Self {
+            size: Size::Exact { height: 384, width: 384 },
+            do_center_crop: false,
+            crop_size: CropSize { height: 384, width: 384 },
+            ..Self::default()
+        }
+    }
+
+    /// `defaults` overridden by the keys a `preprocessor_config.json` sets, as transformers 5's
+    /// `_set_attributes` does: a missing key or a `null` value keeps the default; unknown keys are
+    /// ignored. `square_int_size` is the processor's `default_to_square`: whether a bare integer `size`
+    /// means `{"height": n, "width": n}` (BLIP) rather than `{"shortest_edge": n}` (CLIP).
+    fn from_json_over(bytes: &[u8], defaults: Self, square_int_size: bool) -> Result<Self> {
+        fn set<T: DeserializeOwned>(map: &Map<String, Value>, key: &str, slot: &mut T) -> Result<()> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(()),
+                Some(v) => {
+                    *slot = T::deserialize(v).map_err(|e| Error::InvalidConfig { detail: format!("{key}: {e}") })?;
+                    Ok(())
+                }
+            }
+        }
+        let map: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| Error::InvalidConfig { detail: e.to_string() })?;
+        let mut config = defaults;
+        // Every field, by name: a field added to the struct without a line here does not compile.
+        let Self {
+            do_resize,
+            size,
+            resample,
+            do_center_crop,
+            crop_size,
+            do_rescale,
+            rescale_factor,
+            do_normalize,
+            image_mean,
+            image_std,
+            do_convert_rgb,
+        } = &mut config;
+        set(&map, "do_resize", do_resize)?;
+        match map.get("size").and_then(Value::as_u64) {
+            Some(n) if square_int_size => {
+                let n = to_u32(n).map_err(|detail| Error::InvalidConfig { detail: format!("size: {detail}") })?;
+                *size = Size::Exact { height: n, width: n };
+            }
+            _ => set(&map, "size", size)?,
+        }
+        set(&map, "resample", resample)?;
+        set(&map, "do_center_crop", do_center_crop)?;
+        set(&map, "crop_size", crop_size)?;
+        set(&map, "do_rescale", do_rescale)?;
+        set(&map, "rescale_factor", rescale_factor)?;
+        set(&map, "do_normalize", do_normalize)?;
+        set(&map, "image_mean", image_mean)?;
+        set(&map, "image_std", image_std)?;
+        set(&map, "do_convert_rgb", do_convert_rgb)?;
+        Ok(config)
+    }
+
     /// The `(height, width)` the resize step produces for an input of `width` x `height`
     /// (the input size when `do_resize` is false).
     pub fn resize_output_size(&self, width: u32, height: u32) -> (u32, u32) {
@@ -293,8 +366,29 @@ impl ClipImageProcessor {
     /// [`Error::InvalidConfig`] for malformed JSON, bad values, or a config without a fixed output size
     /// (see [`ClipImageProcessorConfig::validate`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let config: ClipImageProcessorConfig =
-            serde_json::from_slice(bytes).map_err(|e| Error::InvalidConfig { detail: e.to_string() })?;
+        Self::from_json_with_defaults(bytes, ClipImageProcessorConfig::default())
+    }
+
+    /// Reads a BLIP `preprocessor_config.json` (`BlipImageProcessor`): missing keys take
+    /// [`ClipImageProcessorConfig::blip_defaults`] — so no centre crop, since published BLIP configs carry
+    /// no `do_center_crop` / `crop_size` — and a bare integer `size` is a square (`default_to_square`).
+    ///
+    /// # Errors
+    /// As [`ClipImageProcessor::from_json`].
+    pub fn from_json_blip(bytes: &[u8]) -> Result<Self> {
+        let config = ClipImageProcessorConfig::from_json_over(bytes, ClipImageProcessorConfig::blip_defaults(), true)?;
+        config.validate()?;
+        Ok(Self::new(config))
+    }
+
+    /// Reads a `preprocessor_config.json` whose missing (or `null`) keys take `defaults`; a bare integer
+    /// `size` is `{"shortest_edge": n}`, as for CLIP. [`ClipImageProcessor::from_json`] is this with
+    /// [`ClipImageProcessorConfig::default`].
+    ///
+    /// # Errors
+    /// As [`ClipImageProcessor::from_json`].
+    pub fn from_json_with_defaults(bytes: &[u8], defaults: ClipImageProcessorConfig) -> Result<Self> {
+        let config = ClipImageProcessorConfig::from_json_over(bytes, defaults, false)?;
         config.validate()?;
         Ok(Self::new(config))
     }
@@ -440,6 +534,52 @@ mod tests {
         ] {
             assert!(matches!(ClipImageProcessor::from_json(bad.as_bytes()), Err(Error::InvalidConfig { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn blip_configs_resize_exactly_and_never_crop() {
+        let p = ClipImageProcessor::from_json_blip(b"{}").unwrap();
+        assert_eq!(p.config(), &ClipImageProcessorConfig::blip_defaults());
+        assert_eq!(p.output_size(), (384, 384));
+        // A published BLIP config: no do_center_crop / crop_size keys. Read as CLIP, it would crop to 224.
+        let published =
+            br#"{"do_normalize": true, "do_resize": true, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "BlipImageProcessor", "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "processor_class": "BlipProcessor", "resample": 3, "rescale_factor": 0.00392156862745098,
+            "size": {"height": 384, "width": 384}}"#;
+        let c = ClipImageProcessor::from_json_blip(published).unwrap();
+        assert!(!c.config().do_center_crop);
+        assert_eq!(c.config(), &ClipImageProcessorConfig::blip_defaults());
+        assert_eq!(ClipImageProcessor::from_json(published).unwrap().output_size(), (224, 224));
+        // 40x10 -> 384x384 exactly: every output pixel comes from the (stretched) input, none is padding.
+        let out = c.resize_and_crop(&RgbImage::filled(40, 10, [200, 100, 50]));
+        assert_eq!(out, RgbImage::filled(384, 384, [200, 100, 50]));
+        // default_to_square: a bare integer size is a square for BLIP, a shortest edge for CLIP.
+        let square = ClipImageProcessor::from_json_blip(br#"{"size": 32}"#).unwrap();
+        assert_eq!(square.config().size, Size::Exact { height: 32, width: 32 });
+        assert_eq!(square.output_size(), (32, 32));
+        // Explicit keys still win, null keeps the default (transformers' _set_attributes).
+        let cropped = ClipImageProcessor::from_json_blip(br#"{"do_center_crop": true, "crop_size": 300}"#).unwrap();
+        assert_eq!(cropped.output_size(), (300, 300));
+        let nulls = ClipImageProcessor::from_json_blip(br#"{"do_center_crop": null, "crop_size": null, "size": null}"#);
+        assert_eq!(nulls.unwrap().config(), &ClipImageProcessorConfig::blip_defaults());
+        // BLIP with an aspect-keeping size and no crop has no fixed output size.
+        for bad in [r#"{"size": {"shortest_edge": 384}}"#, r#"{"size": -1}"#, r#"{"do_resize": 1}"#, "[]"] {
+            assert!(
+                matches!(ClipImageProcessor::from_json_blip(bad.as_bytes()), Err(Error::InvalidConfig { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_defaults_overlays_the_given_defaults() {
+        let defaults = ClipImageProcessorConfig { do_normalize: false, ..ClipImageProcessorConfig::blip_defaults() };
+        let p =
+            ClipImageProcessor::from_json_with_defaults(br#"{"size": {"height": 8, "width": 6}}"#, defaults.clone())
+                .unwrap();
+        assert_eq!(p.config(), &ClipImageProcessorConfig { size: Size::Exact { height: 8, width: 6 }, ..defaults });
+        assert_eq!(p.output_size(), (8, 6));
     }
 
     #[test]

@@ -282,8 +282,12 @@ fn clip8(acc: i32) -> u8 {
 /// Accumulator start value: one half, so the final shift rounds to nearest.
 const ROUNDING: i32 = 1 << (PRECISION_BITS - 1);
 
-/// `ImagingResampleInner`: a horizontal pass into an 8-bit intermediate, then a vertical pass, each
-/// skipped when its dimension does not change (Pillow's `need_horizontal` / `need_vertical`).
+/// `ImagingResampleInner`: two passes through an 8-bit intermediate, each skipped when its dimension
+/// does not change (Pillow's `need_horizontal` / `need_vertical`). Horizontal first, except when the
+/// height shrinks by more than twice as many pixels as the width does (Pillow 13's `horizontal_first`
+/// is false: `in_h - out_h > 0 && in_h - out_h > (in_w - out_w) * 2`, in C `int`s, so a growing width
+/// counts as negative). The order decides where the intermediate rounds to 8 bits, so it is part of the
+/// result: a 427x640 photo resized to 384x384 goes vertical first.
 fn resize_convolve(
     img: &Plane<'_>,
     out_width: usize,
@@ -294,6 +298,12 @@ fn resize_convolve(
 ) -> Vec<u8> {
     let need_horizontal = out_width != img.width;
     let need_vertical = out_height != img.height;
+    let shrink_h = img.height as i64 - out_height as i64;
+    let shrink_w = img.width as i64 - out_width as i64;
+    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
+    if !horizontal_first {
+        return vertical_first(img, out_width, out_height, xs, ys, filter, need_horizontal);
+    }
     let mut vert = need_vertical.then(|| precompute_coeffs(img.height, out_height, ys.clone(), filter));
     // Source rows the vertical pass reads (ybox_first..ybox_last), or the window's rows without one.
     let rows = match &vert {
@@ -318,7 +328,44 @@ fn resize_convolve(
     match vert {
         Some(v) => {
             let plane = Plane { data: &current, width: xs.len(), height: rows_len, channels: img.channels };
-            vertical_pass(&plane, &v)
+            vertical_pass(&plane, 0..xs.len(), &v)
+        }
+        None => current,
+    }
+}
+
+/// The vertical-first branch of [`resize_convolve`] (the height changes, so there is a vertical pass):
+/// the vertical pass over the source columns the horizontal pass reads, then the horizontal pass.
+fn vertical_first(
+    img: &Plane<'_>,
+    out_width: usize,
+    out_height: usize,
+    xs: Range<usize>,
+    ys: Range<usize>,
+    filter: Filter,
+    need_horizontal: bool,
+) -> Vec<u8> {
+    let vert = precompute_coeffs(img.height, out_height, ys.clone(), filter);
+    let mut horiz = need_horizontal.then(|| precompute_coeffs(img.width, out_width, xs.clone(), filter));
+    // Source columns the horizontal pass reads, or the window's columns without one.
+    let cols = match &horiz {
+        Some(h) => {
+            let (last_min, last_count) = h.bounds[h.bounds.len() - 1];
+            h.bounds[0].0..last_min + last_count
+        }
+        None => xs,
+    };
+    if let Some(h) = &mut horiz {
+        for bound in &mut h.bounds {
+            bound.0 -= cols.start;
+        }
+    }
+    let cols_len = cols.len();
+    let current = vertical_pass(img, cols, &vert);
+    match horiz {
+        Some(h) => {
+            let plane = Plane { data: &current, width: cols_len, height: ys.len(), channels: img.channels };
+            horizontal_pass(&plane, 0..ys.len(), &h)
         }
         None => current,
     }
@@ -349,18 +396,20 @@ fn horizontal_pass(img: &Plane<'_>, rows: Range<usize>, c: &Coeffs) -> Vec<u8> {
     out
 }
 
-/// `ImagingResampleVertical_8bpc`, one output row per coefficient set.
-fn vertical_pass(img: &Plane<'_>, c: &Coeffs) -> Vec<u8> {
-    let row_len = img.width * img.channels;
+/// `ImagingResampleVertical_8bpc` over the given source columns, one output row per coefficient set.
+fn vertical_pass(img: &Plane<'_>, cols: Range<usize>, c: &Coeffs) -> Vec<u8> {
+    let ch = img.channels;
+    let stride = img.width * ch;
+    let row_len = cols.len() * ch;
     let mut out = vec![0_u8; c.bounds.len() * row_len];
     let mut acc = vec![0_i32; row_len];
-    for (yy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+    for (yy, out_row) in out.chunks_exact_mut(row_len.max(1)).enumerate() {
         let (ymin, count) = c.bounds[yy];
         let k = &c.weights[yy * c.ksize..yy * c.ksize + count];
         // Row by row rather than pixel by pixel: same sums in the same order, cache-friendly.
         acc.fill(ROUNDING);
         for (y, &ky) in (ymin..ymin + count).zip(k) {
-            let src_row = &img.data[y * row_len..(y + 1) * row_len];
+            let src_row = &img.data[y * stride + cols.start * ch..y * stride + cols.end * ch];
             for (a, &v) in acc.iter_mut().zip(src_row) {
                 *a += i32::from(v) * ky;
             }
@@ -498,11 +547,38 @@ mod tests {
     }
 
     #[test]
+    fn pass_order_follows_pillow_13() {
+        // Each order equals its two one-pass resizes chained (each rounds to 8 bits in between). Pillow 13
+        // goes vertical first iff the height loses more than twice as many pixels as the width.
+        let src = grey(40, 64, |x, y| ((x * 37 + y * 91 + x * y) % 256) as u8);
+        let chain = |first: (usize, usize), out: (usize, usize)| {
+            let mid = resize_interleaved(&src, 40, 64, 1, first.0, first.1, Filter::Bicubic);
+            resize_interleaved(&mid, first.0, first.1, 1, out.0, out.1, Filter::Bicubic)
+        };
+        // ((out_w, out_h), horizontal first?) from 40x64: shrink_h > 0 && shrink_h > 2 * shrink_w goes vertical.
+        let cases = [
+            ((36, 36), false), // 28 > 2 * 4 (a 427x640 photo to 384x384, in small)
+            ((30, 44), true),  // 20 > 2 * 10 is false: the boundary stays horizontal first
+            ((30, 43), false), // 21 > 2 * 10
+            ((20, 30), true),  // 34 > 2 * 20 is false
+            ((60, 50), false), // the width grows: 14 > 2 * -20
+            ((60, 80), true),  // the height grows
+        ];
+        for ((w, h), horizontal_first) in cases {
+            let out = resize_interleaved(&src, 40, 64, 1, w, h, Filter::Bicubic);
+            let (h_first, v_first) = (chain((w, 64), (w, h)), chain((40, h), (w, h)));
+            assert_ne!(h_first, v_first, "{w}x{h}: both orders agree, the case tests nothing");
+            assert_eq!(out, if horizontal_first { h_first } else { v_first }, "{w}x{h}");
+        }
+    }
+
+    #[test]
     fn window_equals_full_resize_then_crop() {
         let src = grey(23, 17, |x, y| ((x * 37 + y * 91) % 256) as u8);
         let img = RgbImage { width: 23, height: 17, data: src.iter().flat_map(|&v| [v, v / 2, 255 - v]).collect() };
         for filter in [Filter::Nearest, Filter::Bicubic, Filter::Lanczos, Filter::Box] {
-            for (w, h) in [(10, 7), (50, 40), (23, 9), (8, 17), (23, 17)] {
+            // (20, 5) and (30, 4) take the vertical-first order.
+            for (w, h) in [(10, 7), (50, 40), (23, 9), (8, 17), (23, 17), (20, 5), (30, 4)] {
                 let full = resize(&img, w, h, filter);
                 let (xs, ys) = (w / 3..w - w / 4, h / 4..h);
                 let window = resize_window(&img, w, h, xs.clone(), ys.clone(), filter);
