@@ -550,16 +550,28 @@ impl Catalog {
         model: &str,
         embedding: &[f32],
     ) -> Result<Option<ImageRecord>> {
-        validate_embedding(model, embedding)?;
+        Ok(self.store_captions(&[(id, caption, embedding)], model)?.and_then(|mut v| v.pop()))
+    }
+
+    /// [`store_caption`](Self::store_caption) for several images `(id, caption, embedding)`, all
+    /// in one transaction: the records after the change, in order, or `None` — and nothing stored —
+    /// when any image does not exist.
+    pub fn store_captions(&self, items: &[(&str, &str, &[f32])], model: &str) -> Result<Option<Vec<ImageRecord>>> {
+        for (_, _, embedding) in items {
+            validate_embedding(model, embedding)?;
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(key) = write_caption(&tx, id, Some(caption))? else {
-            return Ok(None);
-        };
-        insert_vector(&tx, "caption_embeddings", key, model, embedding)?;
-        let record = query_image(&tx, "key = ?1", params![key])?;
+        let mut out = Vec::with_capacity(items.len());
+        for (id, caption, embedding) in items {
+            let Some(key) = write_caption(&tx, id, Some(caption))? else {
+                return Ok(None); // dropped: rolled back
+            };
+            insert_vector(&tx, "caption_embeddings", key, model, embedding)?;
+            out.extend(query_image(&tx, "key = ?1", params![key])?);
+        }
         tx.commit()?;
-        Ok(record)
+        Ok(Some(out))
     }
 
     /// The embedding of image `key`'s caption by CLIP model `model`.
@@ -617,6 +629,32 @@ impl Catalog {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![fts, limit], |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The [`search_captions`](Self::search_captions) scores of these images (those whose caption
+    /// matches `query`; the others are absent).
+    pub fn caption_match_scores(&self, query: &str, keys: &[i64]) -> Result<HashMap<i64, f64>> {
+        let Some(fts) = fts_query(query) else {
+            return Ok(HashMap::new());
+        };
+        let conn = self.conn();
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT rowid, bm25(captions_fts) FROM captions_fts WHERE captions_fts MATCH ? AND rowid IN ({marks})"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let args = std::iter::once(rusqlite::types::Value::from(fts.clone()))
+                .chain(chunk.iter().map(|k| rusqlite::types::Value::from(*k)));
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)))?;
+            for row in rows {
+                let (key, score) = row?;
+                out.insert(key, score);
+            }
+        }
+        Ok(out)
     }
 
     // --- caption cache --------------------------------------------------------------------------

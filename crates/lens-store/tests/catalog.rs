@@ -679,6 +679,12 @@ fn captions_are_searchable_by_keyword_and_embedded_per_model() {
     let scored = catalog.search_captions("rocket", 10).unwrap();
     assert!(scored.iter().all(|(_, s)| *s > 0.0) && scored[0].1 > scored[1].1, "{scored:?}");
     assert_eq!(catalog.search_captions("rocket", 1).unwrap().len(), 1);
+    let among = catalog.caption_match_scores("rocket coffee", &[keys[0], keys[2], keys[3], 999]).unwrap();
+    let all: std::collections::HashMap<i64, f64> =
+        catalog.search_captions("rocket coffee", 10).unwrap().into_iter().collect();
+    assert_eq!(among.len(), 2, "{among:?}");
+    assert_eq!((among[&keys[0]], among[&keys[3]]), (all[&keys[0]], all[&keys[3]]), "the same scores");
+    assert!(catalog.caption_match_scores("***", &keys).unwrap().is_empty());
     assert!(found("zebra").is_empty());
 
     // Caption embeddings per model, and a new caption drops the old caption's embedding.
