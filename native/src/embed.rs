@@ -36,7 +36,7 @@ fn read_images(paths: &[PathBuf]) -> Result<Vec<RgbImage>> {
 }
 
 /// Read a file, refusing one larger than `limit` before reading it.
-fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
     if len > limit as u64 {
         bail!("{} is {len} bytes, more than the limit of {limit}", path.display());

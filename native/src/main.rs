@@ -3,6 +3,8 @@
 //! - `lens embed --model DIR --image PATH...` / `--text STR...`: one JSON line per input,
 //!   `{"input", "embedding"}`, L2-normalised.
 //! - `lens classify --model DIR --image PATH --labels "a,b"`: `{"labels", "probs"}`, zero-shot.
+//! - `lens caption --model DIR [--prompt P] [--beams N] [--max-new-tokens N] IMAGE...`: BLIP captions,
+//!   one `{"input", "caption"}` line per image (`{"input", "error"}` for an unreadable one).
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
 //! - `lens ingest PATH|URL...`, `lens search TEXT`: clients of a running server.
@@ -10,6 +12,7 @@
 //! Errors are one line on stderr and a non-zero exit.
 
 mod backend;
+mod caption;
 mod client;
 mod embed;
 mod pull;
@@ -35,6 +38,8 @@ enum Command {
     Embed(EmbedArgs),
     /// Zero-shot classify an image against comma-separated labels.
     Classify(ClassifyArgs),
+    /// Caption images with BLIP, one JSON object per line.
+    Caption(caption::CaptionArgs),
     /// Run the image service (HTTP JSON API under /v1).
     Serve(ServeArgs),
     /// Send files, folders or URLs to a running server (URLs run as a server-side job).
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Embed(args) => embed::embed(&args.model, &args.image, &args.text),
         Command::Classify(args) => embed::classify(&args.model, &args.image, &args.labels),
+        Command::Caption(args) => caption::caption(&args),
         Command::Models { command: ModelsCommand::Pull(args) } => pull::pull(&args),
         Command::Serve(args) => serve_main(args),
         Command::Ingest(args) => client::ingest(&args),

@@ -126,6 +126,54 @@ pub struct ServeSettings {
     /// with the load bench: 5 ms of waiting cost 6 ms at 1 client and 7 ms at 8, and gained nothing).
     #[arg(long, env = "LENS_BATCH_WAIT_MS")]
     pub batch_wait_ms: Option<u64>,
+
+    /// BLIP captioning checkpoint directory, or a hub repository id
+    /// (`Salesforce/blip-image-captioning-base`) pulled once like `--model`. Absent: no captioning
+    /// (no caption jobs are queued; `POST /v1/captions` answers 503 `captioning_disabled`).
+    #[arg(long, env = "LENS_CAPTION_MODEL", value_name = "DIR|REPO")]
+    pub caption_model: Option<PathBuf>,
+    /// Caption job workers in this process (default 1). 0: ingest still queues caption jobs, but
+    /// this process runs none (an ingest-only node; a process with workers takes them from the queue).
+    #[arg(long, env = "LENS_CAPTION_WORKERS")]
+    pub caption_workers: Option<usize>,
+    /// Attempts of a caption job before it is `dead` (default 5).
+    #[arg(long, env = "LENS_CAPTION_MAX_ATTEMPTS")]
+    pub caption_max_attempts: Option<u32>,
+    /// Wait before the first retry of a failed caption job, milliseconds; doubles with each attempt,
+    /// at most one hour, plus up to 10 % jitter (default 2000).
+    #[arg(long, env = "LENS_CAPTION_RETRY_BASE_MS")]
+    pub caption_retry_base_ms: Option<u64>,
+    /// Most images in one BLIP batch, and the caption jobs a worker claims at once (default 8).
+    #[arg(long, env = "LENS_CAPTION_BATCH_SIZE")]
+    pub caption_batch_size: Option<usize>,
+    /// Default beams of beam search for captions (default 3; 1 is greedy decoding).
+    #[arg(long, env = "LENS_CAPTION_BEAMS")]
+    pub caption_beams: Option<usize>,
+    /// Default most tokens of a caption (default 30).
+    #[arg(long, env = "LENS_CAPTION_MAX_NEW_TOKENS")]
+    pub caption_max_new_tokens: Option<usize>,
+    /// Default prompt captions continue, e.g. "a picture of" (default none: unconditional).
+    #[arg(long, env = "LENS_CAPTION_PROMPT")]
+    pub caption_prompt: Option<String>,
+    /// Captions kept in the cache (by image bytes, caption model and options), oldest dropped first
+    /// (default 100 000).
+    #[arg(long, env = "LENS_CAPTION_CACHE_ENTRIES")]
+    pub caption_cache_entries: Option<u64>,
+    /// Weight `w` of the caption score in text search, 0 to 1: score = (1 - w) * vector score +
+    /// w * caption score (default 0.3; 0 is pure CLIP vector search). Per request: `hybrid_weight`.
+    #[arg(long, env = "LENS_HYBRID_WEIGHT")]
+    pub hybrid_weight: Option<f32>,
+}
+
+/// Captioning settings, when a caption model is configured.
+#[derive(Debug, Clone)]
+pub struct CaptionConfig {
+    pub model: PathBuf,
+    pub workers: usize,
+    pub batch_size: usize,
+    /// Options of queued caption jobs, and the base that `POST /v1/captions` fields override.
+    pub options: lens_models::blip::CaptionOptions,
+    pub cache_entries: u64,
 }
 
 /// Settings with every default applied and checked.
@@ -151,6 +199,11 @@ pub struct ServeConfig {
     pub max_job_urls: usize,
     pub batch_size: usize,
     pub batch_wait: Duration,
+    /// `None`: no captioning.
+    pub caption: Option<CaptionConfig>,
+    /// Retries of caption jobs (also applied at start-up to jobs a dead process left running).
+    pub caption_retry: lens_store::RetryPolicy,
+    pub hybrid_weight: f32,
 }
 
 impl ServeSettings {
@@ -187,7 +240,17 @@ impl ServeSettings {
             allow_private_urls,
             max_job_urls,
             batch_size,
-            batch_wait_ms
+            batch_wait_ms,
+            caption_model,
+            caption_workers,
+            caption_max_attempts,
+            caption_retry_base_ms,
+            caption_batch_size,
+            caption_beams,
+            caption_max_new_tokens,
+            caption_prompt,
+            caption_cache_entries,
+            hybrid_weight
         )
     }
 
@@ -232,6 +295,40 @@ impl ServeSettings {
             Ok(v)
         };
         let max_file_bytes = positive("max_file_bytes", s.max_file_bytes.unwrap_or(20 << 20))?;
+        let caption_retry = lens_store::RetryPolicy {
+            base_ms: s.caption_retry_base_ms.unwrap_or(2000),
+            max_ms: 3_600_000,
+            max_attempts: s.caption_max_attempts.unwrap_or(5),
+        };
+        if caption_retry.max_attempts == 0 {
+            bail!("caption_max_attempts must be at least 1");
+        }
+        let hybrid_weight = s.hybrid_weight.unwrap_or(0.3);
+        if !(0.0..=1.0).contains(&hybrid_weight) {
+            bail!("hybrid_weight must be between 0 and 1, not {hybrid_weight}");
+        }
+        let caption = match s.caption_model {
+            None => None,
+            Some(model) => {
+                let mut options = lens_models::blip::CaptionOptions {
+                    prompt: s.caption_prompt.filter(|p| !p.is_empty()),
+                    ..Default::default()
+                };
+                options.generation.num_beams = s.caption_beams.unwrap_or(3);
+                options.generation.max_new_tokens = s.caption_max_new_tokens.unwrap_or(30);
+                options.validate().context("invalid default caption options (--caption-*)")?;
+                Some(CaptionConfig {
+                    model,
+                    workers: s.caption_workers.unwrap_or(1),
+                    batch_size: positive("caption_batch_size", s.caption_batch_size.unwrap_or(8))?,
+                    options,
+                    cache_entries: positive(
+                        "caption_cache_entries",
+                        s.caption_cache_entries.unwrap_or(100_000) as usize,
+                    )? as u64,
+                })
+            }
+        };
         let config = ServeConfig {
             model,
             data: s.data.unwrap_or_else(|| PathBuf::from("lens-data")),
@@ -263,6 +360,9 @@ impl ServeSettings {
             max_job_urls: positive("max_job_urls", s.max_job_urls.unwrap_or(10_000))?,
             batch_size: positive("batch_size", s.batch_size.unwrap_or(16))?,
             batch_wait: Duration::from_millis(s.batch_wait_ms.unwrap_or(0)),
+            caption,
+            caption_retry,
+            hybrid_weight,
         };
         Ok(config)
     }
@@ -309,5 +409,43 @@ mod tests {
         assert!(err.to_string().contains("--model"), "{err}");
         let s3 = ServeSettings { model: Some("/m".into()), blob_store: Some(BlobBackend::S3), ..Default::default() };
         assert!(s3.resolve(None).unwrap_err().to_string().contains("--s3-bucket"));
+    }
+
+    #[test]
+    fn caption_settings_have_defaults_limits_and_file_keys() {
+        let base = || ServeSettings { model: Some("/m".into()), ..Default::default() };
+        let c = base().resolve(None).unwrap();
+        assert!(c.caption.is_none(), "no caption model, no captioning");
+        assert_eq!(c.hybrid_weight, 0.3);
+        assert_eq!((c.caption_retry.base_ms, c.caption_retry.max_attempts), (2000, 5));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(
+            &file,
+            "model = \"/m\"\ncaption_model = \"/blip\"\ncaption_beams = 1\ncaption_prompt = \"a picture of\"\nhybrid_weight = 0.5\n",
+        )
+        .unwrap();
+        let flags = ServeSettings { caption_workers: Some(0), ..Default::default() };
+        let c = flags.resolve(Some(&file)).unwrap();
+        let caption = c.caption.unwrap();
+        assert_eq!(caption.model, PathBuf::from("/blip"));
+        assert_eq!(caption.workers, 0);
+        assert_eq!(caption.batch_size, 8);
+        assert_eq!(caption.options.generation.num_beams, 1);
+        assert_eq!(caption.options.generation.max_new_tokens, 30);
+        assert_eq!(caption.options.prompt.as_deref(), Some("a picture of"));
+        assert_eq!(c.hybrid_weight, 0.5);
+
+        let bad = |s: ServeSettings| format!("{:#}", s.resolve(None).unwrap_err());
+        let blip = || ServeSettings { caption_model: Some("/blip".into()), ..base() };
+        assert!(bad(ServeSettings { caption_beams: Some(0), ..blip() }).contains("num_beams"));
+        assert!(bad(ServeSettings { caption_max_new_tokens: Some(100_000), ..blip() }).contains("max_new_tokens"));
+        assert!(bad(ServeSettings { caption_batch_size: Some(0), ..blip() }).contains("caption_batch_size"));
+        assert!(bad(ServeSettings { caption_max_attempts: Some(0), ..base() }).contains("caption_max_attempts"));
+        assert!(bad(ServeSettings { hybrid_weight: Some(1.5), ..base() }).contains("hybrid_weight"));
+        assert!(bad(ServeSettings { hybrid_weight: Some(f32::NAN), ..base() }).contains("hybrid_weight"));
+        std::fs::write(&file, "model = \"/m\"\ncaption_beam = 2\n").unwrap();
+        assert!(format!("{:#}", ServeSettings::default().resolve(Some(&file)).unwrap_err()).contains("caption_beam"));
     }
 }

@@ -11,13 +11,16 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For internal errors: what went wrong, for the log and for background jobs' `last_error`
+    /// (never sent to the client).
+    pub detail: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), detail: None }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -38,7 +41,14 @@ impl ApiError {
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // Details go to the log; the client gets a stable message without internals.
         tracing::error!(error = %err, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (see the server log)")
+        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (see the server log)");
+        e.detail = Some(err.to_string());
+        e
+    }
+
+    /// The whole story, for logs and job records: the detail of an internal error, else the message.
+    pub fn describe(&self) -> String {
+        format!("{}: {}", self.code, self.detail.as_deref().unwrap_or(&self.message))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Ingest and the image resources: `POST/GET /v1/images`, `GET/DELETE /v1/images/{id}`, the blob.
 //!
 //! Ingest order, so that a failed request leaves nothing behind and an acknowledged one survives a crash:
-//! limits and format from the header -> sha256 (same bytes: the existing record, 200) -> decode ->
-//! embed -> blob written durably -> catalog row committed (WAL, synchronous=FULL) -> index -> 201.
+//! limits and format from the header -> sha256 (same bytes: the existing record, 200) -> decode,
+//! dominant colours, metadata -> embed -> blob written durably -> catalog row committed (WAL,
+//! synchronous=FULL) with its caption job when captioning is on -> index -> caption workers woken -> 201.
 //! A failure after the blob is written removes the blob again (unless the catalog references it).
 
 use std::time::Duration;
@@ -24,6 +25,8 @@ use super::state::{AppState, SharedState};
 
 /// Tags per image and characters per tag.
 const MAX_TAGS: usize = 32;
+/// Dominant colours stored per image.
+const DOMINANT_COLORS: usize = 5;
 const MAX_TAG_CHARS: usize = 64;
 
 /// Bytes to ingest and where they came from.
@@ -94,7 +97,34 @@ enum Prepared {
         bytes: Bytes,
         source_url: Option<String>,
         tags: Vec<String>,
+        analysis: Analysis,
     },
+}
+
+/// What ingest stores about an image besides its embedding (JSON; `None` when it could not be read).
+#[derive(Default)]
+struct Analysis {
+    colors: Option<serde_json::Value>,
+    metadata: Option<serde_json::Value>,
+}
+
+/// Dominant colours and header metadata (format, upright size, orientation, EXIF): one call each.
+/// Neither can fail an ingest that decoding accepted: a failure is logged and stored as `null`.
+async fn analyze(state: &AppState, bytes: Bytes, image: RgbImage) -> ApiResult<(Analysis, RgbImage)> {
+    let limits = state.config.decode_limits;
+    tokio::task::spawn_blocking(move || {
+        let colors = serde_json::to_value(lens_core::colors::dominant_colors(&image, DOMINANT_COLORS)).ok();
+        let metadata = match lens_core::metadata::image_metadata(&bytes, &limits) {
+            Ok(m) => serde_json::to_value(m).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read image metadata");
+                None
+            }
+        };
+        (Analysis { colors, metadata }, image)
+    })
+    .await
+    .map_err(ApiError::internal)
 }
 
 async fn prepare(state: &AppState, upload: Upload) -> ApiResult<Prepared> {
@@ -115,7 +145,8 @@ async fn prepare(state: &AppState, upload: Upload) -> ApiResult<Prepared> {
         return Ok(Prepared::Existing(existing));
     }
     let (format, image, bytes) = decode_checked(state, upload.bytes).await?;
-    Ok(Prepared::New { sha256, format, image, bytes, source_url: upload.source_url, tags: upload.tags })
+    let (analysis, image) = analyze(state, bytes.clone(), image).await?;
+    Ok(Prepared::New { sha256, format, image, bytes, source_url: upload.source_url, tags: upload.tags, analysis })
 }
 
 /// Blob (durable), then catalog row (committed), then index entry.
@@ -185,11 +216,22 @@ pub async fn ingest_all(state: &AppState, uploads: Vec<(String, Upload)>) -> Api
     for p in prepared {
         let result = match p {
             Prepared::Existing(record) => Ok((record, false)),
-            Prepared::New { sha256, format, bytes, source_url, tags, .. } => {
+            Prepared::New { sha256, format, bytes, source_url, tags, analysis, .. } => {
                 let embedding = embeddings.next().ok_or_else(|| ApiError::internal("missing embedding"))?;
                 let (width, height) = sizes.next().ok_or_else(|| ApiError::internal("missing size"))?;
                 let mime = format.mime_type().to_string();
-                let new = NewImage { sha256, mime, width, height, bytes: bytes.len() as u64, source_url, tags };
+                let new = NewImage {
+                    sha256,
+                    mime,
+                    width,
+                    height,
+                    bytes: bytes.len() as u64,
+                    source_url,
+                    tags,
+                    colors: analysis.colors,
+                    metadata: analysis.metadata,
+                    caption_options: state.caption_job_options(),
+                };
                 store(state, new, bytes, embedding).await
             }
         };
@@ -205,6 +247,16 @@ pub async fn ingest_all(state: &AppState, uploads: Vec<(String, Upload)>) -> Api
             }
         }
     }
+    // The request succeeded: images already stored without a caption get a job too, and the
+    // caption workers wake up for the new ones (queued with their rows).
+    for (record, created) in &done {
+        if !created {
+            ensure_caption_job(state, record).await?;
+        }
+    }
+    if state.config.caption.is_some() && done.iter().any(|(_, created)| *created) {
+        state.caption_wake.notify_waiters();
+    }
     Ok(done)
 }
 
@@ -216,6 +268,21 @@ async fn remove(state: &AppState, id: String) {
         }
         let _ = state.blobs.delete(&record.sha256).await;
     }
+}
+
+/// A record found by hash without a caption (ingested before captioning was on, or its job is
+/// dead): queue a caption job, unless one is pending.
+async fn ensure_caption_job(state: &AppState, record: &ImageRecord) -> ApiResult<()> {
+    let Some(options) = state.caption_job_options() else { return Ok(()) };
+    if record.caption.is_some() {
+        return Ok(());
+    }
+    let id = record.id.clone();
+    let params = lens_store::caption_job_params(&id, &options);
+    if state.catalog(move |c| c.enqueue_job(lens_store::CAPTION_JOB, &id, &params)).await?.is_some() {
+        state.caption_wake.notify_waiters();
+    }
+    Ok(())
 }
 
 /// A record found by hash is in the catalog; make sure the index has it too (it may have failed before).

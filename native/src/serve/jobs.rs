@@ -1,5 +1,6 @@
 //! Long work as job resources: batch URL ingest and index rebuilds run in the background, record
-//! their progress in the catalog's job table, and are read with `GET /v1/jobs/{id}`.
+//! their progress in the catalog's job table, and are read with `GET /v1/jobs/{id}`. Caption jobs
+//! (see `captions.rs`) live in the same table and are listed here too.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use futures::StreamExt;
-use lens_store::{JobRecord, JobState};
+use lens_store::{JobFilter, JobRecord, JobState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -160,16 +161,36 @@ pub fn snapshot_meta(catalog: &lens_store::Catalog, model: &str) -> lens_store::
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     limit: Option<usize>,
+    /// `ingest`, `index_rebuild`, `caption`
+    kind: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `dead`, `cancelled`
+    state: Option<String>,
 }
 
-/// `GET /v1/jobs?limit=`
+/// `GET /v1/jobs?limit=&kind=&state=`: newest first; `?kind=caption&state=dead` is the dead-letter queue.
 pub async fn list(
     State(state): State<SharedState>,
     query: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let jobs = state.catalog(move |c| c.list_jobs(limit)).await?;
+    let job_state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!(
+                "unknown job state `{}` (one of {})",
+                s.chars().take(32).collect::<String>(),
+                all.join(", ")
+            ))
+        })?),
+    };
+    if q.kind.as_ref().is_some_and(|k| k.len() > 64) {
+        return Err(ApiError::bad_request("kind too long"));
+    }
+    let jobs = state
+        .catalog(move |c| c.list_jobs_where(limit, &JobFilter { kind: q.kind.as_deref(), state: job_state }))
+        .await?;
     Ok(Json(json!({"jobs": jobs})))
 }
 

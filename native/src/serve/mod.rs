@@ -1,13 +1,18 @@
 //! `lens serve`: the image service on one machine. Ingest, store, search, list, delete, over JSON
 //! under `/v1`; catalog in SQLite (the source of truth), blobs in a directory or S3, vectors in an
-//! HNSW index rebuilt from the catalog (or loaded from a snapshot that matches it).
+//! HNSW index rebuilt from the catalog (or loaded from a snapshot that matches it). With
+//! `--caption-model`, BLIP captions every ingested image through a persistent job queue, and text
+//! search blends caption matches into the vector score.
 
+pub mod captioner;
+mod captions;
 pub mod config;
 pub mod embedder;
 pub mod error;
 pub mod fetch;
 mod images;
 mod jobs;
+pub mod model_queue;
 mod openapi;
 mod search;
 pub mod state;
@@ -45,6 +50,11 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     if interrupted > 0 {
         tracing::warn!(jobs = interrupted, "jobs interrupted by the last stop were marked failed");
     }
+    let (requeued, dead) =
+        catalog.requeue_interrupted_jobs(lens_store::CAPTION_JOB, config.caption_retry.max_attempts)?;
+    if requeued + dead > 0 {
+        tracing::warn!(requeued, dead, "caption jobs left running by the last stop were re-queued");
+    }
     let blobs: Arc<dyn BlobStore> = match (&config.blob_store, &config.s3) {
         (BlobBackend::S3, Some(s3)) => Arc::new(S3BlobStore::connect(s3.clone()).await?),
         _ => Arc::new(LocalBlobStore::open(&config.data.join("blobs"))?),
@@ -53,6 +63,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .set_buckets_for_metric(
             Matcher::Suffix("seconds".into()),
             &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("lens_caption_seconds".into()),
+            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
         )?
         .set_buckets_for_metric(
             Matcher::Full("lens_inference_batch_size".into()),
@@ -69,6 +83,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         metrics,
         engine: OnceLock::new(),
         started: Instant::now(),
+        caption_wake: tokio::sync::Notify::new(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -77,13 +92,19 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, blob_store = state.blobs.describe(), data = %config.data.display(), "listening");
 
-    // The model and the index load in the background; /healthz answers now, /readyz once they are up.
+    // The models and the index load in the background; /healthz answers now, /readyz once they are
+    // up; then the caption workers start.
     let loader = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = load_engine(&loader) {
-            tracing::error!(error = format!("{e:#}"), "cannot start");
-            eprintln!("error: {e:#}");
-            std::process::exit(1);
+    tokio::spawn(async move {
+        let loading = Arc::clone(&loader);
+        let loaded = tokio::task::spawn_blocking(move || load_engine(&loading)).await;
+        match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok(()) => captions::spawn_workers(&loader),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot start");
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
         }
     });
 
@@ -102,8 +123,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
 fn load_engine(state: &AppState) -> Result<()> {
     let config = &state.config;
     let started = Instant::now();
-    let model_dir = model_dir(&config.model)?;
-    let (embedder, model) = Embedder::start(&model_dir, config.device, config.batch_size, config.batch_wait)?;
+    let clip_dir = model_dir(&config.model, "--model")?;
+    let (embedder, model) = Embedder::start(&clip_dir, config.device, config.batch_size, config.batch_wait)?;
     tracing::info!(
         model = model.id,
         dims = model.dims,
@@ -111,16 +132,32 @@ fn load_engine(state: &AppState) -> Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "model loaded"
     );
+    let captioner = match &config.caption {
+        None => None,
+        Some(caption) => {
+            let started = Instant::now();
+            let dir = model_dir(&caption.model, "--caption-model")?;
+            let (captioner, info) = captioner::Captioner::start(&dir, config.device, caption.batch_size)?;
+            tracing::info!(
+                model = info.id,
+                backend = info.backend,
+                seconds = started.elapsed().as_secs_f64(),
+                "caption model loaded"
+            );
+            Some((captioner, info))
+        }
+    };
     let started = Instant::now();
     let index = open_index(state, &model.id, model.dims)?;
     tracing::info!(kind = ?config.index, vectors = index.len(), seconds = started.elapsed().as_secs_f64(), "index ready");
-    let _ = state.engine.set(Engine { embedder, model, index });
+    let _ = state.engine.set(Engine { embedder, model, index, captioner });
     Ok(())
 }
 
-/// `--model` is a checkpoint directory, or a hub repository id (`org/name`) that is pulled once into
-/// `lens models pull`'s default directory and reused from there on later starts (offline too).
-fn model_dir(model: &std::path::Path) -> Result<std::path::PathBuf> {
+/// `--model` (and `--caption-model`, named by `flag`) is a checkpoint directory, or a hub repository id
+/// (`org/name`) that is pulled once into `lens models pull`'s default directory and reused from there on
+/// later starts (offline too).
+fn model_dir(model: &std::path::Path, flag: &str) -> Result<std::path::PathBuf> {
     if model.is_dir() {
         return Ok(model.to_path_buf());
     }
@@ -128,7 +165,7 @@ fn model_dir(model: &std::path::Path) -> Result<std::path::PathBuf> {
         .to_str()
         .filter(|r| !r.starts_with('.') && !r.starts_with('/') && crate::pull::validate_repo_id(r).is_ok());
     let Some(repo) = repo else {
-        anyhow::bail!("--model {}: no such directory (nor a hub repository id like `org/name`)", model.display());
+        anyhow::bail!("{flag} {}: no such directory (nor a hub repository id like `org/name`)", model.display());
     };
     let dir = crate::pull::default_dir(repo)?;
     let manifest = std::fs::read(dir.join("lens-manifest.json"))
@@ -179,6 +216,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/search", post(search::search))
         .route("/search/image", post(search::search_image))
         .route("/embeddings", post(search::embeddings))
+        .route("/captions", post(captions::create))
         .route("/ingest", post(jobs::create_ingest))
         .route("/index/rebuild", post(jobs::create_rebuild))
         .route("/jobs", get(jobs::list))
@@ -237,9 +275,12 @@ async fn healthz(State(state): State<SharedState>) -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = state.engine()?;
-    Ok(Json(
-        json!({"status": "ready", "model": engine.model.id, "index": {"kind": engine.index.kind(), "vectors": engine.index.len()}}),
-    ))
+    Ok(Json(json!({
+        "status": "ready",
+        "model": engine.model.id,
+        "caption_model": engine.captioner.as_ref().map(|(_, info)| &info.id),
+        "index": {"kind": engine.index.kind(), "vectors": engine.index.len()}
+    })))
 }
 
 async fn models(State(state): State<SharedState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -248,12 +289,26 @@ async fn models(State(state): State<SharedState>) -> Result<Json<serde_json::Val
     model["object"] = json!("model");
     model["index"] = json!({"kind": engine.index.kind(), "vectors": engine.index.len()});
     model["blob_store"] = json!(state.blobs.describe());
-    Ok(Json(json!({"object": "list", "data": [model]})))
+    model["task"] = json!("embedding");
+    let mut data = vec![model];
+    if let Some((_, info)) = &engine.captioner {
+        let mut caption = serde_json::to_value(info).map_err(ApiError::internal)?;
+        caption["object"] = json!("model");
+        caption["task"] = json!("captioning");
+        caption["defaults"] = state.caption_job_options().unwrap_or_default();
+        data.push(caption);
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
 async fn metrics_text(State(state): State<SharedState>) -> Response {
     if let Ok(n) = state.catalog(|c| c.count_images()).await {
         metrics::gauge!("lens_catalog_images").set(n as f64);
+    }
+    if let Ok(counts) = state.catalog(|c| c.count_jobs(lens_store::CAPTION_JOB)).await {
+        for (job_state, n) in counts {
+            metrics::gauge!("lens_caption_jobs", "state" => job_state.as_str()).set(n as f64);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -19,7 +19,7 @@ fn reason(code: u16) -> &'static str {
         413 => "over a size limit",
         415 => "unsupported media type or image format",
         422 => "corrupt image, too many pixels, or the URL's server answered with an error",
-        503 => "not ready (model loading), overloaded, or timed out",
+        503 => "not ready (model loading), overloaded, timed out, or captioning disabled (`captioning_disabled`)",
         504 => "URL fetch timed out",
         _ => "error",
     }
@@ -44,6 +44,31 @@ fn id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}])
 }
 
+/// How text search scores (also in the README's search section and `search.rs`).
+const HYBRID: &str = "Weight w of the caption score for a text query (default: the server's --hybrid-weight, 0.3). \
+score = (1 - w) * vector_score + w * caption_score for an image with a caption, vector_score for one without; \
+vector_score = cosine(CLIP text embedding of the query, CLIP image embedding); \
+caption_score = (keyword + semantic) / 2, keyword = the caption's FTS5 bm25 score for the query's words divided by \
+the best among the candidates (1 for the best keyword match, 0 for none), semantic = max(0, cosine(query text \
+embedding, caption text embedding)) (0 until the caption is embedded); candidates = the vector top N and the \
+caption keyword top N, N = max(4k, 50). w = 0 is the plain vector search.";
+
+fn caption_options_properties() -> Value {
+    json!({
+        "prompt": {"type": "string", "maxLength": 512, "description": "the caption continues this text"},
+        "beams": {"type": "integer", "minimum": 1, "maximum": 16, "description": "beam search; 1 is greedy (default --caption-beams, 3)"},
+        "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": 256, "description": "default --caption-max-new-tokens, 30"},
+        "min_new_tokens": {"type": "integer", "minimum": 0},
+        "repetition_penalty": {"type": "number", "exclusiveMinimum": 0},
+        "length_penalty": {"type": "number"},
+        "early_stopping": {"type": "boolean"},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "description": "any of temperature, top_k, top_p, seed: sample (beams must be 1)"},
+        "top_k": {"type": "integer", "minimum": 0},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "seed": {"type": "integer", "minimum": 0}
+    })
+}
+
 pub async fn document() -> Json<Value> {
     let upload = json!({
         "multipart/form-data": {"schema": {"type": "object", "properties": {
@@ -55,7 +80,9 @@ pub async fn document() -> Json<Value> {
     let search_body = json!({"application/json": {"schema": {"type": "object", "properties": {
         "text": {"type": "string"}, "image_url": {"type": "string", "format": "uri"}, "image_id": {"type": "string"},
         "k": {"type": "integer", "minimum": 1, "default": 10}, "threshold": {"type": "number", "minimum": -1, "maximum": 1},
-        "tag": {"type": "string"}}, "description": "exactly one of text, image_url, image_id"}}});
+        "tag": {"type": "string"},
+        "hybrid_weight": {"type": "number", "minimum": 0, "maximum": 1, "description": HYBRID}},
+        "description": "exactly one of text, image_url, image_id; `threshold` applies to the final `score`"}}});
     let mut images_path = json!({
         "post": op("Ingest images (multipart upload, or a URL). Same bytes, same id: 200 with the existing record; new: 201.",
             Some(upload), ("201", json!({"oneOf": [schema("Image"), {"type": "object", "properties": {"images": {"type": "array", "items": schema("Image")}}}]})), &[400, 413, 415, 422, 503, 504]),
@@ -83,12 +110,42 @@ pub async fn document() -> Json<Value> {
         {"name": "k", "in": "query", "schema": {"type": "integer", "default": 20}}]);
     let mut job_path = json!({"get": op("One job", None, ("200", schema("Job")), &[404])});
     job_path["parameters"] = id_param();
+    let mut jobs_path = json!({"get": op("Recent jobs, newest first; ?kind=caption&state=dead is the dead-letter queue", None,
+        ("200", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("Job")}}})), &[400])});
+    jobs_path["get"]["parameters"] = json!([
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+        {"name": "kind", "in": "query", "schema": {"type": "string", "examples": ["caption", "ingest", "index_rebuild"]}},
+        {"name": "state", "in": "query", "schema": {"enum": ["queued", "running", "succeeded", "failed", "dead", "cancelled"]}}]);
+    let mut json_caption = caption_options_properties();
+    json_caption["images"] = json!({"type": "array", "minItems": 1, "maxItems": 16, "items": {"oneOf": [
+        {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}, "required": ["url"], "additionalProperties": false},
+        {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "additionalProperties": false}]}});
+    json_caption["store"] = json!({"type": "boolean", "default": false,
+        "description": "store the captions (and their CLIP text embeddings) on the images, which must all be given by id; their queued caption jobs are cancelled"});
+    let mut form_caption = caption_options_properties();
+    form_caption["file"] = json!({"type": "array", "maxItems": 16, "items": {"type": "string", "format": "binary"}});
+    let caption_body = json!({
+        "multipart/form-data": {"schema": {"type": "object", "properties": form_caption, "required": ["file"]}},
+        "application/json": {"schema": {"type": "object", "properties": json_caption, "required": ["images"], "additionalProperties": false}}
+    });
+    let captions_ok = json!({"type": "object", "properties": {
+        "captions": {"type": "array", "items": {"type": "object", "properties": {
+            "input": {"type": "string", "description": "the file name, URL or id"}, "caption": {"type": "string"},
+            "cached": {"type": "boolean", "description": "from the caption cache (same bytes, model and options): no model run"},
+            "model": {"type": "string"}, "stored": {"type": "boolean"}}}},
+        "model": {"type": "string"}, "options": {"type": "object", "description": "the options used, defaults filled in"}}});
     let results =
         json!({"type": "object", "properties": {"results": {"type": "array", "items": schema("SearchResult")}}});
+    let colors = json!({"type": ["array", "null"], "description": "dominant colours, largest share first", "items": {"type": "object", "properties": {
+        "rgb": {"type": "array", "items": {"type": "integer"}}, "hex": {"type": "string"}, "lab": {"type": "array", "items": {"type": "number"}}, "share": {"type": "number"}}}});
+    let metadata = json!({"type": ["object", "null"], "description": "read from the headers at ingest", "properties": {
+        "format": {"type": "string"}, "mime": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+        "orientation": {"type": "integer"}, "exif": {"type": "object", "properties": {"date_time_original": {"type": "string"}, "date_time": {"type": "string"},
+            "make": {"type": "string"}, "model": {"type": "string"}, "software": {"type": "string"}, "lens_model": {"type": "string"}}}}});
 
     Json(json!({
         "openapi": "3.1.0",
-        "info": {"title": "Lens", "version": env!("CARGO_PKG_VERSION"), "description": "Image ingest and CLIP search. Errors are {\"error\": {\"code\", \"message\"}}."},
+        "info": {"title": "Lens", "version": env!("CARGO_PKG_VERSION"), "description": "Image ingest, BLIP captions and hybrid CLIP + caption search. Errors are {\"error\": {\"code\", \"message\"}}."},
         "paths": {
             "/v1/images": images_path,
             "/v1/images/{id}": image_path,
@@ -108,9 +165,11 @@ pub async fn document() -> Json<Value> {
                 "urls": {"type": "array", "items": {"type": "string"}}, "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["urls"]}}})),
                 ("202", schema("Job")), &[400, 503])},
             "/v1/index/rebuild": {"post": op("Rebuild the index from the catalog, as a job", None, ("202", schema("Job")), &[503])},
-            "/v1/jobs": {"get": op("Recent jobs", None, ("200", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": schema("Job")}}})), &[400])},
+            "/v1/jobs": jobs_path,
+            "/v1/captions": {"post": op("Caption images with BLIP (cache first). Uploads, URLs or stored ids; all are checked before any model runs; a failed request stores and caches nothing.",
+                Some(caption_body), ("200", captions_ok), &[400, 404, 413, 415, 422, 503, 504])},
             "/v1/jobs/{id}": job_path,
-            "/v1/models": {"get": op("The loaded model, index and blob store", None, ("200", json!({"type": "object"})), &[503])},
+            "/v1/models": {"get": op("The loaded models (CLIP, and BLIP with its default options when captioning is on), index and blob store", None, ("200", json!({"type": "object"})), &[503])},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "up"}}}},
             "/readyz": {"get": {"summary": "Readiness: model loaded and index built", "responses": {"200": {"description": "ready"}, "503": {"description": "loading"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
@@ -121,12 +180,21 @@ pub async fn document() -> Json<Value> {
             "Image": {"type": "object", "required": ["id", "sha256"], "properties": {
                 "id": {"type": "string"}, "sha256": {"type": "string"}, "mime": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "bytes": {"type": "integer"}, "source_url": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"},
-                "tags": {"type": "array", "items": {"type": "string"}}, "caption": {"type": ["string", "null"]}, "url": {"type": "string"}}},
-            "SearchResult": {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"},
-                "caption": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}}, "url": {"type": "string"}}},
-            "Job": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"type": "string"},
-                "state": {"enum": ["queued", "running", "succeeded", "failed"]}, "total": {"type": "integer"}, "done": {"type": "integer"},
-                "failed": {"type": "integer"}, "error": {"type": ["string", "null"]}, "result": {}, "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
+                "tags": {"type": "array", "items": {"type": "string"}}, "caption": {"type": ["string", "null"], "description": "set by the caption job (BLIP)"},
+                "colors": colors.clone(), "metadata": metadata.clone(), "url": {"type": "string"}}},
+            "SearchResult": {"type": "object", "properties": {"id": {"type": "string"},
+                "score": {"type": "number", "description": HYBRID}, "vector_score": {"type": "number", "description": "CLIP cosine of the query and the image"},
+                "caption_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "null without a caption, or when not computed (weight 0, image queries)"},
+                "caption": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}},
+                "colors": colors, "metadata": metadata, "url": {"type": "string"}}},
+            "Job": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"type": "string", "description": "ingest, index_rebuild, caption"},
+                "state": {"enum": ["queued", "running", "succeeded", "failed", "dead", "cancelled"],
+                    "description": "dead: a caption job that failed --caption-max-attempts times (kept with its last_error); cancelled: its image was deleted or captioned by request"},
+                "total": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"}, "error": {"type": ["string", "null"]},
+                "params": {"description": "caption: {image, options}"}, "result": {"description": "caption: {caption, cached, model}"},
+                "attempts": {"type": "integer"}, "next_run_at": {"type": ["string", "null"], "format": "date-time", "description": "when a queued job (a retry after back-off) may run"},
+                "last_error": {"type": ["string", "null"]}, "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
         }}
     }))
 }

@@ -1,5 +1,24 @@
 //! `POST /v1/search` (text, image URL, stored image), `POST /v1/search/image` (upload),
 //! `GET /v1/images/{id}/duplicates`, `POST /v1/embeddings`.
+//!
+//! Text queries are hybrid when the weight `w` (`--hybrid-weight`, or `hybrid_weight` per request) is
+//! above 0:
+//!
+//! ```text
+//! score         = (1 - w) * vector_score + w * caption_score      (images with a caption)
+//!               = vector_score                                    (images without one yet)
+//! vector_score  = cos(CLIP text embedding of the query, CLIP image embedding)
+//! caption_score = (keyword + semantic) / 2
+//! keyword       = bm25 / max bm25 over the candidates  (FTS5 bm25 of the query's words in the caption,
+//!                 sign flipped: the best keyword match among the candidates is 1, no match 0)
+//! semantic      = max(0, cos(query text embedding, caption text embedding))   (0 until embedded)
+//! candidates    = vector top N ∪ caption keyword top N,  N = max(4k, 50)
+//! ```
+//!
+//! so an image found only through the words of its caption is still a candidate. `w = 0` is the
+//! plain vector search, unchanged. `threshold` applies to `score`.
+
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
@@ -23,6 +42,8 @@ pub struct SearchRequest {
     threshold: Option<f32>,
     /// Only images carrying this tag.
     tag: Option<String>,
+    /// Weight of the caption score for text queries, 0 to 1 (default `--hybrid-weight`).
+    hybrid_weight: Option<f32>,
 }
 
 struct SearchOptions {
@@ -120,13 +141,7 @@ async fn run_search(state: &AppState, query: Vec<f32>, options: SearchOptions) -
             {
                 continue;
             }
-            results.push(json!({
-                "id": record.id,
-                "score": hit.score,
-                "caption": record.caption,
-                "tags": record.tags,
-                "url": blob_path(&record.id),
-            }));
+            results.push(result_json(record, hit.score, hit.score, None));
             if results.len() == options.k {
                 break;
             }
@@ -139,6 +154,110 @@ async fn run_search(state: &AppState, query: Vec<f32>, options: SearchOptions) -
     }
 }
 
+/// One search result.
+fn result_json(record: &ImageRecord, score: f32, vector_score: f32, caption_score: Option<f32>) -> Value {
+    json!({
+        "id": record.id,
+        "score": score,
+        "vector_score": vector_score,
+        "caption_score": caption_score,
+        "caption": record.caption,
+        "tags": record.tags,
+        "colors": record.colors,
+        "metadata": record.metadata,
+        "url": blob_path(&record.id),
+    })
+}
+
+/// A hybrid candidate's parts before scoring.
+struct Candidate {
+    record: ImageRecord,
+    vector_score: f32,
+    keyword: f64,
+    semantic: Option<f32>,
+}
+
+/// Text search blending the CLIP vector score with the caption score (see the module docs).
+async fn run_hybrid(
+    state: &AppState,
+    text: String,
+    query: Vec<f32>,
+    weight: f32,
+    options: SearchOptions,
+) -> ApiResult<Vec<Value>> {
+    let engine = state.engine()?;
+    let started = std::time::Instant::now();
+    let total = engine.index.len();
+    let mut n = (options.k * 4).max(50);
+    loop {
+        let vector_hits = engine.index.search(&query, n.min(total.max(1)), None)?;
+        let (fts_text, fts_n) = (text.clone(), n);
+        let keyword_hits = state.catalog(move |c| c.search_captions(&fts_text, fts_n)).await?;
+        let mut keys: Vec<i64> = vector_hits.iter().map(|h| h.id as i64).collect();
+        let seen: HashSet<i64> = keys.iter().copied().collect();
+        let only_keyword: Vec<i64> = keyword_hits.iter().map(|h| h.0).filter(|k| !seen.contains(k)).collect();
+        keys.extend(&only_keyword);
+        let model = engine.model.id.clone();
+        let (fts_text, lookup) = (text.clone(), keys.clone());
+        let (records, keyword, captions, images) = state
+            .catalog(move |c| {
+                Ok((
+                    c.images_by_keys(&lookup)?,
+                    c.caption_match_scores(&fts_text, &lookup)?,
+                    c.caption_embeddings(&lookup, &model)?,
+                    c.embeddings(&only_keyword, &model)?,
+                ))
+            })
+            .await?;
+        let vector: HashMap<i64, f32> = vector_hits.iter().map(|h| (h.id as i64, h.score)).collect();
+        let mut candidates = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(tag) = &options.tag
+                && !record.tags.contains(tag)
+            {
+                continue;
+            }
+            let key = record.key;
+            let vector_score = match (vector.get(&key), images.get(&key)) {
+                (Some(score), _) => *score,
+                (None, Some(embedding)) => lens_core::vector::cosine(&query, embedding),
+                (None, None) => continue, // no embedding for this model: not searchable
+            };
+            let semantic = captions.get(&key).map(|e| lens_core::vector::cosine(&query, e).max(0.0));
+            candidates.push(Candidate {
+                record,
+                vector_score,
+                keyword: keyword.get(&key).copied().unwrap_or(0.0),
+                semantic,
+            });
+        }
+        let best_keyword = candidates.iter().map(|c| c.keyword).fold(0.0, f64::max);
+        let mut scored: Vec<(f32, f32, Option<f32>, ImageRecord)> = candidates
+            .into_iter()
+            .map(|c| {
+                let caption_score = c.record.caption.as_ref().map(|_| {
+                    let keyword = if best_keyword > 0.0 { (c.keyword / best_keyword) as f32 } else { 0.0 };
+                    (keyword + c.semantic.unwrap_or(0.0)) / 2.0
+                });
+                let score = match caption_score {
+                    Some(cs) => (1.0 - weight) * c.vector_score + weight * cs,
+                    None => c.vector_score,
+                };
+                (score, c.vector_score, caption_score, c.record)
+            })
+            .filter(|(score, ..)| options.threshold.is_none_or(|t| *score >= t))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.key.cmp(&b.3.key)));
+        scored.truncate(options.k);
+        let exhausted = n >= total && keyword_hits.len() < n;
+        if scored.len() == options.k || options.tag.is_none() || exhausted {
+            metrics::histogram!("lens_search_seconds").record(started.elapsed().as_secs_f64());
+            return Ok(scored.iter().map(|(score, v, c, record)| result_json(record, *score, *v, *c)).collect());
+        }
+        n = n.saturating_mul(4);
+    }
+}
+
 /// `POST /v1/search`
 pub async fn search(
     State(state): State<SharedState>,
@@ -146,8 +265,23 @@ pub async fn search(
 ) -> ApiResult<Json<Value>> {
     let Json(req) = body?;
     let options = SearchOptions::new(&state, req.k, req.threshold, req.tag)?;
+    if let Some(w) = req.hybrid_weight {
+        if !(0.0..=1.0).contains(&w) {
+            return Err(ApiError::bad_request("hybrid_weight must be between 0 and 1"));
+        }
+        if req.text.is_none() {
+            return Err(ApiError::bad_request("hybrid_weight applies to text queries only"));
+        }
+    }
     let query = match (req.text, req.image_url, req.image_id) {
-        (Some(text), None, None) => text_embedding(&state, text).await?,
+        (Some(text), None, None) => {
+            let weight = req.hybrid_weight.unwrap_or(state.config.hybrid_weight);
+            let query = text_embedding(&state, text.clone()).await?;
+            if weight > 0.0 {
+                return Ok(Json(json!({"results": run_hybrid(&state, text, query, weight, options).await?})));
+            }
+            query
+        }
         (None, Some(url), None) => url_embedding(&state, &url).await?,
         (None, None, Some(id)) => {
             // The image itself scores 1 and is kept (a search "by this image"); duplicates excludes it.

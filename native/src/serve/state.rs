@@ -9,7 +9,8 @@ use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, IndexError, VectorIndex
 use lens_store::{BlobStore, Catalog};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use super::config::{IndexKind, ServeConfig};
+use super::captioner::{CaptionModelInfo, Captioner};
+use super::config::{CaptionConfig, IndexKind, ServeConfig};
 use super::embedder::{Embedder, ModelInfo};
 use super::error::{ApiError, ApiResult};
 use super::fetch::Fetcher;
@@ -25,17 +26,46 @@ pub struct AppState {
     /// Set once the model is loaded and the index built; until then `/readyz` says 503.
     pub engine: OnceLock<Engine>,
     pub started: Instant,
+    /// Wakes idle caption workers when a caption job is queued.
+    pub caption_wake: tokio::sync::Notify,
 }
 
 pub struct Engine {
     pub embedder: Embedder,
     pub model: ModelInfo,
     pub index: SharedIndex,
+    /// BLIP, when `--caption-model` is set.
+    pub captioner: Option<(Captioner, CaptionModelInfo)>,
+}
+
+/// What captioning needs, once it is known to be configured and loaded.
+pub struct Captioning<'a> {
+    pub captioner: &'a Captioner,
+    pub model: &'a CaptionModelInfo,
+    pub config: &'a CaptionConfig,
 }
 
 impl AppState {
     pub fn engine(&self) -> ApiResult<&Engine> {
         self.engine.get().ok_or_else(ApiError::not_ready)
+    }
+
+    /// 503 `captioning_disabled` without `--caption-model`; `not_ready` while models load.
+    pub fn captioning(&self) -> ApiResult<Captioning<'_>> {
+        let Some(config) = &self.config.caption else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "captioning_disabled",
+                "this server has no caption model (start it with --caption-model)",
+            ));
+        };
+        let (captioner, model) = self.engine()?.captioner.as_ref().ok_or_else(ApiError::not_ready)?;
+        Ok(Captioning { captioner, model, config })
+    }
+
+    /// The caption options ingest queues caption jobs with; `None` without captioning.
+    pub fn caption_job_options(&self) -> Option<serde_json::Value> {
+        self.config.caption.as_ref().map(|c| super::captions::options_json(&c.options))
     }
 
     pub fn snapshot_dir(&self) -> PathBuf {

@@ -194,13 +194,13 @@ impl Server {
         into_json(self.http.post(self.url(path)).multipart(form).send().unwrap())
     }
 
-    /// Polls a job until it is finished.
+    /// Polls a job until it is finished (succeeded, failed, dead or cancelled).
     pub fn wait_job(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (status, job) = self.get(&format!("/v1/jobs/{id}"));
             assert_eq!(status, 200, "{job}");
-            if job["state"] == "succeeded" || job["state"] == "failed" {
+            if ["succeeded", "failed", "dead", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
                 return job;
             }
             assert!(Instant::now() < deadline, "job {id} still {job} after 120 s");
