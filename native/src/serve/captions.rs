@@ -467,7 +467,15 @@ async fn work(state: SharedState, worker: usize) {
             .await;
         match claimed {
             Ok(jobs) if !jobs.is_empty() => {
-                futures::future::join_all(jobs.into_iter().map(|job| run_job(&state, job))).await;
+                // Each job on its own task: a panic fails that job's task (its lease then lets it be
+                // claimed again), never the worker.
+                let tasks: Vec<_> =
+                    jobs.into_iter().map(|job| tokio::spawn(run_job(SharedState::clone(&state), job))).collect();
+                for task in tasks {
+                    if let Err(e) = task.await {
+                        tracing::error!(worker, error = %e, "a caption job task failed");
+                    }
+                }
             }
             Ok(_) => {
                 let due = state.catalog(|c| c.next_job_due(CAPTION_JOB)).await.ok().flatten();
@@ -496,10 +504,10 @@ enum Outcome {
     Gone,
 }
 
-async fn run_job(state: &SharedState, job: JobRecord) {
+async fn run_job(state: SharedState, job: JobRecord) {
     let started = Instant::now();
     let attempt = job.attempts;
-    let outcome = caption_job(state, &job).await;
+    let outcome = caption_job(&state, &job).await;
     let model = state.engine.get().and_then(|e| e.captioner.as_ref()).map(|(_, m)| m.id.clone());
     let id = job.id.clone();
     let policy = state.config.caption_retry;
