@@ -2,11 +2,17 @@
 //!
 //! - [`clip`]: CLIP vision and text towers, projections and the [`clip::ClipPipeline`] that turns images
 //!   and text into normalised embeddings.
-//! - [`weights`]: HuggingFace safetensors checkpoints read by their published tensor names.
+//! - [`blip`]: BLIP captioning (ViT encoder, BERT decoder with cross-attention) and
+//!   [`blip::BlipPipeline`].
+//! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
+//! - [`files`]: a checkpoint's files as bytes; [`weights`]: safetensors read by their published names.
 //! - [`tokenizer`]: `tokenizer.json` tokenizers behind the [`tokenizer::TextTokenizer`] trait.
 
+pub mod blip;
 pub mod clip;
 pub mod error;
+pub mod files;
+pub mod generation;
 pub mod nn;
 pub mod tokenizer;
 pub mod weights;

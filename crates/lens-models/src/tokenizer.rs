@@ -19,10 +19,11 @@ pub struct TokenizedText {
 
 /// Turns text into model input ids of a fixed context length.
 pub trait TextTokenizer {
-    /// Tokenize one text with the model's special tokens, truncated and padded to [`Self::context_length`].
+    /// Tokenize one text with the model's special tokens, truncated to [`Self::context_length`] and, for
+    /// fixed-length tokenizers, padded to it.
     fn encode(&self, text: &str) -> Result<TokenizedText>;
 
-    /// Length of every encoded sequence.
+    /// Length of every encoded sequence (the longest, for unpadded tokenizers).
     fn context_length(&self) -> usize;
 
     /// Tokenize several texts.
@@ -75,6 +76,20 @@ impl HfTokenizer {
             pad_token,
         }));
         Ok(HfTokenizer { inner, context_length })
+    }
+
+    /// A tokenizer for prompts: the model's special tokens, truncated to `max_length`, never padded.
+    pub fn unpadded(tokenizer_json: &[u8], max_length: usize) -> Result<Self> {
+        let tokenizer_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Tokenizer { message: e.to_string() };
+        let mut inner = Tokenizer::from_bytes(tokenizer_json).map_err(tokenizer_error)?;
+        inner.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).map_err(tokenizer_error)?;
+        inner.with_padding(None);
+        Ok(HfTokenizer { inner, context_length: max_length })
+    }
+
+    /// Text of token ids; special tokens left out when `skip_special_tokens`.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer { message: e.to_string() })
     }
 
     /// Id of a token string, if in the vocabulary.

@@ -6,6 +6,7 @@ use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 
 use super::{ClipConfig, ClipModel};
+use crate::files::CheckpointFiles;
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -13,20 +14,8 @@ use crate::{Error, Result};
 /// Most inputs run through the model at once; larger requests are split so memory stays bounded.
 pub const MAX_BATCH: usize = 16;
 
-/// The files of a CLIP checkpoint, as bytes (the browser and the edge fetch them; native reads a directory).
-#[derive(Debug, Default, Clone)]
-pub struct ClipFiles {
-    /// `config.json`
-    pub config: Vec<u8>,
-    /// `(file name, bytes)` of each safetensors file (one, or the shards of an index).
-    pub weights: Vec<(String, Vec<u8>)>,
-    /// `tokenizer.json`
-    pub tokenizer: Vec<u8>,
-    /// `tokenizer_config.json`, when present.
-    pub tokenizer_config: Option<Vec<u8>>,
-    /// `preprocessor_config.json`
-    pub preprocessor_config: Vec<u8>,
-}
+/// The files of a CLIP checkpoint (see [`CheckpointFiles`]).
+pub type ClipFiles = CheckpointFiles;
 
 /// A loaded CLIP checkpoint ready to embed images and text.
 #[derive(Debug)]
@@ -133,56 +122,6 @@ impl<B: Backend> ClipPipeline<B> {
     /// `tokenizer_config.json`, and `preprocessor_config.json`.
     pub fn from_dir(dir: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
         Self::load(&ClipFiles::read_dir(dir.as_ref())?, device)
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl ClipFiles {
-    /// Read the files of a model directory.
-    pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
-        };
-        if !dir.is_dir() {
-            return Err(Error::Io {
-                path: dir.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-            });
-        }
-        let weights = if dir.join("model.safetensors").is_file() {
-            vec![("model.safetensors".to_string(), read("model.safetensors")?)]
-        } else if dir.join("model.safetensors.index.json").is_file() {
-            let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
-                .map_err(|e| Error::config("model.safetensors.index.json", e))?;
-            let map = index
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| Error::config("model.safetensors.index.json", "no `weight_map` object"))?;
-            let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
-            shards.sort_unstable();
-            shards.dedup();
-            shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect::<Result<_>>()?
-        } else {
-            return Err(Error::Io {
-                path: dir.join("model.safetensors").display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)",
-                ),
-            });
-        };
-        Ok(ClipFiles {
-            config: read("config.json")?,
-            weights,
-            tokenizer: read("tokenizer.json")?,
-            tokenizer_config: dir
-                .join("tokenizer_config.json")
-                .is_file()
-                .then(|| read("tokenizer_config.json"))
-                .transpose()?,
-            preprocessor_config: read("preprocessor_config.json")?,
-        })
     }
 }
 

@@ -1,0 +1,363 @@
+//! BLIP's text decoder: BERT with causal self-attention, cross-attention to the image states in every
+//! layer, post-norm residuals, and the masked-LM head (tied to the word embeddings) as the LM head.
+//!
+//! Reference: `BlipTextEmbeddings`, `BlipTextSelfAttention`, `BlipTextLayer`, `BlipTextModel`,
+//! `BlipTextLMHeadModel` in `transformers/models/blip/modeling_blip_text.py` (transformers v5.23.0).
+//!
+//! Decoding is incremental: [`DecoderCache`] holds each layer's self-attention keys/values of the
+//! tokens seen so far and the cross-attention keys/values of the image, computed once.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Bool, Int, Tensor, TensorData, activation::softmax, backend::Backend};
+
+use super::config::BlipTextConfig;
+use crate::nn::{Activation, embedding, layer_norm, linear};
+use crate::{Error, Result, weights::VarBuilder};
+
+/// `query`, `key`, `value` of one attention block (`attention.self` or `crossattention.self`).
+#[derive(Module, Debug)]
+pub struct BlipTextSelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub num_heads: usize,
+}
+
+impl<B: Backend> BlipTextSelfAttention<B> {
+    fn load(vb: &VarBuilder<B>, hidden: usize, kv_in: usize, num_heads: usize) -> Result<Self> {
+        Ok(BlipTextSelfAttention {
+            query: linear(&vb.pp("query"), hidden, hidden, true)?,
+            key: linear(&vb.pp("key"), kv_in, hidden, true)?,
+            value: linear(&vb.pp("value"), kv_in, hidden, true)?,
+            num_heads,
+        })
+    }
+
+    /// `[rows, seq, in]` → `[rows, heads, seq, head_dim]`.
+    fn heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [rows, seq, hidden] = x.dims();
+        x.reshape([rows, seq, self.num_heads, hidden / self.num_heads]).swap_dims(1, 2)
+    }
+
+    /// Keys and values of `states`, split into heads.
+    fn key_value(&self, states: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        (self.heads(self.key.forward(states.clone())), self.heads(self.value.forward(states)))
+    }
+
+    /// `softmax(q kᵀ / √d + mask) v`, heads merged back.
+    ///
+    /// # Shapes
+    /// - x: `[rows, seq, hidden]`; k, v: `[rows, heads, keys, head_dim]`
+    /// - mask: `[rows or 1, 1, seq, keys]`, `true` where a query must not see a key
+    fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: Option<&Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
+        let [rows, seq, hidden] = x.dims();
+        let head_dim = hidden / self.num_heads;
+        let q = self.heads(self.query.forward(x));
+        let keys = k.dims()[2];
+        let mut scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores.mask_fill(mask.clone().expand([rows, self.num_heads, seq, keys]), f32::NEG_INFINITY);
+        }
+        softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([rows, seq, hidden])
+    }
+}
+
+/// `dense`, then `LayerNorm(dense(x) + residual)` (BERT's post-norm output blocks).
+#[derive(Module, Debug)]
+pub struct BlipTextOutput<B: Backend> {
+    pub dense: Linear<B>,
+    /// `LayerNorm`
+    pub layer_norm: LayerNorm<B>,
+}
+
+impl<B: Backend> BlipTextOutput<B> {
+    fn load(vb: &VarBuilder<B>, d_in: usize, hidden: usize, eps: f64) -> Result<Self> {
+        Ok(BlipTextOutput {
+            dense: linear(&vb.pp("dense"), d_in, hidden, true)?,
+            layer_norm: layer_norm(&vb.pp("LayerNorm"), hidden, eps)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer_norm.forward(self.dense.forward(x) + residual)
+    }
+}
+
+/// `attention.self` + `attention.output` (or the same under `crossattention`).
+#[derive(Module, Debug)]
+pub struct BlipTextAttention<B: Backend> {
+    pub attn: BlipTextSelfAttention<B>,
+    pub output: BlipTextOutput<B>,
+}
+
+impl<B: Backend> BlipTextAttention<B> {
+    fn load(vb: &VarBuilder<B>, c: &BlipTextConfig, kv_in: usize) -> Result<Self> {
+        Ok(BlipTextAttention {
+            attn: BlipTextSelfAttention::load(&vb.pp("self"), c.hidden_size, kv_in, c.num_attention_heads)?,
+            output: BlipTextOutput::load(&vb.pp("output"), c.hidden_size, c.hidden_size, c.layer_norm_eps)?,
+        })
+    }
+}
+
+/// One decoder layer: causal self-attention, cross-attention to the image, feed-forward.
+#[derive(Module, Debug)]
+pub struct BlipTextLayer<B: Backend> {
+    pub attention: BlipTextAttention<B>,
+    pub crossattention: BlipTextAttention<B>,
+    /// `intermediate.dense`
+    pub intermediate: Linear<B>,
+    pub output: BlipTextOutput<B>,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl<B: Backend> BlipTextLayer<B> {
+    fn load(vb: &VarBuilder<B>, c: &BlipTextConfig) -> Result<Self> {
+        Ok(BlipTextLayer {
+            attention: BlipTextAttention::load(&vb.pp("attention"), c, c.hidden_size)?,
+            crossattention: BlipTextAttention::load(&vb.pp("crossattention"), c, c.encoder_hidden_size)?,
+            intermediate: linear(&vb.pp("intermediate").pp("dense"), c.hidden_size, c.intermediate_size, true)?,
+            output: BlipTextOutput::load(&vb.pp("output"), c.intermediate_size, c.hidden_size, c.layer_norm_eps)?,
+            act: c.hidden_act,
+        })
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, cache: &mut LayerCache<B>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
+        let self_attn = &self.attention.attn;
+        let (k, v) = self_attn.key_value(x.clone());
+        let (k, v) = match (cache.self_k.take(), cache.self_v.take()) {
+            (Some(pk), Some(pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            _ => (k, v),
+        };
+        cache.self_k = Some(k.clone());
+        cache.self_v = Some(v.clone());
+        let h = self.attention.output.forward(self_attn.attend(x.clone(), k, v, mask), x);
+
+        let cross = self.crossattention.attn.attend(h.clone(), cache.cross_k.clone(), cache.cross_v.clone(), None);
+        let h = self.crossattention.output.forward(cross, h);
+
+        let ff = self.act.forward(self.intermediate.forward(h.clone()));
+        self.output.forward(ff, h)
+    }
+}
+
+/// Keys and values one layer has computed so far.
+#[derive(Debug, Clone)]
+pub struct LayerCache<B: Backend> {
+    /// `[rows, heads, tokens so far, head_dim]`
+    self_k: Option<Tensor<B, 4>>,
+    self_v: Option<Tensor<B, 4>>,
+    /// `[rows, heads, image positions, head_dim]`, fixed for the whole generation.
+    cross_k: Tensor<B, 4>,
+    cross_v: Tensor<B, 4>,
+}
+
+/// The decoder's state between steps: per-layer key/value caches and the number of tokens seen.
+#[derive(Debug, Clone)]
+pub struct DecoderCache<B: Backend> {
+    layers: Vec<LayerCache<B>>,
+    seen: usize,
+}
+
+impl<B: Backend> DecoderCache<B> {
+    /// Tokens already fed to the decoder.
+    pub fn len(&self) -> usize {
+        self.seen
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// Rows follow `rows` (beam search moving hypotheses between beams): row `i` becomes old row `rows[i]`.
+    /// Only the self-attention caches move: every beam of one image shares its cross-attention states,
+    /// and beams never leave their image.
+    pub fn reorder(&mut self, rows: &[usize]) {
+        if rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return;
+        }
+        let Some(device) = self.layers.first().map(|l| l.cross_k.device()) else { return };
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+            &device,
+        );
+        for layer in &mut self.layers {
+            layer.self_k = layer.self_k.take().map(|t| t.select(0, index.clone()));
+            layer.self_v = layer.self_v.take().map(|t| t.select(0, index.clone()));
+        }
+    }
+}
+
+/// `text_decoder`: BERT embeddings, decoder layers and the LM head.
+#[derive(Module, Debug)]
+pub struct BlipTextLMHeadModel<B: Backend> {
+    /// `bert.embeddings.word_embeddings.weight`: `[vocab, hidden]`.
+    pub word_embeddings: Param<Tensor<B, 2>>,
+    /// `bert.embeddings.position_embeddings.weight`: `[max_positions, hidden]`.
+    pub position_embeddings: Param<Tensor<B, 2>>,
+    /// `bert.embeddings.LayerNorm`
+    pub embeddings_norm: LayerNorm<B>,
+    pub layers: Vec<BlipTextLayer<B>>,
+    /// `cls.predictions.transform.dense`
+    pub transform_dense: Linear<B>,
+    /// `cls.predictions.transform.LayerNorm`
+    pub transform_norm: LayerNorm<B>,
+    /// `cls.predictions.decoder.weight` `[vocab, hidden]`: the word embeddings themselves when the
+    /// checkpoint ties them (the same tensor, not a copy).
+    pub decoder_weight: Param<Tensor<B, 2>>,
+    /// `cls.predictions.bias` (= `cls.predictions.decoder.bias`): `[vocab]`.
+    pub decoder_bias: Param<Tensor<B, 1>>,
+    #[module(skip)]
+    pub act: Activation,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+}
+
+impl<B: Backend> BlipTextLMHeadModel<B> {
+    pub fn load(vb: &VarBuilder<B>, c: &BlipTextConfig) -> Result<Self> {
+        let (bert, head) = (vb.pp("bert"), vb.pp("cls").pp("predictions"));
+        let e = bert.pp("embeddings");
+        let word_embeddings = embedding(&e.pp("word_embeddings"), c.vocab_size, c.hidden_size)?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| BlipTextLayer::load(&bert.pp("encoder").pp("layer").pp(i), c))
+            .collect::<Result<Vec<_>>>()?;
+        // Published checkpoints store the tied LM head once, under the embeddings (and the bias under
+        // `cls.predictions.bias`); untied conversions carry `decoder.weight` / `decoder.bias` too.
+        let decoder = head.pp("decoder");
+        let decoder_weight = if decoder.contains("weight") {
+            Param::from_tensor(decoder.tensor("weight", [c.vocab_size, c.hidden_size])?)
+        } else {
+            Param::from_tensor(word_embeddings.val())
+        };
+        let decoder_bias = if head.contains("bias") {
+            head.tensor("bias", [c.vocab_size])?
+        } else {
+            decoder.tensor("bias", [c.vocab_size])?
+        };
+        let transform = head.pp("transform");
+        Ok(BlipTextLMHeadModel {
+            word_embeddings,
+            position_embeddings: embedding(&e.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
+            embeddings_norm: layer_norm(&e.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+            layers,
+            transform_dense: linear(&transform.pp("dense"), c.hidden_size, c.hidden_size, true)?,
+            transform_norm: layer_norm(&transform.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+            decoder_weight,
+            decoder_bias: Param::from_tensor(decoder_bias),
+            act: c.hidden_act,
+            vocab_size: c.vocab_size,
+            max_position_embeddings: c.max_position_embeddings,
+        })
+    }
+
+    /// A fresh cache over `image_embeds` (`[rows, image positions, encoder hidden]`): the cross-attention
+    /// keys and values of every layer, computed once.
+    pub fn start(&self, image_embeds: Tensor<B, 3>) -> DecoderCache<B> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                let (cross_k, cross_v) = layer.crossattention.attn.key_value(image_embeds.clone());
+                LayerCache { self_k: None, self_v: None, cross_k, cross_v }
+            })
+            .collect();
+        DecoderCache { layers, seen: 0 }
+    }
+
+    /// Feed the next tokens of every row and return the final hidden states of the new positions.
+    ///
+    /// `attention_mask` (1 = token, 0 = padding; covering every token so far, cached ones included) hides
+    /// padding as the reference does; `None` means no padding.
+    ///
+    /// # Shapes
+    /// - input_ids: `rows` rows of `n` new ids → `[rows, n, hidden]`
+    pub fn forward_hidden(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+        cache: &mut DecoderCache<B>,
+    ) -> Result<Tensor<B, 3>> {
+        let rows = input_ids.len();
+        let n = input_ids.first().map(Vec::len).unwrap_or(0);
+        if rows == 0 || n == 0 || input_ids.iter().any(|r| r.len() != n) {
+            return Err(Error::invalid_input("token batch must be non-empty with rows of equal length"));
+        }
+        let (past, total) = (cache.seen, cache.seen + n);
+        if total > self.max_position_embeddings {
+            return Err(Error::invalid_input(format!(
+                "{total} tokens exceed max_position_embeddings {}",
+                self.max_position_embeddings
+            )));
+        }
+        if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(Error::invalid_input(format!("token id {bad} outside vocabulary of {}", self.vocab_size)));
+        }
+        if let Some(mask) = attention_mask
+            && (mask.len() != rows || mask.iter().any(|m| m.len() != total))
+        {
+            return Err(Error::invalid_input("attention mask must cover every token so far"));
+        }
+        let device = self.word_embeddings.val().device();
+        let flat: Vec<i64> = input_ids.iter().flatten().map(|&id| id as i64).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [rows * n]), &device);
+        let hidden = self.word_embeddings.val().dims()[1];
+        let tokens = self.word_embeddings.val().select(0, ids).reshape([rows, n, hidden]);
+        let positions = self.position_embeddings.val().slice([past..total]).unsqueeze::<3>();
+        let mut x = self.embeddings_norm.forward(tokens + positions);
+
+        let mask = decoder_mask::<B>(past, n, attention_mask, &device);
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(x, layer_cache, mask.as_ref());
+        }
+        cache.seen = total;
+        Ok(x)
+    }
+
+    /// The LM head: vocabulary logits of hidden states.
+    ///
+    /// # Shapes
+    /// - hidden: `[rows, n, hidden]` → `[rows, n, vocab]`
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [rows, n, d] = hidden.dims();
+        let h = self.transform_norm.forward(self.act.forward(self.transform_dense.forward(hidden)));
+        let logits = h.reshape([rows * n, d]).matmul(self.decoder_weight.val().transpose())
+            + self.decoder_bias.val().unsqueeze::<2>();
+        logits.reshape([rows, n, self.vocab_size])
+    }
+}
+
+/// `true` where a new query must not see a key: keys after it (causal), and padding. `None` when nothing
+/// is hidden (one new token and no padding).
+fn decoder_mask<B: Backend>(
+    past: usize,
+    n: usize,
+    attention_mask: Option<&[Vec<u32>]>,
+    device: &B::Device,
+) -> Option<Tensor<B, 4, Bool>> {
+    let total = past + n;
+    let causal = (n > 1).then(|| {
+        // Query i (position past + i) sees keys 0..=past + i.
+        let hide: Vec<bool> = (0..n).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
+        Tensor::<B, 2, Bool>::from_data(TensorData::new(hide, [n, total]), device).reshape([1, 1, n, total])
+    });
+    let padding = attention_mask.filter(|rows| rows.iter().flatten().any(|&m| m == 0)).map(|rows| {
+        let hide: Vec<bool> = rows.iter().flat_map(|r| r.iter().map(|&m| m == 0)).collect();
+        Tensor::<B, 2, Bool>::from_data(TensorData::new(hide, [rows.len(), total]), device)
+            .reshape([rows.len(), 1, 1, total])
+            .expand([rows.len(), 1, n, total])
+    });
+    match (causal, padding) {
+        (Some(c), Some(p)) => {
+            let rows = p.dims()[0];
+            Some(c.expand([rows, 1, n, total]).bool_or(p))
+        }
+        (c, p) => c.or(p),
+    }
+}
