@@ -4,6 +4,8 @@
 //! hybrid search finds images by the words of their captions. Captions are compared with
 //! `lens caption` on the same files and options: identical text.
 
+#[path = "common/hub_server.rs"]
+mod hub_server;
 #[path = "common/server.rs"]
 mod server;
 
@@ -616,4 +618,27 @@ fn cli_captions_files_and_reports_bad_ones() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("num_beams"));
+}
+
+/// `--caption-model org/name` is pulled from the hub (a local server with its layout) into
+/// $LENS_HOME once, like `--model`, and captions with it.
+#[test]
+fn caption_model_is_pulled_from_the_hub_by_repo_id() {
+    let hub = hub_server::HubServer::start("tiny/blip", &blip(), hub_server::Faults::default());
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("HF_ENDPOINT".to_string(), hub.endpoint.clone()),
+        ("LENS_HOME".to_string(), home.path().display().to_string()),
+    ];
+    let args = ["--caption-model", "tiny/blip", "--caption-beams", "1"].map(String::from).to_vec();
+    let server = Server::spawn(&server::fixture_model(), data.path(), args, env);
+    let (_, models) = server.get("/v1/models");
+    assert_eq!(models["data"][1]["id"], format!("tiny/blip@{}", hub_server::COMMIT), "{models}");
+    assert!(home.path().join("models/tiny--blip/model.safetensors").is_file());
+    let id = upload_one(&server, "rocket.jpg", image_bytes("rocket.jpg"));
+    let captioned = wait_caption(&server, &id);
+    assert_eq!(captioned["caption"], cli_caption(&image_path("rocket.jpg"), &["--beams", "1"]).as_str());
+    let (_, ready) = server.get("/readyz");
+    assert_eq!(ready["caption_model"], models["data"][1]["id"]);
 }
