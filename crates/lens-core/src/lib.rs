@@ -16,6 +16,7 @@ pub mod image;
 pub mod metadata;
 pub mod preprocess;
 pub mod resample;
+pub mod rng;
 pub mod vector;
 
 pub use error::{Error, Result};

@@ -27,6 +27,21 @@ pub fn embedding<B: Backend>(vb: &VarBuilder<B>, num: usize, d: usize) -> Result
     Ok(Param::from_tensor(vb.tensor("weight", [num, d])?))
 }
 
+/// Non-overlapping `p × p` patches of NCHW pixels, each flattened in a `Conv2d` weight's (channel, row,
+/// column) order: a stride-`p` convolution with a `p × p` kernel is then one matmul with the kernel
+/// reshaped to `[channels * p * p, out]`.
+///
+/// # Shapes
+/// - pixels: `[batch, channels, height, width]` → `[batch * (height / p) * (width / p), channels * p * p]`
+pub fn patches<B: Backend>(pixels: Tensor<B, 4>, p: usize) -> Tensor<B, 2> {
+    let [batch, channels, height, width] = pixels.dims();
+    let (gh, gw) = (height / p, width / p);
+    pixels
+        .reshape([batch, channels, gh, p, gw, p])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([batch * gh * gw, channels * p * p])
+}
+
 /// Activation functions named as in `transformers`' `ACT2FN` (`hidden_act` in config.json).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Activation {

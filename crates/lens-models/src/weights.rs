@@ -208,17 +208,12 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
 
 /// Uniform values with standard deviation `std`, from a SplitMix64 stream seeded by `seed` and `name`.
 fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
-    let mut state =
-        name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let mut rng = lens_core::rng::SplitMix64::new(state);
     let half_width = std * 3f32.sqrt();
     (0..len)
         .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let unit = (z >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            let unit = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
             (unit * 2.0 - 1.0) * half_width
         })
         .collect()

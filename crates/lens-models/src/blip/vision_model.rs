@@ -9,7 +9,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Tensor, activation::softmax, backend::Backend};
 
 use super::config::BlipVisionConfig;
-use crate::nn::{Mlp, layer_norm, linear};
+use crate::nn::{Mlp, layer_norm, linear, patches};
 use crate::{Result, weights::VarBuilder};
 
 /// `vision_model.embeddings`.
@@ -45,19 +45,15 @@ impl<B: Backend> BlipVisionEmbeddings<B> {
     /// # Shapes
     /// - pixels: `[batch, 3, image_size, image_size]` → `[batch, 1 + (image_size / patch)^2, hidden]`
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [batch, channels, height, width] = pixels.dims();
+        let [batch, _, height, width] = pixels.dims();
         let p = self.patch_size;
-        let (gh, gw) = (height / p, width / p);
-        // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches, each
-        // flattened in the conv weight's (channel, row, column) order.
-        let patches = pixels
-            .reshape([batch, channels, gh, p, gw, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([batch * gh * gw, channels * p * p]);
         let weight = self.patch_weight.val();
         let hidden = weight.dims()[1];
-        let patch_embeds =
-            (patches.matmul(weight) + self.patch_bias.val().unsqueeze::<2>()).reshape([batch, gh * gw, hidden]);
+        let patch_embeds = (patches(pixels, p).matmul(weight) + self.patch_bias.val().unsqueeze::<2>()).reshape([
+            batch,
+            (height / p) * (width / p),
+            hidden,
+        ]);
         let class = self.class_embedding.val().reshape([1, 1, hidden]).expand([batch, 1, hidden]);
         Tensor::cat(vec![class, patch_embeds], 1) + self.position_embedding.val().unsqueeze::<3>()
     }

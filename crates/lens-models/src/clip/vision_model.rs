@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::config::ClipVisionConfig;
 use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
-use crate::nn::layer_norm;
+use crate::nn::{layer_norm, patches};
 use crate::{Result, weights::VarBuilder};
 
 /// `vision_model.embeddings`.
@@ -44,18 +44,11 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
     /// - pixels: `[batch, channels, height, width]`, height = width = `image_size`
     /// - output: `[batch, 1 + (image_size / patch)^2, hidden]`
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [batch, channels, height, width] = pixels.dims();
+        let [batch, _, height, width] = pixels.dims();
         let p = self.patch_size;
-        let (gh, gw) = (height / p, width / p);
-        // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches,
-        // each flattened in the conv weight's (channel, row, column) order.
-        let patches = pixels
-            .reshape([batch, channels, gh, p, gw, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([batch * gh * gw, channels * p * p]);
         let weight = self.patch_embedding.val();
         let hidden = weight.dims()[1];
-        let patch_embeds = patches.matmul(weight).reshape([batch, gh * gw, hidden]);
+        let patch_embeds = patches(pixels, p).matmul(weight).reshape([batch, (height / p) * (width / p), hidden]);
         let class = self.class_embedding.val().reshape([1, 1, hidden]).expand([batch, 1, hidden]);
         let embeddings = Tensor::cat(vec![class, patch_embeds], 1);
         embeddings + self.position_embedding.val().unsqueeze::<3>()

@@ -5,6 +5,8 @@
 //! `transformers/generation/logits_process.py` (transformers v5.23.0), applied in the order
 //! `_get_logits_processor` builds them.
 
+pub(super) use lens_core::rng::SplitMix64;
+
 use super::{GenerationConfig, Sampling};
 
 /// The processors every strategy applies: the repetition penalty over every token of the sequence so
@@ -99,29 +101,6 @@ fn softmax(scores: &[f32]) -> Vec<f32> {
     let exps: Vec<f32> = scores.iter().map(|&s| (s - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
-}
-
-/// A small seeded generator (SplitMix64): the same seed draws the same tokens on every target.
-#[derive(Debug, Clone)]
-pub(super) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(super) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub(super) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]
