@@ -180,7 +180,7 @@ fn cached_decoding_equals_a_full_forward() {
     let (reference, meta) = reference();
     let model = pipeline().model;
     let row = ids(&meta["teacher_forced"]["input_ids"])[1].clone(); // the unpadded prompt
-    let image = pixels(&reference).slice([1..2]);
+    let image = pixels(&reference).narrow(0, 1, 1);
     let full = values(model.forward(image.clone(), std::slice::from_ref(&row), None).unwrap());
     let vocab = model.text_decoder.vocab_size;
     let mut cache = model.text_decoder.start(model.vision_model.forward(image));
@@ -209,7 +209,7 @@ fn sampling_is_seeded_and_independent_of_the_batch() {
     let batch = model.generate(pixels(&reference), None, &config(7)).unwrap();
     let again = model.generate(pixels(&reference), None, &config(7)).unwrap();
     assert_eq!(batch, again, "same seed, same tokens");
-    let alone = model.generate(pixels(&reference).slice([2..3]), None, &config(7)).unwrap();
+    let alone = model.generate(pixels(&reference).narrow(0, 2, 1), None, &config(7)).unwrap();
     let unpadded: Vec<u32> = batch[2].iter().copied().take(alone[0].len()).collect();
     assert_eq!(alone[0], unpadded, "a row's sample does not depend on its batch");
     let other = model.generate(pixels(&reference), None, &config(8)).unwrap();

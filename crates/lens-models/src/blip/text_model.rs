@@ -40,28 +40,29 @@ impl<B: Backend> BlipTextSelfAttention<B> {
         x.reshape([rows, seq, self.num_heads, hidden / self.num_heads]).swap_dims(1, 2)
     }
 
-    /// Keys and values of `states`, split into heads.
+    /// Keys (transposed, `[rows, heads, head_dim, seq]`, ready for `q · kᵀ`) and values
+    /// (`[rows, heads, seq, head_dim]`) of `states`.
     fn key_value(&self, states: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        (self.heads(self.key.forward(states.clone())), self.heads(self.value.forward(states)))
+        (self.heads(self.key.forward(states.clone())).swap_dims(2, 3), self.heads(self.value.forward(states)))
     }
 
     /// `softmax(q kᵀ / √d + mask) v`, heads merged back.
     ///
     /// # Shapes
-    /// - x: `[rows, seq, hidden]`; k, v: `[rows, heads, keys, head_dim]`
+    /// - x: `[rows, seq, hidden]`; k_t: `[rows, heads, head_dim, keys]`; v: `[rows, heads, keys, head_dim]`
     /// - mask: `[rows or 1, 1, seq, keys]`, `true` where a query must not see a key
     fn attend(
         &self,
         x: Tensor<B, 3>,
-        k: Tensor<B, 4>,
+        k_t: Tensor<B, 4>,
         v: Tensor<B, 4>,
         mask: Option<&Tensor<B, 4, Bool>>,
     ) -> Tensor<B, 3> {
         let [rows, seq, hidden] = x.dims();
         let head_dim = hidden / self.num_heads;
         let q = self.heads(self.query.forward(x));
-        let keys = k.dims()[2];
-        let mut scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let keys = k_t.dims()[3];
+        let mut scores = q.matmul(k_t) / (head_dim as f64).sqrt();
         if let Some(mask) = mask {
             scores = scores.mask_fill(mask.clone().expand([rows, self.num_heads, seq, keys]), f32::NEG_INFINITY);
         }
@@ -133,7 +134,7 @@ impl<B: Backend> BlipTextLayer<B> {
         let self_attn = &self.attention.attn;
         let (k, v) = self_attn.key_value(x.clone());
         let (k, v) = match (cache.self_k.take(), cache.self_v.take()) {
-            (Some(pk), Some(pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            (Some(pk), Some(pv)) => (Tensor::cat(vec![pk, k], 3), Tensor::cat(vec![pv, v], 2)),
             _ => (k, v),
         };
         cache.self_k = Some(k.clone());
@@ -151,10 +152,10 @@ impl<B: Backend> BlipTextLayer<B> {
 /// Keys and values one layer has computed so far.
 #[derive(Debug, Clone)]
 pub struct LayerCache<B: Backend> {
-    /// `[rows, heads, tokens so far, head_dim]`
+    /// Keys `[rows, heads, head_dim, tokens so far]` (transposed), values `[rows, heads, tokens so far, head_dim]`.
     self_k: Option<Tensor<B, 4>>,
     self_v: Option<Tensor<B, 4>>,
-    /// `[rows, heads, image positions, head_dim]`, fixed for the whole generation.
+    /// The same over the image positions, fixed for the whole generation.
     cross_k: Tensor<B, 4>,
     cross_v: Tensor<B, 4>,
 }
@@ -309,7 +310,7 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [rows * n]), &device);
         let hidden = self.word_embeddings.val().dims()[1];
         let tokens = self.word_embeddings.val().select(0, ids).reshape([rows, n, hidden]);
-        let positions = self.position_embeddings.val().slice([past..total]).unsqueeze::<3>();
+        let positions = self.position_embeddings.val().narrow(0, past, n).unsqueeze::<3>();
         let mut x = self.embeddings_norm.forward(tokens + positions);
 
         let mask = decoder_mask::<B>(past, n, attention_mask, &device);
@@ -327,7 +328,9 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [rows, n, d] = hidden.dims();
         let h = self.transform_norm.forward(self.act.forward(self.transform_dense.forward(hidden)));
-        let logits = h.reshape([rows * n, d]).matmul(self.decoder_weight.val().transpose())
+        // `W · hᵀ` reads the `[vocab, hidden]` weight in its stored order; `h · Wᵀ` would make the
+        // backend copy all of it into a transposed layout on every step.
+        let logits = self.decoder_weight.val().matmul(h.reshape([rows * n, d]).transpose()).transpose()
             + self.decoder_bias.val().unsqueeze::<2>();
         logits.reshape([rows, n, self.vocab_size])
     }

@@ -160,7 +160,7 @@ pub(super) fn beam_search<D: Decoder>(
 fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
     for (i, &v) in values.iter().enumerate() {
-        if best.len() == k && !(v > best[k - 1].1) {
+        if best.len() == k && v.partial_cmp(&best[k - 1].1) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         let at = best.partition_point(|&(_, b)| b >= v);
