@@ -5,7 +5,7 @@
 #   3. the `lens` tests again with the wgpu feature, when a Vulkan driver is present (Mesa lavapipe)
 #   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium
 #   5. the cuda feature builds and links (it runs only where a GPU is lent; LENS_SKIP_CUDA=1 skips)
-#   6. smoke runs of the benchmarks (CLIP, index, serve load)
+#   6. smoke runs of the benchmarks (CLIP, BLIP, index, serve load)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -111,6 +111,7 @@ fi
 
 # --- benchmark smoke runs: each bench works end to end, in seconds ---------------------------------
 step "bench smoke run (lens clip)" cargo bench -p lens --bench clip -- --smoke
+step "bench smoke run (lens blip)" cargo bench -p lens --bench blip -- --smoke
 step "bench smoke run (lens-index)" cargo bench -p lens-index --bench index -- --smoke
 step "bench smoke run (lens serve load)" cargo bench -p lens --bench serve_load -- --smoke
 

@@ -6,38 +6,10 @@
 //!
 //! `--smoke` runs a tiny config once, so CI proves the bench works without spending minutes on it.
 
-use std::time::Instant;
+mod common;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use lens_models::clip::{ClipConfig, ClipModel};
-
-struct Options {
-    smoke: bool,
-    iters: usize,
-    reference: Option<serde_json::Value>,
-}
-
-fn options() -> Options {
-    let mut args = std::env::args().skip(1);
-    let mut o = Options { smoke: false, iters: 3, reference: None };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--smoke" => o.smoke = true,
-            "--iters" => o.iters = args.next().and_then(|n| n.parse().ok()).expect("--iters N"),
-            "--reference" => {
-                let path = args.next().expect("--reference FILE");
-                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                o.reference = Some(serde_json::from_str(&text).expect("reference JSON"));
-            }
-            "--bench" => {} // passed by `cargo bench`
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    if o.smoke {
-        o.iters = 1;
-    }
-    o
-}
 
 fn config(smoke: bool) -> ClipConfig {
     if !smoke {
@@ -56,18 +28,6 @@ fn config(smoke: bool) -> ClipConfig {
     c
 }
 
-/// Seconds per call of `f`, after one warm-up call, best of `iters`.
-fn time(iters: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..iters)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
 struct Row {
     backend: &'static str,
     what: &'static str,
@@ -76,14 +36,14 @@ struct Row {
     reference_key: &'static str,
 }
 
-fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &Options, rows: &mut Vec<Row>) {
+fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &common::Options, rows: &mut Vec<Row>) {
     let config = config(o.smoke);
     let model: ClipModel<Bk> = config.init(&device);
     let size = config.vision_config.image_size;
     let context = config.text_config.max_position_embeddings;
     for batch in [1, 16] {
         let pixels: Vec<f32> = (0..batch * 3 * size * size).map(|i| ((i % 255) as f32 / 127.5) - 1.0).collect();
-        let secs = time(o.iters, || {
+        let secs = common::time(o.iters, || {
             let x = Tensor::<Bk, 4>::from_data(TensorData::new(pixels.clone(), [batch, 3, size, size]), &device);
             let _ = model.get_image_features(x).into_data(); // into_data waits for the device
         });
@@ -100,7 +60,7 @@ fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &Options, rows: &
             row
         })
         .collect();
-    let secs = time(o.iters, || {
+    let secs = common::time(o.iters, || {
         let _ = model.get_text_features(&ids, None).unwrap().into_data();
     });
     rows.push(Row {
@@ -113,7 +73,7 @@ fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &Options, rows: &
 }
 
 fn main() {
-    let o = options();
+    let o = common::options(3);
     let mut rows = Vec::new();
     run::<burn::backend::NdArray<f32>>("ndarray", Default::default(), &o, &mut rows);
     #[cfg(feature = "wgpu")]

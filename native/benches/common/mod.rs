@@ -1,0 +1,46 @@
+//! What the model benchmarks share: their command line and their timing rule.
+
+use std::time::Instant;
+
+/// `[--smoke] [--iters N] [--reference FILE]`.
+pub struct Options {
+    /// A tiny config, timed once: CI proves the bench works without spending minutes on it.
+    pub smoke: bool,
+    pub iters: usize,
+    /// The JSON a `models/bench_*reference.py` script printed (PyTorch on the same machine).
+    pub reference: Option<serde_json::Value>,
+}
+
+pub fn options(default_iters: usize) -> Options {
+    let mut args = std::env::args().skip(1);
+    let mut o = Options { smoke: false, iters: default_iters, reference: None };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => o.smoke = true,
+            "--iters" => o.iters = args.next().and_then(|n| n.parse().ok()).expect("--iters N"),
+            "--reference" => {
+                let path = args.next().expect("--reference FILE");
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                o.reference = Some(serde_json::from_str(&text).expect("reference JSON"));
+            }
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    if o.smoke {
+        o.iters = 1;
+    }
+    o
+}
+
+/// Seconds per call of `f`, after one warm-up call, best of `iters`.
+pub fn time(iters: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..iters)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
