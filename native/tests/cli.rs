@@ -1,4 +1,4 @@
-//! The `lens` binary as other tools call it: embed, classify, and one-line errors.
+//! The `lens` binary as other tools call it: embed, classify, caption, and one-line errors.
 //!
 //! End-to-end numbers are checked against the reference: `lens embed` on a PNG (lossless decode, and
 //! pre-processing exact to 8 bits) must give the reference's normalised image embedding within 1e-4
@@ -150,4 +150,80 @@ fn wgpu_device_matches_reference() {
         eprintln!("{name} on wgpu: text embedding relative L2 error {err:.2e}");
         assert!(err <= REL_L2_TOLERANCE, "{name} on wgpu: {err:.3e}");
     }
+}
+
+/// `generate()`'s captions for a case of the BLIP fixture, one per reference image
+/// (astronaut.png, coffee.jpg, chelsea_rgba.png).
+fn reference_captions(case: &str) -> Vec<String> {
+    let json = std::fs::read(root().join("models/fixtures/blip-tiny/reference.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    serde_json::from_value(meta["generation"]["cases"][case]["decoded"].clone()).unwrap()
+}
+
+/// `lens caption` on PNG files (lossless decode, exact BLIP pre-processing) on `device`: the reference's
+/// captions, greedy with a prompt and unconditional beam search, and a bad file reported on its own line.
+fn caption_cli_matches_reference(device: &str) {
+    let m = model("blip-tiny");
+    let (astronaut, chelsea) = (image("astronaut.png"), image("chelsea_rgba.png"));
+    let greedy = lines(&lens(&[
+        "caption",
+        "--device",
+        device,
+        "--model",
+        &m,
+        "--prompt",
+        "a picture of",
+        "--beams",
+        "1",
+        "--max-new-tokens",
+        "20",
+        &astronaut,
+        &chelsea,
+    ]));
+    let expected = reference_captions("greedy_prompt");
+    assert_eq!(greedy.len(), 2);
+    assert_eq!(greedy[0]["input"], astronaut);
+    assert_eq!(greedy[0]["caption"], expected[0]);
+    assert_eq!(greedy[1]["caption"], expected[2]);
+
+    let beam = lines(&lens(&[
+        "caption",
+        "--device",
+        device,
+        "--model",
+        &m,
+        "--beams",
+        "3",
+        "--max-new-tokens",
+        "20",
+        &astronaut,
+        &chelsea,
+    ]));
+    let expected = reference_captions("beam3");
+    assert_eq!(
+        (beam[0]["caption"].as_str().unwrap(), beam[1]["caption"].as_str().unwrap()),
+        (&*expected[0], &*expected[2])
+    );
+
+    // A bad file among good ones: its own error line, the others captioned, a failing exit.
+    let out = lens(&["caption", "--device", device, "--model", &m, &astronaut, &image("not_an_image.jpg")]);
+    assert!(!out.status.success());
+    let printed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(printed[0]["caption"].is_string(), "{printed:?}");
+    assert!(printed[1]["error"].as_str().unwrap().contains("not_an_image.jpg"), "{printed:?}");
+}
+
+#[test]
+fn caption_matches_reference_on_cpu() {
+    caption_cli_matches_reference("cpu");
+    fails_with(&["caption", "--model", &model("blip-tiny"), "--beams", "0", &image("astronaut.png")], "num_beams");
+    fails_with(&["caption", "--model", "/nonexistent-model", &image("astronaut.png")], "/nonexistent-model");
+}
+
+/// The same captions from burn-wgpu (Mesa's lavapipe without a GPU).
+#[cfg(feature = "wgpu")]
+#[test]
+fn caption_matches_reference_on_wgpu() {
+    caption_cli_matches_reference("wgpu");
 }
