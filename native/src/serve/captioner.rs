@@ -11,10 +11,9 @@ use anyhow::{Context, Result};
 use lens_core::image::RgbImage;
 use lens_models::blip::{BlipFiles, BlipPipeline, CaptionOptions};
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use super::error::ApiResult;
-use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, receive, run_joint};
+use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, run_joint};
 use crate::backend::{DeviceKind, with_backend};
 
 /// What `/v1/models` reports about the caption model; `id` is part of the caption cache key.
@@ -54,7 +53,7 @@ impl Captioner {
         let dir = model_dir.to_path_buf();
         with_backend!(device, |B, dev| {
             std::thread::Builder::new().name("lens-caption".into()).spawn(move || {
-                let pipeline = match BlipPipeline::<B>::load(&files, &dev) {
+                let pipeline = match BlipPipeline::<B>::load(files, &dev) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = loaded_tx
@@ -63,7 +62,6 @@ impl Captioner {
                         return;
                     }
                 };
-                drop(files);
                 let info = CaptionModelInfo {
                     id,
                     name,
@@ -95,14 +93,7 @@ impl Captioner {
         if images.is_empty() {
             return Ok(vec![]);
         }
-        let (reply, rx) = oneshot::channel();
-        let request = Request { images, options, reply };
-        if wait {
-            self.queue.submit_waiting(request).await?;
-        } else {
-            self.queue.try_submit(request)?;
-        }
-        Ok(receive(rx).await?)
+        self.queue.call(|reply| Request { images, options, reply }, wait).await
     }
 }
 

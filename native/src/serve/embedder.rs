@@ -11,10 +11,9 @@ use anyhow::{Context, Result};
 use lens_core::image::RgbImage;
 use lens_models::clip::{ClipFiles, ClipPipeline};
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use super::error::ApiError;
-use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, receive, run_joint};
+use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, run_joint};
 use crate::backend::{DeviceKind, with_backend};
 
 /// What `/v1/models` reports, and the key embeddings are stored under in the catalog.
@@ -72,7 +71,7 @@ impl Embedder {
         let dir = model_dir.to_path_buf();
         with_backend!(device, |B, dev| {
             std::thread::Builder::new().name("lens-model".into()).spawn(move || {
-                let pipeline = match ClipPipeline::<B>::load(&files, &dev) {
+                let pipeline = match ClipPipeline::<B>::load(files, &dev) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = loaded_tx.send(Err(
@@ -81,7 +80,6 @@ impl Embedder {
                         return;
                     }
                 };
-                drop(files);
                 let info = ModelInfo {
                     id,
                     name,
@@ -119,14 +117,7 @@ impl Embedder {
         if input.len() == 0 {
             return Ok(vec![]);
         }
-        let (reply, rx) = oneshot::channel();
-        let request = Request { input, reply };
-        if wait {
-            self.queue.submit_waiting(request).await?;
-        } else {
-            self.queue.try_submit(request)?;
-        }
-        Ok(receive(rx).await?)
+        self.queue.call(|reply| Request { input, reply }, wait).await
     }
 }
 

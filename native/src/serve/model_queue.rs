@@ -66,8 +66,21 @@ impl<R: Send + 'static> ModelQueue<R> {
         (Self { tx }, rx)
     }
 
-    /// Queues `request`, or 503 `overloaded` when the queue is full (HTTP requests: fail fast).
-    pub fn try_submit(&self, request: R) -> ApiResult<()> {
+    /// Queues the request `make` builds around a reply channel and awaits its rows. With `wait`, waits
+    /// for room in the queue (background jobs: a busy model is no reason to fail); without, 503
+    /// `overloaded` when the queue is full (HTTP requests: fail fast).
+    pub async fn call<O>(&self, make: impl FnOnce(Reply<O>) -> R, wait: bool) -> ApiResult<Vec<O>> {
+        let (reply, rx) = oneshot::channel();
+        let request = make(reply);
+        if wait {
+            self.submit_waiting(request).await?;
+        } else {
+            self.try_submit(request)?;
+        }
+        Ok(receive(rx).await?)
+    }
+
+    fn try_submit(&self, request: R) -> ApiResult<()> {
         match self.tx.try_send(request) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ApiError::new(
@@ -79,8 +92,7 @@ impl<R: Send + 'static> ModelQueue<R> {
         }
     }
 
-    /// Queues `request`, waiting for room (background jobs: a busy model is no reason to fail).
-    pub async fn submit_waiting(&self, request: R) -> ApiResult<()> {
+    async fn submit_waiting(&self, request: R) -> ApiResult<()> {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || tx.send(request))
             .await
@@ -90,7 +102,7 @@ impl<R: Send + 'static> ModelQueue<R> {
 }
 
 /// Awaits a reply.
-pub async fn receive<O>(rx: oneshot::Receiver<Result<Vec<O>, ModelError>>) -> Result<Vec<O>, ModelError> {
+async fn receive<O>(rx: oneshot::Receiver<Result<Vec<O>, ModelError>>) -> Result<Vec<O>, ModelError> {
     rx.await.unwrap_or_else(|_| Err(ModelError::Panicked("the model thread dropped a request".into())))
 }
 
