@@ -62,7 +62,7 @@ pub fn caption(args: &CaptionArgs) -> Result<()> {
     } else {
         with_backend!(args.device, |B, device| {
             let pipeline = BlipFiles::read_dir(&args.model)
-                .and_then(|files| BlipPipeline::<B>::load(&files, &device))
+                .and_then(|files| BlipPipeline::<B>::load(files, &device))
                 .with_context(|| format!("cannot load caption model from {}", args.model.display()))?;
             anyhow::Ok(pipeline.caption(&good, &options)?)
         })?

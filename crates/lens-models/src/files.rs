@@ -1,7 +1,21 @@
 //! The files of a HuggingFace checkpoint as bytes: the browser and the edge fetch them, native reads a
 //! model directory. Every model family (CLIP, BLIP, ...) loads from the same set.
 
+use lens_core::preprocess::ClipImageProcessor;
+
 use crate::{Error, Result};
+
+/// Refuses an image processor whose output is not the `size`×`size` square the vision tower takes.
+pub(crate) fn check_image_size(processor: &ClipImageProcessor, size: usize) -> Result<()> {
+    let (h, w) = processor.output_size();
+    if (h, w) != (size, size) {
+        return Err(Error::config(
+            "preprocessor_config.json",
+            format!("produces {h}x{w} images but the vision tower takes {size}x{size}"),
+        ));
+    }
+    Ok(())
+}
 
 /// `config.json`, the safetensors weights, the tokenizer and the image processor's settings.
 #[derive(Debug, Default, Clone)]

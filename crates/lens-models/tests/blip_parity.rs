@@ -19,10 +19,11 @@ use serde_json::Value;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-type B = NdArray<f32>;
+mod common;
 
-/// Relative L2 tolerance of every float comparison against the reference in this file.
-const REL_L2_TOLERANCE: f64 = 1e-4;
+use common::{assert_close, rel_l2};
+
+type B = NdArray<f32>;
 
 macro_rules! fixture {
     ($file:literal) => {
@@ -47,7 +48,7 @@ fn files() -> BlipFiles {
 }
 
 fn pipeline() -> BlipPipeline<B> {
-    BlipPipeline::load(&files(), &Default::default()).unwrap()
+    BlipPipeline::load(files(), &Default::default()).unwrap()
 }
 
 fn reference() -> (Weights, Value) {
@@ -69,19 +70,6 @@ fn pixels(weights: &Weights) -> Tensor<B, 4> {
 
 fn ids(v: &Value) -> Vec<Vec<u32>> {
     serde_json::from_value(v.clone()).unwrap()
-}
-
-fn rel_l2(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len(), "length mismatch");
-    let diff: f64 = ours.iter().zip(reference).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let norm: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
-    (diff / norm).sqrt()
-}
-
-fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
-    let err = rel_l2(ours, reference);
-    eprintln!("{what}: relative L2 error {err:.2e}");
-    assert!(err <= REL_L2_TOLERANCE, "{what}: relative L2 error {err:.3e} > {REL_L2_TOLERANCE:e}");
 }
 
 fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -264,6 +252,6 @@ fn missing_tensor_is_named() {
         })
         .collect();
     files.weights = vec![("model.safetensors".into(), safetensors::serialize(views, None).unwrap())];
-    let err = BlipPipeline::<B>::load(&files, &Default::default()).unwrap_err().to_string();
+    let err = BlipPipeline::<B>::load(files, &Default::default()).unwrap_err().to_string();
     assert!(err.contains(victim), "{err}");
 }

@@ -16,10 +16,11 @@ use lens_models::weights::Weights;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-type B = NdArray<f32>;
+mod common;
 
-/// Relative L2 tolerance of every float comparison in this file.
-const REL_L2_TOLERANCE: f64 = 1e-4;
+use common::{assert_close, rel_l2};
+
+type B = NdArray<f32>;
 
 macro_rules! fixture {
     ($model:literal, $file:literal) => {
@@ -71,26 +72,12 @@ impl Fixture {
     }
 
     fn pipeline(&self) -> ClipPipeline<B> {
-        ClipPipeline::load(&self.files, &Default::default()).unwrap()
+        ClipPipeline::load(self.files.clone(), &Default::default()).unwrap()
     }
 }
 
 fn values(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// ‖a − b‖ / ‖b‖, accumulated in f64.
-fn rel_l2(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len(), "length mismatch");
-    let diff: f64 = ours.iter().zip(reference).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let norm: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
-    (diff / norm).sqrt()
-}
-
-fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
-    let err = rel_l2(ours, reference);
-    eprintln!("{what}: relative L2 error {err:.2e}");
-    assert!(err <= REL_L2_TOLERANCE, "{what}: relative L2 error {err:.3e} > {REL_L2_TOLERANCE:e}");
 }
 
 #[test]
@@ -170,13 +157,13 @@ fn missing_and_misshapen_tensors_are_named() {
     let kept = names.iter().filter(|n| *n != victim).cloned().collect::<Vec<_>>();
     let mut files = f.files.clone();
     files.weights = vec![("model.safetensors".into(), reserialize(&reference, &kept, None))];
-    let err = ClipPipeline::<B>::load(&files, &Default::default()).unwrap_err().to_string();
+    let err = ClipPipeline::<B>::load(files.clone(), &Default::default()).unwrap_err().to_string();
     assert!(err.contains(victim), "{err}");
 
     // Change a shape: the error must name the tensor and both shapes.
     let victim = "text_projection.weight";
     files.weights = vec![("model.safetensors".into(), reserialize(&reference, &names, Some(victim)))];
-    let err = ClipPipeline::<B>::load(&files, &Default::default()).unwrap_err().to_string();
+    let err = ClipPipeline::<B>::load(files.clone(), &Default::default()).unwrap_err().to_string();
     assert!(err.contains(victim) && err.contains("expected"), "{err}");
 }
 
@@ -220,7 +207,7 @@ fn half_precision_checkpoints_load() {
     }
     let mut files = f.files.clone();
     files.weights = vec![("model.safetensors".into(), serialize(&tensors, safetensors::Dtype::F16))];
-    let pipeline = ClipPipeline::<B>::load(&files, &Default::default()).unwrap();
+    let pipeline = ClipPipeline::<B>::load(files.clone(), &Default::default()).unwrap();
     let (pixels, shape) = f.tensor("pixel_values");
     let ours = values(pipeline.image_features(pixels, shape[0]).unwrap());
     let (reference, _) = f.tensor("image_embeds");

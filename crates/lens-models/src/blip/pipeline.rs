@@ -7,7 +7,7 @@ use lens_core::preprocess::ClipImageProcessor;
 use serde::{Deserialize, Serialize};
 
 use super::{BlipConfig, BlipForConditionalGeneration};
-use crate::files::CheckpointFiles;
+use crate::files::{self, CheckpointFiles};
 use crate::generation::GenerationConfig;
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
 use crate::weights::Weights;
@@ -57,20 +57,13 @@ pub struct BlipPipeline<B: Backend> {
 }
 
 impl<B: Backend> BlipPipeline<B> {
-    /// Build from checkpoint files.
-    pub fn load(files: &BlipFiles, device: &B::Device) -> Result<Self> {
+    /// Build from checkpoint files (taken, so the weight bytes are not copied).
+    pub fn load(files: BlipFiles, device: &B::Device) -> Result<Self> {
         let config = BlipConfig::from_json(&files.config)?;
         let processor = ClipImageProcessor::from_json_blip(&files.preprocessor_config)?;
-        let (h, w) = processor.output_size();
-        let size = config.vision_config.image_size;
-        if (h, w) != (size, size) {
-            return Err(Error::config(
-                "preprocessor_config.json",
-                format!("produces {h}x{w} images but the vision tower takes {size}x{size}"),
-            ));
-        }
+        files::check_image_size(&processor, config.vision_config.image_size)?;
         let tokenizer = HfTokenizer::unpadded(&files.tokenizer, config.text_config.max_position_embeddings)?;
-        let weights = Weights::from_buffers(files.weights.clone())?;
+        let weights = Weights::from_buffers(files.weights)?;
         let model = BlipForConditionalGeneration::load(&weights.builder::<B>(device), &config)?;
         Ok(BlipPipeline { config, model, tokenizer, processor, device: device.clone() })
     }
@@ -113,6 +106,6 @@ impl<B: Backend> BlipPipeline<B> {
 impl<B: Backend> BlipPipeline<B> {
     /// Load a HuggingFace model directory (see [`CheckpointFiles::read_dir`]).
     pub fn from_dir(dir: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
-        Self::load(&BlipFiles::read_dir(dir.as_ref())?, device)
+        Self::load(BlipFiles::read_dir(dir.as_ref())?, device)
     }
 }

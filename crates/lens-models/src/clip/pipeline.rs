@@ -6,7 +6,7 @@ use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 
 use super::{ClipConfig, ClipModel};
-use crate::files::CheckpointFiles;
+use crate::files::{self, CheckpointFiles};
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -28,25 +28,18 @@ pub struct ClipPipeline<B: Backend> {
 }
 
 impl<B: Backend> ClipPipeline<B> {
-    /// Build from checkpoint files.
-    pub fn load(files: &ClipFiles, device: &B::Device) -> Result<Self> {
+    /// Build from checkpoint files (taken, so the weight bytes are not copied).
+    pub fn load(files: ClipFiles, device: &B::Device) -> Result<Self> {
         let config = ClipConfig::from_json(&files.config)?;
         let processor = ClipImageProcessor::from_json(&files.preprocessor_config)?;
-        let (h, w) = processor.output_size();
-        let size = config.vision_config.image_size;
-        if (h, w) != (size, size) {
-            return Err(Error::config(
-                "preprocessor_config.json",
-                format!("produces {h}x{w} images but the vision tower takes {size}x{size}"),
-            ));
-        }
+        files::check_image_size(&processor, config.vision_config.image_size)?;
         let tokenizer = HfTokenizer::from_bytes(
             &files.tokenizer,
             files.tokenizer_config.as_deref(),
             config.text_config.max_position_embeddings,
             "<|endoftext|>",
         )?;
-        let weights = Weights::from_buffers(files.weights.clone())?;
+        let weights = Weights::from_buffers(files.weights)?;
         let model = ClipModel::load(&weights.builder::<B>(device), &config)?;
         Ok(ClipPipeline { config, model, tokenizer, processor, device: device.clone() })
     }
@@ -121,7 +114,7 @@ impl<B: Backend> ClipPipeline<B> {
     /// `model.safetensors.index.json` and its shards), `tokenizer.json`, optional
     /// `tokenizer_config.json`, and `preprocessor_config.json`.
     pub fn from_dir(dir: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
-        Self::load(&ClipFiles::read_dir(dir.as_ref())?, device)
+        Self::load(ClipFiles::read_dir(dir.as_ref())?, device)
     }
 }
 
