@@ -75,14 +75,13 @@ fn main() {
     println!(
         "\nBLIP {model}, random weights, best of {} after warm-up, {} threads available",
         o.iters,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        common::threads()
     );
     println!("| backend | work | batch | seconds | captions/s | PyTorch seconds | PyTorch ÷ ours (speed-up) |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
-        let reference = o.reference.as_ref().and_then(|j| j.get(r.reference_key)).and_then(|v| v.as_f64());
-        let (ref_col, ratio) = match reference {
-            Some(p) if !o.smoke => (format!("{p:.2}"), format!("{:.2}", p / r.seconds)),
+        let (ref_col, ratio) = match o.reference(r.reference_key) {
+            Some(p) => (format!("{p:.2}"), format!("{:.2}", p / r.seconds)),
             _ => ("–".into(), "–".into()),
         };
         let per_s =

@@ -82,17 +82,12 @@ fn main() {
     run::<burn::backend::Cuda<f32, i32>>("cuda", Default::default(), &o, &mut rows);
 
     let model = if o.smoke { "tiny (smoke)" } else { "ViT-B/32" };
-    println!(
-        "\nCLIP {model}, best of {} after warm-up, {} threads available",
-        o.iters,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    );
+    println!("\nCLIP {model}, best of {} after warm-up, {} threads available", o.iters, common::threads());
     println!("| backend | encoder | batch | items/s | ms/item | PyTorch items/s | ours ÷ PyTorch |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
-        let reference = o.reference.as_ref().and_then(|j| j.get(r.reference_key)).and_then(|v| v.as_f64());
-        let (ref_col, ratio) = match reference {
-            Some(p) if !o.smoke => (format!("{p:.2}"), format!("{:.2}", r.per_s / p)),
+        let (ref_col, ratio) = match o.reference(r.reference_key) {
+            Some(p) => (format!("{p:.2}"), format!("{:.2}", r.per_s / p)),
             _ => ("–".into(), "–".into()),
         };
         println!(

@@ -33,6 +33,21 @@ pub fn options(default_iters: usize) -> Options {
     o
 }
 
+impl Options {
+    /// The reference's value under `key`; none in a smoke run (a tiny model has no reference).
+    pub fn reference(&self, key: &str) -> Option<f64> {
+        if self.smoke {
+            return None;
+        }
+        self.reference.as_ref().and_then(|j| j.get(key)).and_then(|v| v.as_f64())
+    }
+}
+
+/// Threads this machine offers, for the table's caption.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// Seconds per call of `f`, after one warm-up call, best of `iters`.
 pub fn time(iters: usize, mut f: impl FnMut()) -> f64 {
     f();
