@@ -306,18 +306,7 @@ fn resize_convolve(
     }
     let mut vert = need_vertical.then(|| precompute_coeffs(img.height, out_height, ys.clone(), filter));
     // Source rows the vertical pass reads (ybox_first..ybox_last), or the window's rows without one.
-    let rows = match &vert {
-        Some(v) => {
-            let (last_min, last_count) = v.bounds[v.bounds.len() - 1];
-            v.bounds[0].0..last_min + last_count
-        }
-        None => ys,
-    };
-    if let Some(v) = &mut vert {
-        for bound in &mut v.bounds {
-            bound.0 -= rows.start;
-        }
-    }
+    let rows = second_pass_span(&mut vert, ys);
     let rows_len = rows.len();
     let current = if need_horizontal {
         let horiz = precompute_coeffs(img.width, out_width, xs.clone(), filter);
@@ -334,6 +323,18 @@ fn resize_convolve(
     }
 }
 
+/// The source span (rows or columns) the second pass reads — `window` when there is no second pass —
+/// with that pass's bounds rebased to start at the span, since the first pass only produces the span.
+fn second_pass_span(second: &mut Option<Coeffs>, window: Range<usize>) -> Range<usize> {
+    let Some(coeffs) = second else { return window };
+    let (last_min, last_count) = coeffs.bounds[coeffs.bounds.len() - 1];
+    let span = coeffs.bounds[0].0..last_min + last_count;
+    for bound in &mut coeffs.bounds {
+        bound.0 -= span.start;
+    }
+    span
+}
+
 /// The vertical-first branch of [`resize_convolve`] (the height changes, so there is a vertical pass):
 /// the vertical pass over the source columns the horizontal pass reads, then the horizontal pass.
 fn vertical_first(
@@ -348,18 +349,7 @@ fn vertical_first(
     let vert = precompute_coeffs(img.height, out_height, ys.clone(), filter);
     let mut horiz = need_horizontal.then(|| precompute_coeffs(img.width, out_width, xs.clone(), filter));
     // Source columns the horizontal pass reads, or the window's columns without one.
-    let cols = match &horiz {
-        Some(h) => {
-            let (last_min, last_count) = h.bounds[h.bounds.len() - 1];
-            h.bounds[0].0..last_min + last_count
-        }
-        None => xs,
-    };
-    if let Some(h) = &mut horiz {
-        for bound in &mut h.bounds {
-            bound.0 -= cols.start;
-        }
-    }
+    let cols = second_pass_span(&mut horiz, xs);
     let cols_len = cols.len();
     let current = vertical_pass(img, cols, &vert);
     match horiz {
