@@ -39,6 +39,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A model artifact (`lens models quantize`) is malformed, corrupted or of another version.
+    #[error("invalid model artifact: {message}")]
+    Artifact { message: String },
+
     /// Image decoding or pre-processing failed.
     #[error(transparent)]
     Image(#[from] lens_core::Error),

@@ -5,9 +5,11 @@
 //! - [`blip`]: BLIP captioning (ViT encoder, BERT decoder with cross-attention) and
 //!   [`blip::BlipPipeline`].
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
+//! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
 //! - [`files`]: a checkpoint's files as bytes; [`weights`]: safetensors read by their published names.
 //! - [`tokenizer`]: `tokenizer.json` tokenizers behind the [`tokenizer::TextTokenizer`] trait.
 
+pub mod artifact;
 pub mod blip;
 pub mod clip;
 pub mod error;
