@@ -179,6 +179,42 @@ const MIGRATIONS: &[&str] = &[
     END;
     INSERT INTO captions_fts (captions_fts) VALUES ('rebuild');
     "#,
+    // 3: the change feed of browser sync. One counter (`meta.sync_seq`) numbers every change a mirror
+    // needs: an image added, its caption or tags changed, an embedding stored (a new model's), an image
+    // deleted. `images.seq` holds an image's latest number; a deleted image leaves a tombstone with
+    // its own. Triggers do it, so every statement that changes an image numbers the change in its own
+    // transaction. Existing images are numbered in key order (seq = key).
+    r#"
+    ALTER TABLE images ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE images SET seq = key;
+    CREATE INDEX images_by_seq ON images (seq);
+    INSERT INTO meta (name, value) VALUES ('sync_seq', COALESCE((SELECT MAX(key) FROM images), 0));
+
+    CREATE TABLE sync_tombstones (
+        id          TEXT    PRIMARY KEY,               -- the deleted image's public id
+        seq         INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sync_tombstones_by_seq ON sync_tombstones (seq);
+
+    CREATE TRIGGER images_sync_insert AFTER INSERT ON images BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'sync_seq';
+        UPDATE images SET seq = (SELECT value FROM meta WHERE name = 'sync_seq') WHERE key = new.key;
+        DELETE FROM sync_tombstones WHERE id = new.id;
+    END;
+    CREATE TRIGGER images_sync_update AFTER UPDATE OF caption, tags ON images
+        WHEN old.caption IS NOT new.caption OR old.tags IS NOT new.tags BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'sync_seq';
+        UPDATE images SET seq = (SELECT value FROM meta WHERE name = 'sync_seq') WHERE key = new.key;
+    END;
+    CREATE TRIGGER embeddings_sync_insert AFTER INSERT ON embeddings BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'sync_seq';
+        UPDATE images SET seq = (SELECT value FROM meta WHERE name = 'sync_seq') WHERE key = new.image_key;
+    END;
+    CREATE TRIGGER images_sync_delete AFTER DELETE ON images BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'sync_seq';
+        INSERT OR REPLACE INTO sync_tombstones (id, seq) VALUES (old.id, (SELECT value FROM meta WHERE name = 'sync_seq'));
+    END;
+    "#,
 ];
 
 /// An image to insert.
@@ -224,6 +260,40 @@ pub struct ImageRecord {
     pub colors: Option<serde_json::Value>,
     /// Format, size, orientation, EXIF, when read at ingest.
     pub metadata: Option<serde_json::Value>,
+}
+
+/// One entry of the change feed ([`Catalog::changes_since`]): the latest state of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The image as it is now, with its embedding by the feed's model.
+    Upsert {
+        seq: u64,
+        image: ImageRecord,
+        /// `created_at` in ms since the Unix epoch.
+        created_ms: i64,
+        embedding: Vec<f32>,
+    },
+    /// The image with this public id was deleted.
+    Delete { seq: u64, id: String },
+}
+
+impl Change {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Change::Upsert { seq, .. } | Change::Delete { seq, .. } => *seq,
+        }
+    }
+}
+
+/// One page of [`Catalog::changes_since`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    /// Ascending `seq`, each image at most once.
+    pub changes: Vec<Change>,
+    /// The `seq` of the last change returned; `since` when none was.
+    pub next_cursor: u64,
+    /// More changes follow `next_cursor` now.
+    pub more: bool,
 }
 
 /// One page of [`Catalog::list_images`].
@@ -777,6 +847,53 @@ impl Catalog {
                 return Ok(count);
             }
         }
+    }
+
+    // --- change feed ----------------------------------------------------------------------------
+
+    /// The change feed of browser sync: the latest state of every image that changed after `since`
+    /// (a `seq` from an earlier page, 0 for everything), at most `limit`, ascending `seq`. An image
+    /// appears once, at its latest change, as an upsert with its embedding by `model` — or not at
+    /// all while it has none for `model` (storing one is a change, so it shows up then); a deleted
+    /// one as a delete. Read in one transaction, and seqs are taken inside the writing transactions
+    /// (which SQLite runs one at a time), so a seq a page returns is never followed by a smaller one
+    /// committing later: walking the pages misses no change even while writes go on.
+    pub fn changes_since(&self, since: u64, limit: usize, model: &str) -> Result<ChangePage> {
+        let since_i =
+            i64::try_from(since).map_err(|_| StoreError::InvalidInput(format!("cursor {since} too large")))?;
+        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut changes: Vec<Change> = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {IMAGE_COLUMNS}, seq, dim, vector FROM images JOIN embeddings ON image_key = key AND model = ?2
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![since_i, model, take], |r| {
+                Ok((RawImage::from_row(r)?, r.get::<_, i64>(13)?, r.get::<_, i64>(14)?, r.get::<_, Vec<u8>>(15)?))
+            })?;
+            for row in rows {
+                let (raw, seq, dim, blob) = row?;
+                let (image, created_ms) = raw.into_record()?;
+                let embedding = decode_vector(image.key, model, dim, &blob)?;
+                changes.push(Change::Upsert { seq: seq_of(seq)?, image, created_ms, embedding });
+            }
+            let mut stmt =
+                tx.prepare_cached("SELECT seq, id FROM sync_tombstones WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = stmt.query_map(params![since_i, take], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (seq, id) = row?;
+                changes.push(Change::Delete { seq: seq_of(seq)?, id });
+            }
+        }
+        tx.commit()?;
+        // Each query's first limit + 1 hold the union's first limit + 1.
+        changes.sort_by_key(Change::seq);
+        let more = changes.len() > limit;
+        changes.truncate(limit);
+        let next_cursor = changes.last().map_or(since, Change::seq);
+        Ok(ChangePage { changes, next_cursor, more })
     }
 
     /// A counter bumped by every change to the stored embeddings (image insert or delete, a new
@@ -1458,6 +1575,10 @@ fn validate_embedding(model: &str, v: &[f32]) -> Result<()> {
     Ok(())
 }
 
+fn seq_of(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative change number {n}")))
+}
+
 fn to_i64(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| StoreError::InvalidInput(format!("count {n} too large")))
 }
@@ -1539,7 +1660,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
@@ -1566,6 +1687,143 @@ mod tests {
         drop(catalog);
         // And reopening does not migrate again.
         assert_eq!(Catalog::open(&path).unwrap().list_jobs(10).unwrap().len(), 3);
+    }
+
+    fn new_image(n: u8) -> NewImage {
+        NewImage {
+            sha256: format!("{:02x}", n).repeat(32),
+            mime: "image/png".into(),
+            width: 2,
+            height: 1,
+            bytes: 10,
+            ..Default::default()
+        }
+    }
+
+    /// (seq, "+id" for an upsert or "-id" for a delete) of every change after `since`, walked `limit` at a time.
+    fn walk(catalog: &Catalog, since: u64, limit: usize, model: &str) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        let mut cursor = since;
+        loop {
+            let page = catalog.changes_since(cursor, limit, model).unwrap();
+            assert!(page.changes.len() <= limit);
+            for change in &page.changes {
+                out.push(match change {
+                    Change::Upsert { seq, image, .. } => (*seq, format!("+{}", image.id)),
+                    Change::Delete { seq, id } => (*seq, format!("-{id}")),
+                });
+            }
+            assert!(page.next_cursor >= cursor);
+            cursor = page.next_cursor;
+            if !page.more {
+                return out;
+            }
+        }
+    }
+
+    /// Every change a mirror needs gets a new, larger seq; only the latest state per image is listed;
+    /// an image without an embedding by the feed's model waits until it has one; deletes are tombstones
+    /// that a re-insert of the same bytes replaces.
+    #[test]
+    fn change_feed_lists_the_latest_state_per_image() {
+        let catalog = Catalog::open_in_memory().unwrap();
+        let page = catalog.changes_since(0, 10, "m").unwrap();
+        assert_eq!((page.changes.len(), page.next_cursor, page.more), (0, 0, false));
+        let id = |n: u8| format!("{:02x}", n).repeat(16);
+        for n in 1..=3 {
+            catalog.insert_image(&new_image(n), "m", &[n as f32, 0.5]).unwrap();
+        }
+        let first = walk(&catalog, 0, 10, "m");
+        assert_eq!(first.iter().map(|c| c.1.clone()).collect::<Vec<_>>(), [1, 2, 3].map(|n| format!("+{}", id(n))));
+        assert!(first.windows(2).all(|w| w[0].0 < w[1].0));
+        let Change::Upsert { image, embedding, created_ms, .. } = &catalog.changes_since(0, 1, "m").unwrap().changes[0]
+        else {
+            panic!("an upsert")
+        };
+        assert_eq!((image.id.clone(), embedding.clone()), (id(1), vec![1.0, 0.5]));
+        assert_eq!(format_rfc3339_ms(*created_ms), image.created_at);
+        // Limit 1 walks the same changes, each once.
+        assert_eq!(walk(&catalog, 0, 1, "m"), first);
+        let head = first.last().unwrap().0;
+        assert!(catalog.changes_since(head, 10, "m").unwrap().changes.is_empty());
+        assert_eq!(catalog.changes_since(head + 100, 10, "m").unwrap().next_cursor, head + 100, "ahead: empty page");
+
+        // Caption, tags, delete: each moves the image to the head of the feed, once.
+        assert!(catalog.set_caption(&id(1), Some("a dog")).unwrap());
+        assert!(catalog.set_tags(&id(2), &["x".into()]).unwrap());
+        catalog.delete_image(&id(3)).unwrap();
+        let after = walk(&catalog, head, 1, "m");
+        assert_eq!(
+            after.iter().map(|c| c.1.clone()).collect::<Vec<_>>(),
+            [format!("+{}", id(1)), format!("+{}", id(2)), format!("-{}", id(3))]
+        );
+        let all = walk(&catalog, 0, 2, "m");
+        assert_eq!(all, after, "from the start: the latest state only");
+        let Change::Upsert { image, .. } = &catalog.changes_since(0, 1, "m").unwrap().changes[0] else { panic!() };
+        assert_eq!((image.caption.as_deref(), image.tags.len()), (Some("a dog"), 0));
+        // Setting the same caption again is no change.
+        let head = all.last().unwrap().0;
+        catalog.set_caption(&id(1), Some("a dog")).unwrap();
+        assert!(catalog.changes_since(head, 10, "m").unwrap().changes.is_empty());
+
+        // Another model: nothing until its embedding is stored, which is a change.
+        assert!(walk(&catalog, 0, 10, "n").iter().all(|c| c.1.starts_with('-')));
+        catalog.insert_image(&new_image(2), "n", &[0.0, 1.0]).unwrap();
+        let n = walk(&catalog, head, 10, "n");
+        assert_eq!(n.iter().map(|c| c.1.clone()).collect::<Vec<_>>(), [format!("+{}", id(2))]);
+        // The same bytes again after a delete: the tombstone gives way to the upsert.
+        catalog.insert_image(&new_image(3), "m", &[3.0, 0.5]).unwrap();
+        let all = walk(&catalog, 0, 10, "m");
+        assert_eq!(
+            all.iter().map(|c| c.1.clone()).collect::<Vec<_>>(),
+            [format!("+{}", id(1)), format!("+{}", id(2)), format!("+{}", id(3))]
+        );
+    }
+
+    /// A catalog written by schema 2 (with a deleted image: keys have a gap) upgrades in place: the
+    /// existing images are in the feed in key order, and new changes come after them.
+    #[test]
+    fn version_2_catalog_upgrades_to_the_change_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "journal_mode", "wal").unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+            conn.execute_batch(
+                "INSERT INTO images (id, sha256, mime, width, height, bytes, created_at, tags, caption)
+                 VALUES ('cccc', 'cccc', 'image/png', 1, 1, 10, 3000, '[]', NULL),
+                        ('gone', 'gone', 'image/png', 1, 1, 10, 1000, '[]', NULL),
+                        ('aaaa', 'aaaa', 'image/png', 1, 1, 10, 2000, '[]', 'a red rocket');
+                 DELETE FROM images WHERE id = 'gone';
+                 INSERT INTO embeddings (image_key, model, dim, vector)
+                 VALUES (1, 'm', 1, x'0000803f'), (3, 'm', 1, x'00000040');",
+            )
+            .unwrap();
+        }
+        let catalog = Catalog::open(&path).unwrap();
+        assert_eq!(catalog.schema_version().unwrap(), 3);
+        let page = catalog.changes_since(0, 10, "m").unwrap();
+        let got: Vec<(u64, String, Vec<f32>)> = page
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert { seq, image, embedding, .. } => (*seq, image.id.clone(), embedding.clone()),
+                Change::Delete { .. } => panic!("no tombstones before the feed existed"),
+            })
+            .collect();
+        assert_eq!(got, vec![(1, "cccc".into(), vec![1.0]), (3, "aaaa".into(), vec![2.0])]);
+        assert_eq!((page.next_cursor, page.more), (3, false));
+        assert_eq!(catalog.search_captions("rocket", 10).unwrap().len(), 1, "v2 parts still work");
+        // New changes number after the migrated ones, and survive a reopen.
+        assert!(catalog.set_caption("cccc", Some("a cat")).unwrap());
+        catalog.delete_image("aaaa").unwrap();
+        drop(catalog);
+        let catalog = Catalog::open(&path).unwrap();
+        assert_eq!(walk(&catalog, 3, 10, "m"), vec![(4, "+cccc".into()), (5, "-aaaa".into())]);
     }
 
     #[test]
