@@ -163,6 +163,24 @@ pub struct ServeSettings {
     /// w * caption score (default 0.3; 0 is pure CLIP vector search). Per request: `hybrid_weight`.
     #[arg(long, env = "LENS_HYBRID_WEIGHT")]
     pub hybrid_weight: Option<f32>,
+
+    /// Origins whose pages may call the API from a browser (CORS), e.g. `http://127.0.0.1:8080` for
+    /// the browser app under `trunk serve`: repeatable or comma-separated; `*` allows any origin.
+    /// Default none: no CORS headers, so only same-origin pages can read the answers.
+    #[arg(long, env = "LENS_CORS_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    pub cors_origin: Option<Vec<String>>,
+}
+
+/// Which browser origins may call the API (`--cors-origin`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CorsOrigins {
+    /// No CORS headers at all.
+    #[default]
+    None,
+    /// `*`: any origin.
+    Any,
+    /// These origins (`scheme://host[:port]`, as browsers send them in `Origin`).
+    List(Vec<String>),
 }
 
 /// Captioning settings, when a caption model is configured.
@@ -204,6 +222,7 @@ pub struct ServeConfig {
     /// Retries of caption jobs (also applied at start-up to jobs a dead process left running).
     pub caption_retry: lens_store::RetryPolicy,
     pub hybrid_weight: f32,
+    pub cors: CorsOrigins,
 }
 
 impl ServeSettings {
@@ -250,7 +269,8 @@ impl ServeSettings {
             caption_max_new_tokens,
             caption_prompt,
             caption_cache_entries,
-            hybrid_weight
+            hybrid_weight,
+            cors_origin
         )
     }
 
@@ -363,9 +383,43 @@ impl ServeSettings {
             caption,
             caption_retry,
             hybrid_weight,
+            cors: parse_cors_origins(s.cors_origin.unwrap_or_default())?,
         };
         Ok(config)
     }
+}
+
+/// `*` (alone) or origins: `http(s)://host[:port]`, no path, query or user; a trailing `/` is dropped.
+fn parse_cors_origins(items: Vec<String>) -> Result<CorsOrigins> {
+    let items: Vec<String> = items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if items.is_empty() {
+        return Ok(CorsOrigins::None);
+    }
+    if items.iter().any(|s| s == "*") {
+        if items.len() > 1 {
+            bail!("cors_origin: `*` allows every origin; give it alone, not with {:?}", items);
+        }
+        return Ok(CorsOrigins::Any);
+    }
+    let mut origins = Vec::with_capacity(items.len());
+    for item in items {
+        let url = url::Url::parse(&item)
+            .with_context(|| format!("cors_origin `{item}` is not a URL like http://127.0.0.1:8080"))?;
+        let origin = url.origin().ascii_serialization();
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !item.trim_end_matches('/').eq_ignore_ascii_case(&origin)
+        {
+            bail!("cors_origin `{item}` is not an origin (scheme://host[:port], no path), e.g. http://127.0.0.1:8080");
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(CorsOrigins::List(origins))
 }
 
 fn parse_format(name: &str) -> Result<lens_core::image::ImageFormat> {
@@ -409,6 +463,33 @@ mod tests {
         assert!(err.to_string().contains("--model"), "{err}");
         let s3 = ServeSettings { model: Some("/m".into()), blob_store: Some(BlobBackend::S3), ..Default::default() };
         assert!(s3.resolve(None).unwrap_err().to_string().contains("--s3-bucket"));
+    }
+
+    #[test]
+    fn cors_origins_from_flags_env_or_file() {
+        let base = || ServeSettings { model: Some("/m".into()), ..Default::default() };
+        assert_eq!(base().resolve(None).unwrap().cors, CorsOrigins::None, "default: no CORS");
+        let with =
+            |v: &[&str]| ServeSettings { cors_origin: Some(v.iter().map(|s| s.to_string()).collect()), ..base() };
+        assert_eq!(with(&["*"]).resolve(None).unwrap().cors, CorsOrigins::Any);
+        assert_eq!(
+            with(&["http://127.0.0.1:8080/", "https://lens.example", "http://127.0.0.1:8080"])
+                .resolve(None)
+                .unwrap()
+                .cors,
+            CorsOrigins::List(vec!["http://127.0.0.1:8080".into(), "https://lens.example".into()])
+        );
+        for bad in ["127.0.0.1:8080", "http://a/b", "ftp://a", "http://u@a", "http://a?x", "nonsense"] {
+            assert!(with(&[bad]).resolve(None).is_err(), "{bad}");
+        }
+        assert!(format!("{:#}", with(&["*", "http://a"]).resolve(None).unwrap_err()).contains("alone"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lens.toml");
+        std::fs::write(&file, "model = \"/m\"\ncors_origin = [\"http://localhost:8080\"]\n").unwrap();
+        assert_eq!(
+            ServeSettings::default().resolve(Some(&file)).unwrap().cors,
+            CorsOrigins::List(vec!["http://localhost:8080".into()])
+        );
     }
 
     #[test]

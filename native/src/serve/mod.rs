@@ -2,7 +2,8 @@
 //! under `/v1`; catalog in SQLite (the source of truth), blobs in a directory or S3, vectors in an
 //! HNSW index rebuilt from the catalog (or loaded from a snapshot that matches it). With
 //! `--caption-model`, BLIP captions every ingested image through a persistent job queue, and text
-//! search blends caption matches into the vector score.
+//! search blends caption matches into the vector score. For browser sync, a change feed
+//! (`/v1/sync`), thumbnails, and CORS for the origins `--cors-origin` names.
 
 pub mod captioner;
 mod captions;
@@ -16,6 +17,8 @@ pub mod model_queue;
 mod openapi;
 mod search;
 pub mod state;
+mod sync;
+mod thumbnail;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,7 +27,7 @@ use anyhow::{Context, Result};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,9 +35,10 @@ use lens_index::VectorIndex as _;
 use lens_store::{BlobStore, Catalog, LocalBlobStore, S3BlobStore};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
-use config::{BlobBackend, IndexKind, ServeConfig};
+use config::{BlobBackend, CorsOrigins, IndexKind, ServeConfig};
 use embedder::Embedder;
 use error::ApiError;
 use state::{AnyIndex, AppState, Engine, SharedIndex, SharedState};
@@ -84,6 +88,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         engine: OnceLock::new(),
         started: Instant::now(),
         caption_wake: tokio::sync::Notify::new(),
+        thumbnails: thumbnail::ThumbnailCache::new(thumbnail::CACHE_BYTES),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -212,6 +217,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/images", post(images::create).get(images::list))
         .route("/images/{id}", get(images::get).delete(images::delete))
         .route("/images/{id}/blob", get(images::blob))
+        .route("/images/{id}/thumbnail", get(thumbnail::get))
         .route("/images/{id}/duplicates", get(search::duplicates))
         .route("/search", post(search::search))
         .route("/search/image", post(search::search_image))
@@ -222,8 +228,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::get))
         .route("/models", get(models))
+        .route("/sync", get(sync::feed))
         .route("/openapi.json", get(openapi::document));
-    Router::new()
+    let cors = cors_layer(&state.config.cors);
+    let app = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -234,13 +242,40 @@ pub fn router(state: SharedState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .layer(middleware::from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    // Outside the timeout and the routes: preflights are answered here, and every answer (errors too)
+    // carries the headers.
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+    )
+    .with_state(state)
+}
+
+/// CORS for the browser app on another origin (`--cors-origin`): the methods and headers it uses
+/// (GET of the feed, thumbnails with `If-None-Match`, models and images; multipart POST of new images;
+/// DELETE), `ETag` readable by scripts, preflights cached for an hour. `None` without origins: no headers.
+fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| header::HeaderValue::from_str(o).ok()).collect::<Vec<_>>())
+        }
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE, header::IF_NONE_MATCH, header::AUTHORIZATION])
+            .expose_headers([header::ETAG])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// Request counts and latency per route (the matched pattern, so ids do not explode the label set).

@@ -28,6 +28,8 @@ pub struct AppState {
     pub started: Instant,
     /// Wakes idle caption workers when a caption job is queued.
     pub caption_wake: tokio::sync::Notify,
+    /// Rendered thumbnails, least recently used dropped first.
+    pub thumbnails: super::thumbnail::ThumbnailCache,
 }
 
 pub struct Engine {
