@@ -297,6 +297,11 @@ impl ArtifactWriter {
         self.header.meta = meta;
     }
 
+    /// The sections written so far.
+    pub fn sections(&self) -> &[SectionInfo] {
+        &self.header.sections
+    }
+
     fn push(&mut self, name: &str, dtype: SectionDtype, shape: &[usize], data: &[u8]) -> Result<()> {
         if self.header.sections.iter().any(|s| s.name == name) {
             return Err(bad(format!("section `{name}` written twice")));

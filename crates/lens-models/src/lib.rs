@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod generation;
 pub mod nn;
+pub mod quant;
 pub mod tokenizer;
 pub mod weights;
 

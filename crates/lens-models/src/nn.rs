@@ -1,10 +1,19 @@
 //! The few building blocks the ported models share, loaded by their published names.
+//!
+//! [`Dense`] and [`Table`] run either f32 weights (burn tensors on any backend) or int8 weights
+//! ([`crate::quant`]); which one depends only on what the [`VarBuilder`] found, so one model loader
+//! serves checkpoints, random weights and `burn-int8` artifacts.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{Tensor, activation, backend::Backend};
+use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 use serde::Deserialize;
 
+use crate::quant::QuantizedMatrix;
+use crate::weights::Matrix;
 use crate::{Result, weights::VarBuilder};
 
 /// A PyTorch `nn.Linear` at `vb` (`weight` `[out, in]`, optional `bias` `[out]`).
@@ -12,6 +21,142 @@ pub fn linear<B: Backend>(vb: &VarBuilder<B>, d_in: usize, d_out: usize, bias: b
     let weight = Param::from_tensor(vb.linear_weight("weight", d_in, d_out)?);
     let bias = if bias { Some(Param::from_tensor(vb.tensor("bias", [d_out])?)) } else { None };
     Ok(Linear { weight, bias })
+}
+
+/// A linear layer with f32 or int8 weights.
+#[derive(Module, Debug)]
+pub enum Dense<B: Backend> {
+    F32(Linear<B>),
+    Int8(Int8Linear<B>),
+}
+
+impl<B: Backend> Dense<B> {
+    /// # Shapes
+    /// - x: `[..., in]` → `[..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Dense::F32(linear) => linear.forward(x),
+            Dense::Int8(linear) => linear.forward(x),
+        }
+    }
+
+    /// Whether the weight is int8.
+    pub fn is_int8(&self) -> bool {
+        matches!(self, Dense::Int8(_))
+    }
+}
+
+/// A linear layer whose weight is int8 ([`QuantizedMatrix`], W8A8 kernel) and bias f32.
+///
+/// It computes on the CPU whatever the backend: the input's values are read out (`into_data`), the
+/// kernel runs, and the output is built on the input's device. That is free on ndarray and in the
+/// browser (wasm), the targets int8 artifacts are for; on a GPU backend it would copy every layer's
+/// activations to the host and back.
+#[derive(Module, Debug)]
+pub struct Int8Linear<B: Backend> {
+    /// `[out, in]` codes and one scale per output.
+    #[module(skip)]
+    pub weight: Arc<QuantizedMatrix>,
+    #[module(skip)]
+    pub bias: Option<Arc<Vec<f32>>>,
+    backend: PhantomData<B>,
+}
+
+impl<B: Backend> Int8Linear<B> {
+    pub fn new(weight: Arc<QuantizedMatrix>, bias: Option<Vec<f32>>) -> Self {
+        Int8Linear { weight, bias: bias.map(Arc::new), backend: PhantomData }
+    }
+
+    /// # Shapes
+    /// - x: `[..., in]` → `[..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mut dims = x.dims();
+        let device = x.device();
+        let k = dims[D - 1];
+        let m = dims[..D - 1].iter().product();
+        let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
+        let y = self.weight.matmul(&values, m, self.bias.as_deref().map(Vec::as_slice));
+        debug_assert_eq!(k, self.weight.cols());
+        dims[D - 1] = self.weight.rows();
+        Tensor::from_data(TensorData::new(y, dims), &device)
+    }
+}
+
+/// A PyTorch `nn.Linear` at `vb` as a [`Dense`]: int8 when the source holds (or is making) int8 weights.
+pub fn dense<B: Backend>(vb: &VarBuilder<B>, d_in: usize, d_out: usize, bias: bool) -> Result<Dense<B>> {
+    dense_shaped(vb, &[d_out, d_in], bias)
+}
+
+/// [`dense`] for a weight published in another shape whose first dimension is the output and whose
+/// others flatten to the input (a stride = kernel `Conv2d`'s `[out, in, kh, kw]`).
+pub fn dense_shaped<B: Backend>(vb: &VarBuilder<B>, weight_shape: &[usize], bias: bool) -> Result<Dense<B>> {
+    let d_out = weight_shape[0];
+    let weight = vb.matrix("weight", weight_shape, true)?;
+    Ok(match weight {
+        Matrix::F32(weight) => Dense::F32(Linear {
+            weight: Param::from_tensor(weight),
+            bias: if bias { Some(Param::from_tensor(vb.tensor("bias", [d_out])?)) } else { None },
+        }),
+        Matrix::Int8(weight) => {
+            let bias = if bias { Some(vb.tensor::<1>("bias", [d_out])?.into_data().to_vec::<f32>().expect("f32")) } else { None };
+            Dense::Int8(Int8Linear::new(weight, bias))
+        }
+    })
+}
+
+/// An embedding table `[num, d]` with f32 or int8 rows.
+#[derive(Module, Debug)]
+pub enum Table<B: Backend> {
+    F32(Param<Tensor<B, 2>>),
+    Int8(Int8Table<B>),
+}
+
+/// An int8 embedding table: rows are dequantized as they are gathered.
+#[derive(Module, Debug)]
+pub struct Int8Table<B: Backend> {
+    #[module(skip)]
+    pub table: Arc<QuantizedMatrix>,
+    backend: PhantomData<B>,
+}
+
+impl<B: Backend> Table<B> {
+    /// `[num, d]`
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            Table::F32(t) => t.val().dims(),
+            Table::Int8(t) => [t.table.rows(), t.table.cols()],
+        }
+    }
+
+    /// Rows `ids` (each `< num`, checked by the caller).
+    ///
+    /// # Shapes
+    /// - output: `[ids.len(), d]`
+    pub fn gather(&self, ids: &[u32], device: &B::Device) -> Tensor<B, 2> {
+        match self {
+            Table::F32(t) => {
+                let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+                let n = ids.len();
+                t.val().select(0, Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(ids, [n]), device))
+            }
+            Table::Int8(t) => {
+                let d = t.table.cols();
+                let mut out = vec![0f32; ids.len() * d];
+                for (&id, row) in ids.iter().zip(out.chunks_exact_mut(d.max(1))) {
+                    t.table.dequantize_row(id as usize, row);
+                }
+                Tensor::from_data(TensorData::new(out, [ids.len(), d]), device)
+            }
+        }
+    }
+}
+
+/// An `nn.Embedding` at `vb` as a [`Table`]: int8 when the source holds (or is making) int8 weights.
+pub fn table<B: Backend>(vb: &VarBuilder<B>, num: usize, d: usize) -> Result<Table<B>> {
+    Ok(match vb.matrix("weight", &[num, d], false)? {
+        Matrix::F32(t) => Table::F32(Param::from_tensor(t)),
+        Matrix::Int8(table) => Table::Int8(Int8Table { table, backend: PhantomData }),
+    })
 }
 
 /// A PyTorch `nn.LayerNorm` at `vb` (`weight` and `bias`, both `[d]`).
@@ -72,11 +217,12 @@ impl Activation {
     }
 }
 
-/// Two linear layers with an activation between them (`fc1`, `fc2` in CLIP and BLIP's ViT).
+/// Two linear layers with an activation between them (`fc1`, `fc2` in CLIP and BLIP's ViT); f32 or
+/// int8 as the source holds them (BLIP's checkpoints are always f32).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub fc1: Linear<B>,
-    pub fc2: Linear<B>,
+    pub fc1: Dense<B>,
+    pub fc2: Dense<B>,
     #[module(skip)]
     pub act: Activation,
 }
@@ -84,8 +230,8 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     pub fn load(vb: &VarBuilder<B>, hidden: usize, intermediate: usize, act: Activation) -> Result<Self> {
         Ok(Mlp {
-            fc1: linear(&vb.pp("fc1"), hidden, intermediate, true)?,
-            fc2: linear(&vb.pp("fc2"), intermediate, hidden, true)?,
+            fc1: dense(&vb.pp("fc1"), hidden, intermediate, true)?,
+            fc2: dense(&vb.pp("fc2"), intermediate, hidden, true)?,
             act,
         })
     }

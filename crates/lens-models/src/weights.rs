@@ -6,11 +6,15 @@
 //! (f16/bf16/f64 → f32) and every layout change (PyTorch `Linear` is `[out, in]`, burn's is
 //! `[in, out]`) happens here or in [`crate::nn`], nowhere else.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::artifact::{Artifact, ArtifactWriter, SectionDtype};
+use crate::quant::{QuantizedMatrix, scale_name};
 use crate::{Error, Result};
 
 /// Location of one tensor inside one of the buffers.
@@ -135,6 +139,22 @@ enum Source<'a> {
     Checkpoint(&'a Weights),
     /// Deterministic pseudo-random values (benchmarks, `Config::init`): every name gets its own stream.
     Random { seed: u64, std: f32 },
+    /// A `burn-int8` artifact: matrices stored as i8 with scales load as int8, everything else as f32.
+    Artifact(&'a Artifact),
+    /// A checkpoint being quantized: every value read is also written to the artifact, matrices as int8
+    /// (and handed to the model as int8), so loading a model through it writes exactly the sections that
+    /// loading the artifact will ask for, in a fixed order.
+    /// `random` (seed, std) replaces the checkpoint's values with [`VarBuilder::random`]'s.
+    Quantize { weights: Option<&'a Weights>, writer: &'a RefCell<ArtifactWriter>, random: (u64, f32) },
+}
+
+/// A weight matrix as the loader found it.
+#[derive(Debug)]
+pub enum Matrix<B: Backend> {
+    /// f32, in the layout asked for (see [`VarBuilder::matrix`]).
+    F32(Tensor<B, 2>),
+    /// int8 rows (the published `[out, in]` or `[rows, d]` layout) with their scales.
+    Int8(Arc<QuantizedMatrix>),
 }
 
 /// A cursor into [`Weights`] at a dotted prefix, creating burn tensors on one device.
@@ -154,6 +174,33 @@ impl<B: Backend> VarBuilder<'static, B> {
 }
 
 impl<'a, B: Backend> VarBuilder<'a, B> {
+    /// [`VarBuilder::random`]'s weights, quantized as [`VarBuilder::quantizing`] does (int8 benchmarks;
+    /// the names and shapes a loader asks for end up in `writer`).
+    pub fn random_quantizing(seed: u64, std: f32, writer: &'a RefCell<ArtifactWriter>, device: &B::Device) -> Self {
+        VarBuilder {
+            source: Source::Quantize { weights: None, writer, random: (seed, std) },
+            prefix: String::new(),
+            device: device.clone(),
+        }
+    }
+}
+
+impl<'a, B: Backend> VarBuilder<'a, B> {
+    /// A builder over a `burn-int8` artifact's sections (the engine and family are checked by the caller).
+    pub fn from_artifact(artifact: &'a Artifact, device: &B::Device) -> Self {
+        VarBuilder { source: Source::Artifact(artifact), prefix: String::new(), device: device.clone() }
+    }
+
+    /// A builder that reads `weights` and writes every value it reads to `writer`, matrices quantized
+    /// (see [`crate::quant::quantize_clip`]).
+    pub fn quantizing(weights: &'a Weights, writer: &'a RefCell<ArtifactWriter>, device: &B::Device) -> Self {
+        VarBuilder {
+            source: Source::Quantize { weights: Some(weights), writer, random: (0, 0.0) },
+            prefix: String::new(),
+            device: device.clone(),
+        }
+    }
+
     /// Descend one level: `vb.pp("encoder").pp("layers").pp(3)`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
@@ -168,8 +215,11 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
     /// Whether `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
         match self.source {
-            Source::Checkpoint(weights) => weights.contains(&self.path(name)),
-            Source::Random { .. } => true,
+            Source::Checkpoint(weights) | Source::Quantize { weights: Some(weights), .. } => {
+                weights.contains(&self.path(name))
+            }
+            Source::Random { .. } | Source::Quantize { weights: None, .. } => true,
+            Source::Artifact(artifact) => artifact.section(&self.path(name)).is_some(),
         }
     }
 
@@ -197,17 +247,72 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
         Ok(Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), &self.device))
     }
 
+    /// A weight matrix whose published shape is `shape` (`[rows, ...]`, the rest flattened into columns:
+    /// a `Linear` weight `[out, in]`, a `Conv2d` kernel `[out, in, kh, kw]`, an embedding table).
+    ///
+    /// Int8 when the source holds it as int8 (an artifact's i8 section with its `.scale`) or is
+    /// quantizing; otherwise f32 — transposed to `[cols, rows]` when `transpose` (burn's `Linear`
+    /// layout, so matmuls read contiguous memory), as published when not.
+    pub fn matrix(&self, name: &str, shape: &[usize], transpose: bool) -> Result<Matrix<B>> {
+        let path = self.path(name);
+        let rows = shape.first().copied().unwrap_or(1);
+        let cols: usize = shape.iter().skip(1).product();
+        match self.source {
+            Source::Artifact(artifact)
+                if artifact.section(&path).is_some_and(|s| s.dtype == SectionDtype::I8) =>
+            {
+                return Ok(Matrix::Int8(Arc::new(QuantizedMatrix::from_artifact(artifact, &path, shape)?)));
+            }
+            Source::Quantize { writer, .. } => {
+                let values = self.source_values(&path, shape)?;
+                let matrix = QuantizedMatrix::quantize(&values, rows, cols);
+                let mut writer = writer.borrow_mut();
+                writer.add_i8(&path, shape, matrix.codes())?;
+                writer.add_f32(&scale_name(&path), &[rows], matrix.scales())?;
+                return Ok(Matrix::Int8(Arc::new(matrix)));
+            }
+            _ => {}
+        }
+        let values = self.values(name, shape)?;
+        let tensor = if transpose {
+            let mut transposed = vec![0f32; values.len()];
+            for (o, row) in values.chunks_exact(cols.max(1)).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    transposed[i * rows + o] = v;
+                }
+            }
+            Tensor::from_data(TensorData::new(transposed, [cols, rows]), &self.device)
+        } else {
+            Tensor::from_data(TensorData::new(values, [rows, cols]), &self.device)
+        };
+        Ok(Matrix::F32(tensor))
+    }
+
     fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let path = self.path(name);
+        let values = self.source_values(&path, shape)?;
+        if let Source::Quantize { writer, .. } = self.source {
+            writer.borrow_mut().add_f32(&path, shape, &values)?;
+        }
+        Ok(values)
+    }
+
+    /// The f32 values of the full name `path`, from wherever this builder reads.
+    fn source_values(&self, path: &str, shape: &[usize]) -> Result<Vec<f32>> {
         match self.source {
-            Source::Checkpoint(weights) => weights.f32_values(&path, shape),
-            Source::Random { seed, std } => Ok(random_values(seed, &path, shape.iter().product(), std)),
+            Source::Checkpoint(weights) | Source::Quantize { weights: Some(weights), .. } => {
+                weights.f32_values(path, shape)
+            }
+            Source::Random { seed, std } | Source::Quantize { weights: None, random: (seed, std), .. } => {
+                Ok(random_values(seed, path, shape.iter().product(), std))
+            }
+            Source::Artifact(artifact) => artifact.f32_values(path, shape),
         }
     }
 }
 
 /// Uniform values with standard deviation `std`, from a SplitMix64 stream seeded by `seed` and `name`.
-fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
+pub fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
     let state = name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
     let mut rng = lens_core::rng::SplitMix64::new(state);
     let half_width = std * 3f32.sqrt();

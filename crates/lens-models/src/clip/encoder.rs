@@ -4,10 +4,10 @@
 //! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0).
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
-use crate::nn::{Activation, Mlp, layer_norm, linear};
+use crate::nn::{Activation, Dense, Mlp, dense, layer_norm};
 use crate::{Result, weights::VarBuilder};
 
 /// Sizes of one tower's encoder.
@@ -31,23 +31,24 @@ pub struct BaseModelOutputWithPooling<B: Backend> {
     pub pooler_output: Tensor<B, 2>,
 }
 
-/// Multi-head self-attention with separate `q_proj`, `k_proj`, `v_proj`, `out_proj` (all biased).
+/// Multi-head self-attention with separate `q_proj`, `k_proj`, `v_proj`, `out_proj` (all biased; f32 or
+/// int8 weights).
 #[derive(Module, Debug)]
 pub struct ClipAttention<B: Backend> {
-    pub q_proj: Linear<B>,
-    pub k_proj: Linear<B>,
-    pub v_proj: Linear<B>,
-    pub out_proj: Linear<B>,
+    pub q_proj: Dense<B>,
+    pub k_proj: Dense<B>,
+    pub v_proj: Dense<B>,
+    pub out_proj: Dense<B>,
     pub num_heads: usize,
 }
 
 impl<B: Backend> ClipAttention<B> {
     pub fn load(vb: &VarBuilder<B>, hidden: usize, num_heads: usize) -> Result<Self> {
         Ok(ClipAttention {
-            q_proj: linear(&vb.pp("q_proj"), hidden, hidden, true)?,
-            k_proj: linear(&vb.pp("k_proj"), hidden, hidden, true)?,
-            v_proj: linear(&vb.pp("v_proj"), hidden, hidden, true)?,
-            out_proj: linear(&vb.pp("out_proj"), hidden, hidden, true)?,
+            q_proj: dense(&vb.pp("q_proj"), hidden, hidden, true)?,
+            k_proj: dense(&vb.pp("k_proj"), hidden, hidden, true)?,
+            v_proj: dense(&vb.pp("v_proj"), hidden, hidden, true)?,
+            out_proj: dense(&vb.pp("out_proj"), hidden, hidden, true)?,
             num_heads,
         })
     }

@@ -1,14 +1,16 @@
 //! Images and text in, normalised CLIP embeddings out: the model together with the checkpoint's
-//! tokenizer and image processor, loaded from the files of a HuggingFace model directory.
+//! tokenizer and image processor, loaded from the files of a HuggingFace model directory or from a
+//! `burn-int8` model artifact (`lens models quantize`).
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 
 use super::{ClipConfig, ClipModel};
+use crate::artifact::{Artifact, ArtifactSource, Engine};
 use crate::files::{self, CheckpointFiles};
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
-use crate::weights::Weights;
+use crate::weights::{VarBuilder, Weights};
 use crate::{Error, Result};
 
 /// Most inputs run through the model at once; larger requests are split so memory stays bounded.
@@ -25,23 +27,73 @@ pub struct ClipPipeline<B: Backend> {
     pub tokenizer: HfTokenizer,
     pub processor: ClipImageProcessor,
     device: B::Device,
+    source: Option<ArtifactSource>,
+}
+
+/// The config, image processor and tokenizer a checkpoint's files describe.
+pub(crate) fn read_settings(
+    config: &[u8],
+    preprocessor_config: &[u8],
+    tokenizer: &[u8],
+    tokenizer_config: Option<&[u8]>,
+) -> Result<(ClipConfig, ClipImageProcessor, HfTokenizer)> {
+    let config = ClipConfig::from_json(config)?;
+    let processor = ClipImageProcessor::from_json(preprocessor_config)?;
+    files::check_image_size(&processor, config.vision_config.image_size)?;
+    let tokenizer = HfTokenizer::from_bytes(
+        tokenizer,
+        tokenizer_config,
+        config.text_config.max_position_embeddings,
+        "<|endoftext|>",
+    )?;
+    Ok((config, processor, tokenizer))
 }
 
 impl<B: Backend> ClipPipeline<B> {
     /// Build from checkpoint files (taken, so the weight bytes are not copied).
     pub fn load(files: ClipFiles, device: &B::Device) -> Result<Self> {
-        let config = ClipConfig::from_json(&files.config)?;
-        let processor = ClipImageProcessor::from_json(&files.preprocessor_config)?;
-        files::check_image_size(&processor, config.vision_config.image_size)?;
-        let tokenizer = HfTokenizer::from_bytes(
+        let (config, processor, tokenizer) = read_settings(
+            &files.config,
+            &files.preprocessor_config,
             &files.tokenizer,
             files.tokenizer_config.as_deref(),
-            config.text_config.max_position_embeddings,
-            "<|endoftext|>",
         )?;
         let weights = Weights::from_buffers(files.weights)?;
         let model = ClipModel::load(&weights.builder::<B>(device), &config)?;
-        Ok(ClipPipeline { config, model, tokenizer, processor, device: device.clone() })
+        Ok(ClipPipeline { config, model, tokenizer, processor, device: device.clone(), source: None })
+    }
+
+    /// Build from a `burn-int8` CLIP artifact: int8 matrices are used in place (the artifact's buffer is
+    /// shared, not copied), the small tensors are read as f32, and the config, image processor and
+    /// tokenizer come from the artifact's `config.json`, `preprocessor_config.json`, `tokenizer.json`
+    /// and optional `tokenizer_config.json` sections.
+    pub fn from_artifact(artifact: Artifact, device: &B::Device) -> Result<Self> {
+        let header = artifact.header();
+        if header.engine != Engine::BurnInt8 || header.family != "clip" {
+            return Err(Error::Artifact {
+                message: format!(
+                    "holds a `{}` model for the `{}` engine; this pipeline runs `clip` on `{}`",
+                    header.family,
+                    header.engine,
+                    Engine::BurnInt8
+                ),
+            });
+        }
+        let (config, processor, tokenizer) = read_settings(
+            artifact.file("config.json")?,
+            artifact.file("preprocessor_config.json")?,
+            artifact.file("tokenizer.json")?,
+            artifact.bytes("tokenizer_config.json"),
+        )?;
+        let model = ClipModel::load(&VarBuilder::from_artifact(&artifact, device), &config)?;
+        let source = Some(artifact.header().source.clone());
+        Ok(ClipPipeline { config, model, tokenizer, processor, device: device.clone(), source })
+    }
+
+    /// The checkpoint an artifact was made from (`None` when loaded from checkpoint files): its `id` is
+    /// the identity the native server reports for the same weights.
+    pub fn artifact_source(&self) -> Option<&ArtifactSource> {
+        self.source.as_ref()
     }
 
     /// Embedding dimension (`projection_dim`).
@@ -97,13 +149,22 @@ impl<B: Backend> ClipPipeline<B> {
     }
 
     /// Projected text features (not normalised).
+    ///
+    /// The tokenizer pads every text to the full context (77 tokens), but queries are short: the tower
+    /// runs only up to the last pooled position of the batch. That is exact, not an approximation:
+    /// attention is causal, so no position sees a later one, and pooling reads a position inside the
+    /// kept prefix.
     pub fn text_features(&self, texts: &[&str]) -> Result<Tensor<B, 2>> {
         if texts.is_empty() {
             return Err(Error::invalid_input("no text to embed"));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let (ids, mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+        let (mut ids, mut mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
             encoded.into_iter().map(|e| (e.ids, e.attention_mask)).unzip();
+        let keep = ids.iter().map(|row| self.model.text_model.pool_position(row) + 1).max().unwrap_or(1);
+        for row in ids.iter_mut().chain(mask.iter_mut()) {
+            row.truncate(keep);
+        }
         self.model.get_text_features(&ids, Some(&mask))
     }
 }

@@ -13,14 +13,14 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::ClipTextConfig;
 use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
-use crate::nn::{embedding, layer_norm};
+use crate::nn::{Table, embedding, layer_norm, table};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// `text_model.embeddings`.
 #[derive(Module, Debug)]
 pub struct ClipTextEmbeddings<B: Backend> {
-    /// `token_embedding.weight`: `[vocab, hidden]`.
-    pub token_embedding: Param<Tensor<B, 2>>,
+    /// `token_embedding.weight`: `[vocab, hidden]`, f32 or int8 rows.
+    pub token_embedding: Table<B>,
     /// `position_embedding.weight`: `[max_positions, hidden]`.
     pub position_embedding: Param<Tensor<B, 2>>,
 }
@@ -42,7 +42,7 @@ impl<B: Backend> ClipTextTransformer<B> {
         let e = vb.pp("embeddings");
         Ok(ClipTextTransformer {
             embeddings: ClipTextEmbeddings {
-                token_embedding: embedding(&e.pp("token_embedding"), c.vocab_size, c.hidden_size)?,
+                token_embedding: table(&e.pp("token_embedding"), c.vocab_size, c.hidden_size)?,
                 position_embedding: embedding(&e.pp("position_embedding"), c.max_position_embeddings, c.hidden_size)?,
             },
             encoder: ClipEncoder::load(&vb.pp("encoder"), &dims)?,
@@ -80,11 +80,10 @@ impl<B: Backend> ClipTextTransformer<B> {
         if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= self.vocab_size) {
             return Err(Error::invalid_input(format!("token id {bad} outside vocabulary of {}", self.vocab_size)));
         }
-        let device = self.embeddings.token_embedding.val().device();
-        let flat: Vec<i64> = input_ids.iter().flatten().map(|&id| id as i64).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * seq]), &device);
-        let hidden = self.embeddings.token_embedding.val().dims()[1];
-        let tokens = self.embeddings.token_embedding.val().select(0, ids).reshape([batch, seq, hidden]);
+        let device = self.embeddings.position_embedding.val().device();
+        let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
+        let hidden = self.embeddings.token_embedding.dims()[1];
+        let tokens = self.embeddings.token_embedding.gather(&flat, &device).reshape([batch, seq, hidden]);
         let positions = self.embeddings.position_embedding.val().slice([0..seq]).unsqueeze::<3>();
         let x = tokens + positions;
 

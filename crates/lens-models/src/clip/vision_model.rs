@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::config::ClipVisionConfig;
 use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
-use crate::nn::{layer_norm, patches};
+use crate::nn::{Dense, dense_shaped, layer_norm, patches};
 use crate::{Result, weights::VarBuilder};
 
 /// `vision_model.embeddings`.
@@ -18,9 +18,9 @@ use crate::{Result, weights::VarBuilder};
 pub struct ClipVisionEmbeddings<B: Backend> {
     /// `class_embedding`: `[hidden]`.
     pub class_embedding: Param<Tensor<B, 1>>,
-    /// `patch_embedding.weight` (a bias-free `Conv2d` with stride = kernel), flattened to a matmul
-    /// weight `[channels * patch * patch, hidden]`.
-    pub patch_embedding: Param<Tensor<B, 2>>,
+    /// `patch_embedding.weight` (a bias-free `Conv2d` `[hidden, channels, patch, patch]` with stride =
+    /// kernel): one matmul over flattened patches, `[channels * patch * patch] → [hidden]`.
+    pub patch_embedding: Dense<B>,
     /// `position_embedding.weight`: `[num_patches + 1, hidden]`.
     pub position_embedding: Param<Tensor<B, 2>>,
     pub patch_size: usize,
@@ -29,10 +29,9 @@ pub struct ClipVisionEmbeddings<B: Backend> {
 impl<B: Backend> ClipVisionEmbeddings<B> {
     pub fn load(vb: &VarBuilder<B>, c: &ClipVisionConfig) -> Result<Self> {
         let (h, p, ch) = (c.hidden_size, c.patch_size, c.num_channels);
-        let conv = vb.pp("patch_embedding").tensor("weight", [h, ch, p, p])?;
         Ok(ClipVisionEmbeddings {
             class_embedding: Param::from_tensor(vb.tensor("class_embedding", [h])?),
-            patch_embedding: Param::from_tensor(conv.reshape([h, ch * p * p]).transpose()),
+            patch_embedding: dense_shaped(&vb.pp("patch_embedding"), &[h, ch, p, p], false)?,
             position_embedding: Param::from_tensor(
                 vb.pp("position_embedding").tensor("weight", [c.num_positions(), h])?,
             ),
@@ -46,9 +45,9 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
         let [batch, _, height, width] = pixels.dims();
         let p = self.patch_size;
-        let weight = self.patch_embedding.val();
-        let hidden = weight.dims()[1];
-        let patch_embeds = patches(pixels, p).matmul(weight).reshape([batch, (height / p) * (width / p), hidden]);
+        let patch_embeds = self.patch_embedding.forward(patches(pixels, p));
+        let hidden = patch_embeds.dims()[1];
+        let patch_embeds = patch_embeds.reshape([batch, (height / p) * (width / p), hidden]);
         let class = self.class_embedding.val().reshape([1, 1, hidden]).expand([batch, 1, hidden]);
         let embeddings = Tensor::cat(vec![class, patch_embeds], 1);
         embeddings + self.position_embedding.val().unsqueeze::<3>()
