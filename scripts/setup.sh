@@ -132,3 +132,57 @@ else
   moto_installed || die "moto_server $moto_version" "install did not give that version"
   step "moto_server $moto_version" "ok (installed)"
 fi
+
+# --- Trunk (the browser app: `trunk serve` from the repository root) ---------------------------
+# The real binary goes to $TOOLS/trunk-<version>; $TOOLS/bin/trunk is a small wrapper that sets what the
+# wasm32 build needs (the getrandom cfg and simd128, as scripts/wasm-cargo; with Debian's toolchain also
+# build-std, its rustc and wasm-ld-19) and shares target/wasm with scripts/wasm-cargo.
+trunk_version=0.22.1
+trunk_real="$TOOLS/trunk-$trunk_version/bin/trunk"
+if [ -x "$trunk_real" ] && "$trunk_real" --version 2>/dev/null | grep -q " $trunk_version"; then
+  step "trunk $trunk_version" "ok (present in $TOOLS/trunk-$trunk_version)"
+elif [ -x "$TOOLS/bin/trunk" ] && [ "$(head -c 4 "$TOOLS/bin/trunk" | tail -c 3)" = ELF ] &&
+  "$TOOLS/bin/trunk" --version 2>/dev/null | grep -q " $trunk_version"; then
+  mkdir -p "$(dirname "$trunk_real")"
+  mv "$TOOLS/bin/trunk" "$trunk_real"
+  step "trunk $trunk_version" "ok (moved to $TOOLS/trunk-$trunk_version)"
+else
+  step "trunk $trunk_version" "installing into $TOOLS (about 17 min of CPU, 2.5 GB of memory)"
+  # 0.22 asks for rustc 1.96.1; it builds with older ones. rustls: no OpenSSL headers needed.
+  env -u CARGO_TARGET_DIR cargo install -q trunk --version "$trunk_version" --locked --ignore-rust-version \
+    --no-default-features --features rustls --root "$TOOLS/trunk-$trunk_version"
+  [ -x "$trunk_real" ] || die "trunk $trunk_version" "install did not give $trunk_real"
+  step "trunk $trunk_version" "ok (installed)"
+fi
+mkdir -p "$TOOLS/bin"
+{
+  echo '#!/usr/bin/env bash'
+  echo "# Written by scripts/setup.sh: Trunk $trunk_version with the wasm32 settings of scripts/wasm-cargo."
+  echo 'set -euo pipefail'
+  echo 'export TRUNK_SKIP_VERSION_CHECK=true'
+  echo '# Shares the wasm32 build with scripts/wasm-cargo when run from the repository root.'
+  echo '[ -n "${CARGO_TARGET_DIR:-}" ] || [ ! -f Trunk.toml ] || export CARGO_TARGET_DIR="$PWD/target/wasm"'
+  echo "export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend=\"wasm_js\" -C target-feature=+simd128'"
+  if ! rustup_wasm32; then
+    echo '# Debian rustc 1.96 building std for wasm32 (no rustup target here): its cargo first on PATH.'
+    echo 'export PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort'
+    echo 'export CARGO_BUILD_RUSTC=/usr/bin/rustc CARGO_BUILD_RUSTDOC=/usr/bin/rustdoc'
+    echo 'export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-19'
+  fi
+  echo "exec \"$trunk_real\" \"\$@\""
+} >"$TOOLS/bin/trunk.tmp"
+chmod +x "$TOOLS/bin/trunk.tmp"
+mv "$TOOLS/bin/trunk.tmp" "$TOOLS/bin/trunk"
+step "trunk wrapper" "ok ($TOOLS/bin/trunk)"
+
+# --- the browser app's end-to-end test: playwright-core driving /usr/bin/chromium -----------------
+if [ -f web/e2e/package-lock.json ]; then
+  want=$(node -p 'require("./web/e2e/package.json").dependencies["playwright-core"]')
+  have=$(node -p 'require("./web/e2e/node_modules/playwright-core/package.json").version' 2>/dev/null || true)
+  if [ "$want" = "$have" ]; then
+    step "web/e2e npm packages" "ok (present)"
+  else
+    (cd web/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "web/e2e npm packages" "npm ci failed"
+    step "web/e2e npm packages" "ok (installed)"
+  fi
+fi

@@ -3,7 +3,8 @@
 #   1. set-up (scripts/setup.sh: apt packages, wasm32 toolchain, wasm-bindgen-cli)
 #   2. native tests on burn-ndarray (release: one burn build shared with the benchmark)
 #   3. the `lens` tests again with the wgpu feature, when a Vulkan driver is present (Mesa lavapipe)
-#   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium
+#   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
+#      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test
 #   5. the cuda feature builds and links (it runs only where a GPU is lent; LENS_SKIP_CUDA=1 skips)
 #   6. smoke runs of the benchmarks (CLIP, BLIP, index, serve load)
 # Stops at the first failure; prints each step's time and a summary.
@@ -78,7 +79,7 @@ fi
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 export WASM_BINDGEN_TEST_DRIVER_TIMEOUT="${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-30}" # chromedriver start
-wasm_test() { scripts/wasm-cargo test --release -p lens-core -p lens-models "$@"; }
+wasm_test() { scripts/wasm-cargo test --release ${WASM_TEST_PACKAGES:--p lens-core -p lens-models} "$@"; }
 wasm_test_in_chromium() {
   local chromium binary=""
   chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
@@ -101,6 +102,21 @@ EOF
 step "lens-index builds for wasm32 (exact scans)" scripts/wasm-cargo build --release -p lens-index
 step "wasm32 tests in Node" wasm_test
 step "wasm32 tests in headless Chromium" wasm_test_in_chromium
+
+# --- the browser app (web/): its wasm side in Chromium, the Trunk build, the end-to-end test -----------
+web_wasm_tests() { WASM_TEST_PACKAGES="-p lens-web" wasm_test_in_chromium; }
+step "web: lens-web wasm tests in headless Chromium" web_wasm_tests
+step "web: trunk build --release" trunk build --release
+web_e2e() {
+  local artifact=models/fixtures/clip-tiny-quickgelu.int8.lens
+  if [ ! -f "$artifact" ]; then
+    artifact="$work/clip-tiny.lens"
+    target/release/lens models quantize --model models/fixtures/clip-tiny-quickgelu --out "$artifact"
+  fi
+  # Screenshots go to a temporary folder (web/docs/screenshot.png is written by a run by hand).
+  node web/e2e/e2e.mjs --dist dist --artifact "$artifact" --out "$work/screenshots" --lens target/release/lens
+}
+step "web: end-to-end in headless Chromium" web_e2e
 
 # --- CUDA: build and link only (no GPU here) -------------------------------------------------------
 if [ "${LENS_SKIP_CUDA:-0}" != 1 ]; then

@@ -93,11 +93,18 @@ impl LocalIndex {
             .collect())
     }
 
-    /// The `k` images closest to the stored image `sha256` (itself first, score 1).
+    /// The `k` images closest to the stored image `sha256`: itself first (score 1; a near-duplicate
+    /// whose score also rounds to 1 never takes its place), then the others best first.
     pub fn similar(&self, sha256: &str, k: usize) -> Option<Result<Vec<Hit>, IndexError>> {
         let id = *self.ids.get(sha256)?;
         let query = self.index.get(id)?.to_vec();
-        Some(self.search(&query, k))
+        Some(self.search(&query, k).map(|mut hits| {
+            if let Some(pos) = hits.iter().position(|h| h.sha256 == sha256) {
+                let own = hits.remove(pos);
+                hits.insert(0, own);
+            }
+            hits
+        }))
     }
 
     /// The stored (normalised) embedding of an image.

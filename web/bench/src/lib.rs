@@ -3,13 +3,15 @@
 //! The benchmark itself is `tests/browser.rs`, run in headless Chromium by `web/bench/run.sh`:
 //! [`clock`] times with `performance.now()`, [`report`] keeps samples and prints the table,
 //! [`checkpoint`] builds full-size random CLIP checkpoints in memory, [`cache`] round-trips bytes
-//! through Cache Storage, [`search`] times the local indexes.
+//! through Cache Storage, [`search`] times the local indexes, [`profile`] splits an encoder layer's time
+//! by op.
 #![cfg(target_arch = "wasm32")]
 
 pub mod cache;
 pub mod checkpoint;
 pub mod clip;
 pub mod clock;
+pub mod profile;
 pub mod report;
 pub mod search;
 

@@ -27,6 +27,12 @@ impl Samples {
         self
     }
 
+    /// Sample-by-sample sum with `other` (two timed stages of the same runs).
+    pub fn plus(&self, other: &Samples) -> Samples {
+        assert_eq!(self.len(), other.len(), "stages of the same runs have as many samples");
+        Samples(self.0.iter().zip(&other.0).map(|(a, b)| a + b).collect())
+    }
+
     fn sorted(&self) -> Vec<f64> {
         let mut s = self.0.clone();
         s.sort_by(f64::total_cmp);
@@ -88,6 +94,35 @@ impl Row {
     }
 }
 
+/// Put each `engine` row next to the `baseline` row measuring the same thing (same `what`), engine row
+/// first, and give it that row's median to divide by. Rows keep the order in which their `what` first
+/// appeared.
+pub fn pair_up(rows: Vec<Row>, engine: &str, baseline: &str) -> Vec<Row> {
+    let mut order: Vec<String> = Vec::new();
+    for r in &rows {
+        if !order.contains(&r.what) {
+            order.push(r.what.clone());
+        }
+    }
+    let rank = |r: &Row| {
+        let group = order.iter().position(|w| *w == r.what).expect("every what is in the order");
+        (group, r.engine != engine)
+    };
+    let medians: Vec<(String, f64)> =
+        rows.iter().filter(|r| r.engine == baseline).map(|r| (r.what.clone(), r.samples.median())).collect();
+    let mut rows: Vec<Row> = rows
+        .into_iter()
+        .map(|mut r| {
+            if r.engine == engine {
+                r.baseline_ms = medians.iter().find(|(w, _)| *w == r.what).map(|(_, m)| *m);
+            }
+            r
+        })
+        .collect();
+    rows.sort_by_key(rank);
+    rows
+}
+
 fn ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -142,5 +177,25 @@ mod tests {
         assert_eq!(s.p90(), 9.0);
         assert_eq!(s.min(), 1.0);
         assert_eq!(Samples::one(3.0).p90(), 3.0);
+    }
+
+    #[test]
+    fn pairs_engine_rows_with_their_baseline() {
+        let rows = vec![
+            Row::new("load", "fp32", Samples::one(10.0)),
+            Row::new("text", "fp32", Samples::one(8.0)),
+            Row::new("decode", "lens-core", Samples::one(1.0)),
+            Row::new("text", "int8", Samples::one(2.0)),
+            Row::new("load", "int8", Samples::one(5.0)),
+        ];
+        let rows = pair_up(rows, "int8", "fp32");
+        let order: Vec<(&str, &str)> = rows.iter().map(|r| (r.what.as_str(), r.engine.as_str())).collect();
+        assert_eq!(
+            order,
+            [("load", "int8"), ("load", "fp32"), ("text", "int8"), ("text", "fp32"), ("decode", "lens-core")]
+        );
+        assert_eq!(rows[0].baseline_ms, Some(10.0));
+        assert_eq!(rows[2].baseline_ms, Some(8.0));
+        assert_eq!(rows[1].baseline_ms, None);
     }
 }

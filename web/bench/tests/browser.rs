@@ -7,9 +7,11 @@
 
 use burn::backend::NdArray;
 use lens_bench_browser::clip::{self, Inputs, Iters};
-use lens_bench_browser::report::{Row, table};
-use lens_bench_browser::{SMOKE, checkpoint, clock, log, search};
+use lens_bench_browser::report::{Row, Samples, pair_up, table};
+use lens_bench_browser::{SMOKE, cache, checkpoint, clock, log, profile, search};
+use lens_models::artifact::{Artifact, ArtifactSource};
 use lens_models::clip::{ClipConfig, ClipFiles, ClipPipeline};
+use lens_models::quant::quantize_clip;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -41,8 +43,13 @@ const INT8_ITERS: Iters = if SMOKE {
 const FP32_ITERS: Iters = if SMOKE {
     Iters { warmup: 0, image: 1, batch: 1, text: 1 }
 } else {
-    Iters { warmup: 1, image: 3, batch: 1, text: 5 }
+    Iters { warmup: 1, image: 5, batch: 2, text: 10 }
 };
+/// Loads of the int8 artifact and Cache Storage round trips (the fp32 checkpoint loads once).
+const LOAD_ITERS: usize = if SMOKE { 1 } else { 3 };
+/// Repetitions of each op in the per-layer profile.
+const PROFILE_ITERS: usize = if SMOKE { 1 } else { 5 };
+const LOAD: &str = "model load: bytes in memory → ready model";
 /// `(vectors, queries, target ms)`.
 const SEARCH: &[(usize, usize, Option<f64>)] =
     if SMOKE { &[(1_000, 1, None)] } else { &[(10_000, 100, None), (100_000, 30, Some(20.0))] };
@@ -80,30 +87,97 @@ async fn clip_embedding() {
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
-    let (files, built) = clock::once(files);
-    let config = ClipConfig::from_json(&files.config).expect("config parses");
-    let fp32_bytes = files.weights[0].1.len();
+    // int8 first: quantize the random checkpoint, then drop it, so the fp32 model is never in memory
+    // at the same time as the checkpoint's second copy.
+    let (files_fp32, built) = clock::once(files);
+    let config = ClipConfig::from_json(&files_fp32.config).expect("config parses");
+    let fp32_bytes = files_fp32.weights[0].1.len();
     notes.push(format!(
         "random checkpoint: {:.1} M parameters, fp32 safetensors {:.1} MB, built in {:.0} ms",
         checkpoint::parameter_count(&config) as f64 / 1e6,
         mb(fp32_bytes),
         built.median()
     ));
+    let source = ArtifactSource { id: format!("random-{SEED:x}"), name: model_name().into() };
+    let (artifact, quantized) = clock::once(|| quantize_clip(files_fp32, source).expect("the checkpoint quantizes"));
+    notes.push(format!(
+        "int8 artifact: {:.1} MB ({:.2} × the fp32 safetensors), quantized in the browser in {:.0} ms",
+        mb(artifact.len()),
+        artifact.len() as f64 / fp32_bytes as f64,
+        quantized.median()
+    ));
 
+    let (mut put, mut get) = (Samples::default(), Samples::default());
+    for _ in 0..LOAD_ITERS {
+        match cache::round_trip("lens-bench", &artifact).await {
+            Ok(trip) => {
+                put.push(trip.put_ms);
+                get.push(trip.get_ms);
+            }
+            Err(why) => {
+                notes.push(format!("Cache Storage not measured: {why}"));
+                break;
+            }
+        }
+    }
+    if !put.is_empty() {
+        rows.push(Row::new("Cache Storage put (artifact)", "browser", put));
+        rows.push(Row::new("Cache Storage get (artifact → wasm bytes)", "browser", get));
+    }
+
+    let (mut parse, mut build) = (Samples::default(), Samples::default());
+    let mut int8 = None;
+    for _ in 0..LOAD_ITERS {
+        let bytes = artifact.clone();
+        let start = clock::now_ms();
+        let parsed = Artifact::parse(bytes).expect("the artifact parses and its checksum holds");
+        let parsed_at = clock::now_ms();
+        let pipeline = ClipPipeline::<B>::from_artifact(parsed, &device).expect("the artifact builds a pipeline");
+        let end = clock::now_ms();
+        parse.push(parsed_at - start);
+        build.push(end - parsed_at);
+        int8 = Some(pipeline);
+    }
+    let int8 = int8.expect("LOAD_ITERS > 0");
+    drop(artifact);
+    let total = parse.plus(&build);
+    rows.push(Row::new(LOAD, "int8", total));
+    notes.push(format!(
+        "int8 load split: parse + SHA-256 {:.0} ms, build from the sections {:.0} ms (medians)",
+        parse.median(),
+        build.median()
+    ));
+    rows.push(clip::preprocess_row(&int8, &inputs, INT8_ITERS));
+    let (int8_rows, int8_out) = clip::embedding_rows(&int8, "int8", &inputs, INT8_ITERS);
+    rows.extend(int8_rows);
+    let mut profiles = profile::report(&int8, "int8", QUERY, PROFILE_ITERS, &device);
+    drop(int8);
+
+    let files = files();
     let (fp32, load) = clock::once(|| ClipPipeline::<B>::load(files, &device).expect("the random checkpoint loads"));
-    rows.push(Row::new("model load: safetensors bytes → model", "fp32", load));
-    rows.push(clip::preprocess_row(&fp32, &inputs, FP32_ITERS));
+    rows.push(Row::new(LOAD, "fp32", load));
     let (fp32_rows, fp32_out) = clip::embedding_rows(&fp32, "fp32", &inputs, FP32_ITERS);
+    profiles += &profile::report(&fp32, "fp32", QUERY, PROFILE_ITERS, &device);
     drop(fp32);
     rows.extend(fp32_rows);
-    let padding = lens_core::vector::cosine(&fp32_out.text, &fp32_out.text_unpadded);
-    assert!(padding > 0.9999, "the query's embedding without padding differs: cosine {padding}");
+
+    for (engine, out) in [("int8", &int8_out), ("fp32", &fp32_out)] {
+        let padding = lens_core::vector::cosine(&out.text, &out.text_padded);
+        assert!(padding > 0.9999, "{engine}: the query's embedding over the padded context differs: cosine {padding}");
+    }
+    notes.push(format!(
+        "int8 vs fp32 on the same inputs (random weights): cosine {:.4} (image), {:.4} (text)",
+        lens_core::vector::cosine(&int8_out.image, &fp32_out.image),
+        lens_core::vector::cosine(&int8_out.text, &fp32_out.text)
+    ));
 
     log(&format!("\n{} in a dedicated worker (wasm32, simd128, one thread)\n", model_name()));
-    log(&table(&rows));
+    log(&table(&pair_up(rows, "int8", "fp32")));
     for note in notes {
         log(&note);
     }
+    log(&format!("\nwhere the time goes: layer 0 of each tower, op by op (median of {PROFILE_ITERS})"));
+    log(&profiles);
 }
 
 #[wasm_bindgen_test]
