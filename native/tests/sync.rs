@@ -329,6 +329,12 @@ fn thumbnails_and_cors() {
     assert_eq!(listed.len(), 4);
     assert_eq!(server.http.get(server.url(&listed[0])).send().unwrap().status(), 200, "thumbnail_url resolves");
 
+    // Both endpoints are in the OpenAPI document.
+    let (_, doc) = server.get("/v1/openapi.json");
+    assert!(doc["paths"]["/v1/sync"]["get"]["parameters"].is_array(), "{}", doc["paths"]);
+    assert!(doc["paths"]["/v1/images/{id}/thumbnail"]["get"]["responses"]["304"].is_object());
+    assert!(doc["components"]["schemas"]["SyncPage"]["properties"]["changes"].is_object());
+
     // CORS: preflights from an allowed origin, for every route the browser app uses.
     let preflight = |server: &Server, path: &str, origin: &str, method: &str| {
         server

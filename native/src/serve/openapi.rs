@@ -108,6 +108,21 @@ pub async fn document() -> Json<Value> {
     dup_path["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
         {"name": "threshold", "in": "query", "schema": {"type": "number", "default": 0.95}},
         {"name": "k", "in": "query", "schema": {"type": "integer", "default": 20}}]);
+    let mut thumbnail_path = json!({"get": {"summary": "A JPEG thumbnail (quality 80) of the image fitted in size x size: aspect kept, \
+never enlarged, EXIF orientation applied. Content-addressed: Cache-Control immutable, an ETag, 304 on If-None-Match.",
+        "responses": error_responses(&[400, 404, 422])}});
+    thumbnail_path["get"]["responses"]["200"] = json!({"description": "the thumbnail", "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}});
+    thumbnail_path["get"]["responses"]["304"] = json!({"description": "not modified (If-None-Match)"});
+    thumbnail_path["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 32, "maximum": 512, "default": 256}}]);
+    let mut sync_path = json!({"get": op("Browser sync: the change feed. The latest state of every image changed after `since` \
+(added, captioned, tags changed, embedded by the server's model, deleted), each once, ascending seq; an image without an \
+embedding by the server's model is left out until it has one. Pass next_cursor back as since; pages stay consistent while \
+ingest runs. A malformed cursor is 400 invalid_cursor; one ahead of the log gives an empty page.", None,
+        ("200", schema("SyncPage")), &[400, 503])});
+    sync_path["get"]["parameters"] = json!([
+        {"name": "since", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "a next_cursor; absent: from the beginning"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 200}}]);
     let mut job_path = json!({"get": op("One job", None, ("200", schema("Job")), &[404])});
     job_path["parameters"] = id_param();
     let mut jobs_path = json!({"get": op("Recent jobs, newest first; ?kind=caption&state=dead is the dead-letter queue", None,
@@ -143,6 +158,21 @@ pub async fn document() -> Json<Value> {
         "orientation": {"type": "integer"}, "exif": {"type": "object", "properties": {"date_time_original": {"type": "string"}, "date_time": {"type": "string"},
             "make": {"type": "string"}, "model": {"type": "string"}, "software": {"type": "string"}, "lens_model": {"type": "string"}}}}});
 
+    let sync_page = json!({"type": "object", "required": ["model", "changes", "next_cursor", "more"], "properties": {
+                "model": {"type": "object", "properties": {"id": {"type": "string", "description": "ModelInfo.id: embeddings of other models must not be mixed in"},
+                    "dims": {"type": "integer"}}},
+                "changes": {"type": "array", "items": {"oneOf": [
+                    {"type": "object", "required": ["seq", "op", "image"], "properties": {"seq": {"type": "integer"}, "op": {"const": "upsert"},
+                        "image": {"type": "object", "properties": {"id": {"type": "string"}, "sha256": {"type": "string"}, "mime": {"type": "string"},
+                            "width": {"type": "integer"}, "height": {"type": "integer"}, "bytes": {"type": "integer"},
+                            "created_at": {"type": "integer", "description": "ms since the Unix epoch"},
+                            "tags": {"type": "array", "items": {"type": "string"}}, "caption": {"type": ["string", "null"]},
+                            "embedding": {"type": "array", "items": {"type": "number"}, "description": "the server model's L2-normalised image embedding (f32)"},
+                            "thumbnail_url": {"type": "string"}}}}},
+                    {"type": "object", "required": ["seq", "op", "id"], "properties": {"seq": {"type": "integer"}, "op": {"const": "delete"}, "id": {"type": "string"}}}]}},
+                "next_cursor": {"type": "string", "description": "the since of the next page (the last seq returned; since itself when none)"},
+                "more": {"type": "boolean", "description": "more changes follow next_cursor now"}}});
+
     Json(json!({
         "openapi": "3.1.0",
         "info": {"title": "Lens", "version": env!("CARGO_PKG_VERSION"), "description": "Image ingest, BLIP captions and hybrid CLIP + caption search. Errors are {\"error\": {\"code\", \"message\"}}."},
@@ -151,6 +181,8 @@ pub async fn document() -> Json<Value> {
             "/v1/images/{id}": image_path,
             "/v1/images/{id}/blob": blob_path,
             "/v1/images/{id}/duplicates": dup_path,
+            "/v1/images/{id}/thumbnail": thumbnail_path,
+            "/v1/sync": sync_path,
             "/v1/search": {"post": op("Search by text, image URL or stored image", Some(search_body), ("200", results.clone()), &[400, 404, 413, 422, 503, 504])},
             "/v1/search/image": {"post": op("Search by an uploaded image", Some(json!({"multipart/form-data": {"schema": {"type": "object", "properties": {
                 "file": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "threshold": {"type": "number"}, "tag": {"type": "string"}}, "required": ["file"]}}})),
@@ -187,6 +219,7 @@ pub async fn document() -> Json<Value> {
                 "caption_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "null without a caption, or when not computed (weight 0, image queries)"},
                 "caption": {"type": ["string", "null"]}, "tags": {"type": "array", "items": {"type": "string"}},
                 "colors": colors, "metadata": metadata, "url": {"type": "string"}}},
+            "SyncPage": sync_page,
             "Job": {"type": "object", "properties": {"id": {"type": "string"}, "kind": {"type": "string", "description": "ingest, index_rebuild, caption"},
                 "state": {"enum": ["queued", "running", "succeeded", "failed", "dead", "cancelled"],
                     "description": "dead: a caption job that failed --caption-max-attempts times (kept with its last_error); cancelled: its image was deleted or captioned by request"},
