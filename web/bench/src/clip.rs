@@ -83,6 +83,10 @@ pub fn embedding_rows<B: Backend>(
     ));
 
     let samples =
+        clock::time(iters.warmup, iters.text, || pipeline.tokenizer.encode(inputs.query).expect("tokenizing a query"));
+    rows.push(Row::new("text query: tokenize only", engine, samples));
+
+    let samples =
         clock::time(iters.warmup, iters.text, || pipeline.embed_texts(&[inputs.query]).expect("embedding a query"));
     rows.push(target(
         Row::new(format!("text query, batch 1: \"{}\" (tokenize → embedding)", inputs.query), engine, samples),

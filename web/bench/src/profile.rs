@@ -3,9 +3,10 @@
 //! beside the whole layer and the whole tower. It names the hot spots behind a missed target.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use lens_models::clip::ClipPipeline;
 use lens_models::clip::encoder::ClipEncoderLayer;
+use lens_models::nn::Activation;
 use lens_models::tokenizer::TextTokenizer;
 
 use crate::clock;
@@ -62,11 +63,30 @@ pub fn encoder_layer<B: Backend>(layer: &ClipEncoderLayer<B>, seq: usize, iters:
             1,
         ),
         op(
+            &format!("  (aside, not in the layer: the same {:?} as one pass over the values)", layer.mlp.act),
+            one_pass_activation(layer.mlp.act, &inner, iters),
+            0,
+        ),
+        op(
             &format!("MLP fc2 {intermediate}→{hidden}"),
             median(iters, || layer.mlp.fc2.forward(inner.clone()).into_data()),
             1,
         ),
     ]
+}
+
+/// Median ms of `act` on `x` as a fused kernel would run it: the values read out, mapped in one loop,
+/// a tensor built again. Only `quick_gelu` (ViT-B/32's) is written out; others give NaN.
+fn one_pass_activation<B: Backend>(act: Activation, x: &Tensor<B, 3>, iters: usize) -> f64 {
+    if act != Activation::QuickGelu {
+        return f64::NAN;
+    }
+    let (dims, device) = (x.dims(), x.device());
+    median(iters, || {
+        let mut values = x.clone().into_data().convert::<f32>().into_vec::<f32>().expect("f32 values");
+        values.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp());
+        Tensor::<B, 3>::from_data(TensorData::new(values, dims), &device)
+    })
 }
 
 /// Median ms of one whole layer on the same input shape.
@@ -127,6 +147,12 @@ pub fn table(tower: &str, ops: &[Op], layer_ms: f64, layers: usize, tower_ms: f6
         layer_ms * layers as f64
     );
     for o in ops {
+        if o.per_layer == 0 {
+            if o.ms.is_finite() {
+                out += &format!("| {} | {:.2} | – | – | – |\n", o.name, o.ms);
+            }
+            continue;
+        }
         let per_layer = o.ms * o.per_layer as f64;
         out += &format!(
             "| {} | {:.2} | {} | {:.2} | {:.0}% |\n",
