@@ -13,7 +13,6 @@ pub mod text_model;
 pub mod vision_model;
 
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
@@ -21,7 +20,7 @@ pub use pipeline::{ClipFiles, ClipPipeline};
 use text_model::ClipTextTransformer;
 use vision_model::ClipVisionTransformer;
 
-use crate::nn::linear;
+use crate::nn::{Dense, dense};
 use crate::{Result, weights::VarBuilder};
 
 /// The joint CLIP model: both towers, their projections into the shared space, and the logit scale.
@@ -29,10 +28,11 @@ use crate::{Result, weights::VarBuilder};
 pub struct ClipModel<B: Backend> {
     pub text_model: ClipTextTransformer<B>,
     pub vision_model: ClipVisionTransformer<B>,
-    /// `visual_projection.weight` (no bias), stored `[vision hidden, projection]`.
-    pub visual_projection: Linear<B>,
-    /// `text_projection.weight` (no bias), stored `[text hidden, projection]`.
-    pub text_projection: Linear<B>,
+    /// `visual_projection.weight` (no bias): `[vision hidden, projection]` in f32, `[projection, vision
+    /// hidden]` int8 rows in an artifact.
+    pub visual_projection: Dense<B>,
+    /// `text_projection.weight` (no bias), laid out as `visual_projection`.
+    pub text_projection: Dense<B>,
     /// `logit_scale`, a log-temperature: logits are `exp(logit_scale) · cos`.
     pub logit_scale: Param<Tensor<B, 1>>,
 }
@@ -53,8 +53,8 @@ impl<B: Backend> ClipModel<B> {
         Ok(ClipModel {
             text_model: ClipTextTransformer::load(&vb.pp("text_model"), t)?,
             vision_model: ClipVisionTransformer::load(&vb.pp("vision_model"), v)?,
-            visual_projection: linear(&vb.pp("visual_projection"), v.hidden_size, p, false)?,
-            text_projection: linear(&vb.pp("text_projection"), t.hidden_size, p, false)?,
+            visual_projection: dense(&vb.pp("visual_projection"), v.hidden_size, p, false)?,
+            text_projection: dense(&vb.pp("text_projection"), t.hidden_size, p, false)?,
             logit_scale: Param::from_tensor(logit_scale),
         })
     }
