@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
 use lens_core::image::{DecodeLimits, RgbImage, decode_image};
+use lens_models::artifact::{Artifact, Engine};
 use lens_models::clip::ClipPipeline;
 use serde::Serialize;
 
@@ -44,12 +46,71 @@ pub(crate) fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// What `--model` names, before loading: a checkpoint directory or a model artifact.
+pub(crate) enum ModelSource {
+    Dir(PathBuf),
+    Artifact(Artifact),
+}
+
+/// Look at `--model`: a file starting with the artifact magic is an artifact (read and verified);
+/// anything else is a checkpoint directory or a hub id (`org/name`, pulled once).
+pub(crate) fn open_model(path: &Path) -> Result<ModelSource> {
+    if path.is_file() {
+        let mut prefix = [0u8; 8];
+        let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut prefix)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !Artifact::sniff(&prefix[..n]) {
+            bail!("{} is neither a checkpoint directory nor a model artifact", path.display());
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let artifact = Artifact::parse(bytes).with_context(|| format!("cannot load {}", path.display()))?;
+        return Ok(ModelSource::Artifact(artifact));
+    }
+    Ok(ModelSource::Dir(crate::serve::model_dir(path, "--model")?))
+}
+
+/// A loaded embedding model, whichever engine runs it.
+pub(crate) enum LoadedModel<B: Backend> {
+    /// burn modules: fp32 checkpoints and `burn-int8` artifacts.
+    Burn(Box<ClipPipeline<B>>),
+}
+
+impl<B: Backend> LoadedModel<B> {
+    pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
+        let loaded = match open_model(path)? {
+            ModelSource::Dir(dir) => ClipPipeline::<B>::from_dir(&dir, device).map(Box::new).map(LoadedModel::Burn),
+            ModelSource::Artifact(artifact) => match artifact.engine() {
+                Engine::BurnInt8 => ClipPipeline::<B>::from_artifact(artifact, device).map(Box::new).map(LoadedModel::Burn),
+                other => bail!("{}: artifacts for the `{other}` engine are not supported by this build", path.display()),
+            },
+        };
+        loaded.with_context(|| format!("cannot load model from {}", path.display()))
+    }
+
+    pub fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            LoadedModel::Burn(p) => Ok(p.embed_images(images)?),
+        }
+    }
+
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            LoadedModel::Burn(p) => Ok(p.embed_texts(texts)?),
+        }
+    }
+
+    pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
+        match self {
+            LoadedModel::Burn(p) => Ok(p.classify(image, labels)?),
+        }
+    }
+}
+
 pub fn embed(model: &ModelArgs, images: &[PathBuf], texts: &[String]) -> Result<()> {
     // Inputs are checked before the model is loaded: a bad file fails fast.
     let decoded = read_images(images)?;
     with_backend!(model.device, |B, device| {
-        let pipeline = ClipPipeline::<B>::from_dir(&model.model, &device)
-            .with_context(|| format!("cannot load model from {}", model.model.display()))?;
+        let pipeline = LoadedModel::<B>::load(&model.model, &device)?;
         let (inputs, embeddings): (Vec<String>, Vec<Vec<f32>>) = if !images.is_empty() {
             (images.iter().map(|p| p.display().to_string()).collect(), pipeline.embed_images(&decoded)?)
         } else {
@@ -72,8 +133,7 @@ pub fn classify(model: &ModelArgs, image: &Path, labels: &str) -> Result<()> {
     }
     let decoded = read_images(&[image.to_path_buf()])?.remove(0);
     with_backend!(model.device, |B, device| {
-        let pipeline = ClipPipeline::<B>::from_dir(&model.model, &device)
-            .with_context(|| format!("cannot load model from {}", model.model.display()))?;
+        let pipeline = LoadedModel::<B>::load(&model.model, &device)?;
         let probs = pipeline.classify(&decoded, &labels)?;
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &Classification { labels: &labels, probs: &probs })?;

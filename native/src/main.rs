@@ -6,6 +6,8 @@
 //! - `lens caption --model DIR [--prompt P] [--beams N] [--max-new-tokens N] IMAGE...`: BLIP captions,
 //!   one `{"input", "caption"}` line per image (`{"input", "error"}` for an unreadable one).
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
+//! - `lens models quantize --model DIR|ORG/NAME --out FILE`: write an int8 model artifact (browser, edge);
+//!   `lens embed` and `lens classify` take such a file as `--model` too.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
 //! - `lens ingest PATH|URL...`, `lens search TEXT`: clients of a running server.
 //!
@@ -16,6 +18,7 @@ mod caption;
 mod client;
 mod embed;
 mod pull;
+mod quantize;
 mod serve;
 
 use std::path::PathBuf;
@@ -55,8 +58,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ModelArgs {
-    /// HuggingFace-format CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
-    #[arg(long, value_name = "DIR")]
+    /// HuggingFace-format CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json,
+    /// preprocessor_config.json), a hub repository id (`org/name`, pulled once), or a model artifact
+    /// written by `lens models quantize` (int8; computes on the CPU).
+    #[arg(long, value_name = "DIR|FILE")]
     model: PathBuf,
     /// Compute device: `cpu` (burn-ndarray), `wgpu` or `cuda` when built with those features.
     #[arg(long, default_value = "cpu", env = "LENS_DEVICE")]
@@ -102,6 +107,9 @@ enum ModelsCommand {
     /// Download a checkpoint (config, safetensors, tokenizer, pre-processor) from the hub at
     /// $HF_ENDPOINT (default https://huggingface.co), resuming partial files and checking checksums.
     Pull(pull::PullArgs),
+    /// Quantize a CLIP checkpoint to one int8 model artifact (weights int8 per output channel,
+    /// activations int8 per row at run time); prints one JSON line.
+    Quantize(quantize::QuantizeArgs),
 }
 
 fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
@@ -119,6 +127,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => embed::classify(&args.model, &args.image, &args.labels),
         Command::Caption(args) => caption::caption(&args),
         Command::Models { command: ModelsCommand::Pull(args) } => pull::pull(&args),
+        Command::Models { command: ModelsCommand::Quantize(args) } => quantize::quantize(&args),
         Command::Serve(args) => serve_main(args),
         Command::Ingest(args) => client::ingest(&args),
         Command::Search(args) => client::search(&args),

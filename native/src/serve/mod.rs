@@ -162,7 +162,7 @@ fn load_engine(state: &AppState) -> Result<()> {
 /// `--model` (and `--caption-model`, named by `flag`) is a checkpoint directory, or a hub repository id
 /// (`org/name`) that is pulled once into `lens models pull`'s default directory and reused from there on
 /// later starts (offline too).
-fn model_dir(model: &std::path::Path, flag: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn model_dir(model: &std::path::Path, flag: &str) -> Result<std::path::PathBuf> {
     if model.is_dir() {
         return Ok(model.to_path_buf());
     }
