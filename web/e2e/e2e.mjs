@@ -158,35 +158,41 @@ try {
       server.on('exit', (code) => fail(new Error(`lens serve exited (${code})`)));
     });
     const api = `http://${addr}`;
+    for (let i = 0; ; i++) { // listening comes before the models are loaded
+      const ready = await fetch(`${api}/readyz`).then((r) => r.ok, () => false);
+      if (ready) break;
+      assert.ok(i < 600, 'lens serve did not get ready in 60 s');
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
     log('lens serve at', api);
+    // The server gets the photo deleted here: it comes back from the server, with its caption.
     const form = new FormData();
-    form.append('file', new Blob([readFileSync(join(images, 'rocket.jpg'))]), 'rocket.jpg');
+    form.append('file', new Blob([readFileSync(join(images, victim.name))]), victim.name);
     const up = await fetch(`${api}/v1/images`, { method: 'POST', body: form });
     assert.ok(up.ok, `upload to lens serve: ${up.status}`);
-    const serverSha = (await up.json()).images[0].sha256;
+    const body = await up.json();
+    assert.equal((body.images?.[0] ?? body).sha256, victim.sha, 'same bytes, same sha256 on both sides');
 
-    // A photo only the page has (deleted above), added again so it is sent up.
-    await page.setInputFiles('#files', [join(images, photos.find((p) => p === victim.name) ?? victim.name)]);
-    await page.waitForFunction(() => document.querySelector('#count').dataset.total === '12');
     await page.fill('#query', '');
     await page.click('.sync summary');
     await page.fill('#server', api);
     await page.click('#sync-form button');
-    // rocket.jpg is already here: it merges by sha256 and gets the server's caption; the local
-    // image sent up gets its caption through the feed too.
-    await page.waitForFunction((sha) => {
-      const c = document.querySelector(`#grid .card[data-sha="${sha}"]`);
+    const captioned = (sha) => page.waitForFunction((s) => {
+      const c = document.querySelector(`#grid .card[data-sha="${s}"]`);
       return c && c.dataset.synced === '1' && c.querySelector('.caption')?.textContent;
-    }, serverSha, { timeout: 180_000 });
-    await page.waitForFunction((sha) => {
-      const c = document.querySelector(`#grid .card[data-sha="${sha}"]`);
-      return c && c.dataset.synced === '1' && c.querySelector('.caption')?.textContent;
-    }, victim.sha, { timeout: 180_000 });
+    }, sha, { timeout: 180_000 });
+    await captioned(victim.sha);
+    log('the server\'s image is here with its caption');
+    // A local image (rocket.jpg) is sent up, captioned by the server, and its caption comes back.
+    const rocket = (await cards()).find((c) => c.name === 'rocket.jpg');
+    await captioned(rocket.sha);
+    await page.waitForFunction(() => document.querySelector('#count').dataset.total === '12');
     const synced = await cards();
-    log('synced captions:', synced.filter((c) => c.caption).map((c) => `${c.name}: ${c.caption}`).join(' | '));
-    assert.equal(await total(), 12, 'server and local copies merged by sha256');
+    log('captions:', synced.filter((c) => c.caption).map((c) => `${c.name}: ${c.caption}`).join(' | '));
     const listed = await (await fetch(`${api}/v1/images?limit=50`)).json();
-    assert.ok(listed.images.some((i) => i.sha256 === victim.sha), 'the local image is on the server');
+    assert.equal(listed.images.length, 12, 'every local image was sent up, none twice');
+    assert.ok(listed.images.some((i) => i.sha256 === rocket.sha && i.caption), 'the local image was captioned on the server');
+    await page.waitForSelector('#sync-status[data-state="idle"]');
     await page.screenshot({ path: join(out, 'screenshot-sync.png') });
     rmSync(data, { recursive: true, force: true });
   } else {
