@@ -41,7 +41,8 @@ struct Report<'a> {
 
 pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let dir = crate::serve::model_dir(&args.model, "--model")?;
-    let files = ClipFiles::read_dir(&dir).with_context(|| format!("cannot read a checkpoint from {}", dir.display()))?;
+    let files =
+        ClipFiles::read_dir(&dir).with_context(|| format!("cannot read a checkpoint from {}", dir.display()))?;
     // Same function, same arguments as the server's embedder: the artifact carries the server's model id.
     let (id, name, _) = crate::serve::model_queue::identify(&dir, &files, "clip");
     let bytes = quantize_clip(files, ArtifactSource { id, name })
@@ -67,7 +68,7 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
 
 /// Write `bytes` to a temporary file beside `path`, then rename it over `path`: readers never see a
 /// partial artifact, and a failure leaves nothing behind.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().with_context(|| format!("--out {} is not a file name", path.display()))?;
     let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let written = (|| -> std::io::Result<()> {

@@ -98,7 +98,11 @@ pub fn dense_shaped<B: Backend>(vb: &VarBuilder<B>, weight_shape: &[usize], bias
             bias: if bias { Some(Param::from_tensor(vb.tensor("bias", [d_out])?)) } else { None },
         }),
         Matrix::Int8(weight) => {
-            let bias = if bias { Some(vb.tensor::<1>("bias", [d_out])?.into_data().to_vec::<f32>().expect("f32")) } else { None };
+            let bias = if bias {
+                Some(vb.tensor::<1>("bias", [d_out])?.into_data().to_vec::<f32>().expect("f32"))
+            } else {
+                None
+            };
             Dense::Int8(Int8Linear::new(weight, bias))
         }
     })

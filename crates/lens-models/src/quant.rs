@@ -363,7 +363,8 @@ mod simd {
         let n = dots.len();
         assert!(w.len() >= n * k && qx.len() >= k);
         let body = k / 8 * 8;
-        let tail = |row: &[i8]| -> i32 { qx[body..k].iter().zip(&row[body..k]).map(|(&a, &b)| a as i32 * b as i32).sum() };
+        let tail =
+            |row: &[i8]| -> i32 { qx[body..k].iter().zip(&row[body..k]).map(|(&a, &b)| a as i32 * b as i32).sum() };
         let mut o = 0;
         while o + 4 <= n {
             let rows = [&w[o * k..], &w[(o + 1) * k..], &w[(o + 2) * k..], &w[(o + 3) * k..]];
@@ -465,7 +466,8 @@ mod tests {
             let mut norm = 0f64;
             for r in 0..m {
                 for o in 0..n {
-                    let f: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[o * k + i] as f64).sum::<f64>() + bias[o] as f64;
+                    let f: f64 =
+                        (0..k).map(|i| x[r * k + i] as f64 * w[o * k + i] as f64).sum::<f64>() + bias[o] as f64;
                     diff += (ours[r * n + o] as f64 - f).powi(2);
                     norm += f * f;
                 }

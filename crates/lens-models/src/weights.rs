@@ -258,9 +258,7 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
         let rows = shape.first().copied().unwrap_or(1);
         let cols: usize = shape.iter().skip(1).product();
         match self.source {
-            Source::Artifact(artifact)
-                if artifact.section(&path).is_some_and(|s| s.dtype == SectionDtype::I8) =>
-            {
+            Source::Artifact(artifact) if artifact.section(&path).is_some_and(|s| s.dtype == SectionDtype::I8) => {
                 return Ok(Matrix::Int8(Arc::new(QuantizedMatrix::from_artifact(artifact, &path, shape)?)));
             }
             Source::Quantize { writer, .. } => {

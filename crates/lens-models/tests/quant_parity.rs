@@ -104,7 +104,10 @@ fn int8_image_and_text_embeddings_match_fp32_reference() {
     for f in fixtures() {
         let pipeline = f.int8();
         assert_eq!(pipeline.artifact_source(), Some(&source(f.name)));
-        assert!(pipeline.model.text_projection.is_int8() && pipeline.model.vision_model.embeddings.patch_embedding.is_int8());
+        assert!(
+            pipeline.model.text_projection.is_int8()
+                && pipeline.model.vision_model.embeddings.patch_embedding.is_int8()
+        );
         let (pixels, shape) = f.tensor("pixel_values");
         let (reference, rshape) = f.tensor("image_embeds");
         let ours = values(pipeline.image_features(pixels, shape[0]).unwrap());
@@ -141,10 +144,8 @@ fn quantizing_is_deterministic_and_shrinks_the_model() {
 fn the_committed_artifact_is_what_quantizing_the_fixture_gives() {
     // `lens models quantize --model models/fixtures/clip-tiny-quickgelu` wrote it; its source id is the
     // one `lens serve` reports for that directory (no manifest: name and hash of the weights).
-    let committed = include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../models/fixtures/clip-tiny-quickgelu.int8.lens"
-    ));
+    let committed =
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fixtures/clip-tiny-quickgelu.int8.lens"));
     let artifact = Artifact::parse(committed.to_vec()).unwrap();
     let f = &fixtures()[0];
     let again = quantize_clip(f.files.clone(), artifact.header().source.clone()).unwrap();
