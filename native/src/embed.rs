@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use lens_core::image::{DecodeLimits, RgbImage, decode_image};
 use lens_models::artifact::{Artifact, Engine};
 use lens_models::clip::ClipPipeline;
+use lens_models::clip::onnx::{OnnxClip, OnnxClipFiles};
 use serde::Serialize;
 
 use crate::ModelArgs;
@@ -73,15 +74,24 @@ pub(crate) fn open_model(path: &Path) -> Result<ModelSource> {
 pub(crate) enum LoadedModel<B: Backend> {
     /// burn modules: fp32 checkpoints and `burn-int8` artifacts.
     Burn(Box<ClipPipeline<B>>),
+    /// ONNX graphs run by tract (on the CPU, whatever the device): `onnx` artifacts and export
+    /// directories holding `visual.onnx` and `textual.onnx`.
+    Onnx(Box<OnnxClip>),
 }
 
 impl<B: Backend> LoadedModel<B> {
     pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
         let loaded = match open_model(path)? {
+            ModelSource::Dir(dir) if OnnxClipFiles::is_export_dir(&dir) => OnnxClipFiles::read_dir(&dir)
+                .and_then(|files| OnnxClip::load(&files))
+                .map(Box::new)
+                .map(LoadedModel::Onnx),
             ModelSource::Dir(dir) => ClipPipeline::<B>::from_dir(&dir, device).map(Box::new).map(LoadedModel::Burn),
             ModelSource::Artifact(artifact) => match artifact.engine() {
-                Engine::BurnInt8 => ClipPipeline::<B>::from_artifact(artifact, device).map(Box::new).map(LoadedModel::Burn),
-                other => bail!("{}: artifacts for the `{other}` engine are not supported by this build", path.display()),
+                Engine::BurnInt8 => {
+                    ClipPipeline::<B>::from_artifact(artifact, device).map(Box::new).map(LoadedModel::Burn)
+                }
+                Engine::Onnx => OnnxClip::from_artifact(&artifact).map(Box::new).map(LoadedModel::Onnx),
             },
         };
         loaded.with_context(|| format!("cannot load model from {}", path.display()))
@@ -90,18 +100,23 @@ impl<B: Backend> LoadedModel<B> {
     pub fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         match self {
             LoadedModel::Burn(p) => Ok(p.embed_images(images)?),
+            LoadedModel::Onnx(p) => Ok(p.embed_images(images)?),
         }
     }
 
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match self {
             LoadedModel::Burn(p) => Ok(p.embed_texts(texts)?),
+            LoadedModel::Onnx(p) => Ok(p.embed_texts(texts)?),
         }
     }
 
     pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
         match self {
             LoadedModel::Burn(p) => Ok(p.classify(image, labels)?),
+            LoadedModel::Onnx(_) => {
+                bail!("classify needs the model's logit scale, which ONNX exports do not carry: use the checkpoint")
+            }
         }
     }
 }

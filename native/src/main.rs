@@ -8,6 +8,8 @@
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
 //! - `lens models quantize --model DIR|ORG/NAME --out FILE`: write an int8 model artifact (browser, edge);
 //!   `lens embed` and `lens classify` take such a file as `--model` too.
+//! - `lens models pack --model DIR --out FILE`: an ONNX CLIP export (visual.onnx, textual.onnx, config,
+//!   tokenizer, pre-processor) as one `onnx` artifact; `lens embed --model` runs it, or the directory.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
 //! - `lens ingest PATH|URL...`, `lens search TEXT`: clients of a running server.
 //!
@@ -17,6 +19,7 @@ mod backend;
 mod caption;
 mod client;
 mod embed;
+mod pack;
 mod pull;
 mod quantize;
 mod serve;
@@ -60,7 +63,8 @@ enum Command {
 struct ModelArgs {
     /// HuggingFace-format CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json,
     /// preprocessor_config.json), a hub repository id (`org/name`, pulled once), or a model artifact
-    /// written by `lens models quantize` (int8; computes on the CPU).
+    /// written by `lens models quantize` (int8; computes on the CPU) or `lens models pack`, or an ONNX CLIP
+    /// export directory (visual.onnx, textual.onnx; run by tract on the CPU).
     #[arg(long, value_name = "DIR|FILE")]
     model: PathBuf,
     /// Compute device: `cpu` (burn-ndarray), `wgpu` or `cuda` when built with those features.
@@ -110,6 +114,9 @@ enum ModelsCommand {
     /// Quantize a CLIP checkpoint to one int8 model artifact (weights int8 per output channel,
     /// activations int8 per row at run time); prints one JSON line.
     Quantize(quantize::QuantizeArgs),
+    /// Pack an ONNX CLIP export (visual.onnx, textual.onnx, config, tokenizer, pre-processor) into one
+    /// `onnx` model artifact, fp32 or int8 as the graphs are; prints one JSON line.
+    Pack(pack::PackArgs),
 }
 
 fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
         Command::Caption(args) => caption::caption(&args),
         Command::Models { command: ModelsCommand::Pull(args) } => pull::pull(&args),
         Command::Models { command: ModelsCommand::Quantize(args) } => quantize::quantize(&args),
+        Command::Models { command: ModelsCommand::Pack(args) } => pack::pack(&args),
         Command::Serve(args) => serve_main(args),
         Command::Ingest(args) => client::ingest(&args),
         Command::Search(args) => client::search(&args),
