@@ -14,6 +14,6 @@ pub mod thumb;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 #[cfg(target_arch = "wasm32")]
-pub mod store;
-#[cfg(target_arch = "wasm32")]
 pub mod model;
+#[cfg(target_arch = "wasm32")]
+pub mod store;

@@ -75,13 +75,8 @@ async fn download(url: &str, progress: &dyn Fn(u64, u64)) -> Result<Vec<u8>, Mod
         404 | 410 => return Err(ModelError::Missing(url.to_string())),
         s => return Err(ModelError::Network(format!("HTTP {s} for {url}"))),
     }
-    let total = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let total =
+        response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let mut bytes = Vec::with_capacity(total as usize);
     let Some(body) = response.body() else {
         return Ok(bytes);

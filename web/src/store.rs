@@ -86,7 +86,11 @@ impl Store {
         self.db.close();
     }
 
-    fn tx(&self, store: &str, mode: IdbTransactionMode) -> Result<(web_sys::IdbTransaction, web_sys::IdbObjectStore), StoreError> {
+    fn tx(
+        &self,
+        store: &str,
+        mode: IdbTransactionMode,
+    ) -> Result<(web_sys::IdbTransaction, web_sys::IdbObjectStore), StoreError> {
         let tx = self.db.transaction_with_str_and_mode(store, mode).map_err(classify)?;
         let os = tx.object_store(store).map_err(classify)?;
         Ok((tx, os))

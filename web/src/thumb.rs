@@ -49,7 +49,8 @@ pub fn thumbnail_size(width: u32, height: u32, side: u32) -> (u32, u32) {
 /// A JPEG (quality 80) of `image` scaled to fit `side`×`side`.
 pub fn thumbnail_jpeg(image: &RgbImage, side: u32) -> Result<Vec<u8>, String> {
     let (w, h) = thumbnail_size(image.width, image.height, side);
-    let small = if (w, h) == (image.width, image.height) { image.clone() } else { resize(image, w, h, Filter::Bilinear) };
+    let small =
+        if (w, h) == (image.width, image.height) { image.clone() } else { resize(image, w, h, Filter::Bilinear) };
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, 80)
         .encode(&small.data, w, h, ExtendedColorType::Rgb8)

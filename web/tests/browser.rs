@@ -41,8 +41,20 @@ async fn blob_bytes(b: &Blob) -> Vec<u8> {
 async fn records_survive_closing_and_reopening_the_database() {
     let name = format!("lens-test-{}", js_sys::Math::random());
     let store = Store::open(&name).await.unwrap();
-    let a = Record { item: item("a", 1.0), model: "m".into(), embedding: vec![1.0, 0.0, 0.5], thumb: blob(b"thumb-a"), original: Some(blob(b"orig-a")) };
-    let b = Record { item: item("b", 2.0), model: "m".into(), embedding: vec![0.0, 1.0, 0.0], thumb: blob(b"thumb-b"), original: None };
+    let a = Record {
+        item: item("a", 1.0),
+        model: "m".into(),
+        embedding: vec![1.0, 0.0, 0.5],
+        thumb: blob(b"thumb-a"),
+        original: Some(blob(b"orig-a")),
+    };
+    let b = Record {
+        item: item("b", 2.0),
+        model: "m".into(),
+        embedding: vec![0.0, 1.0, 0.0],
+        thumb: blob(b"thumb-b"),
+        original: None,
+    };
     store.put(&a).await.unwrap();
     store.put(&b).await.unwrap();
     store.set_setting("server", Some("http://127.0.0.1:8080")).await.unwrap();

@@ -49,7 +49,9 @@ mod page {
     type Shared = Rc<RefCell<App>>;
 
     fn el(doc: &Document, id: &str) -> HtmlElement {
-        doc.get_element_by_id(id).and_then(|e| e.dyn_into().ok()).unwrap_or_else(|| panic!("#{id} missing from index.html"))
+        doc.get_element_by_id(id)
+            .and_then(|e| e.dyn_into().ok())
+            .unwrap_or_else(|| panic!("#{id} missing from index.html"))
     }
 
     fn send(worker: &Worker, request: &Request, files: Option<Array>) {
@@ -61,7 +63,11 @@ mod page {
         let _ = worker.post_message(&msg);
     }
 
-    fn on<E: wasm_bindgen::convert::FromWasmAbi + 'static>(target: &web_sys::EventTarget, kind: &str, f: impl FnMut(E) + 'static) {
+    fn on<E: wasm_bindgen::convert::FromWasmAbi + 'static>(
+        target: &web_sys::EventTarget,
+        kind: &str,
+        f: impl FnMut(E) + 'static,
+    ) {
         let closure = Closure::<dyn FnMut(E)>::new(f);
         let _ = target.add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref());
         closure.forget();
@@ -128,7 +134,8 @@ mod page {
             return;
         }
         let names = files.iter().map(|f| {
-            let rel = Reflect::get(f, &"webkitRelativePath".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+            let rel =
+                Reflect::get(f, &"webkitRelativePath".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
             if rel.is_empty() { f.name() } else { rel }
         });
         let request = Request::Add { names: names.collect() };

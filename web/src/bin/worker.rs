@@ -263,7 +263,13 @@ mod worker {
         };
         let thumb = jpeg_blob(&jpeg).map_err(AddError::Rejected)?;
         let original: Blob = file.clone().into();
-        let record = Record { item: item.clone(), model: model.id.clone(), embedding, thumb: thumb.clone(), original: Some(original) };
+        let record = Record {
+            item: item.clone(),
+            model: model.id.clone(),
+            embedding,
+            thumb: thumb.clone(),
+            original: Some(original),
+        };
         store.put(&record).await.map_err(AddError::Store)?;
         if let Some(index) = state.borrow_mut().index.as_mut() {
             index.insert(item.clone(), &record.embedding).map_err(|e| AddError::Rejected(e.to_string()))?;
@@ -364,9 +370,17 @@ mod worker {
                             .await
                             .map_err(|e| describe(&e))?
                             .unchecked_into();
-                        let record = Record { item: item.clone(), model: model.id.clone(), embedding: image.embedding, thumb: blob.clone(), original: None };
+                        let record = Record {
+                            item: item.clone(),
+                            model: model.id.clone(),
+                            embedding: image.embedding,
+                            thumb: blob.clone(),
+                            original: None,
+                        };
                         if let Some(index) = state.borrow_mut().index.as_mut() {
-                            index.insert(item.clone(), &record.embedding).map_err(|e| format!("image {}: {e}", image.id))?;
+                            index
+                                .insert(item.clone(), &record.embedding)
+                                .map_err(|e| format!("image {}: {e}", image.id))?;
                         }
                         store.put(&record).await.map_err(|e| e.to_string())?;
                         post(&Event::Items { items: vec![item] }, Some(&Array::of1(&blob)));
