@@ -160,8 +160,8 @@ mkdir -p "$TOOLS/bin"
   echo "# Written by scripts/setup.sh: Trunk $trunk_version with the wasm32 settings of scripts/wasm-cargo."
   echo 'set -euo pipefail'
   echo 'export TRUNK_SKIP_VERSION_CHECK=true'
-  echo '# Shares the wasm32 build with scripts/wasm-cargo when run from the repository root.'
-  echo '[ -n "${CARGO_TARGET_DIR:-}" ] || [ ! -f Trunk.toml ] || export CARGO_TARGET_DIR="$PWD/target/wasm"'
+  echo '# Shares the wasm32 build with scripts/wasm-cargo (same target directory rule) from the repository root.'
+  echo '[ ! -f Trunk.toml ] || export CARGO_TARGET_DIR="${LENS_WASM_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/wasm}"'
   echo "export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='--cfg getrandom_backend=\"wasm_js\" -C target-feature=+simd128'"
   if ! rustup_wasm32; then
     echo '# Debian rustc 1.96 building std for wasm32 (no rustup target here): its cargo first on PATH.'
