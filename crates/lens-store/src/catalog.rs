@@ -268,7 +268,7 @@ pub enum Change {
     /// The image as it is now, with its embedding by the feed's model.
     Upsert {
         seq: u64,
-        image: ImageRecord,
+        image: Box<ImageRecord>,
         /// `created_at` in ms since the Unix epoch.
         created_ms: i64,
         embedding: Vec<f32>,
@@ -877,7 +877,7 @@ impl Catalog {
                 let (raw, seq, dim, blob) = row?;
                 let (image, created_ms) = raw.into_record()?;
                 let embedding = decode_vector(image.key, model, dim, &blob)?;
-                changes.push(Change::Upsert { seq: seq_of(seq)?, image, created_ms, embedding });
+                changes.push(Change::Upsert { seq: seq_of(seq)?, image: Box::new(image), created_ms, embedding });
             }
             let mut stmt =
                 tx.prepare_cached("SELECT seq, id FROM sync_tombstones WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
