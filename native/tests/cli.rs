@@ -227,3 +227,60 @@ fn caption_matches_reference_on_cpu() {
 fn caption_matches_reference_on_wgpu() {
     caption_cli_matches_reference("wgpu");
 }
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// `lens models quantize` then `lens embed --model FILE`: within the int8 bar (cosine ≥ 0.99 to the
+/// fp32 embedding of the same input) for images and texts, and `lens classify` takes the file too.
+#[test]
+fn quantized_artifact_embeds_like_fp32() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny.lens");
+    let out_s = out.display().to_string();
+    let report = lines(&lens(&["models", "quantize", "--model", &model("clip-tiny-gelu"), "--out", &out_s]));
+    let report = &report[0];
+    assert_eq!(report["bytes"].as_u64().unwrap(), std::fs::metadata(&out).unwrap().len());
+    // clip-tiny-gelu: 5 encoder layers (both towers) × 6 matrices, 2 projections, patch and token embeddings.
+    assert_eq!(report["int8_tensors"], 34);
+    assert!(report["source_id"].as_str().unwrap().starts_with("clip-tiny-gelu@sha256:"));
+    assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+    for args in [
+        vec!["--image", &image("astronaut.png"), &image("rocket.jpg")],
+        vec!["--text", "a photo of a cat", "a dog on the beach at night"],
+    ] {
+        let fp32 = lines(&lens(&[&["embed", "--model", &model("clip-tiny-gelu")][..], &args[..]].concat()));
+        let int8 = lines(&lens(&[&["embed", "--model", &out_s][..], &args[..]].concat()));
+        assert_eq!(fp32.len(), int8.len());
+        for (a, b) in fp32.iter().zip(&int8) {
+            assert_eq!(a["input"], b["input"]);
+            let c = cosine(&floats(&a["embedding"]), &floats(&b["embedding"]));
+            assert!(c >= 0.99, "{}: cosine {c:.5}", a["input"]);
+        }
+    }
+    let probs = lines(&lens(&["classify", "--model", &out_s, "--image", &image("astronaut.png"), "--labels", "a,b"]));
+    assert_eq!(probs[0]["probs"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn quantize_refuses_bad_input_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.lens");
+    let out_s = out.display().to_string();
+    let missing = dir.path().join("missing").display().to_string();
+    fails_with(&["models", "quantize", "--model", &missing, "--out", &out_s], "no such directory");
+    fails_with(&["models", "quantize", "--model", &model("blip-tiny"), "--out", &out_s], "expected `clip`");
+    let unwritable = dir.path().join("no/such/dir/x.lens").display().to_string();
+    fails_with(&["models", "quantize", "--model", &model("clip-tiny-gelu"), "--out", &unwritable], "cannot write");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a file was left behind");
+    // A corrupted artifact is refused by `lens embed`, with the reason.
+    let mut bytes = std::fs::read(root().join("models/fixtures/clip-tiny-quickgelu.int8.lens")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&out, bytes).unwrap();
+    fails_with(&["embed", "--model", &out_s, "--text", "hi"], "checksum");
+}
