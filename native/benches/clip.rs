@@ -5,11 +5,20 @@
 //! cargo bench -p lens --bench clip [--features wgpu] -- [--smoke] [--iters N] [--reference FILE]
 //!
 //! `--smoke` runs a tiny config once, so CI proves the bench works without spending minutes on it.
+//!
+//! `ndarray int8` rows run the same weights quantized as `lens models quantize` does (int8 per output
+//! channel, W8A8 kernel on the CPU). `text query` is one short text (8 tokens: the pipeline runs the
+//! text tower only up to the end-of-text token) — a search box's case.
 
 mod common;
 
+use std::cell::RefCell;
+
+use burn::module::Module;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
+use lens_models::artifact::{ArtifactSource, ArtifactWriter, Engine};
 use lens_models::clip::{ClipConfig, ClipModel};
+use lens_models::weights::VarBuilder;
 
 fn config(smoke: bool) -> ClipConfig {
     if !smoke {
@@ -37,8 +46,27 @@ struct Row {
 }
 
 fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &common::Options, rows: &mut Vec<Row>) {
+    let model: ClipModel<Bk> = config(o.smoke).init(&device);
+    run_model(name, &model, device, o, rows);
+}
+
+/// `ClipConfig::init`'s random weights, quantized; returns the model and the artifact's size in bytes.
+fn int8_model(o: &common::Options) -> (ClipModel<burn::backend::NdArray<f32>>, usize) {
+    let writer = RefCell::new(ArtifactWriter::new(Engine::BurnInt8, "clip", ArtifactSource::default()));
+    let vb = VarBuilder::random_quantizing(0x11E5, 0.02, &writer, &Default::default());
+    let model = ClipModel::load(&vb, &config(o.smoke)).expect("random weights have the configured shapes");
+    let bytes = writer.into_inner().finish().expect("artifact").len();
+    (model, bytes)
+}
+
+fn run_model<Bk: Backend>(
+    name: &'static str,
+    model: &ClipModel<Bk>,
+    device: Bk::Device,
+    o: &common::Options,
+    rows: &mut Vec<Row>,
+) {
     let config = config(o.smoke);
-    let model: ClipModel<Bk> = config.init(&device);
     let size = config.vision_config.image_size;
     let context = config.text_config.max_position_embeddings;
     for batch in [1, 16] {
@@ -70,12 +98,19 @@ fn run<Bk: Backend>(name: &'static str, device: Bk::Device, o: &common::Options,
         per_s: batch as f64 / secs,
         reference_key: "text_b16_per_s",
     });
+    let query = vec![vec![49406, 320, 1125, 539, 320, 2368, 5954, 49407]];
+    let secs = common::time(o.iters, || {
+        let _ = model.get_text_features(&query, None).unwrap().into_data();
+    });
+    rows.push(Row { backend: name, what: "text query (8 tokens)", batch: 1, per_s: 1.0 / secs, reference_key: "" });
 }
 
 fn main() {
     let o = common::options(3);
     let mut rows = Vec::new();
     run::<burn::backend::NdArray<f32>>("ndarray", Default::default(), &o, &mut rows);
+    let (int8, int8_bytes) = int8_model(&o);
+    run_model("ndarray int8", &int8, Default::default(), &o, &mut rows);
     #[cfg(feature = "wgpu")]
     run::<burn::backend::Wgpu<f32, i32>>("wgpu", Default::default(), &o, &mut rows);
     #[cfg(feature = "cuda")]
@@ -101,4 +136,9 @@ fn main() {
             ratio
         );
     }
+    let params = config(o.smoke).init::<burn::backend::NdArray<f32>>(&Default::default()).num_params();
+    println!(
+        "\nmodel bytes: fp32 {} ({params} parameters), int8 artifact {int8_bytes} (tokenizer not included)",
+        4 * params
+    );
 }
