@@ -6,7 +6,7 @@
 #   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
 #      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test
 #   5. the cuda feature builds and links (it runs only where a GPU is lent; LENS_SKIP_CUDA=1 skips)
-#   6. smoke runs of the benchmarks (CLIP, BLIP, index, serve load)
+#   6. smoke runs of the benchmarks (CLIP, BLIP, index, serve load, the browser benchmark)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,13 +108,15 @@ web_wasm_tests() { WASM_TEST_PACKAGES="-p lens-web" wasm_test_in_chromium; }
 step "web: lens-web wasm tests in headless Chromium" web_wasm_tests
 step "web: trunk build --release" trunk build --release
 web_e2e() {
+  # The `lens` binary the native tests built (lens serve for the sync part); .ci/run moves the target dir.
+  local lens="${CARGO_TARGET_DIR:-target}/release/lens"
   local artifact=models/fixtures/clip-tiny-quickgelu.int8.lens
   if [ ! -f "$artifact" ]; then
     artifact="$work/clip-tiny.lens"
-    target/release/lens models quantize --model models/fixtures/clip-tiny-quickgelu --out "$artifact"
+    "$lens" models quantize --model models/fixtures/clip-tiny-quickgelu --out "$artifact"
   fi
   # Screenshots go to a temporary folder (web/docs/screenshot.png is written by a run by hand).
-  node web/e2e/e2e.mjs --dist dist --artifact "$artifact" --out "$work/screenshots" --lens target/release/lens
+  node web/e2e/e2e.mjs --dist dist --artifact "$artifact" --out "$work/screenshots" --lens "$lens"
 }
 step "web: end-to-end in headless Chromium" web_e2e
 
@@ -130,5 +132,6 @@ step "bench smoke run (lens clip)" cargo bench -p lens --bench clip -- --smoke
 step "bench smoke run (lens blip)" cargo bench -p lens --bench blip -- --smoke
 step "bench smoke run (lens-index)" cargo bench -p lens-index --bench index -- --smoke
 step "bench smoke run (lens serve load)" cargo bench -p lens --bench serve_load -- --smoke
+step "bench smoke run (browser, headless Chromium)" web/bench/run.sh --smoke
 
 summary

@@ -12,7 +12,7 @@ if [ "${1:-}" = "--smoke" ]; then
   features=(--features smoke)
   shift
 fi
-export PATH="$HOME/.cache/lens-tools/bin:$PATH"
+export PATH="${LENS_TOOLS_DIR:-$HOME/.cache/lens-tools}/bin:$PATH"
 chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 binary=""
 [ -z "$chromium" ] || binary="\"binary\": \"$chromium\","
