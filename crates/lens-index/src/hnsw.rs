@@ -173,7 +173,15 @@ impl HnswIndex {
     }
 
     fn insert_batch(&mut self, batch: &[(u64, Vec<f32>)]) {
-        let slots: Vec<(&[f32], usize)> = batch.iter().map(|(id, v)| (v.as_slice(), self.allocate_slot(*id))).collect();
+        let empty = self.slot_ids.is_empty();
+        let mut slots: Vec<(&[f32], usize)> =
+            batch.iter().map(|(id, v)| (v.as_slice(), self.allocate_slot(*id))).collect();
+        if empty && !slots.is_empty() {
+            // The first point of an empty graph must be in before any other starts: hnsw_rs makes a
+            // point that finds no entry point the entry point, unlinked, so two racing first inserts
+            // leave one of them unreachable for good (a rebuilt 4-image index lost one from search).
+            self.graph.insert_slice(slots.remove(0));
+        }
         self.graph.parallel_insert_slice(&slots);
     }
 
