@@ -9,7 +9,7 @@
 
 use burn::backend::NdArray;
 use burn::tensor::Tensor;
-use lens_models::clip::{ClipFiles, ClipPipeline};
+use lens_models::clip::ClipPipeline;
 use lens_models::tokenizer::TextTokenizer;
 use lens_models::weights::Weights;
 
@@ -22,44 +22,8 @@ use common::{assert_close, rel_l2};
 
 type B = NdArray<f32>;
 
-macro_rules! fixture {
-    ($model:literal, $file:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fixtures/", $model, "/", $file)).as_slice()
-    };
-}
-
-/// A tiny checkpoint and what `transformers` computed with it.
-struct Fixture {
-    name: &'static str,
-    files: ClipFiles,
-    reference: Weights,
-    meta: serde_json::Value,
-}
-
-macro_rules! load_fixture {
-    ($model:literal) => {
-        Fixture {
-            name: $model,
-            files: ClipFiles {
-                config: fixture!($model, "config.json").to_vec(),
-                weights: vec![("model.safetensors".into(), fixture!($model, "model.safetensors").to_vec())],
-                tokenizer: fixture!($model, "tokenizer.json").to_vec(),
-                tokenizer_config: Some(fixture!($model, "tokenizer_config.json").to_vec()),
-                preprocessor_config: fixture!($model, "preprocessor_config.json").to_vec(),
-            },
-            reference: Weights::from_buffers(vec![(
-                "reference.safetensors".into(),
-                fixture!($model, "reference.safetensors").to_vec(),
-            )])
-            .unwrap(),
-            meta: serde_json::from_slice(fixture!($model, "reference.json")).unwrap(),
-        }
-    };
-}
-
-fn fixtures() -> Vec<Fixture> {
-    vec![load_fixture!("clip-tiny-quickgelu"), load_fixture!("clip-tiny-gelu")]
-}
+mod clip_fixtures;
+use clip_fixtures::{Fixture, fixtures};
 
 impl Fixture {
     fn tensor(&self, name: &str) -> (Vec<f32>, Vec<usize>) {

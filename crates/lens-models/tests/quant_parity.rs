@@ -10,9 +10,8 @@
 
 use burn::backend::NdArray;
 use lens_models::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
-use lens_models::clip::{ClipFiles, ClipPipeline};
+use lens_models::clip::ClipPipeline;
 use lens_models::quant::{QuantizedMatrix, quantize_clip, quantize_rows, summarize};
-use lens_models::weights::Weights;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -22,43 +21,8 @@ type B = NdArray<f32>;
 /// Lowest cosine accepted between an int8 embedding and the fp32 reference.
 const MIN_COSINE: f64 = 0.99;
 
-macro_rules! fixture {
-    ($model:literal, $file:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fixtures/", $model, "/", $file)).as_slice()
-    };
-}
-
-struct Fixture {
-    name: &'static str,
-    files: ClipFiles,
-    reference: Weights,
-    meta: serde_json::Value,
-}
-
-macro_rules! load_fixture {
-    ($model:literal) => {
-        Fixture {
-            name: $model,
-            files: ClipFiles {
-                config: fixture!($model, "config.json").to_vec(),
-                weights: vec![("model.safetensors".into(), fixture!($model, "model.safetensors").to_vec())],
-                tokenizer: fixture!($model, "tokenizer.json").to_vec(),
-                tokenizer_config: Some(fixture!($model, "tokenizer_config.json").to_vec()),
-                preprocessor_config: fixture!($model, "preprocessor_config.json").to_vec(),
-            },
-            reference: Weights::from_buffers(vec![(
-                "reference.safetensors".into(),
-                fixture!($model, "reference.safetensors").to_vec(),
-            )])
-            .unwrap(),
-            meta: serde_json::from_slice(fixture!($model, "reference.json")).unwrap(),
-        }
-    };
-}
-
-fn fixtures() -> Vec<Fixture> {
-    vec![load_fixture!("clip-tiny-quickgelu"), load_fixture!("clip-tiny-gelu")]
-}
+mod clip_fixtures;
+use clip_fixtures::{Fixture, fixtures};
 
 fn source(name: &str) -> ArtifactSource {
     ArtifactSource { id: format!("{name}@test"), name: name.into() }
