@@ -1,7 +1,6 @@
 //! `lens models pack`: an ONNX CLIP export (`visual.onnx`, `textual.onnx` and the checkpoint's JSON
 //! files) → one `onnx` model artifact that `lens embed --model` runs with tract.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +8,6 @@ use clap::Args;
 use lens_models::artifact::{Artifact, ArtifactSource};
 use lens_models::clip::onnx::{OnnxClip, OnnxClipFiles, TEXTUAL, VISUAL};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 #[derive(Args, Debug)]
 pub struct PackArgs {
@@ -22,14 +20,9 @@ pub struct PackArgs {
     pub out: PathBuf,
 }
 
-/// The one JSON line `lens models pack` prints.
+/// What `lens models pack` adds to the line [`crate::quantize::write_and_report`] prints.
 #[derive(Serialize)]
-struct Report<'a> {
-    out: String,
-    bytes: usize,
-    /// SHA-256 of the whole file (as `sha256sum` prints it).
-    sha256: String,
-    source_id: &'a str,
+struct Details {
     /// `fp32` or `int8`, read from the graphs' ops (also in the artifact's `meta`).
     precision: &'static str,
     dim: usize,
@@ -55,17 +48,6 @@ pub fn pack(args: &PackArgs) -> Result<()> {
     let id = format!("{name}@onnx-{}", &files.graphs_sha256()[..16]);
     let bytes = files.to_artifact(ArtifactSource { id, name })?;
     let artifact = Artifact::parse(bytes).context("the packed artifact does not read back")?;
-    crate::quantize::write_atomically(&args.out, artifact.buffer())?;
-    let report = Report {
-        out: args.out.display().to_string(),
-        bytes: artifact.len(),
-        sha256: hex::encode(Sha256::digest(artifact.buffer().as_slice())),
-        source_id: &artifact.header().source.id,
-        precision: clip.precision().as_str(),
-        dim: clip.dim(),
-    };
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &report)?;
-    writeln!(out)?;
-    Ok(())
+    let details = Details { precision: clip.precision().as_str(), dim: clip.dim() };
+    crate::quantize::write_and_report(&args.out, &artifact, details)
 }

@@ -22,15 +22,9 @@ pub struct QuantizeArgs {
     pub out: PathBuf,
 }
 
-/// The one JSON line `lens models quantize` prints.
+/// What `lens models quantize` adds to the line [`write_and_report`] prints.
 #[derive(Serialize)]
-struct Report<'a> {
-    out: String,
-    bytes: usize,
-    /// SHA-256 of the whole file (as `sha256sum` prints it).
-    sha256: String,
-    /// The identity `lens serve` reports for the same weights in `/v1/models`.
-    source_id: &'a str,
+struct Details {
     int8_tensors: usize,
     f32_tensors: usize,
     /// The same tensors in f32.
@@ -48,27 +42,49 @@ pub fn quantize(args: &QuantizeArgs) -> Result<()> {
     let bytes = quantize_clip(files, ArtifactSource { id, name })
         .with_context(|| format!("cannot quantize {} as CLIP", dir.display()))?;
     let artifact = Artifact::parse(bytes).context("the quantized artifact does not read back")?;
-    write_atomically(&args.out, artifact.buffer())?;
     let summary = summarize(&artifact);
-    let report = Report {
-        out: args.out.display().to_string(),
-        bytes: artifact.len(),
-        sha256: hex::encode(Sha256::digest(artifact.buffer().as_slice())),
-        source_id: &artifact.header().source.id,
+    let details = Details {
         int8_tensors: summary.int8_tensors,
         f32_tensors: summary.f32_tensors,
         fp32_bytes: summary.fp32_bytes,
         ratio: artifact.len() as f64 / summary.fp32_bytes.max(1) as f64,
     };
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &report)?;
-    writeln!(out)?;
+    write_and_report(&args.out, &artifact, details)
+}
+
+/// The one JSON line `lens models quantize` and `lens models pack` print.
+#[derive(Serialize)]
+struct Report<'a, D> {
+    out: String,
+    bytes: usize,
+    /// SHA-256 of the whole file (as `sha256sum` prints it).
+    sha256: String,
+    /// The identity `lens serve` reports for the same weights in `/v1/models`.
+    source_id: &'a str,
+    #[serde(flatten)]
+    details: D,
+}
+
+/// Writes `artifact` to `out` atomically, then prints one JSON line: the file, its size, SHA-256 and
+/// source id, and the command's own `details`.
+pub(crate) fn write_and_report(out: &Path, artifact: &Artifact, details: impl Serialize) -> Result<()> {
+    write_atomically(out, artifact.buffer())?;
+    let report = Report {
+        out: out.display().to_string(),
+        bytes: artifact.len(),
+        sha256: hex::encode(Sha256::digest(artifact.buffer().as_slice())),
+        source_id: &artifact.header().source.id,
+        details,
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, &report)?;
+    writeln!(stdout)?;
     Ok(())
 }
 
 /// Write `bytes` to a temporary file beside `path`, then rename it over `path`: readers never see a
 /// partial artifact, and a failure leaves nothing behind.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().with_context(|| format!("--out {} is not a file name", path.display()))?;
     let tmp = path.with_file_name(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let written = (|| -> std::io::Result<()> {
