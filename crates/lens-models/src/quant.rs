@@ -7,11 +7,12 @@
 //! so `y[m, o] = t[m] · s[o] · Σ_i qx[m, i] · q[o, i] + bias[o]` with the sum exact in i32
 //! (|qx · q| ≤ 127², so `in` up to 133,000 cannot overflow).
 //!
-//! Kernels. The sum is the only hot loop. On wasm32 built with `simd128` it runs on
-//! `i16x8.load8x8_s` + `i32x4.dot_i16x8_s` (four rows of `W` per row of `x`, so each activation load
-//! is shared by four weight rows); elsewhere a portable loop written in 16-lane chunks that LLVM
-//! vectorises (i8 → i16 products summed into i32 lanes). Both compute the same integers, so their
-//! results are bit-identical. Native builds split the rows of `x` over threads.
+//! Kernels. The sum is the only hot loop. The activations are quantized first, then each block of
+//! four rows of `W` meets every row of `x`, two at a time (a 2 x 4 register block), so `W` is read
+//! from memory once per product. On wasm32 built with `simd128` the block runs on
+//! `i16x8.load8x8_s` + `i32x4.dot_i16x8_s`; elsewhere on a portable loop written in 16-lane chunks
+//! that LLVM vectorises (i8 → i16 products summed into i32 lanes). Both compute the same integers,
+//! so their results are bit-identical. Native builds split the rows of `x` over threads.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -250,13 +251,19 @@ impl QuantizedMatrix {
         }
         let w = self.codes();
         let run = |x: &[f32], y: &mut [f32]| {
-            let mut qx = vec![0i8; k];
-            let mut dots = vec![0i32; n];
-            for (xr, yr) in x.chunks_exact(k.max(1)).zip(y.chunks_exact_mut(n)) {
-                let t = if k == 0 { 0.0 } else { quantize_row(xr, &mut qx) };
-                kernel(&qx, w, k, &mut dots);
-                for (o, ((yo, &d), &s)) in yr.iter_mut().zip(&dots).zip(&self.scales).enumerate() {
-                    *yo = d as f32 * (t * s) + bias.map_or(0.0, |b| b[o]);
+            let rows = y.len() / n;
+            let mut qx = vec![0i8; rows * k];
+            let mut t = vec![0f32; rows];
+            if k > 0 {
+                for ((xr, qr), tr) in x.chunks_exact(k).zip(qx.chunks_exact_mut(k)).zip(&mut t) {
+                    *tr = quantize_row(xr, qr);
+                }
+            }
+            let mut dots = vec![0i32; rows * n];
+            kernel(&qx, w, k, &mut dots);
+            for ((yr, dr), &tr) in y.chunks_exact_mut(n).zip(dots.chunks_exact(n)).zip(&t) {
+                for (o, ((yo, &d), &s)) in yr.iter_mut().zip(dr).zip(&self.scales).enumerate() {
+                    *yo = d as f32 * (tr * s) + bias.map_or(0.0, |b| b[o]);
                 }
             }
         };
@@ -275,7 +282,8 @@ impl QuantizedMatrix {
     }
 }
 
-/// `dots[o] = Σ_i qx[i] · w[o * k + i]` for every row `o` of `w`.
+/// `dots[r * n + o] = Σ_i qx[r * k + i] · w[o * k + i]` for every row `r` of `qx` (`[m, k]`) and every
+/// row `o` of `w` (`[n, k]`), with `dots` `[m, n]`.
 type Kernel = fn(&[i8], &[i8], usize, &mut [i32]);
 
 /// Threads worth starting for a product of `work` multiply-adds (native only; wasm has one thread).
@@ -301,55 +309,93 @@ use simd::dot_rows;
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 use portable::dot_rows;
 
-mod portable {
-    /// Four rows of `w` per pass over `qx` (each activation chunk is loaded once for four rows).
-    pub fn dot_rows(qx: &[i8], w: &[i8], k: usize, dots: &mut [i32]) {
-        let n = dots.len();
-        let mut o = 0;
-        while o + 4 <= n {
-            let r = |j: usize| &w[(o + j) * k..(o + j + 1) * k];
-            let d = dot4(qx, [r(0), r(1), r(2), r(3)]);
-            dots[o..o + 4].copy_from_slice(&d);
-            o += 4;
-        }
-        for (j, d) in dots.iter_mut().enumerate().skip(o) {
-            *d = dot1(qx, &w[j * k..(j + 1) * k]);
-        }
+/// The `R x C` dot products of `R` activation rows with `C` weight rows (`R <= 2`, `C <= 4`), all of
+/// one length `k`; the results fill `out[..R][..C]`.
+trait Block {
+    fn block<const R: usize, const C: usize>(xs: &[&[i8]], ws: &[&[i8]]) -> [[i32; 4]; 2];
+}
+
+/// The loop order both kernels share. Weight rows are taken four at a time, and each block of four
+/// (a few KB, so it stays in L1) meets every activation row, two at a time, before the next block is
+/// read: the weights are streamed from memory once per product instead of once per activation row,
+/// and each load feeds several multiply-adds (2 x 4 accumulators per step).
+fn dot_rows_with<K: Block>(qx: &[i8], w: &[i8], k: usize, dots: &mut [i32]) {
+    if k == 0 {
+        dots.fill(0);
+        return;
     }
-
-    const LANES: usize = 16;
-
-    #[inline(always)]
-    fn dot4(x: &[i8], w: [&[i8]; 4]) -> [i32; 4] {
-        let mut acc = [[0i32; LANES]; 4];
-        let body = x.len() / LANES * LANES;
-        for c in (0..body).step_by(LANES) {
-            let xc: &[i8; LANES] = x[c..c + LANES].try_into().expect("lane chunk");
-            for (a, wr) in acc.iter_mut().zip(&w) {
-                let wc: &[i8; LANES] = wr[c..c + LANES].try_into().expect("lane chunk");
-                for l in 0..LANES {
-                    a[l] += (xc[l] as i16 * wc[l] as i16) as i32;
+    fn row(a: &[i8], r: usize, k: usize) -> &[i8] {
+        &a[r * k..(r + 1) * k]
+    }
+    let n = w.len() / k;
+    let m = dots.len().checked_div(n).unwrap_or(0);
+    let mut out = [[0i32; 4]; 2];
+    let mut o = 0;
+    while o < n {
+        let cols = (n - o).min(4);
+        let ws: [&[i8]; 4] = std::array::from_fn(|j| row(w, o + j.min(cols - 1), k));
+        let mut r = 0;
+        while r < m {
+            let rs = (m - r).min(2);
+            let xs: [&[i8]; 2] = std::array::from_fn(|i| row(qx, r + i.min(rs - 1), k));
+            match (rs, cols) {
+                (2, 4) => out = K::block::<2, 4>(&xs, &ws),
+                (1, 4) => out[0] = K::block::<1, 4>(&xs[..1], &ws)[0],
+                _ => {
+                    for i in 0..rs {
+                        for j in 0..cols {
+                            out[i][j] = K::block::<1, 1>(&xs[i..i + 1], &ws[j..j + 1])[0][0];
+                        }
+                    }
                 }
             }
+            for i in 0..rs {
+                dots[(r + i) * n + o..(r + i) * n + o + cols].copy_from_slice(&out[i][..cols]);
+            }
+            r += rs;
         }
-        let mut out = [0i32; 4];
-        for (j, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
-            *o = a.iter().sum::<i32>()
-                + x[body..].iter().zip(&w[j][body..]).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
-        }
-        out
+        o += cols;
+    }
+}
+
+mod portable {
+    const LANES: usize = 16;
+
+    pub fn dot_rows(qx: &[i8], w: &[i8], k: usize, dots: &mut [i32]) {
+        super::dot_rows_with::<Portable>(qx, w, k, dots);
     }
 
-    #[inline(always)]
-    fn dot1(x: &[i8], w: &[i8]) -> i32 {
-        let mut acc = [0i32; LANES];
-        let body = x.len() / LANES * LANES;
-        for c in (0..body).step_by(LANES) {
-            for l in 0..LANES {
-                acc[l] += (x[c + l] as i16 * w[c + l] as i16) as i32;
+    struct Portable;
+
+    impl super::Block for Portable {
+        /// 16-lane chunks that LLVM vectorises (i8 → i16 products summed in i32).
+        #[inline(always)]
+        fn block<const R: usize, const C: usize>(xs: &[&[i8]], ws: &[&[i8]]) -> [[i32; 4]; 2] {
+            let k = xs[0].len();
+            assert!(xs.len() == R && ws.len() == C && xs.iter().chain(ws).all(|r| r.len() == k));
+            let body = k / LANES * LANES;
+            let mut acc = [[[0i32; LANES]; C]; R];
+            for c in (0..body).step_by(LANES) {
+                let xc: [&[i8; LANES]; R] =
+                    std::array::from_fn(|i| xs[i][c..c + LANES].try_into().expect("lane chunk"));
+                for j in 0..C {
+                    let wc: &[i8; LANES] = ws[j][c..c + LANES].try_into().expect("lane chunk");
+                    for i in 0..R {
+                        for l in 0..LANES {
+                            acc[i][j][l] += (xc[i][l] as i16 * wc[l] as i16) as i32;
+                        }
+                    }
+                }
             }
+            let mut out = [[0i32; 4]; 2];
+            for i in 0..R {
+                for j in 0..C {
+                    out[i][j] = acc[i][j].iter().sum::<i32>()
+                        + xs[i][body..].iter().zip(&ws[j][body..]).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
+                }
+            }
+            out
         }
-        acc.iter().sum::<i32>() + x[body..].iter().zip(&w[body..]).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>()
     }
 }
 
@@ -358,49 +404,43 @@ mod simd {
     use core::arch::wasm32::*;
 
     /// The portable kernel's arithmetic on wasm SIMD: 8 codes widened to i16 per load, pairwise
-    /// products summed into i32 lanes by `i32x4.dot_i16x8_s`; four rows of `w` per activation load.
+    /// products summed into i32 lanes by `i32x4.dot_i16x8_s`.
     pub fn dot_rows(qx: &[i8], w: &[i8], k: usize, dots: &mut [i32]) {
-        let n = dots.len();
-        assert!(w.len() >= n * k && qx.len() >= k);
-        let body = k / 8 * 8;
-        let tail =
-            |row: &[i8]| -> i32 { qx[body..k].iter().zip(&row[body..k]).map(|(&a, &b)| a as i32 * b as i32).sum() };
-        let mut o = 0;
-        while o + 4 <= n {
-            let rows = [&w[o * k..], &w[(o + 1) * k..], &w[(o + 2) * k..], &w[(o + 3) * k..]];
-            let mut acc = [i32x4_splat(0); 4];
+        super::dot_rows_with::<Simd>(qx, w, k, dots);
+    }
+
+    struct Simd;
+
+    impl super::Block for Simd {
+        /// `R + C` loads per 8 codes feed `R * C` dot instructions.
+        #[inline(always)]
+        fn block<const R: usize, const C: usize>(xs: &[&[i8]], ws: &[&[i8]]) -> [[i32; 4]; 2] {
+            let k = xs[0].len();
+            assert!(xs.len() == R && ws.len() == C && xs.iter().chain(ws).all(|r| r.len() == k));
+            let body = k / 8 * 8;
+            let mut acc = [[i32x4_splat(0); C]; R];
             let mut c = 0;
             while c < body {
-                // SAFETY: c + 8 <= body <= k, and every row slice holds at least k codes.
+                // SAFETY: c + 8 <= body <= k, and every row holds exactly k codes (asserted above).
                 unsafe {
-                    let xv = i16x8_load_extend_i8x8(qx.as_ptr().add(c));
-                    for j in 0..4 {
-                        let wv = i16x8_load_extend_i8x8(rows[j].as_ptr().add(c));
-                        acc[j] = i32x4_add(acc[j], i32x4_dot_i16x8(xv, wv));
+                    let xv: [v128; R] = std::array::from_fn(|i| i16x8_load_extend_i8x8(xs[i].as_ptr().add(c)));
+                    for j in 0..C {
+                        let wv = i16x8_load_extend_i8x8(ws[j].as_ptr().add(c));
+                        for i in 0..R {
+                            acc[i][j] = i32x4_add(acc[i][j], i32x4_dot_i16x8(xv[i], wv));
+                        }
                     }
                 }
                 c += 8;
             }
-            for j in 0..4 {
-                dots[o + j] = hsum(acc[j]) + tail(rows[j]);
-            }
-            o += 4;
-        }
-        while o < n {
-            let row = &w[o * k..];
-            let mut acc = i32x4_splat(0);
-            let mut c = 0;
-            while c < body {
-                // SAFETY: as above.
-                unsafe {
-                    let xv = i16x8_load_extend_i8x8(qx.as_ptr().add(c));
-                    let wv = i16x8_load_extend_i8x8(row.as_ptr().add(c));
-                    acc = i32x4_add(acc, i32x4_dot_i16x8(xv, wv));
+            let mut out = [[0i32; 4]; 2];
+            for i in 0..R {
+                for j in 0..C {
+                    let tail: i32 = xs[i][body..].iter().zip(&ws[j][body..]).map(|(&a, &b)| a as i32 * b as i32).sum();
+                    out[i][j] = hsum(acc[i][j]) + tail;
                 }
-                c += 8;
             }
-            dots[o] = hsum(acc) + tail(row);
-            o += 1;
+            out
         }
     }
 
