@@ -17,6 +17,19 @@ pub(crate) fn check_image_size(processor: &ClipImageProcessor, size: usize) -> R
     Ok(())
 }
 
+/// `dir/name`'s bytes; an I/O error names the path.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// `dir/name`'s bytes when it is a file (`tokenizer_config.json` is optional).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_optional(dir: &std::path::Path, name: &str) -> Result<Option<Vec<u8>>> {
+    dir.join(name).is_file().then(|| read_file(dir, name)).transpose()
+}
+
 /// `config.json`, the safetensors weights, the tokenizer and the image processor's settings.
 #[derive(Debug, Default, Clone)]
 pub struct CheckpointFiles {
@@ -36,10 +49,7 @@ pub struct CheckpointFiles {
 impl CheckpointFiles {
     /// Read the files of a model directory.
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
-        };
+        let read = |name: &str| read_file(dir, name);
         if !dir.is_dir() {
             return Err(Error::Io {
                 path: dir.display().to_string(),
@@ -72,11 +82,7 @@ impl CheckpointFiles {
             config: read("config.json")?,
             weights,
             tokenizer: read("tokenizer.json")?,
-            tokenizer_config: dir
-                .join("tokenizer_config.json")
-                .is_file()
-                .then(|| read("tokenizer_config.json"))
-                .transpose()?,
+            tokenizer_config: read_optional(dir, "tokenizer_config.json")?,
             preprocessor_config: read("preprocessor_config.json")?,
         })
     }

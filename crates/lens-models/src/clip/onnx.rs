@@ -19,7 +19,7 @@ use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
 use super::ClipConfig;
-use super::pipeline::MAX_BATCH;
+use super::pipeline::{MAX_BATCH, normalized_chunks};
 use crate::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
 use crate::files;
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
@@ -88,24 +88,25 @@ fn graph_error(graph: &str, message: impl std::fmt::Display) -> Error {
     Error::config(graph, message)
 }
 
-/// The op types of an ONNX graph (its main graph's nodes), which also proves it parses as ONNX.
-fn op_types(graph: &str, bytes: &[u8]) -> Result<Vec<String>> {
-    let proto: ModelProto = tract_onnx::onnx()
+/// Parse a graph's protobuf (proves it is ONNX; [`model`] and [`precision`] read it without parsing again).
+fn proto(graph: &str, bytes: &[u8]) -> Result<ModelProto> {
+    tract_onnx::onnx()
         .proto_model_for_read(&mut &*bytes)
-        .map_err(|e| graph_error(graph, format!("not an ONNX model: {e:#}")))?;
-    let mut ops: Vec<String> = proto.graph.map(|g| g.node.into_iter().map(|n| n.op_type).collect()).unwrap_or_default();
-    ops.sort_unstable();
-    ops.dedup();
-    Ok(ops)
+        .map_err(|e| graph_error(graph, format!("not an ONNX model: {e:#}")))
+}
+
+/// `Int8` when any of the graphs holds a quantized op in its main graph.
+fn precision(graphs: &[&ModelProto]) -> OnnxPrecision {
+    let int8 = graphs
+        .iter()
+        .filter_map(|proto| proto.graph.as_ref())
+        .any(|g| g.node.iter().any(|n| INT8_OPS.contains(&n.op_type.as_str())));
+    if int8 { OnnxPrecision::Int8 } else { OnnxPrecision::Fp32 }
 }
 
 /// `Int8` when either graph holds a quantized op.
 pub fn precision_of(visual: &[u8], textual: &[u8]) -> Result<OnnxPrecision> {
-    let mut int8 = false;
-    for (name, bytes) in [(VISUAL, visual), (TEXTUAL, textual)] {
-        int8 |= op_types(name, bytes)?.iter().any(|op| INT8_OPS.contains(&op.as_str()));
-    }
-    Ok(if int8 { OnnxPrecision::Int8 } else { OnnxPrecision::Fp32 })
+    Ok(precision(&[&proto(VISUAL, visual)?, &proto(TEXTUAL, textual)?]))
 }
 
 impl OnnxClipFiles {
@@ -158,7 +159,7 @@ impl OnnxClipFiles {
         let mut h = Sha256::new();
         h.update(&self.visual);
         h.update(&self.textual);
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::artifact::hex_lower(&h.finalize())
     }
 }
 
@@ -172,17 +173,13 @@ impl OnnxClipFiles {
     /// Read `visual.onnx`, `textual.onnx`, `config.json`, `tokenizer.json`, optional
     /// `tokenizer_config.json` and `preprocessor_config.json` from a directory.
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })
-        };
-        let optional = |name: &str| dir.join(name).is_file().then(|| read(name)).transpose();
+        let read = |name: &str| files::read_file(dir, name);
         Ok(OnnxClipFiles {
             visual: read(VISUAL)?,
             textual: read(TEXTUAL)?,
             config: read("config.json")?,
             tokenizer: read("tokenizer.json")?,
-            tokenizer_config: optional("tokenizer_config.json")?,
+            tokenizer_config: files::read_optional(dir, "tokenizer_config.json")?,
             preprocessor_config: read("preprocessor_config.json")?,
         })
     }
@@ -226,10 +223,11 @@ impl OnnxClip {
             config.text_config.max_position_embeddings,
             "<|endoftext|>",
         )?;
-        let precision = precision_of(&files.visual, &files.textual)?;
+        let (visual, textual) = (proto(VISUAL, &files.visual)?, proto(TEXTUAL, &files.textual)?);
+        let precision = precision(&[&visual, &textual]);
         let dim = config.projection_dim;
 
-        let visual = parse(VISUAL, &files.visual)?;
+        let visual = model(VISUAL, &visual)?;
         check_io(VISUAL, &visual, &["pixel_values"], "image_embeds")?;
         let batch = visual.sym("batch");
         let pixels = InferenceFact::dt_shape(
@@ -238,7 +236,7 @@ impl OnnxClip {
         );
         let visual = optimise(VISUAL, visual, &[pixels], dim)?;
 
-        let textual = parse(TEXTUAL, &files.textual)?;
+        let textual = model(TEXTUAL, &textual)?;
         let textual_mask = textual.input_outlets().map_err(|e| graph_error(TEXTUAL, e))?.len() == 2;
         let inputs: &[&str] = if textual_mask { &["input_ids", "attention_mask"] } else { &["input_ids"] };
         check_io(TEXTUAL, &textual, inputs, "text_embeds")?;
@@ -267,7 +265,7 @@ impl OnnxClip {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(MAX_BATCH) {
             let pixels = self.processor.preprocess_batch(chunk);
-            out.extend(normalized_rows(self.image_features(pixels, chunk.len())?, self.dim()));
+            out.extend(normalized_chunks(&self.image_features(pixels, chunk.len())?, self.dim()));
         }
         Ok(out)
     }
@@ -276,7 +274,7 @@ impl OnnxClip {
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(MAX_BATCH) {
-            out.extend(normalized_rows(self.text_features(chunk)?, self.dim()));
+            out.extend(normalized_chunks(&self.text_features(chunk)?, self.dim()));
         }
         Ok(out)
     }
@@ -319,8 +317,8 @@ impl OnnxClip {
     }
 }
 
-fn parse(graph: &str, bytes: &[u8]) -> Result<InferenceModel> {
-    tract_onnx::onnx().model_for_read(&mut &*bytes).map_err(|e| graph_error(graph, format!("{e:#}")))
+fn model(graph: &str, proto: &ModelProto) -> Result<InferenceModel> {
+    tract_onnx::onnx().model_for_proto_model(proto).map_err(|e| graph_error(graph, format!("{e:#}")))
 }
 
 /// Refuses a graph whose inputs or output are not the ones the published exports use.
@@ -370,9 +368,4 @@ fn run(graph: &str, plan: &Plan, inputs: TVec<TValue>, rows: usize, dim: usize) 
     }
     let values = out.to_plain_array_view::<f32>().map_err(|e| graph_error(graph, e))?;
     Ok(values.iter().copied().collect())
-}
-
-/// Row-major `[n, d]` values as L2-normalised vectors.
-fn normalized_rows(values: Vec<f32>, d: usize) -> Vec<Vec<f32>> {
-    values.chunks_exact(d).map(|row| lens_core::vector::normalized(row.to_vec())).collect()
 }

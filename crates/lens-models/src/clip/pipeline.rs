@@ -183,5 +183,10 @@ impl<B: Backend> ClipPipeline<B> {
 fn normalized_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     let [_, d] = t.dims();
     let values: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 data");
+    normalized_chunks(&values, d)
+}
+
+/// Row-major `[n, d]` values as L2-normalised vectors (the ONNX engine's outputs too).
+pub(crate) fn normalized_chunks(values: &[f32], d: usize) -> Vec<Vec<f32>> {
     values.chunks_exact(d).map(|row| lens_core::vector::normalized(row.to_vec())).collect()
 }
