@@ -71,9 +71,7 @@ pub async fn feed(
 
 fn change_json(change: Change) -> Value {
     match change {
-        Change::Upsert { seq, image, created_ms, embedding } => {
-            let image = *image;
-            json!({
+        Change::Upsert { seq, image, created_ms, embedding } => json!({
             "seq": seq,
             "op": "upsert",
             "image": {
@@ -89,8 +87,7 @@ fn change_json(change: Change) -> Value {
                 "embedding": embedding,
                 "thumbnail_url": format!("/v1/images/{}/thumbnail", image.id),
             },
-            })
-        }
+        }),
         Change::Delete { seq, id } => json!({"seq": seq, "op": "delete", "id": id}),
     }
 }
