@@ -77,7 +77,9 @@ async fn download(url: &str, progress: &dyn Fn(u64, u64)) -> Result<Vec<u8>, Mod
     }
     let total =
         response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(total as usize);
+    // Content-Length is the server's word: reserve at most 1 GiB up front, so a wrong header cannot
+    // abort the worker with a failed allocation before a byte arrives.
+    let mut bytes = Vec::with_capacity(total.min(1 << 30) as usize);
     let Some(body) = response.body() else {
         return Ok(bytes);
     };

@@ -23,6 +23,16 @@ pub struct Decoded {
     pub image: RgbImage,
 }
 
+/// Refuses a file larger than decoding accepts before its bytes are read into memory (a dropped
+/// video would otherwise be copied whole into the worker just to be refused by [`decode`]).
+pub fn check_file_size(bytes: f64) -> Result<(), String> {
+    let limit = DecodeLimits::default().max_bytes;
+    if bytes > limit as f64 {
+        return Err(lens_core::Error::TooLarge { bytes: bytes as usize, limit }.to_string());
+    }
+    Ok(())
+}
+
 /// Decodes a JPEG, PNG, GIF or WebP file with lens-core (EXIF orientation applied).
 ///
 /// # Errors
@@ -61,6 +71,17 @@ pub fn thumbnail_jpeg(image: &RgbImage, side: u32) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_over_the_decode_limit_are_refused_unread() {
+        let limit = DecodeLimits::default().max_bytes as f64;
+        assert_eq!(check_file_size(limit), Ok(()));
+        let err = check_file_size(limit + 1.0).unwrap_err();
+        // The same words decoding the bytes would give.
+        let mut big = vec![0u8; limit as usize + 1];
+        big[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+        assert_eq!(err, decode(&big).unwrap_err());
+    }
 
     #[test]
     fn thumbnails_keep_the_aspect_ratio_and_never_grow() {

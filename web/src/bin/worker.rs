@@ -237,6 +237,7 @@ mod worker {
     }
 
     async fn add_one(state: &Shared, store: &Store, model: &Model, name: &str, file: &File) -> Result<(), AddError> {
+        thumb::check_file_size(file.size()).map_err(AddError::Rejected)?;
         let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| AddError::Rejected(describe(&e)))?;
         let bytes = Uint8Array::new(&buffer).to_vec();
         let sha256 = thumb::sha256_hex(&bytes);
