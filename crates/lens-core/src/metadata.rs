@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+pub use crate::image::ExifFields;
 use crate::image::{DecodeLimits, ImageFormat, probe_image, read_tags};
 
 /// What the image service stores on ingest and returns with each image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImageMetadata {
     /// `"jpeg"`, `"png"`, `"gif"` or `"webp"`.
     pub format: String,
@@ -28,37 +30,6 @@ pub struct ImageMetadata {
     /// EXIF block holding only the orientation, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exif: Option<ExifFields>,
-}
-
-/// Descriptive EXIF tags, as text (NUL-terminated and space-padded values trimmed, at most 256 bytes,
-/// invalid UTF-8 replaced). Dates are as EXIF writes them: `"YYYY:MM:DD HH:MM:SS"`, local time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExifFields {
-    /// 0x9003 DateTimeOriginal (Exif IFD): when the photo was taken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_time_original: Option<String>,
-    /// 0x0132 DateTime (IFD0): when the file was last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_time: Option<String>,
-    /// 0x010F Make (IFD0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub make: Option<String>,
-    /// 0x0110 Model (IFD0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// 0x0131 Software (IFD0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub software: Option<String>,
-    /// 0xA434 LensModel (Exif IFD).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lens_model: Option<String>,
-}
-
-impl ExifFields {
-    /// Whether no tag is set.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
 }
 
 /// Reads an image's metadata from its headers, without decoding it.

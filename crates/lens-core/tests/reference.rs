@@ -76,10 +76,13 @@ fn processors() -> Vec<(&'static str, ClipImageProcessor)> {
     ]
 }
 
+/// The decoded pixels are what the processors resize: `convert_to_rgb(exif_transpose(Image.open(path)))`,
+/// i.e. `load_image`'s `convert("RGB")` for opaque files and alpha composited onto white for
+/// chelsea_rgba.png (see `models/generate_fixtures.py`, `reference_image`).
 #[test]
-fn decoded_rgb_matches_load_image() {
+fn decoded_rgb_matches_the_processor_input() {
     let reference = reference();
-    let mut table = String::from("\ndecoded RGB vs load_image (exif_transpose + convert(\"RGB\")):\n");
+    let mut table = String::from("\ndecoded RGB vs convert_to_rgb(exif_transpose(open)):\n");
     for fx in fixture_images() {
         let ours = fx.decode();
         assert_eq!((ours.width, ours.height), (fx.width, fx.height), "{}: size", fx.file);

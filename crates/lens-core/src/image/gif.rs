@@ -1,15 +1,20 @@
-//! GIF: the first frame, composed as PIL composes it, through the palette.
+//! GIF: the first frame, composed as PIL composes it, through the palette, transparency onto white.
 //!
 //! PIL (Pillow 13.0.0, `GifImagePlugin`) opens a GIF in mode `P` with the first frame's palette (local,
-//! else global) and a canvas the size of the logical screen, grown when the frame extends past it. The
-//! canvas starts as the frame's transparent index when there is one, else index 0; the frame's indices
-//! are written into it unchanged (transparent ones included), and `convert("RGB")` maps every index
-//! through the palette. So transparent pixels show their palette colour, not a background. The `image`
-//! crate's GIF decoder instead composes RGBA with transparent pixels zeroed, hence this module.
+//! else global; mode `L` when that palette is the identity grey ramp) and a canvas the size of the logical
+//! screen, grown when the frame extends past it. The canvas starts as the frame's transparent index when
+//! there is one, else index 0; the frame's indices are written into it unchanged (transparent ones
+//! included). With a transparent index, `info["transparency"]` is set, so the processors' `convert_to_rgb`
+//! converts to RGBA — `putpalettealpha(index, 0)` for `P`, `convert_transparent` on the grey value (which is
+//! the index) for `L` — and composites onto white: every pixel holding that index, canvas around the frame
+//! included, is white, the others show their palette colour (see `alpha.rs`). The `image` crate's GIF
+//! decoder instead composes RGBA with transparent pixels zeroed, hence this module.
 
 use std::io::Cursor;
 
-use super::{DecodeLimits, ImageFormat, RgbImage, check_dimensions};
+use super::alpha::WHITE;
+use super::format::ImageFormat;
+use super::types::{DecodeLimits, RgbImage, check_dimensions};
 use crate::{Error, Result};
 
 pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
@@ -46,13 +51,13 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
 
     // The gif crate refuses frames with no palette at all; PIL would show them as greyscale.
     let palette = local.or(global).unwrap_or_default();
-    let data = canvas
-        .iter()
-        .flat_map(|&i| {
-            let i = usize::from(i) * 3;
-            // Entries past the end of a short palette are black in PIL's palette conversion.
-            palette.get(i..i + 3).map_or([0, 0, 0], |c| [c[0], c[1], c[2]])
-        })
-        .collect();
+    let mut colours = [[0_u8; 3]; 256]; // entries past the end of a short palette are black in PIL
+    for (entry, c) in colours.iter_mut().zip(palette.chunks_exact(3)) {
+        *entry = [c[0], c[1], c[2]];
+    }
+    if let Some(t) = transparent {
+        colours[usize::from(t)] = WHITE; // alpha 0, composited onto white
+    }
+    let data = canvas.iter().flat_map(|&i| colours[usize::from(i)]).collect();
     Ok(RgbImage { width, height, data })
 }

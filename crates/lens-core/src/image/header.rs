@@ -1,26 +1,10 @@
-//! Format sniffing and dimensions read straight from the header bytes, before any decoder runs.
+//! Dimensions read straight from the header bytes, before any decoder runs.
 //!
 //! These few fixed-offset reads are what the decompression-bomb guard relies on: no decoder state,
 //! no allocation, whatever the file claims.
 
-use super::ImageFormat;
+use super::format::ImageFormat;
 use crate::{Error, Result};
-
-/// The format named by the file's signature (magic bytes), as PIL identifies files: by content,
-/// never by extension.
-pub(super) fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some(ImageFormat::Jpeg)
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(ImageFormat::Png)
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some(ImageFormat::Gif)
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(ImageFormat::WebP)
-    } else {
-        None
-    }
-}
 
 /// `(width, height)` as stored in the header (before any EXIF orientation).
 pub(super) fn dimensions(format: ImageFormat, bytes: &[u8]) -> Result<(u32, u32)> {
@@ -179,17 +163,6 @@ mod tests {
 
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn sniffs_signatures() {
-        assert_eq!(sniff_format(b"\xFF\xD8\xFF\xE0rest"), Some(ImageFormat::Jpeg));
-        assert_eq!(sniff_format(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
-        assert_eq!(sniff_format(b"GIF89a......"), Some(ImageFormat::Gif));
-        assert_eq!(sniff_format(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::WebP));
-        assert_eq!(sniff_format(b"RIFF\0\0\0\0WAVEfmt "), None);
-        assert_eq!(sniff_format(b""), None);
-        assert_eq!(sniff_format(b"\xFF\xD8"), None);
-    }
 
     #[test]
     fn jpeg_frame_header_after_app_segments() {

@@ -18,7 +18,8 @@
 mod pixels;
 mod tables;
 
-use super::{DecodeLimits, ImageFormat, RgbImage, check_dimensions};
+use super::format::ImageFormat;
+use super::types::{DecodeLimits, RgbImage, check_dimensions};
 use crate::{Error, Result};
 use pixels::{Plane, YccTables};
 

@@ -14,9 +14,43 @@
 //! with 0x8769 (0x9003 DateTimeOriginal, 0xA434 LensModel). Every read is bounds-checked and only those
 //! two IFDs are visited, each once, so malformed EXIF yields `None` values, never a panic or a loop.
 
+use serde::{Deserialize, Serialize};
+
+use super::format::ImageFormat;
 use super::header::{JpegSegments, be_u16, be_u32, le_u16, le_u32};
-use super::{ImageFormat, RgbImage};
-use crate::metadata::ExifFields;
+use super::types::RgbImage;
+
+/// Descriptive EXIF tags, as text (NUL-terminated and space-padded values trimmed, at most 256 bytes,
+/// invalid UTF-8 replaced). Dates are as EXIF writes them: `"YYYY:MM:DD HH:MM:SS"`, local time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExifFields {
+    /// 0x9003 DateTimeOriginal (Exif IFD): when the photo was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_time_original: Option<String>,
+    /// 0x0132 DateTime (IFD0): when the file was last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_time: Option<String>,
+    /// 0x010F Make (IFD0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make: Option<String>,
+    /// 0x0110 Model (IFD0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// 0x0131 Software (IFD0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+    /// 0xA434 LensModel (Exif IFD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens_model: Option<String>,
+}
+
+impl ExifFields {
+    /// Whether no tag is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
 
 /// The raw orientation value (1 when absent or unreadable) for an image of a known format.
 pub(super) fn orientation(format: ImageFormat, bytes: &[u8]) -> u16 {

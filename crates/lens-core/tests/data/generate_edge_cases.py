@@ -5,7 +5,10 @@ models/fixtures/ holds real photos in the common formats; this adds small synthe
 corners those do not reach: every PNG colour type and bit depth, tRNS, short palettes, interlacing,
 GIF transparency / frame offsets / local palettes / animation, WebP with alpha, EXIF orientation 1..8
 in PNG, WebP and JPEG, orientation given only in XMP, JPEG chroma subsampling and CMYK, and resize
-corners (upscaling, zero padding in the crop, one-pass resizes, every Pillow filter).
+corners (upscaling, zero padding in the crop, one-pass resizes, every Pillow filter); and transparency with
+graded alpha in every form Pillow reads (alpha_*: RGBA / LA at 8 and 16 bits, palettes with per-entry tRNS
+alpha, grey and RGB colour keys at every bit depth, GIF transparent indices, WebP with alpha), which the
+processors composite onto white.
 
 Run from the repository root with the reference environment (models/requirements-reference.txt):
 
@@ -15,11 +18,19 @@ Writes crates/lens-core/tests/data/edge/:
   *.png *.gif *.webp *.jpg    the inputs
   expected.safetensors        <name>.file u8 [n]: the input file's bytes (the tests compile this one file in,
                               so they run on wasm32 too, without a filesystem);
-                              <name>.rgb_u8 [H,W,3]: transformers.image_utils.load_image (exif_transpose +
-                              convert("RGB")); <case>.u8 [3,h,w]: processor output before normalisation x255;
+                              <name>.rgb_u8 [H,W,3]: what the processors see of the opened file:
+                              convert_to_rgb(exif_transpose(PIL.Image.open(path))) (see reference_rgb);
+                              for opaque files that is load_image's exif_transpose + convert("RGB"), for
+                              files with alpha or a transparency key the image composited onto white;
+                              <case>.u8 [3,h,w]: processor output before normalisation x255;
                               <case>.pixel_values [3,h,w] f32 for a few cases: the normalised output
-  expected.json               per input: file, lossless format or not, PIL mode, size; per resize case: the
-                              input, the preprocessor_config.json contents, the output shape
+  expected.json               per input: file, lossless format or not, PIL mode, size; per resize case
+                              (CLIPImageProcessorPil) and per BLIP case (BlipImageProcessorPil): the input,
+                              the preprocessor_config.json contents, the output shape
+
+Deterministic: every input is seeded (RNG for the original cases, ALPHA_RNG for the alpha_* ones, so that
+adding cases never changes an existing file) and Pillow's PNG / GIF / WebP encoders are deterministic;
+two runs give identical files.
 """
 
 import io
@@ -33,20 +44,38 @@ import PIL
 import PIL.Image
 from PIL import PngImagePlugin
 from safetensors.numpy import save_file
-from transformers.image_utils import load_image
+from PIL import ImageOps
+from transformers.image_transforms import convert_to_rgb
+from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 OUT = Path(__file__).resolve().parent / "edge"
 RNG = np.random.default_rng(20260523)
+ALPHA_RNG = np.random.default_rng(20261206)
 
 
-def smooth_rgb(h, w, channels=3):
+def reference_image(path):
+    """The image as Lens's decode_image must see it: opened, and turned upright as load_image does.
+
+    The processors get this PIL image and run convert_to_rgb on it themselves (do_convert_rgb=True:
+    transformers/image_processing_backends.py, PilBackend.process_image -> image_transforms.convert_to_rgb),
+    which composites anything with an alpha band or a "transparency" entry onto white.
+    """
+    return ImageOps.exif_transpose(PIL.Image.open(path))
+
+
+def reference_rgb(path):
+    """uint8 [H, W, 3]: convert_to_rgb(exif_transpose(Image.open(path))), what the processors resize."""
+    return np.ascontiguousarray(convert_to_rgb(reference_image(path), return_numpy=True), dtype=np.uint8)
+
+
+def smooth_rgb(h, w, channels=3, rng=RNG):
     """A photo-like image: smooth gradients plus a little noise (so JPEG errors stay small)."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     planes = []
     for c in range(channels):
-        fx, fy, ph = RNG.uniform(0.02, 0.15), RNG.uniform(0.02, 0.15), RNG.uniform(0, 6.28)
-        p = 127.5 + 100 * np.sin(fx * x + ph) * np.cos(fy * y - ph) + RNG.normal(0, 6, (h, w))
+        fx, fy, ph = rng.uniform(0.02, 0.15), rng.uniform(0.02, 0.15), rng.uniform(0, 6.28)
+        p = 127.5 + 100 * np.sin(fx * x + ph) * np.cos(fy * y - ph) + rng.normal(0, 6, (h, w))
         planes.append(p)
     return np.clip(np.stack(planes, -1), 0, 255).round().astype(np.uint8)
 
@@ -148,13 +177,14 @@ def xmp_packet(orientation):
             b'"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
 
 
+def pil_bytes(img, fmt, **kw):
+    b = io.BytesIO()
+    img.save(b, fmt, **kw)
+    return b.getvalue()
+
+
 def write_inputs():
     files = {}  # name -> (bytes, exact)
-
-    def pil_bytes(img, fmt, **kw):
-        b = io.BytesIO()
-        img.save(b, fmt, **kw)
-        return b.getvalue()
 
     rgb = smooth_rgb(11, 17)
     files["png_rgb_orient1.png"] = (pil_bytes(PIL.Image.fromarray(rgb), "PNG"), True)
@@ -250,6 +280,109 @@ def write_inputs():
     return files
 
 
+def write_alpha_inputs():
+    """Transparency with graded alpha over photo-like pixels, in every form Pillow reads it.
+
+    convert_to_rgb composites these onto white with Pillow's integer alpha_composite, so every alpha value
+    0..255 appears (each 3 times in a 24x32 image) over smooth colours, and one file holds every
+    (colour, alpha) pair. Colour keys (tRNS on grey / RGB) are compared the way Pillow compares them: on
+    its 8-bit conversion of the pixel, against the key's low byte.
+    """
+    rng = ALPHA_RNG
+    files = {}
+    h, w = 24, 32
+
+    def graded(levels=256):
+        """[h, w] with every level 0..levels-1 (0 and the maximum included), shuffled over the image."""
+        return rng.permutation(np.resize(np.arange(levels), h * w)).reshape(h, w)
+
+    def to16(v8):
+        """16-bit samples whose high byte is v8 (what Pillow keeps) and whose low byte is noise."""
+        return ((v8.astype(np.uint16) << 8) | rng.integers(0, 256, v8.shape, dtype=np.uint16)).astype(">u2")
+
+    def rows_of(a):
+        return [r.tobytes() for r in a]
+
+    photo = smooth_rgb(h, w, rng=rng)
+    rgba = np.dstack([photo, graded().astype(np.uint8)])
+    files["alpha_rgba8.png"] = (pil_bytes(PIL.Image.fromarray(rgba), "PNG"), True)
+    files["alpha_rgba8_orient6.png"] = (pil_bytes(PIL.Image.fromarray(rgba), "PNG", exif=exif_bytes(6)), True)
+    # Every (level, alpha) pair: pixel (x, y) has levels 3x, 3x+1, 3x+2 (the last clipped to 255), alpha y.
+    x = np.arange(86)
+    pairs = np.zeros((256, 86, 4), np.uint8)
+    pairs[..., :3] = np.minimum(np.stack([3 * x, 3 * x + 1, 3 * x + 2], -1), 255)[None]
+    pairs[..., 3] = np.arange(256)[:, None]
+    files["alpha_rgba8_all_pairs.png"] = (pil_bytes(PIL.Image.fromarray(pairs), "PNG"), True)
+    files["alpha_rgba16.png"] = (raw_png(w, h, 16, 6, rows_of(to16(rgba))), True)
+
+    grey = smooth_rgb(h, w, 1, rng=rng)[..., 0]
+    la = np.dstack([grey, graded().astype(np.uint8)])
+    files["alpha_la8.png"] = (raw_png(w, h, 8, 4, rows_of(la)), True)
+    files["alpha_la16.png"] = (raw_png(w, h, 16, 4, rows_of(to16(la))), True)
+
+    # Palettes: the photo quantised to 256 colours; tRNS gives each entry its own alpha (0 and 255 included).
+    q = PIL.Image.fromarray(photo).quantize(256, method=PIL.Image.Quantize.MEDIANCUT, dither=PIL.Image.Dither.NONE)
+    idx = np.asarray(q, dtype=np.uint8)
+    n = int(idx.max()) + 1
+    plte = bytes(q.getpalette()[:3 * n])
+    entry_alpha = rng.permutation(np.linspace(0, 255, n).round().astype(np.uint8)).tobytes()
+    files["alpha_p8_trns.png"] = (raw_png(w, h, 8, 3, rows_of(idx), extra=chunk(b"PLTE", plte) + chunk(b"tRNS", entry_alpha)), True)
+    files["alpha_p8_trns_orient3.png"] = (raw_png(w, h, 8, 3, rows_of(idx), extra=chunk(b"PLTE", plte) + chunk(
+        b"tRNS", entry_alpha) + chunk(b"eXIf", exif_bytes(3).removeprefix(b"Exif\x00\x00"))), True)
+    # One fully transparent entry and the rest opaque: Pillow stores it as an int index, not bytes.
+    files["alpha_p8_trns_single.png"] = (raw_png(w, h, 8, 3, rows_of(idx), extra=chunk(b"PLTE", plte) + chunk(
+        b"tRNS", b"\xff" * int(idx[0, 0]) + b"\x00")), True)
+    # tRNS all 255: "transparency" is set, so convert_to_rgb composites, which changes nothing.
+    files["alpha_p8_trns_opaque.png"] = (raw_png(w, h, 8, 3, rows_of(idx), extra=chunk(b"PLTE", plte) + chunk(
+        b"tRNS", b"\xff" * n)), True)
+    # 4-bit: 16 entries, tRNS shorter than the palette (entries 9..15 stay opaque).
+    idx4 = graded(16)
+    files["alpha_p4_trns_short.png"] = (raw_png(w, h, 4, 3, [pack_bits(r, 4) for r in idx4], extra=chunk(
+        b"PLTE", rng.integers(0, 256, 48, dtype=np.uint8).tobytes()) + chunk(
+        b"tRNS", bytes([0, 32, 64, 96, 128, 160, 192, 224, 255]))), True)
+
+    # Grey colour keys. Pillow compares its 8-bit pixel (1-bit: 0/255, 2/4-bit scaled by 85/17, 16-bit
+    # clipped to 255) with the key's low byte (1-bit: 255 for any non-zero key), not the raw sample.
+    for bits, key in ((1, 1), (2, 0), (2, 85), (4, 5), (4, 17)):
+        vals = graded(1 << bits)
+        files[f"alpha_l{bits}_trns_key{key}.png"] = (raw_png(w, h, bits, 0, [pack_bits(r, bits) for r in vals],
+                                                             extra=chunk(b"tRNS", struct.pack(">H", key))), True)
+    files["alpha_l8_trns_key0x130.png"] = (raw_png(w, h, 8, 0, rows_of(grey), extra=chunk(
+        b"tRNS", struct.pack(">H", 0x100 | int(grey[3, 5])))), True)
+    g16 = to16(grey).astype(np.uint16)
+    g16[:6] = rng.choice(np.array([0, 1, 44, 254, 255, 256, 300, 0x2C, 0x12C, 0x1FF, 65535], np.uint16), (6, w))
+    files["alpha_l16_trns_key0x12c.png"] = (raw_png(w, h, 16, 0, rows_of(g16.astype(">u2")), extra=chunk(
+        b"tRNS", struct.pack(">H", 0x12C))), True)
+    files["alpha_l16_trns_key255.png"] = (raw_png(w, h, 16, 0, rows_of(g16.astype(">u2")), extra=chunk(
+        b"tRNS", struct.pack(">H", 255))), True)
+    # RGB keys: 8-bit over the photo with a block of the key colour; 16-bit, where Pillow compares the
+    # pixels' high bytes with the key's low bytes (so the 16-bit key itself never matches here).
+    keyed = photo.copy()
+    keyed[5:12, 7:20] = photo[0, 0]
+    files["alpha_rgb8_trns_block.png"] = (raw_png(w, h, 8, 2, rows_of(keyed), extra=chunk(
+        b"tRNS", struct.pack(">HHH", *photo[0, 0]))), True)
+    keyed16 = to16(keyed)
+    files["alpha_rgb16_trns.png"] = (raw_png(w, h, 16, 2, rows_of(keyed16), extra=chunk(
+        b"tRNS", struct.pack(">HHH", *(0x100 | int(v) for v in photo[0, 0])))), True)
+
+    # GIF: a photo through a 64-colour palette with its most common index transparent; and a grey palette
+    # (Pillow opens it as "L" and keys on the grey value).
+    gq = PIL.Image.fromarray(photo).quantize(64, method=PIL.Image.Quantize.MEDIANCUT, dither=PIL.Image.Dither.NONE)
+    gidx = np.asarray(gq, dtype=np.uint8)
+    gpal = list(gq.getpalette()[:3 * (int(gidx.max()) + 1)])
+    common = int(np.bincount(gidx.reshape(-1)).argmax())
+    files["alpha_gif_photo.gif"] = (raw_gif((w, h), [dict(left=0, top=0, w=w, h=h, indices=gidx, transparent=common)],
+                                            global_palette=gpal), True)
+    greypal = [v for i in range(16) for v in (i, i, i)]
+    files["alpha_gif_grey.gif"] = (raw_gif((w, h), [dict(left=0, top=0, w=w, h=h, indices=graded(16), transparent=9)],
+                                           global_palette=greypal), True)
+
+    # WebP with graded alpha (lossless keeps the colour under alpha 0 with exact=True).
+    files["alpha_webp_lossless.webp"] = (pil_bytes(PIL.Image.fromarray(rgba), "WEBP", lossless=True, exact=True), True)
+    files["alpha_webp_lossy.webp"] = (pil_bytes(PIL.Image.fromarray(rgba), "WEBP", quality=85), False)
+    return files
+
+
 def adam7_png(img):
     """An Adam7-interlaced 8-bit RGB PNG (PIL's encoder only writes non-interlaced files)."""
     h, w, _ = img.shape
@@ -284,10 +417,21 @@ RESIZE_CASES = {
     "nearest_up": ("resize_tiny.png", dict(size={"shortest_edge": 50}, resample=0, crop_size={"height": 50, "width": 50})),
     "max_height_width": ("resize_medium.png", dict(size={"max_height": 50, "max_width": 50}, crop_size={"height": 40, "width": 40})),
     "shortest_longest": ("resize_medium.png", dict(size={"shortest_edge": 50, "longest_edge": 60}, crop_size={"height": 40, "width": 40})),
+    # Graded alpha: the processor composites onto white before resizing.
+    "alpha_rgba8": ("alpha_rgba8.png", dict(size={"shortest_edge": 20}, crop_size={"height": 18, "width": 18})),
+    "alpha_p8_trns": ("alpha_p8_trns.png", dict(size={"shortest_edge": 28}, crop_size={"height": 24, "width": 24})),
+    "alpha_webp_no_resize": ("alpha_webp_lossless.webp", dict(do_resize=False, crop_size={"height": 20, "width": 30})),
 }
 
 # Cases whose fully normalised output is stored too (pixel_values, f32): padding and no-resize paths.
-NORMALISED_CASES = ["upscale_bicubic", "pad_crop", "no_resize"]
+NORMALISED_CASES = ["upscale_bicubic", "pad_crop", "no_resize", "alpha_rgba8"]
+
+# BlipImageProcessorPil (resize straight to height x width, no crop) on graded-alpha inputs; every one
+# stores its normalised output too.
+BLIP_CASES = {
+    "blip_alpha_rgba8_orient6": ("alpha_rgba8_orient6.png", dict(size={"height": 20, "width": 28})),
+    "blip_alpha_la16": ("alpha_la16.png", dict(size={"height": 30, "width": 26})),
+}
 
 
 def main():
@@ -295,6 +439,7 @@ def main():
     for old in OUT.iterdir():
         old.unlink()
     files = write_inputs()
+    files.update(write_alpha_inputs())
     for name, shape in {"resize_tiny.png": (5, 7), "resize_small.png": (25, 40), "resize_medium.png": (61, 83)}.items():
         files[name] = (None, True)
         PIL.Image.fromarray(smooth_rgb(*shape)).save(OUT / name)
@@ -303,25 +448,30 @@ def main():
         if data is not None:
             (OUT / name).write_bytes(data)
         opened = PIL.Image.open(OUT / name)
-        img = load_image(str(OUT / name))
-        rgb = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+        rgb = reference_rgb(OUT / name)
         tensors[f"{Path(name).stem}.rgb_u8"] = rgb
         tensors[f"{Path(name).stem}.file"] = np.frombuffer((OUT / name).read_bytes(), dtype=np.uint8).copy()
         meta["images"][Path(name).stem] = {"file": name, "lossless": exact, "pil_mode": opened.mode,
-                                           "width": img.width, "height": img.height}
-    for case, (file, kwargs) in RESIZE_CASES.items():
-        cfg = dict(do_resize=True, resample=3, do_center_crop=True, do_rescale=True, rescale_factor=1 / 255,
-                   do_normalize=True, do_convert_rgb=True, **CLIP)
-        cfg.update(kwargs)
-        proc = CLIPImageProcessorPil(**cfg)
-        x = proc(load_image(str(OUT / file)), do_normalize=False, return_tensors="np")["pixel_values"][0]
-        u8 = np.rint(x * 255.0)
-        assert np.abs(u8 - x * 255.0).max() < 1e-3
-        tensors[f"{case}.u8"] = u8.astype(np.uint8)
-        if case in NORMALISED_CASES:
-            normalised = proc(load_image(str(OUT / file)), return_tensors="np")["pixel_values"][0].astype(np.float32)
-            tensors[f"{case}.pixel_values"] = np.ascontiguousarray(normalised)
-        meta["resize_cases"][case] = {"image": Path(file).stem, "config": cfg, "shape": list(u8.shape)}
+                                           "width": rgb.shape[1], "height": rgb.shape[0]}
+    meta["blip_cases"] = {}
+    for cases, processor, key, normalised_cases in ((RESIZE_CASES, CLIPImageProcessorPil, "resize_cases", NORMALISED_CASES),
+                                                    (BLIP_CASES, BlipImageProcessorPil, "blip_cases", list(BLIP_CASES))):
+        for case, (file, kwargs) in cases.items():
+            cfg = dict(do_resize=True, resample=3)
+            if processor is CLIPImageProcessorPil:
+                cfg["do_center_crop"] = True
+            cfg.update(do_rescale=True, rescale_factor=1 / 255, do_normalize=True, do_convert_rgb=True, **CLIP)
+            cfg.update(kwargs)
+            proc = processor(**cfg)
+            # The processor gets the opened (upright) PIL image and converts it to RGB itself.
+            x = proc(reference_image(OUT / file), do_normalize=False, return_tensors="np")["pixel_values"][0]
+            u8 = np.rint(x * 255.0)
+            assert np.abs(u8 - x * 255.0).max() < 1e-3
+            tensors[f"{case}.u8"] = u8.astype(np.uint8)
+            if case in normalised_cases:
+                normalised = proc(reference_image(OUT / file), return_tensors="np")["pixel_values"][0]
+                tensors[f"{case}.pixel_values"] = np.ascontiguousarray(normalised.astype(np.float32))
+            meta[key][case] = {"image": Path(file).stem, "config": cfg, "shape": list(u8.shape)}
     save_file(tensors, str(OUT / "expected.safetensors"))
     (OUT / "expected.json").write_text(json.dumps(meta, indent=1) + "\n")
 
