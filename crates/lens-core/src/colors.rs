@@ -32,6 +32,7 @@ const SEED: u64 = 0x4C45_4E53_C010_0125;
 
 /// One dominant colour of an image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DominantColor {
     /// The cluster centre in 8-bit sRGB (rounded, clamped to the gamut).
     pub rgb: [u8; 3],

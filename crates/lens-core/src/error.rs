@@ -35,6 +35,10 @@ pub enum Error {
     #[error("invalid pre-processor config: {detail}")]
     InvalidConfig { detail: String },
 
+    /// Encoding an image (a thumbnail) failed.
+    #[error("cannot encode image: {detail}")]
+    Encode { detail: String },
+
     /// A pixel buffer whose length does not match its declared shape.
     #[error("pixel buffer has {len} bytes, {width}x{height} RGB needs {expected}")]
     BufferSize { width: u32, height: u32, len: usize, expected: usize },

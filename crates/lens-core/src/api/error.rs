@@ -1,0 +1,179 @@
+//! The one error body of the API, `{"error": {"code", "message"}}`, and its stable codes.
+
+use serde::{Deserialize, Serialize};
+
+/// A machine-readable error code. Stable: clients branch on these, so one is never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A field is missing, malformed or out of range.
+    InvalidRequest,
+    /// The JSON body does not parse or has the wrong shape.
+    InvalidJson,
+    /// The multipart body cannot be read as a form.
+    InvalidMultipart,
+    /// A page cursor this server did not give.
+    InvalidCursor,
+    /// Not a URL.
+    InvalidUrl,
+    NotFound,
+    MethodNotAllowed,
+    /// A body, file, text or count over its limit.
+    TooLarge,
+    /// An image over the pixel or side limit.
+    TooManyPixels,
+    /// Not a JPEG, PNG, GIF or WebP file, or a format this server does not accept.
+    UnsupportedFormat,
+    /// A body of the wrong content type.
+    UnsupportedMediaType,
+    /// The bytes look like an image but are truncated or malformed.
+    CorruptImage,
+    /// A URL the server will not fetch (scheme, private address, redirect).
+    UrlRefused,
+    /// The remote server failed or answered with an error.
+    FetchFailed,
+    FetchTimeout,
+    /// The stored image has no embedding by the loaded model yet.
+    NotEmbedded,
+    /// The models are loading or the index is being built.
+    NotReady,
+    /// This server has no caption model.
+    CaptioningDisabled,
+    /// The model queue is full.
+    Overloaded,
+    /// The request took longer than the server's limit.
+    Timeout,
+    Internal,
+    /// A code this build does not know (a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidMultipart => "invalid_multipart",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::InvalidUrl => "invalid_url",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooLarge => "too_large",
+            Self::TooManyPixels => "too_many_pixels",
+            Self::UnsupportedFormat => "unsupported_format",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CorruptImage => "corrupt_image",
+            Self::UrlRefused => "url_refused",
+            Self::FetchFailed => "fetch_failed",
+            Self::FetchTimeout => "fetch_timeout",
+            Self::NotEmbedded => "not_embedded",
+            Self::NotReady => "not_ready",
+            Self::CaptioningDisabled => "captioning_disabled",
+            Self::Overloaded => "overloaded",
+            Self::Timeout => "timeout",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The HTTP status an error with this code is answered with, unless the layer that found it
+    /// knows better (a JSON body of the wrong shape is 422, one that does not parse 400).
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidRequest
+            | Self::InvalidJson
+            | Self::InvalidMultipart
+            | Self::InvalidCursor
+            | Self::InvalidUrl
+            | Self::UrlRefused => 400,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::NotEmbedded => 409,
+            Self::TooLarge => 413,
+            Self::UnsupportedFormat | Self::UnsupportedMediaType => 415,
+            Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
+            Self::NotReady | Self::CaptioningDisabled | Self::Overloaded | Self::Timeout => 503,
+            Self::FetchTimeout => 504,
+            Self::Internal | Self::Unknown => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"error": {"code", "message"}}`: every error the API answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people: what was wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { error: ErrorDetail { code, message: message.into() } }
+    }
+}
+
+/// A request refused for what it asks (a 4xx): the code and the message the client gets. The
+/// validation shared by every target (limits, ids, tags, search options) returns it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// [`ErrorCode::InvalidRequest`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// [`ErrorCode::TooLarge`].
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TooLarge, message)
+    }
+
+    /// [`ErrorCode::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_names_and_unknown_ones_parse() {
+        for code in [ErrorCode::InvalidRequest, ErrorCode::TooManyPixels, ErrorCode::CaptioningDisabled] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let body: ErrorBody = serde_json::from_str(r#"{"error":{"code":"brand_new","message":"m"}}"#).unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown);
+        let json = serde_json::to_string(&ErrorBody::new(ErrorCode::NotFound, "no image `x`")).unwrap();
+        assert_eq!(json, r#"{"error":{"code":"not_found","message":"no image `x`"}}"#);
+    }
+}
