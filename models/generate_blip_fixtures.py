@@ -12,10 +12,15 @@ transformers/generation/utils.py `_beam_search`), torch 2.15.0 (CPU, 2 threads),
 tokenizers as pinned. torchvision must NOT be installed (see generate_fixtures.py): this script names
 `BlipImageProcessorPil` (PIL bicubic resize on uint8, numpy rescale / normalise, no centre crop) explicitly.
 Its saved preprocessor_config.json says "BlipImageProcessor" (transformers strips the "Pil" suffix).
-It reads the photos generate_fixtures.py wrote under models/fixtures/images/ (run that one first if missing).
+It reads the photos generate_fixtures.py wrote under models/fixtures/images/ (run that one first if missing), and
+gives the processor each one as generate_fixtures.reference_image opens it (`ImageOps.exif_transpose(Image.open(
+path))`): the processor's convert_to_rgb composites chelsea_rgba.png's alpha onto white (load_image would drop it).
 
 Everything is seeded and computed on 2 threads, so re-running reproduces the same files byte for byte
-(checked: two runs, identical sha256 of every file).
+(checked: two runs, identical sha256 of every file) on one machine. Across CPUs the weights, the images and everything computed in numpy or Pillow
+stay byte-identical, but PyTorch's float outputs differ in the last bits (~1e-6 absolute, measured
+between the committed files and a regeneration on another CPU in December 2026): far inside the
+tests' tolerances.
 
 Writes models/fixtures/blip-tiny/, a tiny random BlipForConditionalGeneration in the HuggingFace hub layout:
 
@@ -93,10 +98,10 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipProcessor,
                           GenerationConfig, LogitsProcessor, LogitsProcessorList)
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, load_image
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-from generate_fixtures import GOOD_IMAGES, u8_stage  # noqa: E402  (models/ is on sys.path: this script's folder)
+from generate_fixtures import GOOD_IMAGES, reference_image, u8_stage  # noqa: E402  (models/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parent  # models/
 OUT = ROOT / "fixtures"
@@ -303,7 +308,7 @@ def write_blip_tiny():
     for t in FORCED_PROMPTS + ["A ROCKET launching, with smoke & fire!! [DEC] [ENC]"]:
         assert again.tokenizer(t)["input_ids"] == tokenizer(t)["input_ids"], t
 
-    images = [load_image(str(IMAGES / f)) for f in MODEL_IMAGES]
+    images = [reference_image(IMAGES / f) for f in MODEL_IMAGES]
     enc = processor(images=images, text=FORCED_PROMPTS, padding=True, return_tensors="pt")
     assert set(enc.keys()) == {"pixel_values", "input_ids", "attention_mask"}, enc.keys()
     pixel_values = enc["pixel_values"].to(torch.float32)
@@ -486,9 +491,10 @@ def write_preprocess():
     tensors = {}
     meta = {
         "processor_class": type(proc).__name__,
-        "pipeline": "img = transformers.image_utils.load_image(path)  # PIL open, ImageOps.exif_transpose, "
-                    "convert('RGB'); then BlipImageProcessorPil: PIL bicubic resize of the uint8 image to exactly "
-                    "384x384 (aspect ratio not kept), no centre crop, x rescale_factor, (x-mean)/std",
+        "pipeline": "img = PIL.ImageOps.exif_transpose(PIL.Image.open(path)); then BlipImageProcessorPil: "
+                    "transformers.image_transforms.convert_to_rgb (transparency composited onto white, else "
+                    "convert('RGB')), PIL bicubic resize of the uint8 image to exactly 384x384 (aspect ratio not "
+                    "kept), no centre crop, x rescale_factor, (x-mean)/std",
         "settings": settings,
         "tensors": {
             "<stem>.blip_u8": "uint8 [3,384,384] output with do_normalize=False, x255, only where "
@@ -501,14 +507,14 @@ def write_preprocess():
     }
     for file in GOOD_IMAGES:
         stem = Path(file).stem
-        u8 = u8_stage(proc, load_image(str(IMAGES / file)))
+        u8 = u8_stage(proc, reference_image(IMAGES / file))
         assert u8.shape == (3, 384, 384), u8.shape
         stored = file in BLIP_U8_STORED
         if stored:
             tensors[f"{stem}.blip_u8"] = u8
         meta["images"][stem] = {"file": file, "blip_u8": stored, "blip_u8_shape": list(u8.shape),
                                 "blip_u8_sha256": hashlib.sha256(u8.tobytes()).hexdigest()}
-    pv = proc(load_image(str(IMAGES / "astronaut.png")), return_tensors="np")["pixel_values"][0]
+    pv = proc(reference_image(IMAGES / "astronaut.png"), return_tensors="np")["pixel_values"][0]
     tensors["astronaut.pixel_values"] = np.ascontiguousarray(pv.astype(np.float32))
     # Self-check: normalising the u8 stage reproduces pixel_values.
     mean, std = np.array(OPENAI_CLIP_MEAN)[:, None, None], np.array(OPENAI_CLIP_STD)[:, None, None]

@@ -15,7 +15,18 @@ bicubic resize on uint8, numpy centre crop / rescale / normalise) explicitly, so
 Its saved preprocessor_config.json says "CLIPImageProcessor" (transformers strips the "Pil" suffix).
 
 Everything is seeded (torch.manual_seed per model, numpy seed) and computed on 2 threads, so re-running
-reproduces the same files byte for byte (checked: two runs, identical sha256 of every file).
+reproduces the same files byte for byte (checked: two runs, identical sha256 of every file)
+on one machine. Across CPUs the weights, the images and everything computed in numpy or Pillow
+stay byte-identical, but PyTorch's float outputs differ in the last bits (~1e-6 absolute, measured
+between the committed files and a regeneration on another CPU in December 2026): far inside the
+tests' tolerances.
+
+Every processor is given the opened file turned upright, `ImageOps.exif_transpose(Image.open(path))`
+(reference_image), as an application hands transformers a PIL image; the processor's own convert_to_rgb
+(do_convert_rgb=True: transformers/image_processing_backends.py PilBackend.process_image ->
+image_transforms.convert_to_rgb) composites anything with an alpha band or a "transparency" entry onto white.
+For opaque files that is exactly `transformers.image_utils.load_image` (exif_transpose + convert("RGB")); for
+chelsea_rgba.png (the one photo with alpha) load_image would drop the alpha instead.
 
 Writes under models/fixtures/:
 
@@ -24,7 +35,8 @@ Writes under models/fixtures/:
       rocket.jpg                scikit-image's JPEG, byte for byte (640x427, baseline JFIF)
       coffee.jpg                RGB JPEG q90, 600x400
       chelsea_rgba.png          RGBA PNG 451x300: alpha is a horizontal ramp, left 1/8 fully transparent
-                                (RGB kept under alpha 0: decoders must drop alpha, not composite)
+                                (the RGB under alpha 0 is kept in the file; the processors composite onto
+                                white, so decoders must composite too, not drop alpha)
       camera_grey.png           "L" PNG 256x256 (LANCZOS-downscaled)
       coins_grey.jpg            greyscale JPEG q85, 384x303
       chelsea_palette.png       "P" PNG 451x300, adaptive 128-colour palette (median cut, no dither)
@@ -38,10 +50,12 @@ Writes under models/fixtures/:
 
   preprocess/                   CLIP pre-processing reference for every decodable image above:
       preprocessor_config.json  openai/clip-vit-base-patch32's image processor settings
-      reference.safetensors     <stem>.rgb_u8            u8 [H,W,3]   load_image() output (exif_transpose, then
-                                                                      convert("RGB")); only for the lossless
-                                                                      files (PNG/GIF/lossless WebP) that fit in
-                                                                      451x300; the rest: shape + sha256 in JSON
+      reference.safetensors     <stem>.rgb_u8            u8 [H,W,3]   what the processor works on:
+                                                                      convert_to_rgb(exif_transpose(open(path)))
+                                                                      (see reference_image); only for the
+                                                                      lossless files (PNG/GIF/lossless WebP) that
+                                                                      fit in 451x300; the rest: shape + sha256
+                                                                      in JSON
                                 <stem>.clip_u8           u8 [3,224,224] processor output with do_normalize=False,
                                                                       x255, rounded (exact: values are 8-bit)
                                 <stem>.tiny_quickgelu_u8 u8 [3,32,32]  same with clip-tiny-quickgelu's processor
@@ -79,7 +93,8 @@ import torch
 import transformers
 from safetensors.numpy import save_file
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
-from transformers.image_utils import load_image
+from PIL import ImageOps
+from transformers.image_transforms import convert_to_rgb
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 ROOT = Path(__file__).resolve().parent  # models/
@@ -157,6 +172,20 @@ def processor(name: str) -> CLIPImageProcessorPil:
 
 # ---------------------------------------------------------------------------------------------- images
 
+def reference_image(path) -> PIL.Image.Image:
+    """The image as the processors are given it: opened and turned upright (EXIF orientation applied).
+
+    The processors run convert_to_rgb on it themselves (do_convert_rgb=True), which composites transparency
+    onto white; Lens's decode_image returns what that gives (reference_rgb).
+    """
+    return ImageOps.exif_transpose(PIL.Image.open(path))
+
+
+def reference_rgb(img: PIL.Image.Image) -> np.ndarray:
+    """uint8 [H, W, 3]: convert_to_rgb(img), the RGB the processors resize."""
+    return np.ascontiguousarray(convert_to_rgb(img, return_numpy=True), dtype=np.uint8)
+
+
 # file -> lossless (decoders must reproduce the RGB bytes exactly)
 GOOD_IMAGES = {
     "astronaut.png": True,
@@ -228,7 +257,7 @@ def write_images():
     assert PIL.Image.open(d / "coffee_exif3.jpg").getexif().get(0x0112) == 3
     for bad in BAD_IMAGES:
         try:
-            load_image(str(d / bad)).load()
+            reference_image(d / bad).load()
         except Exception:
             pass
         else:
@@ -259,13 +288,13 @@ def write_preprocess():
     tensors = {}
     meta = {
         "processor_class": type(procs["clip"]).__name__,
-        "pipeline": "img = transformers.image_utils.load_image(path)  # PIL open, ImageOps.exif_transpose, "
-                    "convert('RGB'); then CLIPImageProcessorPil (PIL bicubic resize of the uint8 image so the short "
-                    "side is shortest_edge, long side int(long*short/short_in), numpy centre crop, x rescale_factor, "
-                    "(x-mean)/std)",
+        "pipeline": "img = PIL.ImageOps.exif_transpose(PIL.Image.open(path)); then CLIPImageProcessorPil "
+                    "(transformers.image_transforms.convert_to_rgb: transparency composited onto white, else "
+                    "convert('RGB'); PIL bicubic resize of the uint8 image so the short side is shortest_edge, long "
+                    "side int(long*short/short_in), numpy centre crop, x rescale_factor, (x-mean)/std)",
         "processors": {name: {k: v for k, v in PROCESSORS[name].items()} for name in PROCESSORS},
         "tensors": {
-            "<stem>.rgb_u8": "uint8 [H,W,3] load_image() RGB, only where images[stem].rgb_u8 is true",
+            "<stem>.rgb_u8": "uint8 [H,W,3] convert_to_rgb(img), only where images[stem].rgb_u8 is true",
             "<stem>.clip_u8": "uint8 [3,224,224] processors.clip output with do_normalize=False, x255",
             "<stem>.tiny_quickgelu_u8": "uint8 [3,32,32] processors.tiny_quickgelu output with do_normalize=False, x255",
             "<stem>.tiny_gelu_u8": "uint8 [3,30,30] processors.tiny_gelu output with do_normalize=False, x255",
@@ -279,8 +308,8 @@ def write_preprocess():
         stem = Path(file).stem
         path = OUT / "images" / file
         opened = PIL.Image.open(path)
-        img = load_image(str(path))
-        rgb = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+        img = reference_image(path)
+        rgb = reference_rgb(img)
         assert rgb.shape == (img.height, img.width, 3)
         keep_rgb = lossless and max(rgb.shape[:2]) <= RGB_U8_MAX_LONG and min(rgb.shape[:2]) <= RGB_U8_MAX_SHORT
         if keep_rgb:
@@ -302,7 +331,7 @@ def write_preprocess():
             "rgb_shape": list(rgb.shape),
             "rgb_sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
         }
-    astronaut = load_image(str(OUT / "images" / "astronaut.png"))
+    astronaut = reference_image(OUT / "images" / "astronaut.png")
     pv = procs["clip"](astronaut, return_tensors="np")["pixel_values"][0]
     tensors["astronaut.pixel_values"] = np.ascontiguousarray(pv.astype(np.float32))
     # Self-check: normalising the u8 stage reproduces pixel_values.
@@ -394,7 +423,7 @@ def write_model(name: str, spec: dict):
     proc = processor(spec["processor"])
     proc.save_pretrained(d)
 
-    images = [load_image(str(OUT / "images" / f)) for f in MODEL_IMAGES]
+    images = [reference_image(OUT / "images" / f) for f in MODEL_IMAGES]
     pixel_values = proc(images, return_tensors="pt")["pixel_values"].to(torch.float32)
     enc = tokenizer(TEXTS, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
     input_ids, attention_mask = enc["input_ids"].to(torch.int64), enc["attention_mask"].to(torch.int64)

@@ -12,7 +12,9 @@ Needs, besides the reference environment of models/requirements-reference.txt (t
 (`pip install onnx==1.23.2 onnxruntime==1.32.0`). torch.onnx's TorchScript exporter (`dynamo=False`) is
 used: it runs offline without onnxscript and emits plain opset-17 ops that tract-onnx 0.23 implements.
 
-Input: models/fixtures/clip-tiny-quickgelu (the committed tiny random CLIPModel) and models/fixtures/images.
+Input: models/fixtures/clip-tiny-quickgelu (the committed tiny random CLIPModel) and models/fixtures/images, each
+photo given to the processor as `ImageOps.exif_transpose(Image.open(path))` (generate_fixtures.reference_image):
+the processor's convert_to_rgb composites chelsea_rgba.png's alpha onto white (load_image would drop it).
 
 Writes models/fixtures/clip-tiny-onnx/:
 
@@ -37,7 +39,11 @@ Writes models/fixtures/clip-tiny-onnx/:
 
 Self-checks before writing: onnxruntime's fp32 outputs within 1e-5 relative L2 of PyTorch; every op of
 every graph in TRACT_OPS (the ops tract-onnx 0.23.9 registers that these graphs use); int8 vs fp32 cosine
->= 0.99 per embedding. Seeded and run on 2 threads: re-running reproduces every file byte for byte.
+>= 0.99 per embedding. Seeded and run on 2 threads: re-running reproduces every file byte for byte
+on one machine. Across CPUs the weights, the images and everything computed in numpy or Pillow
+stay byte-identical, but PyTorch's float outputs differ in the last bits (~1e-6 absolute, measured
+between the committed files and a regeneration on another CPU in December 2026): far inside the
+tests' tolerances.
 """
 
 import json
@@ -49,9 +55,9 @@ import onnx
 import onnxruntime
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from PIL import Image, ImageOps
 from safetensors.numpy import save_file
 from transformers import CLIPModel, CLIPTokenizerFast
-from transformers.image_utils import load_image
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 ROOT = Path(__file__).resolve().parent  # models/
@@ -169,7 +175,8 @@ def main():
     model = CLIPModel.from_pretrained(str(SOURCE), attn_implementation="eager").eval()
     proc = CLIPImageProcessorPil.from_pretrained(str(SOURCE))
     tokenizer = CLIPTokenizerFast.from_pretrained(str(SOURCE), local_files_only=True)
-    images = [load_image(str(FIXTURES / "images" / f)) for f in REF_IMAGES]
+    # As generate_fixtures.reference_image (not imported: that module needs scikit-image).
+    images = [ImageOps.exif_transpose(Image.open(FIXTURES / "images" / f)) for f in REF_IMAGES]
     pixel_values = proc(images, return_tensors="pt")["pixel_values"].to(torch.float32)
     enc = tokenizer(TEXTS, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
     input_ids = enc["input_ids"].to(torch.int64)
