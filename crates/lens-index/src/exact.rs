@@ -1,9 +1,10 @@
 //! Exact `f32` brute force.
 
+use crate::cosine::{clamp_score, prepare};
 use crate::kernels::dot_f32;
 use crate::rows::Rows;
 use crate::topk::TopK;
-use crate::{Hit, IndexError, VectorIndex, clamp_score, prepare};
+use crate::{Hit, IndexError, VectorIndex};
 
 /// Exact cosine search by scanning every vector: the ground truth the other indexes are measured
 /// against.

@@ -1,9 +1,10 @@
 //! Exact scan over `i8`-quantised vectors.
 
+use crate::cosine::{clamp_score, prepare};
 use crate::kernels::dot_i8;
 use crate::rows::Rows;
 use crate::topk::TopK;
-use crate::{Hit, IndexError, VectorIndex, clamp_score, prepare};
+use crate::{Hit, IndexError, VectorIndex};
 
 /// Brute-force cosine search over vectors quantised to `i8`: a quarter of [`ExactIndex`]'s memory.
 ///

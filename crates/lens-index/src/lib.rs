@@ -13,11 +13,14 @@
 //!
 //! No I/O except the HNSW snapshot, no async, no threads except HNSW's parallel build (rayon).
 
+mod cosine;
 mod exact;
 #[cfg(not(target_arch = "wasm32"))]
 mod hnsw;
 mod int8;
 mod kernels;
+#[cfg(not(target_arch = "wasm32"))]
+mod params;
 mod rows;
 #[cfg(not(target_arch = "wasm32"))]
 mod snapshot;
@@ -25,8 +28,10 @@ mod topk;
 
 pub use exact::ExactIndex;
 #[cfg(not(target_arch = "wasm32"))]
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::HnswIndex;
 pub use int8::Int8Index;
+#[cfg(not(target_arch = "wasm32"))]
+pub use params::HnswParams;
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,26 +91,4 @@ pub trait VectorIndex: Send + Sync {
     /// # Errors
     /// The same checks on `query` as [`VectorIndex::insert`].
     fn search(&self, query: &[f32], k: usize, filter: Option<&dyn Fn(u64) -> bool>) -> Result<Vec<Hit>, IndexError>;
-}
-
-/// Checks `vector` against `dim` and returns its L2-normalised copy.
-pub(crate) fn prepare(dim: usize, vector: &[f32]) -> Result<Vec<f32>, IndexError> {
-    if vector.len() != dim {
-        return Err(IndexError::DimensionMismatch { expected: dim, got: vector.len() });
-    }
-    if !vector.iter().all(|x| x.is_finite()) {
-        return Err(IndexError::NotFinite);
-    }
-    // The norm is accumulated in f64, so a finite f32 vector cannot overflow it. A zero vector stays
-    // zero, and so may one of a few subnormals (its norm rounds to 0 in f32): both are rejected.
-    let v = lens_core::vector::normalized(vector.to_vec());
-    if kernels::dot_f32(&v, &v) < 0.5 {
-        return Err(IndexError::ZeroVector);
-    }
-    Ok(v)
-}
-
-/// A cosine similarity of unit vectors, kept in `[-1, 1]` despite rounding.
-pub(crate) fn clamp_score(s: f32) -> f32 {
-    s.clamp(-1.0, 1.0)
 }

@@ -18,8 +18,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::IndexError;
-use crate::hnsw::HnswParams;
 use crate::kernels::dot_f32;
+use crate::params::HnswParams;
 
 const MAGIC: &[u8; 8] = b"LENSHNSW";
 const VERSION: u32 = 1;
