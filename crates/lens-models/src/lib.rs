@@ -6,6 +6,7 @@
 //!   [`blip::BlipPipeline`].
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
 //! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
+//! - [`int8`]: int8 matrices and the W8A8 kernel the `burn-int8` artifacts run on.
 //! - [`files`]: a checkpoint's files as bytes; [`weights`]: safetensors read by their published names.
 //! - [`tokenizer`]: `tokenizer.json` tokenizers behind the [`tokenizer::TextTokenizer`] trait.
 
@@ -15,8 +16,9 @@ pub mod clip;
 pub mod error;
 pub mod files;
 pub mod generation;
+pub mod identity;
+pub mod int8;
 pub mod nn;
-pub mod quant;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,7 +1,7 @@
 //! The few building blocks the ported models share, loaded by their published names.
 //!
 //! [`Dense`] and [`Table`] run either f32 weights (burn tensors on any backend) or int8 weights
-//! ([`crate::quant`]); which one depends only on what the [`VarBuilder`] found, so one model loader
+//! ([`crate::int8`]); which one depends only on what the [`VarBuilder`] found, so one model loader
 //! serves checkpoints, random weights and `burn-int8` artifacts.
 
 use std::marker::PhantomData;
@@ -12,7 +12,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
 use serde::Deserialize;
 
-use crate::quant::QuantizedMatrix;
+use crate::int8::QuantizedMatrix;
 use crate::weights::Matrix;
 use crate::{Result, weights::VarBuilder};
 

@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::artifact::{Artifact, ArtifactWriter, SectionDtype};
-use crate::quant::{QuantizedMatrix, scale_name};
+use crate::int8::{QuantizedMatrix, scale_name};
 use crate::{Error, Result};
 
 /// Location of one tensor inside one of the buffers.
@@ -192,7 +192,8 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
     }
 
     /// A builder that reads `weights` and writes every value it reads to `writer`, matrices quantized
-    /// (see [`crate::quant::quantize_clip`]).
+    /// ([`crate::int8`]): a model's loader run over it writes that model's artifact (CLIP's
+    /// `quantize_clip`).
     pub fn quantizing(weights: &'a Weights, writer: &'a RefCell<ArtifactWriter>, device: &B::Device) -> Self {
         VarBuilder {
             source: Source::Quantize { weights: Some(weights), writer, random: (0, 0.0) },

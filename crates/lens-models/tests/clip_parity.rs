@@ -2,13 +2,14 @@
 //! by `models/generate_fixtures.py` (fixed seed, committed with their reference outputs).
 //!
 //! Tolerance: relative L2 error ≤ 1e-4 (‖ours − reference‖ / ‖reference‖) for image embeddings, text
-//! embeddings and logits, as DESIGN.md asks of fp32 ports. Token ids must be identical.
+//! embeddings, logits and every layer's hidden states (`models/generate_hidden_states.py`), as
+//! DESIGN.md asks of fp32 ports. Token ids must be identical.
 //!
 //! The same file runs natively (`cargo test`) and in wasm32 under Node and headless Chromium
 //! (`wasm-bindgen-test-runner`): fixtures are compiled in, nothing touches a filesystem.
 
 use burn::backend::NdArray;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use lens_models::clip::ClipPipeline;
 use lens_models::tokenizer::TextTokenizer;
 use lens_models::weights::Weights;
@@ -97,6 +98,74 @@ fn logits_match_reference() {
         let (reference, _) = f.tensor("logits_per_image");
         assert_close(&format!("{} logits_per_image", f.name), &ours, &reference);
     }
+}
+
+/// `output_hidden_states=True` of both towers on the fixture's inputs (`hidden_states.safetensors`).
+fn hidden_states_reference(f: &Fixture) -> Weights {
+    macro_rules! hidden_states {
+        ($model:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../models/fixtures/",
+                $model,
+                "/hidden_states.safetensors"
+            ))
+            .as_slice()
+        };
+    }
+    let bytes = match f.name {
+        "clip-tiny-quickgelu" => hidden_states!("clip-tiny-quickgelu"),
+        "clip-tiny-gelu" => hidden_states!("clip-tiny-gelu"),
+        other => panic!("no hidden states for {other}"),
+    };
+    Weights::from_buffers(vec![("hidden_states.safetensors".into(), bytes.to_vec())]).unwrap()
+}
+
+/// Compares each of `ours` with `{prefix}.{i}`; returns the largest relative L2 error.
+fn assert_hidden_states_close(what: &str, ours: Vec<Tensor<B, 3>>, reference: &Weights, prefix: &str) -> f64 {
+    let count = reference.names().iter().filter(|n| n.starts_with(&format!("{prefix}."))).count();
+    assert_eq!(ours.len(), count, "{what}: {} hidden states, the reference has {count}", ours.len());
+    let mut worst = 0f64;
+    for (i, state) in ours.into_iter().enumerate() {
+        let name = format!("{prefix}.{i}");
+        let shape = reference.shape(&name).unwrap().to_vec();
+        assert_eq!(state.dims().to_vec(), shape, "{what}: shape of {name}");
+        let expected = reference.f32_values(&name, &shape).unwrap();
+        let got: Vec<f32> = state.into_data().convert::<f32>().to_vec().unwrap();
+        assert_close(&format!("{what} {name}"), &got, &expected);
+        worst = worst.max(rel_l2(&got, &expected));
+    }
+    worst
+}
+
+#[test]
+fn hidden_states_of_every_layer_match_reference() {
+    let mut worst = 0f64;
+    for f in fixtures() {
+        let pipeline = f.pipeline();
+        let reference = hidden_states_reference(&f);
+        let device = Default::default();
+
+        let (pixels, shape) = f.tensor("pixel_values");
+        let pixels =
+            Tensor::<B, 4>::from_data(TensorData::new(pixels, [shape[0], shape[1], shape[2], shape[3]]), &device);
+        let vision = &pipeline.model.vision_model;
+        let states = vision.hidden_states(pixels.clone());
+        assert_eq!(states.len(), pipeline.config.vision_config.num_hidden_layers + 1);
+        // The last state is the normal forward's last_hidden_state, not post-normed.
+        let last: Vec<f32> = vision.forward(pixels).last_hidden_state.into_data().to_vec().unwrap();
+        assert_eq!(last, states.last().unwrap().clone().into_data().to_vec::<f32>().unwrap());
+        worst = worst.max(assert_hidden_states_close(f.name, states, &reference, "vision_hidden_states"));
+
+        let (ids, shape) = f.reference.i64_values("input_ids").unwrap();
+        let (mask, _) = f.reference.i64_values("attention_mask").unwrap();
+        let rows = |v: &[i64]| v.chunks_exact(shape[1]).map(|r| r.iter().map(|&x| x as u32).collect()).collect();
+        let (ids, mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) = (rows(&ids), rows(&mask));
+        let states = pipeline.model.text_model.hidden_states(&ids, Some(&mask)).unwrap();
+        assert_eq!(states.len(), pipeline.config.text_config.num_hidden_layers + 1);
+        worst = worst.max(assert_hidden_states_close(f.name, states, &reference, "text_hidden_states"));
+    }
+    eprintln!("hidden states: worst relative L2 error {worst:.2e}");
 }
 
 #[test]

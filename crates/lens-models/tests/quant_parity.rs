@@ -10,8 +10,8 @@
 
 use burn::backend::NdArray;
 use lens_models::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
-use lens_models::clip::ClipPipeline;
-use lens_models::quant::{QuantizedMatrix, quantize_clip, quantize_rows, summarize};
+use lens_models::clip::{ClipPipeline, quantize_clip};
+use lens_models::int8::{QuantizedMatrix, quantize_rows, summarize};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -101,7 +101,7 @@ fn quantizing_is_deterministic_and_shrinks_the_model() {
     assert_eq!(s.int8_tensors, 2 * 2 * 6 + 4);
     let fp32 = f.files.weights[0].1.len() as u64;
     assert!(s.fp32_bytes <= fp32 && s.fp32_bytes > fp32 * 9 / 10, "fp32 size {} vs file {fp32}", s.fp32_bytes);
-    assert_eq!(artifact.header().meta["weights"], lens_models::quant::SCHEME_WEIGHTS);
+    assert_eq!(artifact.header().meta["weights"], lens_models::int8::SCHEME_WEIGHTS);
 }
 
 #[test]

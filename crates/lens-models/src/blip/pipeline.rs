@@ -6,7 +6,8 @@ use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 use serde::{Deserialize, Serialize};
 
-use super::{BlipConfig, BlipForConditionalGeneration};
+use super::config::BlipConfig;
+use super::model::BlipForConditionalGeneration;
 use crate::files::{self, CheckpointFiles};
 use crate::generation::GenerationConfig;
 use crate::tokenizer::{HfTokenizer, TextTokenizer};

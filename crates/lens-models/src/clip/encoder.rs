@@ -1,7 +1,9 @@
 //! The pre-norm transformer encoder both CLIP towers share.
 //!
 //! Reference: `CLIPAttention`, `CLIPMLP`, `CLIPEncoderLayer`, `CLIPEncoder` in
-//! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0).
+//! `transformers/models/clip/modeling_clip.py` (transformers v5.23.0). Hidden states follow the
+//! reference's `output_hidden_states=True` (recorded per `CLIPEncoderLayer`, with
+//! `tie_last_hidden_states=False` in both towers: the last state is not normalised).
 
 use burn::module::Module;
 use burn::nn::LayerNorm;
@@ -113,6 +115,9 @@ impl<B: Backend> ClipEncoder<B> {
         Ok(ClipEncoder { layers })
     }
 
+    /// The last layer's output (HF's `last_hidden_state`); the states in between are dropped as soon
+    /// as the next layer has read them.
+    ///
     /// # Shapes
     /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
@@ -120,5 +125,23 @@ impl<B: Backend> ClipEncoder<B> {
             x = layer.forward(x, mask);
         }
         x
+    }
+
+    /// Every hidden state, as `CLIPEncoder` returns them with `output_hidden_states=True`: the input
+    /// `x` first, then the output of each layer in order, so `hidden_states[i]` has gone through `i`
+    /// layers and the last one is [`forward`](Self::forward)'s output. Nothing is normalised after
+    /// the last layer (the towers' `post_layernorm` / `final_layer_norm` are not applied).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`; mask as in [`ClipAttention::forward`]
+    /// - output: `num_layers + 1` tensors of `[batch, seq, hidden]`
+    pub fn forward_hidden_states(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Vec<Tensor<B, 3>> {
+        let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
+        hidden_states.push(x);
+        for layer in &self.layers {
+            let input = hidden_states.last().expect("holds at least the input").clone();
+            hidden_states.push(layer.forward(input, mask));
+        }
+        hidden_states
     }
 }

@@ -7,8 +7,9 @@
 //!   graph declares it) → `text_embeds` f32 `[batch, dim]`
 //!
 //! Both outputs are projected and not normalised (`get_image_features` / `get_text_features`);
-//! [`OnnxClip`] normalises them, so its embeddings are interchangeable with [`super::ClipPipeline`]'s for
-//! the same weights. Tokenizing and pre-processing are the pipeline's own, so only the graphs differ.
+//! [`OnnxClip`] normalises them, so its embeddings are interchangeable with
+//! [`ClipPipeline`](super::pipeline::ClipPipeline)'s for the same weights. Tokenizing and
+//! pre-processing are the pipeline's own, so only the graphs differ.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
-use super::ClipConfig;
+use super::config::ClipConfig;
 use super::pipeline::{MAX_BATCH, normalized_chunks};
 use crate::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
 use crate::files;
@@ -185,7 +186,8 @@ impl OnnxClipFiles {
     }
 }
 
-/// CLIP whose towers are ONNX graphs run by tract; same inputs and outputs as [`super::ClipPipeline`].
+/// CLIP whose towers are ONNX graphs run by tract; same inputs and outputs as
+/// [`ClipPipeline`](super::pipeline::ClipPipeline).
 #[derive(Debug)]
 pub struct OnnxClip {
     pub config: ClipConfig,

@@ -6,7 +6,8 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 
-use super::{ClipConfig, ClipModel};
+use super::config::ClipConfig;
+use super::model::ClipModel;
 use crate::artifact::{Artifact, ArtifactSource, Engine};
 use crate::files::{self, CheckpointFiles};
 use crate::tokenizer::{HfTokenizer, TextTokenizer};

@@ -66,6 +66,47 @@ impl<B: Backend> ClipTextTransformer<B> {
         input_ids: &[Vec<u32>],
         attention_mask: Option<&[Vec<u32>]>,
     ) -> Result<BaseModelOutputWithPooling<B>> {
+        let (x, mask) = self.embed(input_ids, attention_mask)?;
+        let [batch, seq, hidden] = x.dims();
+        let device = x.device();
+        let x = self.encoder.forward(x, Some(&mask));
+        let last_hidden_state = self.final_layer_norm.forward(x);
+
+        let rows: Vec<i64> =
+            input_ids.iter().enumerate().map(|(b, ids)| (b * seq + self.pool_position(ids)) as i64).collect();
+        let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [batch]), &device);
+        let pooler_output = last_hidden_state.clone().reshape([batch * seq, hidden]).select(0, rows);
+        Ok(BaseModelOutputWithPooling { last_hidden_state, pooler_output })
+    }
+
+    /// Every hidden state of the tower, as `CLIPTextModel(input_ids, attention_mask,
+    /// output_hidden_states=True).hidden_states` gives them: `hidden_states[0]` is the embeddings
+    /// (token + position), `hidden_states[i]` the output of encoder layer `i`. None has
+    /// `final_layer_norm` applied, so the last one is [`forward`](Self::forward)'s `last_hidden_state`
+    /// before that norm. Inputs are checked as in [`forward`](Self::forward).
+    ///
+    /// # Shapes
+    /// - input_ids: `batch` rows of `seq` ids, `seq <= max_position_embeddings`
+    /// - output: `num_hidden_layers + 1` tensors of `[batch, seq, hidden]`
+    pub fn hidden_states(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<Vec<Tensor<B, 3>>> {
+        let (x, mask) = self.embed(input_ids, attention_mask)?;
+        Ok(self.encoder.forward_hidden_states(x, Some(&mask)))
+    }
+
+    /// The encoder's input and its attention mask, after checking the ids.
+    ///
+    /// # Shapes
+    /// - input_ids: `batch` rows of `seq` ids
+    /// - output: embeddings `[batch, seq, hidden]`, mask `[batch or 1, 1, seq, seq]`
+    fn embed(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<(Tensor<B, 3>, Tensor<B, 4, Bool>)> {
         let batch = input_ids.len();
         let seq = input_ids.first().map(Vec::len).unwrap_or(0);
         if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {
@@ -85,17 +126,7 @@ impl<B: Backend> ClipTextTransformer<B> {
         let hidden = self.embeddings.token_embedding.dims()[1];
         let tokens = self.embeddings.token_embedding.gather(&flat, &device).reshape([batch, seq, hidden]);
         let positions = self.embeddings.position_embedding.val().slice([0..seq]).unsqueeze::<3>();
-        let x = tokens + positions;
-
-        let mask = causal_mask::<B>(seq, attention_mask, &device);
-        let x = self.encoder.forward(x, Some(&mask));
-        let last_hidden_state = self.final_layer_norm.forward(x);
-
-        let rows: Vec<i64> =
-            input_ids.iter().enumerate().map(|(b, ids)| (b * seq + self.pool_position(ids)) as i64).collect();
-        let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [batch]), &device);
-        let pooler_output = last_hidden_state.clone().reshape([batch * seq, hidden]).select(0, rows);
-        Ok(BaseModelOutputWithPooling { last_hidden_state, pooler_output })
+        Ok((tokens + positions, causal_mask::<B>(seq, attention_mask, &device)))
     }
 
     /// Index of the token whose state represents the whole text.

@@ -79,10 +79,31 @@ impl<B: Backend> ClipVisionTransformer<B> {
     /// # Shapes
     /// - pixels: `[batch, channels, image_size, image_size]`
     pub fn forward(&self, pixels: Tensor<B, 4>) -> BaseModelOutputWithPooling<B> {
-        let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
-        let last_hidden_state = self.encoder.forward(x, None);
+        let last_hidden_state = self.encoder.forward(self.embed(pixels), None);
         let [batch, _, hidden] = last_hidden_state.dims();
         let class = last_hidden_state.clone().slice([0..batch, 0..1]).reshape([batch, hidden]);
         BaseModelOutputWithPooling { pooler_output: self.post_layernorm.forward(class), last_hidden_state }
+    }
+
+    /// Every hidden state of the tower, as `CLIPVisionModel(pixel_values, output_hidden_states=True)
+    /// .hidden_states` gives them: `hidden_states[0]` is the embeddings after `pre_layrnorm` (the
+    /// encoder's input), `hidden_states[i]` the output of encoder layer `i`, and the last one equals
+    /// [`forward`](Self::forward)'s `last_hidden_state`. None has `post_layernorm` applied (it only
+    /// normalises the pooled class token). LLaVA reads `hidden_states[-2]`, or several layers when
+    /// `vision_feature_layer` is a list. Keeps every state; [`forward`](Self::forward) keeps none.
+    ///
+    /// # Shapes
+    /// - pixels: `[batch, channels, image_size, image_size]`
+    /// - output: `num_hidden_layers + 1` tensors of `[batch, 1 + (image_size / patch_size)^2, hidden]`
+    pub fn hidden_states(&self, pixels: Tensor<B, 4>) -> Vec<Tensor<B, 3>> {
+        self.encoder.forward_hidden_states(self.embed(pixels), None)
+    }
+
+    /// The encoder's input: the embeddings after `pre_layrnorm`.
+    ///
+    /// # Shapes
+    /// - pixels: `[batch, channels, image_size, image_size]` → `[batch, 1 + num_patches, hidden]`
+    fn embed(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+        self.pre_layrnorm.forward(self.embeddings.forward(pixels))
     }
 }

@@ -8,8 +8,9 @@
 //! end. The reference's masking constants (`-1e9` added in `f32`) are kept as they are: they decide
 //! which candidates can be chosen, and copying them keeps the same ties.
 
+use super::config::GenerationConfig;
+use super::decoder::{Decoder, SpecialTokens};
 use super::logits::{self, log_softmax};
-use super::{Decoder, GenerationConfig, SpecialTokens};
 use crate::{Error, Result};
 
 const MASKED: f32 = -1.0e9;

@@ -7,7 +7,7 @@
 
 pub(super) use lens_core::rng::SplitMix64;
 
-use super::{GenerationConfig, Sampling};
+use super::config::{GenerationConfig, Sampling};
 
 /// The processors every strategy applies: the repetition penalty over every token of the sequence so
 /// far (prompt included), and `eos` forbidden before `min_new_tokens`.
