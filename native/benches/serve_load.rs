@@ -9,15 +9,16 @@
 //! catalog exactly as after a crash. The load generator runs in this process (tokio + reqwest), on the
 //! same machine as the server: both share the cores.
 
-#[path = "../tests/common/server.rs"]
-mod server;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::files::synthetic_png_sized;
+use common::server::Server;
 use lens_store::{Catalog, NewImage};
 use serde_json::{Value, json};
-use server::{Server, synthetic_png_sized};
 use sha2::Digest;
 
 struct Options {
@@ -36,7 +37,7 @@ fn options() -> Options {
         n: 100_000,
         seconds: 10.0,
         concurrency: vec![1, 8, 32],
-        model: server::fixture_model(),
+        model: common::files::fixture_model(),
         index: "hnsw".into(),
         ingest: 300,
     };

@@ -1,6 +1,23 @@
-//! `lens serve` settings: flags, then `LENS_*` environment variables, then the TOML file named by
-//! `--config`, then the defaults below. One struct serves as both the flags and the file's schema, so a
-//! setting has the same name everywhere (`--max-file-bytes`, `LENS_MAX_FILE_BYTES`, `max_file_bytes`).
+//! `lens serve` settings, from four sources: flags, then `LENS_*` environment variables, then the TOML
+//! file named by `--config`, then the defaults below. The file is in sections; each setting keeps the
+//! flag and variable name it always had:
+//!
+//! ```toml
+//! [server]    # listen, cors_origin, request_timeout_s
+//! [models]    # model, device, batch_size, batch_wait_ms
+//! [storage]   # data, blob_store, blob_redirect
+//! [s3]        # bucket, region, endpoint, path_style, prefix          (--s3-bucket, ...)
+//! [index]     # kind                                                  (--index)
+//! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, formats,
+//!             # max_text_bytes, max_k, max_job_urls
+//! [fetch]     # connect_timeout_s, timeout_s, max_redirects, allow_private_urls
+//!             #                                                       (--fetch-timeout-s, --allow-private-urls)
+//! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
+//!             # prompt, cache_entries                                 (--caption-model, ...)
+//! [search]    # hybrid_weight
+//! ```
+//!
+//! One struct per section serves as both the flags and the section's schema.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +28,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::backend::DeviceKind;
+use crate::services::fetch::FetchPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,49 +48,134 @@ pub enum IndexKind {
     Exact,
 }
 
-/// Every setting of `lens serve`. `None` means "not given here": the next source decides.
+/// Every setting of `lens serve`, by section. `None` means "not given here": the next source decides.
 #[derive(Args, Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeSettings {
-    /// CLIP checkpoint directory (HuggingFace layout), or a hub repository id (`openai/clip-vit-base-patch32`)
-    /// pulled once into $LENS_HOME/models (HF_ENDPOINT, HF_TOKEN honoured).
-    #[arg(long, env = "LENS_MODEL", value_name = "DIR|REPO")]
-    pub model: Option<PathBuf>,
-    /// Data directory: catalog (SQLite), local blobs, index snapshot. Default `./lens-data`.
-    #[arg(long, env = "LENS_DATA", value_name = "DIR")]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub models: ModelSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub storage: StorageSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub s3: S3Settings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub index: IndexSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub fetch: FetchSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub captions: CaptionSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub search: SearchSettings,
+}
+
+/// `[server]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Server")]
+pub struct ServerSettings {
     /// Address to listen on. Default 127.0.0.1:8080 (port 0 picks a free port; the log says which).
     #[arg(long, env = "LENS_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Origins whose pages may call the API from a browser (CORS), e.g. `http://127.0.0.1:8080` for
+    /// the browser app under `trunk serve`: repeatable or comma-separated; `*` allows any origin.
+    /// Default none: no CORS headers, so only same-origin pages can read the answers.
+    #[arg(long, env = "LENS_CORS_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    pub cors_origin: Option<Vec<String>>,
+    /// Whole-request time limit, seconds (default 120).
+    #[arg(long, env = "LENS_REQUEST_TIMEOUT_S")]
+    pub request_timeout_s: Option<u64>,
+    /// A built browser app (`trunk build --release` writes `dist/`) to serve at `/`, same origin as the API.
+    #[arg(long, env = "LENS_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+/// `[models]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Models")]
+pub struct ModelSettings {
+    /// CLIP checkpoint directory (HuggingFace layout), a hub repository id (`openai/clip-vit-base-patch32`)
+    /// pulled once into $LENS_HOME/models (HF_ENDPOINT, HF_TOKEN honoured), or a model artifact.
+    #[arg(long, env = "LENS_MODEL", value_name = "DIR|REPO|FILE")]
+    pub model: Option<PathBuf>,
     /// Compute device: cpu, wgpu, cuda (as built).
     #[arg(long, env = "LENS_DEVICE")]
     pub device: Option<DeviceKind>,
+    /// Largest embedding batch (default 16).
+    #[arg(long, env = "LENS_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// How long the first request of a batch waits for company, milliseconds. Default 0: requests that
+    /// queue while the model is busy form the next batch, and a lone request does not wait (measured
+    /// with the load bench: 5 ms of waiting cost 6 ms at 1 client and 7 ms at 8, and gained nothing).
+    #[arg(long, env = "LENS_BATCH_WAIT_MS")]
+    pub batch_wait_ms: Option<u64>,
+}
 
+/// `[storage]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Storage")]
+pub struct StorageSettings {
+    /// Data directory: catalog (SQLite), local blobs, index snapshot. Default `./lens-data`.
+    #[arg(long, env = "LENS_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// Where image bytes go: local (default) or s3.
     #[arg(long, env = "LENS_BLOB_STORE")]
     pub blob_store: Option<BlobBackend>,
-    #[arg(long, env = "LENS_S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-    /// Region (default: the AWS chain's, else us-east-1).
-    #[arg(long, env = "LENS_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000.
-    #[arg(long, env = "LENS_S3_ENDPOINT", value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-    /// Path-style addressing (most S3-compatible servers need it).
-    #[arg(long, env = "LENS_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_path_style: Option<bool>,
-    /// Key prefix inside the bucket, e.g. `lens/`.
-    #[arg(long, env = "LENS_S3_PREFIX")]
-    pub s3_prefix: Option<String>,
     /// `GET /v1/images/{id}/blob` redirects (307) to a presigned URL when the store has one.
     #[arg(long, env = "LENS_BLOB_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
     pub blob_redirect: Option<bool>,
+}
 
+/// `[s3]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "S3")]
+pub struct S3Settings {
+    #[arg(id = "s3_bucket", long = "s3-bucket", env = "LENS_S3_BUCKET")]
+    pub bucket: Option<String>,
+    /// Region (default: the AWS chain's, else us-east-1).
+    #[arg(id = "s3_region", long = "s3-region", env = "LENS_S3_REGION")]
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000.
+    #[arg(id = "s3_endpoint", long = "s3-endpoint", env = "LENS_S3_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (most S3-compatible servers need it).
+    #[arg(id = "s3_path_style", long = "s3-path-style", env = "LENS_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub path_style: Option<bool>,
+    /// Key prefix inside the bucket, e.g. `lens/`.
+    #[arg(id = "s3_prefix", long = "s3-prefix", env = "LENS_S3_PREFIX")]
+    pub prefix: Option<String>,
+}
+
+/// `[index]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Index")]
+pub struct IndexSettings {
     /// Vector index: hnsw (default) or exact.
-    #[arg(long, env = "LENS_INDEX")]
-    pub index: Option<IndexKind>,
+    #[arg(id = "index", long = "index", env = "LENS_INDEX")]
+    pub kind: Option<IndexKind>,
+}
 
+/// `[limits]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitSettings {
     /// Largest request body, bytes (default 100 MiB).
     #[arg(long, env = "LENS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -97,78 +200,79 @@ pub struct ServeSettings {
     /// Largest `k` a search may ask for (default 1000).
     #[arg(long, env = "LENS_MAX_K")]
     pub max_k: Option<usize>,
-    /// Whole-request time limit, seconds (default 120).
-    #[arg(long, env = "LENS_REQUEST_TIMEOUT_S")]
-    pub request_timeout_s: Option<u64>,
+    /// Most URLs in one batch-ingest job (default 10 000).
+    #[arg(long, env = "LENS_MAX_JOB_URLS")]
+    pub max_job_urls: Option<usize>,
+}
 
+/// `[fetch]`: URL fetches (ingest and search by URL).
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "URL fetches")]
+pub struct FetchSettings {
     /// URL fetches: connect timeout, seconds (default 5).
-    #[arg(long, env = "LENS_FETCH_CONNECT_TIMEOUT_S")]
-    pub fetch_connect_timeout_s: Option<u64>,
+    #[arg(id = "fetch_connect_timeout_s", long = "fetch-connect-timeout-s", env = "LENS_FETCH_CONNECT_TIMEOUT_S")]
+    pub connect_timeout_s: Option<u64>,
     /// URL fetches: total time limit, seconds (default 20).
-    #[arg(long, env = "LENS_FETCH_TIMEOUT_S")]
-    pub fetch_timeout_s: Option<u64>,
+    #[arg(id = "fetch_timeout_s", long = "fetch-timeout-s", env = "LENS_FETCH_TIMEOUT_S")]
+    pub timeout_s: Option<u64>,
     /// URL fetches: most redirects followed (default 5).
-    #[arg(long, env = "LENS_FETCH_MAX_REDIRECTS")]
-    pub fetch_max_redirects: Option<usize>,
+    #[arg(id = "fetch_max_redirects", long = "fetch-max-redirects", env = "LENS_FETCH_MAX_REDIRECTS")]
+    pub max_redirects: Option<usize>,
     /// URL fetches may reach loopback and private addresses (for local use only; cloud metadata
     /// addresses stay refused).
     #[arg(long, env = "LENS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_urls: Option<bool>,
-    /// Most URLs in one batch-ingest job (default 10 000).
-    #[arg(long, env = "LENS_MAX_JOB_URLS")]
-    pub max_job_urls: Option<usize>,
+}
 
-    /// Largest embedding batch (default 16).
-    #[arg(long, env = "LENS_BATCH_SIZE")]
-    pub batch_size: Option<usize>,
-    /// How long the first request of a batch waits for company, milliseconds. Default 0: requests that
-    /// queue while the model is busy form the next batch, and a lone request does not wait (measured
-    /// with the load bench: 5 ms of waiting cost 6 ms at 1 client and 7 ms at 8, and gained nothing).
-    #[arg(long, env = "LENS_BATCH_WAIT_MS")]
-    pub batch_wait_ms: Option<u64>,
-
+/// `[captions]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Captions")]
+pub struct CaptionSettings {
     /// BLIP captioning checkpoint directory, or a hub repository id
     /// (`Salesforce/blip-image-captioning-base`) pulled once like `--model`. Absent: no captioning
     /// (no caption jobs are queued; `POST /v1/captions` answers 503 `captioning_disabled`).
-    #[arg(long, env = "LENS_CAPTION_MODEL", value_name = "DIR|REPO")]
-    pub caption_model: Option<PathBuf>,
+    #[arg(id = "caption_model", long = "caption-model", env = "LENS_CAPTION_MODEL", value_name = "DIR|REPO")]
+    pub model: Option<PathBuf>,
     /// Caption job workers in this process (default 1). 0: ingest still queues caption jobs, but
     /// this process runs none (an ingest-only node; a process with workers takes them from the queue).
-    #[arg(long, env = "LENS_CAPTION_WORKERS")]
-    pub caption_workers: Option<usize>,
+    #[arg(id = "caption_workers", long = "caption-workers", env = "LENS_CAPTION_WORKERS")]
+    pub workers: Option<usize>,
     /// Attempts of a caption job before it is `dead` (default 5).
-    #[arg(long, env = "LENS_CAPTION_MAX_ATTEMPTS")]
-    pub caption_max_attempts: Option<u32>,
+    #[arg(id = "caption_max_attempts", long = "caption-max-attempts", env = "LENS_CAPTION_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
     /// Wait before the first retry of a failed caption job, milliseconds; doubles with each attempt,
     /// at most one hour, plus up to 10 % jitter (default 2000).
-    #[arg(long, env = "LENS_CAPTION_RETRY_BASE_MS")]
-    pub caption_retry_base_ms: Option<u64>,
+    #[arg(id = "caption_retry_base_ms", long = "caption-retry-base-ms", env = "LENS_CAPTION_RETRY_BASE_MS")]
+    pub retry_base_ms: Option<u64>,
     /// Most images in one BLIP batch, and the caption jobs a worker claims at once (default 8).
-    #[arg(long, env = "LENS_CAPTION_BATCH_SIZE")]
-    pub caption_batch_size: Option<usize>,
+    #[arg(id = "caption_batch_size", long = "caption-batch-size", env = "LENS_CAPTION_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
     /// Default beams of beam search for captions (default 3; 1 is greedy decoding).
-    #[arg(long, env = "LENS_CAPTION_BEAMS")]
-    pub caption_beams: Option<usize>,
+    #[arg(id = "caption_beams", long = "caption-beams", env = "LENS_CAPTION_BEAMS")]
+    pub beams: Option<usize>,
     /// Default most tokens of a caption (default 30).
-    #[arg(long, env = "LENS_CAPTION_MAX_NEW_TOKENS")]
-    pub caption_max_new_tokens: Option<usize>,
+    #[arg(id = "caption_max_new_tokens", long = "caption-max-new-tokens", env = "LENS_CAPTION_MAX_NEW_TOKENS")]
+    pub max_new_tokens: Option<usize>,
     /// Default prompt captions continue, e.g. "a picture of" (default none: unconditional).
-    #[arg(long, env = "LENS_CAPTION_PROMPT")]
-    pub caption_prompt: Option<String>,
+    #[arg(id = "caption_prompt", long = "caption-prompt", env = "LENS_CAPTION_PROMPT")]
+    pub prompt: Option<String>,
     /// Captions kept in the cache (by image bytes, caption model and options), oldest dropped first
     /// (default 100 000).
-    #[arg(long, env = "LENS_CAPTION_CACHE_ENTRIES")]
-    pub caption_cache_entries: Option<u64>,
+    #[arg(id = "caption_cache_entries", long = "caption-cache-entries", env = "LENS_CAPTION_CACHE_ENTRIES")]
+    pub cache_entries: Option<u64>,
+}
+
+/// `[search]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Search")]
+pub struct SearchSettings {
     /// Weight `w` of the caption score in text search, 0 to 1: score = (1 - w) * vector score +
     /// w * caption score (default 0.3; 0 is pure CLIP vector search). Per request: `hybrid_weight`.
     #[arg(long, env = "LENS_HYBRID_WEIGHT")]
     pub hybrid_weight: Option<f32>,
-
-    /// Origins whose pages may call the API from a browser (CORS), e.g. `http://127.0.0.1:8080` for
-    /// the browser app under `trunk serve`: repeatable or comma-separated; `*` allows any origin.
-    /// Default none: no CORS headers, so only same-origin pages can read the answers.
-    #[arg(long, env = "LENS_CORS_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
-    pub cors_origin: Option<Vec<String>>,
 }
 
 /// Which browser origins may call the API (`--cors-origin`).
@@ -213,7 +317,7 @@ pub struct ServeConfig {
     pub max_text_bytes: usize,
     pub max_k: usize,
     pub request_timeout: Duration,
-    pub fetch: crate::serve::fetch::FetchPolicy,
+    pub fetch: FetchPolicy,
     pub max_job_urls: usize,
     pub batch_size: usize,
     pub batch_wait: Duration,
@@ -223,61 +327,125 @@ pub struct ServeConfig {
     pub caption_retry: lens_store::RetryPolicy,
     pub hybrid_weight: f32,
     pub cors: CorsOrigins,
+    /// The browser app to serve at `/`.
+    pub web_dir: Option<PathBuf>,
 }
+
+/// `self` wins where it has a value, field by field.
+macro_rules! overlay {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl $ty {
+            fn or(self, other: $ty) -> $ty {
+                $ty { $($field: self.$field.or(other.$field)),* }
+            }
+        }
+    };
+}
+overlay!(ServerSettings { listen, cors_origin, request_timeout_s, web_dir });
+overlay!(ModelSettings { model, device, batch_size, batch_wait_ms });
+overlay!(StorageSettings { data, blob_store, blob_redirect });
+overlay!(S3Settings { bucket, region, endpoint, path_style, prefix });
+overlay!(IndexSettings { kind });
+overlay!(LimitSettings {
+    max_body_bytes,
+    max_file_bytes,
+    max_files,
+    max_pixels,
+    max_side,
+    formats,
+    max_text_bytes,
+    max_k,
+    max_job_urls
+});
+overlay!(FetchSettings { connect_timeout_s, timeout_s, max_redirects, allow_private_urls });
+overlay!(CaptionSettings {
+    model,
+    workers,
+    max_attempts,
+    retry_base_ms,
+    batch_size,
+    beams,
+    max_new_tokens,
+    prompt,
+    cache_entries
+});
+overlay!(SearchSettings { hybrid_weight });
+
+/// Where each key of the old flat file format went, for a clear error instead of "unknown field".
+const MOVED_KEYS: &[(&str, &str)] = &[
+    ("listen", "[server] listen"),
+    ("cors_origin", "[server] cors_origin"),
+    ("request_timeout_s", "[server] request_timeout_s"),
+    ("model", "[models] model"),
+    ("device", "[models] device"),
+    ("batch_size", "[models] batch_size"),
+    ("batch_wait_ms", "[models] batch_wait_ms"),
+    ("data", "[storage] data"),
+    ("blob_store", "[storage] blob_store"),
+    ("blob_redirect", "[storage] blob_redirect"),
+    ("s3_bucket", "[s3] bucket"),
+    ("s3_region", "[s3] region"),
+    ("s3_endpoint", "[s3] endpoint"),
+    ("s3_path_style", "[s3] path_style"),
+    ("s3_prefix", "[s3] prefix"),
+    ("index", "[index] kind"),
+    ("max_body_bytes", "[limits] max_body_bytes"),
+    ("max_file_bytes", "[limits] max_file_bytes"),
+    ("max_files", "[limits] max_files"),
+    ("max_pixels", "[limits] max_pixels"),
+    ("max_side", "[limits] max_side"),
+    ("formats", "[limits] formats"),
+    ("max_text_bytes", "[limits] max_text_bytes"),
+    ("max_k", "[limits] max_k"),
+    ("max_job_urls", "[limits] max_job_urls"),
+    ("fetch_connect_timeout_s", "[fetch] connect_timeout_s"),
+    ("fetch_timeout_s", "[fetch] timeout_s"),
+    ("fetch_max_redirects", "[fetch] max_redirects"),
+    ("allow_private_urls", "[fetch] allow_private_urls"),
+    ("caption_model", "[captions] model"),
+    ("caption_workers", "[captions] workers"),
+    ("caption_max_attempts", "[captions] max_attempts"),
+    ("caption_retry_base_ms", "[captions] retry_base_ms"),
+    ("caption_batch_size", "[captions] batch_size"),
+    ("caption_beams", "[captions] beams"),
+    ("caption_max_new_tokens", "[captions] max_new_tokens"),
+    ("caption_prompt", "[captions] prompt"),
+    ("caption_cache_entries", "[captions] cache_entries"),
+    ("hybrid_weight", "[search] hybrid_weight"),
+];
 
 impl ServeSettings {
     /// `self` wins where it has a value.
     fn or(self, other: ServeSettings) -> ServeSettings {
-        macro_rules! pick {
-            ($($field:ident),*) => { ServeSettings { $($field: self.$field.or(other.$field)),* } };
+        ServeSettings {
+            server: self.server.or(other.server),
+            models: self.models.or(other.models),
+            storage: self.storage.or(other.storage),
+            s3: self.s3.or(other.s3),
+            index: self.index.or(other.index),
+            limits: self.limits.or(other.limits),
+            fetch: self.fetch.or(other.fetch),
+            captions: self.captions.or(other.captions),
+            search: self.search.or(other.search),
         }
-        pick!(
-            model,
-            data,
-            listen,
-            device,
-            blob_store,
-            s3_bucket,
-            s3_region,
-            s3_endpoint,
-            s3_path_style,
-            s3_prefix,
-            blob_redirect,
-            index,
-            max_body_bytes,
-            max_file_bytes,
-            max_files,
-            max_pixels,
-            max_side,
-            formats,
-            max_text_bytes,
-            max_k,
-            request_timeout_s,
-            fetch_connect_timeout_s,
-            fetch_timeout_s,
-            fetch_max_redirects,
-            allow_private_urls,
-            max_job_urls,
-            batch_size,
-            batch_wait_ms,
-            caption_model,
-            caption_workers,
-            caption_max_attempts,
-            caption_retry_base_ms,
-            caption_batch_size,
-            caption_beams,
-            caption_max_new_tokens,
-            caption_prompt,
-            caption_cache_entries,
-            hybrid_weight,
-            cors_origin
-        )
     }
 
-    /// Reads a TOML file with the same keys as the flags (snake_case).
+    /// Reads a TOML file of sections (see the module docs).
     pub fn from_file(path: &Path) -> Result<ServeSettings> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+        Self::from_toml(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    fn from_toml(text: &str) -> Result<ServeSettings> {
+        let table: toml::Table = toml::from_str(text)?;
+        for (key, value) in &table {
+            if !value.is_table()
+                && let Some((_, place)) = MOVED_KEYS.iter().find(|(old, _)| old == key)
+            {
+                bail!("`{key}` belongs in a section now: write it as `{place}`");
+            }
+        }
+        Ok(table.try_into()?)
     }
 
     /// Flags/env (`self`) over the file over the defaults.
@@ -286,20 +454,23 @@ impl ServeSettings {
             Some(path) => self.or(ServeSettings::from_file(path)?),
             None => self,
         };
-        let model = s.model.context("no model: pass --model DIR (or LENS_MODEL, or `model` in the config file)")?;
-        let blob_store = s.blob_store.unwrap_or(BlobBackend::Local);
+        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search } = s;
+        let model = models
+            .model
+            .context("no model: pass --model DIR (or LENS_MODEL, or `model` under [models] in the config file)")?;
+        let blob_store = storage.blob_store.unwrap_or(BlobBackend::Local);
         let s3 = match blob_store {
             BlobBackend::Local => None,
             BlobBackend::S3 => Some(lens_store::S3Config {
-                bucket: s.s3_bucket.context("--blob-store s3 needs --s3-bucket")?,
-                region: s.s3_region,
-                endpoint_url: s.s3_endpoint,
-                force_path_style: s.s3_path_style.unwrap_or(false),
-                prefix: s.s3_prefix.unwrap_or_default(),
+                bucket: s3.bucket.context("--blob-store s3 needs --s3-bucket")?,
+                region: s3.region,
+                endpoint_url: s3.endpoint,
+                force_path_style: s3.path_style.unwrap_or(false),
+                prefix: s3.prefix.unwrap_or_default(),
                 ..Default::default()
             }),
         };
-        let formats = match s.formats {
+        let formats = match limits.formats {
             None => vec![
                 lens_core::image::ImageFormat::Jpeg,
                 lens_core::image::ImageFormat::Png,
@@ -314,78 +485,88 @@ impl ServeSettings {
             }
             Ok(v)
         };
-        let max_file_bytes = positive("max_file_bytes", s.max_file_bytes.unwrap_or(20 << 20))?;
+        let max_file_bytes = positive("max_file_bytes", limits.max_file_bytes.unwrap_or(20 << 20))?;
         let caption_retry = lens_store::RetryPolicy {
-            base_ms: s.caption_retry_base_ms.unwrap_or(2000),
+            base_ms: captions.retry_base_ms.unwrap_or(2000),
             max_ms: 3_600_000,
-            max_attempts: s.caption_max_attempts.unwrap_or(5),
+            max_attempts: captions.max_attempts.unwrap_or(5),
         };
         if caption_retry.max_attempts == 0 {
             bail!("caption_max_attempts must be at least 1");
         }
-        let hybrid_weight = s.hybrid_weight.unwrap_or(0.3);
+        let hybrid_weight = search.hybrid_weight.unwrap_or(0.3);
         if !(0.0..=1.0).contains(&hybrid_weight) {
             bail!("hybrid_weight must be between 0 and 1, not {hybrid_weight}");
         }
-        let caption = match s.caption_model {
+        let caption = match captions.model {
             None => None,
             Some(model) => {
                 let mut options = lens_models::blip::CaptionOptions {
-                    prompt: s.caption_prompt.filter(|p| !p.is_empty()),
+                    prompt: captions.prompt.filter(|p| !p.is_empty()),
                     ..Default::default()
                 };
-                options.generation.num_beams = s.caption_beams.unwrap_or(3);
-                options.generation.max_new_tokens = s.caption_max_new_tokens.unwrap_or(30);
+                options.generation.num_beams = captions.beams.unwrap_or(3);
+                options.generation.max_new_tokens = captions.max_new_tokens.unwrap_or(30);
                 options.validate().context("invalid default caption options (--caption-*)")?;
                 Some(CaptionConfig {
                     model,
-                    workers: s.caption_workers.unwrap_or(1),
-                    batch_size: positive("caption_batch_size", s.caption_batch_size.unwrap_or(8))?,
+                    workers: captions.workers.unwrap_or(1),
+                    batch_size: positive("caption_batch_size", captions.batch_size.unwrap_or(8))?,
                     options,
                     cache_entries: positive(
                         "caption_cache_entries",
-                        s.caption_cache_entries.unwrap_or(100_000) as usize,
+                        captions.cache_entries.unwrap_or(100_000) as usize,
                     )? as u64,
                 })
             }
         };
-        let config = ServeConfig {
+        Ok(ServeConfig {
             model,
-            data: s.data.unwrap_or_else(|| PathBuf::from("lens-data")),
-            listen: s.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
-            device: s.device.unwrap_or(DeviceKind::Cpu),
+            data: storage.data.unwrap_or_else(|| PathBuf::from("lens-data")),
+            listen: server.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+            device: models.device.unwrap_or(DeviceKind::Cpu),
             blob_store,
             s3,
-            blob_redirect: s.blob_redirect.unwrap_or(false),
-            index: s.index.unwrap_or(IndexKind::Hnsw),
-            max_body_bytes: positive("max_body_bytes", s.max_body_bytes.unwrap_or(100 << 20))?,
+            blob_redirect: storage.blob_redirect.unwrap_or(false),
+            index: index.kind.unwrap_or(IndexKind::Hnsw),
+            max_body_bytes: positive("max_body_bytes", limits.max_body_bytes.unwrap_or(100 << 20))?,
             max_file_bytes,
-            max_files: positive("max_files", s.max_files.unwrap_or(64))?,
+            max_files: positive("max_files", limits.max_files.unwrap_or(64))?,
             decode_limits: lens_core::image::DecodeLimits {
                 max_bytes: max_file_bytes,
-                max_pixels: s.max_pixels.unwrap_or(40_000_000),
-                max_dimension: s.max_side.unwrap_or(12_000),
+                max_pixels: limits.max_pixels.unwrap_or(40_000_000),
+                max_dimension: limits.max_side.unwrap_or(12_000),
             },
             formats,
-            max_text_bytes: positive("max_text_bytes", s.max_text_bytes.unwrap_or(2000))?,
-            max_k: positive("max_k", s.max_k.unwrap_or(1000))?,
-            request_timeout: Duration::from_secs(s.request_timeout_s.unwrap_or(120).max(1)),
-            fetch: crate::serve::fetch::FetchPolicy {
-                connect_timeout: Duration::from_secs(s.fetch_connect_timeout_s.unwrap_or(5).max(1)),
-                total_timeout: Duration::from_secs(s.fetch_timeout_s.unwrap_or(20).max(1)),
-                max_redirects: s.fetch_max_redirects.unwrap_or(5),
+            max_text_bytes: positive("max_text_bytes", limits.max_text_bytes.unwrap_or(2000))?,
+            max_k: positive("max_k", limits.max_k.unwrap_or(1000))?,
+            request_timeout: Duration::from_secs(server.request_timeout_s.unwrap_or(120).max(1)),
+            fetch: FetchPolicy {
+                connect_timeout: Duration::from_secs(fetch.connect_timeout_s.unwrap_or(5).max(1)),
+                total_timeout: Duration::from_secs(fetch.timeout_s.unwrap_or(20).max(1)),
+                max_redirects: fetch.max_redirects.unwrap_or(5),
                 max_bytes: max_file_bytes,
-                allow_private: s.allow_private_urls.unwrap_or(false),
+                allow_private: fetch.allow_private_urls.unwrap_or(false),
             },
-            max_job_urls: positive("max_job_urls", s.max_job_urls.unwrap_or(10_000))?,
-            batch_size: positive("batch_size", s.batch_size.unwrap_or(16))?,
-            batch_wait: Duration::from_millis(s.batch_wait_ms.unwrap_or(0)),
+            max_job_urls: positive("max_job_urls", limits.max_job_urls.unwrap_or(10_000))?,
+            batch_size: positive("batch_size", models.batch_size.unwrap_or(16))?,
+            batch_wait: Duration::from_millis(models.batch_wait_ms.unwrap_or(0)),
             caption,
             caption_retry,
             hybrid_weight,
-            cors: parse_cors_origins(s.cors_origin.unwrap_or_default())?,
-        };
-        Ok(config)
+            cors: parse_cors_origins(server.cors_origin.unwrap_or_default())?,
+            web_dir: server.web_dir,
+        })
+    }
+}
+
+impl ServeConfig {
+    /// Defaults for the model at `model` and the data directory `data` (tests and embedding callers).
+    pub fn with_defaults(model: impl Into<PathBuf>, data: impl Into<PathBuf>) -> Result<Self> {
+        let mut settings = ServeSettings::default();
+        settings.models.model = Some(model.into());
+        settings.storage.data = Some(data.into());
+        settings.resolve(None)
     }
 }
 
@@ -437,13 +618,27 @@ fn parse_format(name: &str) -> Result<lens_core::image::ImageFormat> {
 mod tests {
     use super::*;
 
+    fn with_model() -> ServeSettings {
+        let mut s = ServeSettings::default();
+        s.models.model = Some("/m".into());
+        s
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lens.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("lens.toml");
-        std::fs::write(&file, "model = \"/m\"\nmax_k = 7\nlisten = \"127.0.0.1:9\"\nformats = [\"png\"]\n").unwrap();
-        let flags = ServeSettings { listen: Some("127.0.0.1:1234".parse().unwrap()), ..Default::default() };
-        let c = flags.resolve(Some(&file)).unwrap();
+        let (_dir, path) = file(
+            "[models]\nmodel = \"/m\"\n[limits]\nmax_k = 7\nformats = [\"png\"]\n[server]\nlisten = \"127.0.0.1:9\"\n",
+        );
+        let mut flags = ServeSettings::default();
+        flags.server.listen = Some("127.0.0.1:1234".parse().unwrap());
+        let c = flags.resolve(Some(&path)).unwrap();
         assert_eq!(c.model, PathBuf::from("/m"));
         assert_eq!(c.max_k, 7);
         assert_eq!(c.listen.port(), 1234);
@@ -453,24 +648,113 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_missing_model_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("lens.toml");
-        std::fs::write(&file, "modle = \"/m\"\n").unwrap();
-        let err = ServeSettings::default().resolve(Some(&file)).unwrap_err();
+    fn every_section_reads_its_keys() {
+        let (_dir, path) = file(
+            r#"
+[server]
+request_timeout_s = 9
+[models]
+model = "/m"
+device = "cpu"
+batch_size = 4
+[storage]
+data = "/d"
+blob_store = "s3"
+[s3]
+bucket = "b"
+endpoint = "http://127.0.0.1:9000"
+path_style = true
+prefix = "p/"
+[index]
+kind = "exact"
+[limits]
+max_files = 3
+[fetch]
+timeout_s = 7
+allow_private_urls = true
+[captions]
+model = "/blip"
+beams = 1
+[search]
+hybrid_weight = 0.5
+"#,
+        );
+        let c = ServeSettings::default().resolve(Some(&path)).unwrap();
+        assert_eq!((c.request_timeout.as_secs(), c.batch_size, c.max_files), (9, 4, 3));
+        assert_eq!(c.data, PathBuf::from("/d"));
+        let s3 = c.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str(), s3.force_path_style), ("b", "p/", true));
+        assert_eq!(c.index, IndexKind::Exact);
+        assert_eq!(c.fetch.total_timeout.as_secs(), 7);
+        assert!(c.fetch.allow_private);
+        assert_eq!(c.caption.unwrap().options.generation.num_beams, 1);
+        assert_eq!(c.hybrid_weight, 0.5);
+    }
+
+    #[test]
+    fn unknown_keys_old_flat_keys_and_missing_model_are_errors() {
+        let (_dir, path) = file("[models]\nmodle = \"/m\"\n");
+        let err = ServeSettings::default().resolve(Some(&path)).unwrap_err();
         assert!(format!("{err:#}").contains("modle"), "{err:#}");
+        let (_dir, path) = file("model = \"/m\"\n");
+        let err = format!("{:#}", ServeSettings::default().resolve(Some(&path)).unwrap_err());
+        assert!(err.contains("`model` belongs in a section now: write it as `[models] model`"), "{err}");
         let err = ServeSettings::default().resolve(None).unwrap_err();
         assert!(err.to_string().contains("--model"), "{err}");
-        let s3 = ServeSettings { model: Some("/m".into()), blob_store: Some(BlobBackend::S3), ..Default::default() };
+        let mut s3 = with_model();
+        s3.storage.blob_store = Some(BlobBackend::S3);
         assert!(s3.resolve(None).unwrap_err().to_string().contains("--s3-bucket"));
     }
 
     #[test]
+    fn the_flags_keep_their_names() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: ServeSettings,
+        }
+        let cli = Cli::try_parse_from([
+            "lens",
+            "--model",
+            "/m",
+            "--s3-bucket",
+            "b",
+            "--index",
+            "exact",
+            "--caption-model",
+            "/blip",
+            "--caption-beams",
+            "2",
+            "--fetch-timeout-s",
+            "3",
+            "--allow-private-urls",
+            "--max-k",
+            "5",
+            "--hybrid-weight",
+            "0.1",
+            "--cors-origin",
+            "http://a,http://b",
+        ])
+        .unwrap();
+        let s = cli.settings;
+        assert_eq!(s.s3.bucket.as_deref(), Some("b"));
+        assert_eq!(s.index.kind, Some(IndexKind::Exact));
+        assert_eq!(s.captions.beams, Some(2));
+        assert_eq!(s.fetch.timeout_s, Some(3));
+        assert_eq!(s.fetch.allow_private_urls, Some(true));
+        assert_eq!(s.limits.max_k, Some(5));
+        assert_eq!(s.server.cors_origin.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
     fn cors_origins_from_flags_env_or_file() {
-        let base = || ServeSettings { model: Some("/m".into()), ..Default::default() };
-        assert_eq!(base().resolve(None).unwrap().cors, CorsOrigins::None, "default: no CORS");
-        let with =
-            |v: &[&str]| ServeSettings { cors_origin: Some(v.iter().map(|s| s.to_string()).collect()), ..base() };
+        assert_eq!(with_model().resolve(None).unwrap().cors, CorsOrigins::None, "default: no CORS");
+        let with = |v: &[&str]| {
+            let mut s = with_model();
+            s.server.cors_origin = Some(v.iter().map(|s| s.to_string()).collect());
+            s
+        };
         assert_eq!(with(&["*"]).resolve(None).unwrap().cors, CorsOrigins::Any);
         assert_eq!(
             with(&["http://127.0.0.1:8080/", "https://lens.example", "http://127.0.0.1:8080"])
@@ -483,32 +767,26 @@ mod tests {
             assert!(with(&[bad]).resolve(None).is_err(), "{bad}");
         }
         assert!(format!("{:#}", with(&["*", "http://a"]).resolve(None).unwrap_err()).contains("alone"));
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("lens.toml");
-        std::fs::write(&file, "model = \"/m\"\ncors_origin = [\"http://localhost:8080\"]\n").unwrap();
+        let (_dir, path) = file("[models]\nmodel = \"/m\"\n[server]\ncors_origin = [\"http://localhost:8080\"]\n");
         assert_eq!(
-            ServeSettings::default().resolve(Some(&file)).unwrap().cors,
+            ServeSettings::default().resolve(Some(&path)).unwrap().cors,
             CorsOrigins::List(vec!["http://localhost:8080".into()])
         );
     }
 
     #[test]
     fn caption_settings_have_defaults_limits_and_file_keys() {
-        let base = || ServeSettings { model: Some("/m".into()), ..Default::default() };
-        let c = base().resolve(None).unwrap();
+        let c = with_model().resolve(None).unwrap();
         assert!(c.caption.is_none(), "no caption model, no captioning");
         assert_eq!(c.hybrid_weight, 0.3);
         assert_eq!((c.caption_retry.base_ms, c.caption_retry.max_attempts), (2000, 5));
 
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("lens.toml");
-        std::fs::write(
-            &file,
-            "model = \"/m\"\ncaption_model = \"/blip\"\ncaption_beams = 1\ncaption_prompt = \"a picture of\"\nhybrid_weight = 0.5\n",
-        )
-        .unwrap();
-        let flags = ServeSettings { caption_workers: Some(0), ..Default::default() };
-        let c = flags.resolve(Some(&file)).unwrap();
+        let (_dir, path) = file(
+            "[models]\nmodel = \"/m\"\n[captions]\nmodel = \"/blip\"\nbeams = 1\nprompt = \"a picture of\"\n[search]\nhybrid_weight = 0.5\n",
+        );
+        let mut flags = ServeSettings::default();
+        flags.captions.workers = Some(0);
+        let c = flags.resolve(Some(&path)).unwrap();
         let caption = c.caption.unwrap();
         assert_eq!(caption.model, PathBuf::from("/blip"));
         assert_eq!(caption.workers, 0);
@@ -518,15 +796,19 @@ mod tests {
         assert_eq!(caption.options.prompt.as_deref(), Some("a picture of"));
         assert_eq!(c.hybrid_weight, 0.5);
 
-        let bad = |s: ServeSettings| format!("{:#}", s.resolve(None).unwrap_err());
-        let blip = || ServeSettings { caption_model: Some("/blip".into()), ..base() };
-        assert!(bad(ServeSettings { caption_beams: Some(0), ..blip() }).contains("num_beams"));
-        assert!(bad(ServeSettings { caption_max_new_tokens: Some(100_000), ..blip() }).contains("max_new_tokens"));
-        assert!(bad(ServeSettings { caption_batch_size: Some(0), ..blip() }).contains("caption_batch_size"));
-        assert!(bad(ServeSettings { caption_max_attempts: Some(0), ..base() }).contains("caption_max_attempts"));
-        assert!(bad(ServeSettings { hybrid_weight: Some(1.5), ..base() }).contains("hybrid_weight"));
-        assert!(bad(ServeSettings { hybrid_weight: Some(f32::NAN), ..base() }).contains("hybrid_weight"));
-        std::fs::write(&file, "model = \"/m\"\ncaption_beam = 2\n").unwrap();
-        assert!(format!("{:#}", ServeSettings::default().resolve(Some(&file)).unwrap_err()).contains("caption_beam"));
+        let bad = |f: &dyn Fn(&mut ServeSettings)| {
+            let mut s = with_model();
+            s.captions.model = Some("/blip".into());
+            f(&mut s);
+            format!("{:#}", s.resolve(None).unwrap_err())
+        };
+        assert!(bad(&|s| s.captions.beams = Some(0)).contains("num_beams"));
+        assert!(bad(&|s| s.captions.max_new_tokens = Some(100_000)).contains("max_new_tokens"));
+        assert!(bad(&|s| s.captions.batch_size = Some(0)).contains("caption_batch_size"));
+        assert!(bad(&|s| s.captions.max_attempts = Some(0)).contains("caption_max_attempts"));
+        assert!(bad(&|s| s.search.hybrid_weight = Some(1.5)).contains("hybrid_weight"));
+        assert!(bad(&|s| s.search.hybrid_weight = Some(f32::NAN)).contains("hybrid_weight"));
+        let (_dir, path) = file("[models]\nmodel = \"/m\"\n[captions]\nbeam = 2\n");
+        assert!(format!("{:#}", ServeSettings::default().resolve(Some(&path)).unwrap_err()).contains("beam"));
     }
 }

@@ -1,4 +1,5 @@
-//! `lens models pull`: download a checkpoint from a HuggingFace hub (or any server with its layout).
+//! Checkpoints from a HuggingFace hub (or any server with its layout): `lens models pull`, and `--model
+//! org/name` wherever a model is named.
 //!
 //! The hub's layout: `GET {endpoint}/api/models/{repo}/revision/{rev}?blobs=true` lists the files of a
 //! revision with their git blob ids and, for LFS files, sha256 and size; `GET
@@ -13,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
@@ -25,18 +25,6 @@ use sha1::Digest as _;
 const ATTEMPTS: usize = 4;
 /// The API listing is small; a bigger one is not a hub.
 const MAX_LISTING_BYTES: u64 = 16 << 20;
-
-#[derive(Args, Debug)]
-pub struct PullArgs {
-    /// Repository id, e.g. `openai/clip-vit-base-patch32`.
-    pub repo_id: String,
-    /// Branch, tag or commit.
-    #[arg(long, default_value = "main")]
-    pub revision: String,
-    /// Destination directory (default: `$LENS_HOME/models/<org>--<name>`, `$LENS_HOME` defaulting to `~/.cache/lens`).
-    #[arg(long, value_name = "D")]
-    pub dir: Option<PathBuf>,
-}
 
 /// One file of the revision as the hub lists it.
 #[derive(Debug, Deserialize)]
@@ -91,17 +79,41 @@ const METADATA_FILES: &[&str] = &[
     "vocab.txt",
 ];
 
-pub fn pull(args: &PullArgs) -> Result<()> {
-    validate_repo_id(&args.repo_id)?;
-    if args.revision.is_empty() || args.revision.contains("..") || args.revision.starts_with('/') {
-        bail!("invalid revision `{}`", args.revision);
+/// `model` as the commands and `lens serve` take it: a directory or file that exists is used as it is; a
+/// hub repository id (`org/name`) is pulled once into [`default_dir`] and reused from there on later
+/// runs (offline too). `flag` names the setting in errors.
+pub fn resolve_model(model: &Path, flag: &str) -> Result<PathBuf> {
+    if model.exists() {
+        return Ok(model.to_path_buf());
+    }
+    let repo = model.to_str().filter(|r| !r.starts_with('.') && !r.starts_with('/') && validate_repo_id(r).is_ok());
+    let Some(repo) = repo else {
+        bail!("{flag} {}: no such directory (nor a hub repository id like `org/name`)", model.display());
+    };
+    let dir = default_dir(repo)?;
+    let manifest = fs::read(dir.join("lens-manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    if manifest.is_some_and(|m| m["repo_id"] == repo) {
+        tracing::info!(repo, dir = %dir.display(), "model already pulled");
+        return Ok(dir);
+    }
+    tracing::info!(repo, dir = %dir.display(), "pulling the model from the hub");
+    pull(repo, "main", Some(&dir))
+}
+
+/// Downloads revision `revision` of `repo_id` into `dir` (default [`default_dir`]) and returns the directory.
+pub fn pull(repo_id: &str, revision: &str, dir: Option<&Path>) -> Result<PathBuf> {
+    validate_repo_id(repo_id)?;
+    if revision.is_empty() || revision.contains("..") || revision.starts_with('/') {
+        bail!("invalid revision `{revision}`");
     }
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
     let endpoint = endpoint.trim_end_matches('/');
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => default_dir(&args.repo_id)?,
+    let dir = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => default_dir(repo_id)?,
     };
     let client = Client::builder()
         .connect_timeout(Duration::from_secs(30))
@@ -116,9 +128,9 @@ pub fn pull(args: &PullArgs) -> Result<()> {
         None => req,
     };
 
-    let url = format!("{endpoint}/api/models/{}/revision/{}?blobs=true", args.repo_id, args.revision);
+    let url = format!("{endpoint}/api/models/{repo_id}/revision/{revision}?blobs=true");
     let response = auth(client.get(&url)).send().with_context(|| format!("cannot reach {endpoint}"))?;
-    let response = check_status(response, &args.repo_id, &args.revision)?;
+    let response = check_status(response, repo_id, revision)?;
     let mut body = Vec::new();
     response.take(MAX_LISTING_BYTES).read_to_end(&mut body)?;
     let info: RevisionInfo = serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))?;
@@ -128,16 +140,15 @@ pub fn pull(args: &PullArgs) -> Result<()> {
 
     let wanted = select_files(&info.siblings)?;
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut manifest = Manifest { repo_id: &args.repo_id, revision: &args.revision, commit: &info.sha, files: vec![] };
+    let mut manifest = Manifest { repo_id, revision, commit: &info.sha, files: vec![] };
     for sibling in wanted {
-        let url = format!("{endpoint}/{}/resolve/{}/{}", args.repo_id, info.sha, sibling.rfilename);
+        let url = format!("{endpoint}/{repo_id}/resolve/{}/{}", info.sha, sibling.rfilename);
         let sha256 = fetch_file(&client, &auth, &url, &dir, sibling)?;
         let size = fs::metadata(dir.join(&sibling.rfilename))?.len();
         manifest.files.push(ManifestFile { name: sibling.rfilename.clone(), size, sha256 });
     }
     fs::write(dir.join("lens-manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
-    println!("{}", dir.display());
-    Ok(())
+    Ok(dir)
 }
 
 pub fn validate_repo_id(repo: &str) -> Result<()> {

@@ -27,7 +27,7 @@ use lens_core::rng::SplitMix64;
 use lens_index::{ExactIndex, VectorIndex};
 use lens_models::artifact::{Artifact, ArtifactSource};
 use lens_models::clip::{ClipConfig, ClipFiles, ClipPipeline};
-use lens_models::quant::{clip_tensor_shapes, quantize_clip};
+use lens_models::clip::{clip_tensor_shapes, quantize_clip};
 
 type B = NdArray<f32>;
 

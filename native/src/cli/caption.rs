@@ -5,17 +5,19 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use lens_core::image::{DecodeLimits, RgbImage, decode_image};
+use lens_core::image::{DecodeLimits, RgbImage};
 use lens_models::blip::{BlipFiles, BlipPipeline, CaptionOptions};
 use serde::Serialize;
 
-use crate::backend::{self, with_backend};
+use super::embed::read_image;
+
+use crate::backend::{DeviceKind, with_backend};
 
 #[derive(Args, Debug)]
 pub struct CaptionArgs {
     /// HuggingFace-format BLIP captioning checkpoint directory (config.json, model.safetensors,
-    /// tokenizer.json, preprocessor_config.json).
-    #[arg(long, value_name = "DIR")]
+    /// tokenizer.json, preprocessor_config.json), or a hub repository id (`org/name`, pulled once).
+    #[arg(long, value_name = "DIR|REPO")]
     pub model: PathBuf,
     /// Conditional captioning: the caption continues this text (e.g. "a picture of").
     #[arg(long)]
@@ -28,7 +30,7 @@ pub struct CaptionArgs {
     pub max_new_tokens: usize,
     /// Compute device: `cpu` (burn-ndarray), `wgpu` or `cuda` when built with those features.
     #[arg(long, default_value = "cpu", env = "LENS_DEVICE")]
-    pub device: backend::DeviceKind,
+    pub device: DeviceKind,
     /// Image files (JPEG, PNG, GIF, WebP).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
@@ -56,14 +58,15 @@ pub fn caption(args: &CaptionArgs) -> Result<()> {
     // Inputs are read before the model is loaded; the bad ones are reported, the rest captioned.
     let limits = DecodeLimits::default();
     let decoded: Vec<Result<RgbImage>> = args.images.iter().map(|path| read_image(path, &limits)).collect();
+    let model = crate::hub::resolve_model(&args.model, "--model")?;
     let good: Vec<RgbImage> = decoded.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
     let captions = if good.is_empty() {
         Vec::new()
     } else {
         with_backend!(args.device, |B, device| {
-            let pipeline = BlipFiles::read_dir(&args.model)
+            let pipeline = BlipFiles::read_dir(&model)
                 .and_then(|files| BlipPipeline::<B>::load(files, &device))
-                .with_context(|| format!("cannot load caption model from {}", args.model.display()))?;
+                .with_context(|| format!("cannot load caption model from {}", model.display()))?;
             anyhow::Ok(pipeline.caption(&good, &options)?)
         })?
     };
@@ -90,9 +93,4 @@ pub fn caption(args: &CaptionArgs) -> Result<()> {
         bail!("{failed} of {} image(s) could not be read", args.images.len());
     }
     Ok(())
-}
-
-fn read_image(path: &std::path::Path, limits: &DecodeLimits) -> Result<RgbImage> {
-    let bytes = crate::embed::read_limited(path, limits.max_bytes)?;
-    decode_image(&bytes, limits).with_context(|| format!("cannot decode image {}", path.display()))
 }

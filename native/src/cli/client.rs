@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use lens_core::api::{ErrorBody, Image, IngestJobRequest, Job, SearchRequest, SearchResponse};
+use serde_json::json;
 
 /// Files uploaded at once.
 const UPLOAD_THREADS: usize = 4;
@@ -34,29 +35,35 @@ pub struct IngestArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["text", "image"])))]
 pub struct SearchArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// How many results.
     #[arg(long, default_value_t = 10)]
     k: usize,
+    /// Search with this image file instead of a text.
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
     /// The query text.
-    text: String,
+    text: Option<String>,
 }
 
 fn client() -> Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?)
 }
 
-/// The server's `{"error": {"message"}}`, or the status.
-fn check(response: reqwest::blocking::Response) -> Result<Value> {
+/// The answer as `T`, or the server's error body (lens-core's [`ErrorBody`]) as the error.
+fn check<T: serde::de::DeserializeOwned>(response: reqwest::blocking::Response) -> Result<T> {
     let status = response.status();
-    let body: Value = response.json().unwrap_or(Value::Null);
+    let bytes = response.bytes().context("cannot read the server's answer")?;
     if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no details");
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| format!("{} ({})", body.error.message, body.error.code))
+            .unwrap_or_else(|_| "no details".into());
         bail!("server answered {status}: {message}");
     }
-    Ok(body)
+    serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from the server ({status})"))
 }
 
 fn bar(len: u64) -> ProgressBar {
@@ -111,7 +118,7 @@ pub fn ingest(args: &IngestArgs) -> Result<()> {
                     while let Some(path) = files.get(next.fetch_add(1, Ordering::SeqCst)) {
                         let result = upload(&client, base, path, &tags);
                         let line = match result {
-                            Ok(record) => json!({"input": path.display().to_string(), "id": record["id"]}),
+                            Ok(image) => json!({"input": path.display().to_string(), "id": image.id}),
                             Err(e) => {
                                 failed.fetch_add(1, Ordering::SeqCst);
                                 json!({"input": path.display().to_string(), "error": format!("{e:#}")})
@@ -132,23 +139,27 @@ pub fn ingest(args: &IngestArgs) -> Result<()> {
     }
 
     if !urls.is_empty() {
-        let job = check(client.post(format!("{base}/v1/ingest")).json(&json!({"urls": urls, "tags": tags})).send()?)?;
-        let id = job["id"].as_str().context("the server returned a job without an id")?.to_string();
+        let request = IngestJobRequest {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let job: Job = check(client.post(format!("{base}/v1/ingest")).json(&request).send()?)?;
+        let id = job.id;
         let bar = bar(urls.len() as u64);
         bar.set_message(format!("job {id}"));
         let job = loop {
-            let job = check(client.get(format!("{base}/v1/jobs/{id}")).send()?)?;
-            bar.set_position(job["done"].as_u64().unwrap_or(0) + job["failed"].as_u64().unwrap_or(0));
-            if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+            let job: Job = check(client.get(format!("{base}/v1/jobs/{id}")).send()?)?;
+            bar.set_position(job.done + job.failed);
+            if job.state.is_finished() {
                 break job;
             }
             std::thread::sleep(Duration::from_millis(300));
         };
         bar.finish_and_clear();
-        failures += job["failed"].as_u64().unwrap_or(0) as usize;
+        failures += job.failed as usize;
         println!(
             "{}",
-            json!({"job": id, "state": job["state"], "done": job["done"], "failed": job["failed"], "result": job["result"]})
+            json!({"job": id, "state": job.state, "done": job.done, "failed": job.failed, "result": job.result})
         );
     }
     if failures > 0 {
@@ -157,7 +168,7 @@ pub fn ingest(args: &IngestArgs) -> Result<()> {
     Ok(())
 }
 
-fn upload(client: &reqwest::blocking::Client, base: &str, path: &Path, tags: &[&str]) -> Result<Value> {
+fn upload(client: &reqwest::blocking::Client, base: &str, path: &Path, tags: &[&str]) -> Result<Image> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload".into());
     let form = reqwest::blocking::multipart::Form::new()
@@ -166,11 +177,24 @@ fn upload(client: &reqwest::blocking::Client, base: &str, path: &Path, tags: &[&
     check(client.post(format!("{base}/v1/images")).multipart(form).send()?)
 }
 
-/// Prints `{"results": [...]}` for a text query.
+/// Prints `{"results": [...]}` for a text or an image query.
 pub fn search(args: &SearchArgs) -> Result<()> {
     let base = args.server.server.trim_end_matches('/');
-    let body =
-        check(client()?.post(format!("{base}/v1/search")).json(&json!({"text": args.text, "k": args.k})).send()?)?;
-    println!("{body}");
+    let client = client()?;
+    let response: SearchResponse = match (&args.image, &args.text) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "query".into());
+            let form = reqwest::blocking::multipart::Form::new()
+                .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name(name))
+                .text("k", args.k.to_string());
+            check(client.post(format!("{base}/v1/search/image")).multipart(form).send()?)?
+        }
+        (None, text) => {
+            let request = SearchRequest { text: text.clone(), k: Some(args.k), ..Default::default() };
+            check(client.post(format!("{base}/v1/search")).json(&request).send()?)?
+        }
+    };
+    println!("{}", serde_json::to_string(&response)?);
     Ok(())
 }

@@ -4,15 +4,51 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::Backend;
+use clap::Args;
 use lens_core::image::{DecodeLimits, RgbImage, decode_image};
-use lens_models::artifact::{Artifact, Engine};
-use lens_models::clip::ClipPipeline;
-use lens_models::clip::onnx::{OnnxClip, OnnxClipFiles};
+use lens_models::clip::LoadedClip;
 use serde::Serialize;
 
-use crate::ModelArgs;
-use crate::backend::with_backend;
+use crate::backend::{DeviceKind, with_backend};
+
+/// `--model` and `--device`, shared by the commands that run CLIP.
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// HuggingFace-format CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json,
+    /// preprocessor_config.json), a hub repository id (`org/name`, pulled once), or a model artifact
+    /// written by `lens models quantize` (int8; computes on the CPU) or `lens models pack`, or an ONNX CLIP
+    /// export directory (visual.onnx, textual.onnx; run by tract on the CPU).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub model: PathBuf,
+    /// Compute device: `cpu` (burn-ndarray), `wgpu` or `cuda` when built with those features.
+    #[arg(long, default_value = "cpu", env = "LENS_DEVICE")]
+    pub device: DeviceKind,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["image", "text"])))]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Image files (JPEG, PNG, GIF, WebP).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub image: Vec<PathBuf>,
+    /// Texts.
+    #[arg(long, num_args = 1.., value_name = "STR")]
+    pub text: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The image to classify.
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+    /// Comma-separated candidate labels, e.g. "a photo of a cat,a photo of a dog".
+    #[arg(long, value_name = "LIST")]
+    pub labels: String,
+}
 
 #[derive(Serialize)]
 struct EmbeddingLine<'a> {
@@ -26,20 +62,14 @@ struct Classification<'a> {
     probs: &'a [f32],
 }
 
-/// Read and decode image files, naming the file in any error.
-fn read_images(paths: &[PathBuf]) -> Result<Vec<RgbImage>> {
-    let limits = DecodeLimits::default();
-    paths
-        .iter()
-        .map(|path| {
-            let bytes = read_limited(path, limits.max_bytes)?;
-            decode_image(&bytes, &limits).with_context(|| format!("cannot decode image {}", path.display()))
-        })
-        .collect()
+/// Reads and decodes an image file, naming the file in any error.
+pub(super) fn read_image(path: &Path, limits: &DecodeLimits) -> Result<RgbImage> {
+    let bytes = read_limited(path, limits.max_bytes)?;
+    decode_image(&bytes, limits).with_context(|| format!("cannot decode image {}", path.display()))
 }
 
-/// Read a file, refusing one larger than `limit` before reading it.
-pub(crate) fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
+/// Reads a file, refusing one larger than `limit` before reading it.
+pub(super) fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
     if len > limit as u64 {
         bail!("{} is {len} bytes, more than the limit of {limit}", path.display());
@@ -47,90 +77,25 @@ pub(crate) fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// What `--model` names, before loading: a checkpoint directory or a model artifact.
-pub(crate) enum ModelSource {
-    Dir(PathBuf),
-    Artifact(Artifact),
+/// `--model`: a hub id is pulled once; a directory or an artifact is opened as it is.
+fn load<B: burn::tensor::backend::Backend>(model: &Path, device: &B::Device) -> Result<LoadedClip<B>> {
+    let path = crate::hub::resolve_model(model, "--model")?;
+    let (model, _) =
+        LoadedClip::open(&path, device).with_context(|| format!("cannot load model from {}", path.display()))?;
+    Ok(model)
 }
 
-/// Look at `--model`: a file starting with the artifact magic is an artifact (read and verified);
-/// anything else is a checkpoint directory or a hub id (`org/name`, pulled once).
-pub(crate) fn open_model(path: &Path) -> Result<ModelSource> {
-    if path.is_file() {
-        let mut prefix = [0u8; 8];
-        let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut prefix)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if !Artifact::sniff(&prefix[..n]) {
-            bail!("{} is neither a checkpoint directory nor a model artifact", path.display());
-        }
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let artifact = Artifact::parse(bytes).with_context(|| format!("cannot load {}", path.display()))?;
-        return Ok(ModelSource::Artifact(artifact));
-    }
-    Ok(ModelSource::Dir(crate::serve::model_dir(path, "--model")?))
-}
-
-/// A loaded embedding model, whichever engine runs it.
-pub(crate) enum LoadedModel<B: Backend> {
-    /// burn modules: fp32 checkpoints and `burn-int8` artifacts.
-    Burn(Box<ClipPipeline<B>>),
-    /// ONNX graphs run by tract (on the CPU, whatever the device): `onnx` artifacts and export
-    /// directories holding `visual.onnx` and `textual.onnx`.
-    Onnx(Box<OnnxClip>),
-}
-
-impl<B: Backend> LoadedModel<B> {
-    pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
-        let loaded = match open_model(path)? {
-            ModelSource::Dir(dir) if OnnxClipFiles::is_export_dir(&dir) => OnnxClipFiles::read_dir(&dir)
-                .and_then(|files| OnnxClip::load(&files))
-                .map(Box::new)
-                .map(LoadedModel::Onnx),
-            ModelSource::Dir(dir) => ClipPipeline::<B>::from_dir(&dir, device).map(Box::new).map(LoadedModel::Burn),
-            ModelSource::Artifact(artifact) => match artifact.engine() {
-                Engine::BurnInt8 => {
-                    ClipPipeline::<B>::from_artifact(artifact, device).map(Box::new).map(LoadedModel::Burn)
-                }
-                Engine::Onnx => OnnxClip::from_artifact(&artifact).map(Box::new).map(LoadedModel::Onnx),
-            },
-        };
-        loaded.with_context(|| format!("cannot load model from {}", path.display()))
-    }
-
-    pub fn embed_images(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        match self {
-            LoadedModel::Burn(p) => Ok(p.embed_images(images)?),
-            LoadedModel::Onnx(p) => Ok(p.embed_images(images)?),
-        }
-    }
-
-    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        match self {
-            LoadedModel::Burn(p) => Ok(p.embed_texts(texts)?),
-            LoadedModel::Onnx(p) => Ok(p.embed_texts(texts)?),
-        }
-    }
-
-    pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
-        match self {
-            LoadedModel::Burn(p) => Ok(p.classify(image, labels)?),
-            LoadedModel::Onnx(_) => {
-                bail!("classify needs the model's logit scale, which ONNX exports do not carry: use the checkpoint")
-            }
-        }
-    }
-}
-
-pub fn embed(model: &ModelArgs, images: &[PathBuf], texts: &[String]) -> Result<()> {
+pub fn embed(args: &EmbedArgs) -> Result<()> {
     // Inputs are checked before the model is loaded: a bad file fails fast.
-    let decoded = read_images(images)?;
-    with_backend!(model.device, |B, device| {
-        let pipeline = LoadedModel::<B>::load(&model.model, &device)?;
-        let (inputs, embeddings): (Vec<String>, Vec<Vec<f32>>) = if !images.is_empty() {
-            (images.iter().map(|p| p.display().to_string()).collect(), pipeline.embed_images(&decoded)?)
+    let limits = DecodeLimits::default();
+    let decoded: Vec<RgbImage> = args.image.iter().map(|p| read_image(p, &limits)).collect::<Result<_>>()?;
+    with_backend!(args.model.device, |B, device| {
+        let model = load::<B>(&args.model.model, &device)?;
+        let (inputs, embeddings): (Vec<String>, Vec<Vec<f32>>) = if !args.image.is_empty() {
+            (args.image.iter().map(|p| p.display().to_string()).collect(), model.embed_images(&decoded)?)
         } else {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            (texts.to_vec(), pipeline.embed_texts(&refs)?)
+            let refs: Vec<&str> = args.text.iter().map(String::as_str).collect();
+            (args.text.to_vec(), model.embed_texts(&refs)?)
         };
         let mut out = std::io::stdout().lock();
         for (input, embedding) in inputs.iter().zip(&embeddings) {
@@ -141,15 +106,15 @@ pub fn embed(model: &ModelArgs, images: &[PathBuf], texts: &[String]) -> Result<
     })
 }
 
-pub fn classify(model: &ModelArgs, image: &Path, labels: &str) -> Result<()> {
-    let labels: Vec<&str> = labels.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+pub fn classify(args: &ClassifyArgs) -> Result<()> {
+    let labels: Vec<&str> = args.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
     if labels.is_empty() {
         bail!("--labels needs at least one non-empty label");
     }
-    let decoded = read_images(&[image.to_path_buf()])?.remove(0);
-    with_backend!(model.device, |B, device| {
-        let pipeline = LoadedModel::<B>::load(&model.model, &device)?;
-        let probs = pipeline.classify(&decoded, &labels)?;
+    let image = read_image(&args.image, &DecodeLimits::default())?;
+    with_backend!(args.model.device, |B, device| {
+        let model = load::<B>(&args.model.model, &device)?;
+        let probs = model.classify(&image, &labels)?;
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &Classification { labels: &labels, probs: &probs })?;
         writeln!(out)?;

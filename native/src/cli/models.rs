@@ -1,15 +1,42 @@
-//! `lens models quantize`: a CLIP checkpoint → one int8 model artifact for the browser and the edge.
+//! `lens models pull | quantize | pack`: checkpoints from a hub, and the single-file artifacts the
+//! browser and the edge load.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
 use lens_models::artifact::{Artifact, ArtifactSource};
-use lens_models::clip::ClipFiles;
-use lens_models::quant::{quantize_clip, summarize};
+use lens_models::clip::onnx::{OnnxClip, OnnxClipFiles, TEXTUAL, VISUAL};
+use lens_models::clip::{ClipFiles, quantize_clip};
+use lens_models::identity::{directory_name, identify};
+use lens_models::int8::summarize;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Download a checkpoint (config, safetensors, tokenizer, pre-processor) from the hub at
+    /// $HF_ENDPOINT (default https://huggingface.co), resuming partial files and checking checksums.
+    Pull(PullArgs),
+    /// Quantize a CLIP checkpoint to one int8 model artifact (weights int8 per output channel,
+    /// activations int8 per row at run time); prints one JSON line.
+    Quantize(QuantizeArgs),
+    /// Pack an ONNX CLIP export (visual.onnx, textual.onnx, config, tokenizer, pre-processor) into one
+    /// `onnx` model artifact, fp32 or int8 as the graphs are; prints one JSON line.
+    Pack(PackArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Repository id, e.g. `openai/clip-vit-base-patch32`.
+    pub repo_id: String,
+    /// Branch, tag or commit.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Destination directory (default: `$LENS_HOME/models/<org>--<name>`, `$LENS_HOME` defaulting to `~/.cache/lens`).
+    #[arg(long, value_name = "D")]
+    pub dir: Option<PathBuf>,
+}
 
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
@@ -22,9 +49,32 @@ pub struct QuantizeArgs {
     pub out: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct PackArgs {
+    /// Directory of an ONNX CLIP export: visual.onnx, textual.onnx, config.json, tokenizer.json,
+    /// preprocessor_config.json and optionally tokenizer_config.json.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The artifact to write; replaced only once it is complete.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn run(command: ModelsCommand) -> Result<()> {
+    match command {
+        ModelsCommand::Pull(args) => {
+            let dir = crate::hub::pull(&args.repo_id, &args.revision, args.dir.as_deref())?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        ModelsCommand::Quantize(args) => quantize(&args),
+        ModelsCommand::Pack(args) => pack(&args),
+    }
+}
+
 /// What `lens models quantize` adds to the line [`write_and_report`] prints.
 #[derive(Serialize)]
-struct Details {
+struct QuantizeDetails {
     int8_tensors: usize,
     f32_tensors: usize,
     /// The same tensors in f32.
@@ -33,22 +83,51 @@ struct Details {
     ratio: f64,
 }
 
-pub fn quantize(args: &QuantizeArgs) -> Result<()> {
-    let dir = crate::serve::model_dir(&args.model, "--model")?;
+fn quantize(args: &QuantizeArgs) -> Result<()> {
+    let dir = crate::hub::resolve_model(&args.model, "--model")?;
     let files =
         ClipFiles::read_dir(&dir).with_context(|| format!("cannot read a checkpoint from {}", dir.display()))?;
     // Same function, same arguments as the server's embedder: the artifact carries the server's model id.
-    let (id, name, _) = crate::serve::model_queue::identify(&dir, &files, "clip");
-    let bytes = quantize_clip(files, ArtifactSource { id, name })
+    let identity = identify(&dir, &files.weights, "clip");
+    let bytes = quantize_clip(files, ArtifactSource { id: identity.id, name: identity.name })
         .with_context(|| format!("cannot quantize {} as CLIP", dir.display()))?;
     let artifact = Artifact::parse(bytes).context("the quantized artifact does not read back")?;
     let summary = summarize(&artifact);
-    let details = Details {
+    let details = QuantizeDetails {
         int8_tensors: summary.int8_tensors,
         f32_tensors: summary.f32_tensors,
         fp32_bytes: summary.fp32_bytes,
         ratio: artifact.len() as f64 / summary.fp32_bytes.max(1) as f64,
     };
+    write_and_report(&args.out, &artifact, details)
+}
+
+/// What `lens models pack` adds to the line [`write_and_report`] prints.
+#[derive(Serialize)]
+struct PackDetails {
+    /// `fp32` or `int8`, read from the graphs' ops (also in the artifact's `meta`).
+    precision: &'static str,
+    dim: usize,
+}
+
+fn pack(args: &PackArgs) -> Result<()> {
+    let dir = &args.model;
+    if !dir.is_dir() {
+        bail!("--model {} is not a directory", dir.display());
+    }
+    for graph in [VISUAL, TEXTUAL] {
+        if !dir.join(graph).is_file() {
+            bail!("{} has no {graph}: an ONNX CLIP export holds {VISUAL} and {TEXTUAL}", dir.display());
+        }
+    }
+    let files = OnnxClipFiles::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    // Load it once as `lens embed` will, so an export tract cannot run is refused here.
+    let clip = OnnxClip::load(&files).with_context(|| format!("cannot load {} as an ONNX CLIP", dir.display()))?;
+    let name = directory_name(dir).unwrap_or_else(|| "onnx-clip".to_string());
+    let id = format!("{name}@onnx-{}", &files.graphs_sha256()[..16]);
+    let bytes = files.to_artifact(ArtifactSource { id, name })?;
+    let artifact = Artifact::parse(bytes).context("the packed artifact does not read back")?;
+    let details = PackDetails { precision: clip.precision().as_str(), dim: clip.dim() };
     write_and_report(&args.out, &artifact, details)
 }
 
@@ -67,12 +146,12 @@ struct Report<'a, D> {
 
 /// Writes `artifact` to `out` atomically, then prints one JSON line: the file, its size, SHA-256 and
 /// source id, and the command's own `details`.
-pub(crate) fn write_and_report(out: &Path, artifact: &Artifact, details: impl Serialize) -> Result<()> {
+fn write_and_report(out: &Path, artifact: &Artifact, details: impl Serialize) -> Result<()> {
     write_atomically(out, artifact.buffer())?;
     let report = Report {
         out: out.display().to_string(),
         bytes: artifact.len(),
-        sha256: hex::encode(Sha256::digest(artifact.buffer().as_slice())),
+        sha256: lens_core::ids::sha256_hex(artifact.buffer().as_slice()),
         source_id: &artifact.header().source.id,
         details,
     };

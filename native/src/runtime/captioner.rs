@@ -1,108 +1,93 @@
-//! BLIP captioning on its own thread, behind a bounded queue like the [`Embedder`](super::embedder)'s:
-//! requests that queued while the model was busy are gathered (up to `batch_size` images) and those
-//! with equal options are captioned as one batch. HTTP requests get 503 `overloaded` when the queue
-//! is full; caption jobs wait for room.
+//! The caption model (BLIP) on its own [`Worker`], like the embedder's: requests that queued while the
+//! model was busy are gathered (up to `batch_size` images) and those with equal options are captioned
+//! as one batch. HTTP requests get `Overloaded` when the queue is full; caption jobs wait for room.
 
 use std::path::Path;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use lens_core::image::RgbImage;
 use lens_models::blip::{BlipFiles, BlipPipeline, CaptionOptions};
-use serde::Serialize;
+use lens_models::identity::identify;
 
-use super::error::ApiResult;
-use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, run_joint};
+use super::info::{ModelInfo, Role, backend_name};
+use super::worker::{ModelError, Once, QUEUE_CAPACITY, Queue, Worker, run_joint};
 use crate::backend::{DeviceKind, with_backend};
 
-/// What `/v1/models` reports about the caption model; `id` is part of the caption cache key.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaptionModelInfo {
-    /// `repo@commit` when pulled, else the directory name and a hash of the weights.
-    pub id: String,
-    pub name: String,
-    pub revision: Option<String>,
-    pub image_size: usize,
-    pub backend: &'static str,
-    pub device: String,
-}
-
 /// One request's images and where their captions go.
-type Part = (Vec<RgbImage>, Reply<String>);
+type Part = (Vec<RgbImage>, Once<Vec<String>>);
 
 struct Request {
     images: Vec<RgbImage>,
     options: CaptionOptions,
-    reply: Reply<String>,
+    reply: Once<Vec<String>>,
 }
 
+/// Captions images; cheap to clone.
 #[derive(Clone)]
 pub struct Captioner {
-    queue: ModelQueue<Request>,
+    worker: Worker<Request>,
 }
 
 impl Captioner {
-    /// Loads the model on a new thread and starts serving the queue. Blocks until the model is loaded.
-    pub fn start(model_dir: &Path, device: DeviceKind, batch_size: usize) -> Result<(Captioner, CaptionModelInfo)> {
-        let files = BlipFiles::read_dir(model_dir)
-            .with_context(|| format!("cannot load caption model from {}", model_dir.display()))?;
-        let (id, name, revision) = identify(model_dir, &files, "blip");
-        let (queue, rx) = ModelQueue::new(QUEUE_CAPACITY);
-        let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<CaptionModelInfo>>();
-        let dir = model_dir.to_path_buf();
-        with_backend!(device, |B, dev| {
-            std::thread::Builder::new().name("lens-caption".into()).spawn(move || {
-                let pipeline = match BlipPipeline::<B>::load(files, &dev) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = loaded_tx
-                            .send(Err(anyhow::Error::new(e)
-                                .context(format!("cannot load caption model from {}", dir.display()))));
-                        return;
-                    }
-                };
-                let info = CaptionModelInfo {
-                    id,
-                    name,
-                    revision,
-                    image_size: pipeline.image_size(),
-                    backend: backend_name::<B>(),
-                    device: format!("{dev:?}"),
-                };
-                let _ = loaded_tx.send(Ok(info));
-                serve_queue(&pipeline, &rx, batch_size);
-            })?;
-            anyhow::Ok(())
+    /// Loads the BLIP checkpoint in `dir` on a new thread and starts serving. Blocks until loaded.
+    pub fn start(dir: &Path, device: DeviceKind, batch_size: usize) -> anyhow::Result<(Self, ModelInfo)> {
+        let dir = dir.to_path_buf();
+        let (worker, info) = with_backend!(device, |B, dev| {
+            Worker::spawn(
+                "lens-captioner",
+                QUEUE_CAPACITY,
+                move || {
+                    let context = || format!("cannot load caption model from {}", dir.display());
+                    let files = BlipFiles::read_dir(&dir).map_err(|e| anyhow::Error::new(e).context(context()))?;
+                    let identity = identify(&dir, &files.weights, "blip");
+                    let model =
+                        BlipPipeline::<B>::load(files, &dev).map_err(|e| anyhow::Error::new(e).context(context()))?;
+                    let info = ModelInfo {
+                        role: Role::Captioner,
+                        identity,
+                        backend: backend_name::<B>(),
+                        device: format!("{dev:?}"),
+                        image_size: model.image_size(),
+                        dims: None,
+                        max_text_tokens: None,
+                    };
+                    Ok((model, info))
+                },
+                move |model, queue| serve(&model, &queue, batch_size),
+            )
         })?;
-        let info = loaded_rx.recv().context("the caption model thread stopped while loading")??;
-        Ok((Captioner { queue }, info))
+        Ok((Self { worker }, info))
     }
 
-    /// One caption per image; 503 `overloaded` when the queue is full.
-    pub async fn caption(&self, images: Vec<RgbImage>, options: CaptionOptions) -> ApiResult<Vec<String>> {
+    /// One caption per image; `Overloaded` when the queue is full.
+    pub async fn caption(&self, images: Vec<RgbImage>, options: CaptionOptions) -> Result<Vec<String>, ModelError> {
         self.submit(images, options, false).await
     }
 
     /// [`caption`](Self::caption) for caption jobs: waits for room in the queue.
-    pub async fn caption_waiting(&self, images: Vec<RgbImage>, options: CaptionOptions) -> ApiResult<Vec<String>> {
+    pub async fn caption_waiting(
+        &self,
+        images: Vec<RgbImage>,
+        options: CaptionOptions,
+    ) -> Result<Vec<String>, ModelError> {
         self.submit(images, options, true).await
     }
 
-    async fn submit(&self, images: Vec<RgbImage>, options: CaptionOptions, wait: bool) -> ApiResult<Vec<String>> {
+    async fn submit(
+        &self,
+        images: Vec<RgbImage>,
+        options: CaptionOptions,
+        wait: bool,
+    ) -> Result<Vec<String>, ModelError> {
         if images.is_empty() {
             return Ok(vec![]);
         }
-        self.queue.call(|reply| Request { images, options, reply }, wait).await
+        self.worker.call(|reply| Request { images, options, reply }, wait).await
     }
 }
 
-fn serve_queue<B: burn::tensor::backend::Backend>(
-    pipeline: &BlipPipeline<B>,
-    rx: &Receiver<Request>,
-    batch_size: usize,
-) {
-    while let Some(batch) = next_batch(rx, batch_size, Duration::ZERO, |r| r.images.len()) {
+fn serve<B: burn::tensor::backend::Backend>(model: &BlipPipeline<B>, queue: &Queue<Request>, batch_size: usize) {
+    while let Some(batch) = queue.next_batch(batch_size, Duration::ZERO, |r| r.images.len()) {
         // Requests with equal options share one model call, in arrival order.
         let mut groups: Vec<(CaptionOptions, Vec<Part>)> = Vec::new();
         for request in batch {
@@ -113,9 +98,11 @@ fn serve_queue<B: burn::tensor::backend::Backend>(
         }
         for (options, requests) in groups {
             let started = Instant::now();
-            let images = run_joint(requests, |images| pipeline.caption(images, &options));
-            metrics::histogram!("lens_caption_seconds").record(started.elapsed().as_secs_f64());
-            metrics::histogram!("lens_inference_batch_size", "input" => "caption").record(images as f64);
+            let images = run_joint(requests, |images| model.caption(images, &options));
+            if images > 0 {
+                metrics::histogram!("lens_caption_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("lens_inference_batch_size", "input" => "caption").record(images as f64);
+            }
         }
     }
 }

@@ -1,35 +1,16 @@
-//! The model on its own thread, fed by a queue that batches concurrent requests: requests that queued
-//! while the model was busy (and, with `batch_wait` > 0, those arriving within it) go through the model
-//! together, up to `batch_size` inputs.
-//! Compute-bound work never runs on the async runtime's threads.
+//! The embedding model (CLIP) on its own [`Worker`]: requests that queued while the model was busy
+//! (and, with `batch_wait` > 0, those arriving within it) go through the model together, up to
+//! `batch_size` inputs; images and texts in separate calls.
 
 use std::path::Path;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use lens_core::image::RgbImage;
-use lens_models::clip::{ClipFiles, ClipPipeline};
-use serde::Serialize;
+use lens_models::clip::LoadedClip;
 
-use super::error::ApiError;
-use super::model_queue::{ModelQueue, QUEUE_CAPACITY, Reply, backend_name, identify, next_batch, run_joint};
+use super::info::{ModelInfo, Role, backend_name};
+use super::worker::{ModelError, Once, QUEUE_CAPACITY, Queue, Worker, run_joint};
 use crate::backend::{DeviceKind, with_backend};
-
-/// What `/v1/models` reports, and the key embeddings are stored under in the catalog.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    /// Stable identity of the weights: `repo@commit` when pulled with `lens models pull`, else a hash
-    /// of the weight files. Embeddings from different models are never mixed.
-    pub id: String,
-    pub name: String,
-    pub revision: Option<String>,
-    pub dims: usize,
-    pub image_size: usize,
-    pub max_text_tokens: usize,
-    pub backend: &'static str,
-    pub device: String,
-}
 
 enum Input {
     Images(Vec<RgbImage>),
@@ -47,87 +28,81 @@ impl Input {
 
 struct Request {
     input: Input,
-    reply: Reply<Vec<f32>>,
+    reply: Once<Vec<Vec<f32>>>,
 }
 
+/// Embeds images and texts; cheap to clone.
 #[derive(Clone)]
 pub struct Embedder {
-    queue: ModelQueue<Request>,
+    worker: Worker<Request>,
 }
 
 impl Embedder {
-    /// Loads the model on a new thread and starts serving the queue. Blocks until the model is loaded.
+    /// Loads the model at `path` (a checkpoint directory, an int8 or ONNX artifact, an ONNX export) on
+    /// a new thread and starts serving. Blocks until the model is loaded.
     pub fn start(
-        model_dir: &Path,
+        path: &Path,
         device: DeviceKind,
         batch_size: usize,
         batch_wait: Duration,
-    ) -> Result<(Embedder, ModelInfo)> {
-        let files = ClipFiles::read_dir(model_dir)
-            .with_context(|| format!("cannot load model from {}", model_dir.display()))?;
-        let (id, name, revision) = identify(model_dir, &files, "clip");
-        let (queue, rx) = ModelQueue::new(QUEUE_CAPACITY);
-        let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<ModelInfo>>();
-        let dir = model_dir.to_path_buf();
-        with_backend!(device, |B, dev| {
-            std::thread::Builder::new().name("lens-model".into()).spawn(move || {
-                let pipeline = match ClipPipeline::<B>::load(files, &dev) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = loaded_tx.send(Err(
-                            anyhow::Error::new(e).context(format!("cannot load model from {}", dir.display()))
-                        ));
-                        return;
-                    }
-                };
-                let info = ModelInfo {
-                    id,
-                    name,
-                    revision,
-                    dims: pipeline.dim(),
-                    image_size: pipeline.config.vision_config.image_size,
-                    max_text_tokens: pipeline.config.text_config.max_position_embeddings,
-                    backend: backend_name::<B>(),
-                    device: format!("{dev:?}"),
-                };
-                let _ = loaded_tx.send(Ok(info));
-                serve_queue(&pipeline, &rx, batch_size, batch_wait);
-            })?;
-            anyhow::Ok(())
+    ) -> anyhow::Result<(Self, ModelInfo)> {
+        let path = path.to_path_buf();
+        let (worker, info) = with_backend!(device, |B, dev| {
+            Worker::spawn(
+                "lens-embedder",
+                QUEUE_CAPACITY,
+                move || {
+                    let (model, identity) = LoadedClip::<B>::open(&path, &dev).map_err(|e| {
+                        anyhow::Error::new(e).context(format!("cannot load model from {}", path.display()))
+                    })?;
+                    let config = model.config();
+                    let info = ModelInfo {
+                        role: Role::Embedder,
+                        identity,
+                        backend: backend_name::<B>(),
+                        device: format!("{dev:?}"),
+                        image_size: config.vision_config.image_size,
+                        dims: Some(model.dim()),
+                        max_text_tokens: Some(config.text_config.max_position_embeddings),
+                    };
+                    Ok((model, info))
+                },
+                move |model, queue| serve(&model, &queue, batch_size, batch_wait),
+            )
         })?;
-        let info = loaded_rx.recv().context("the model thread stopped while loading")??;
-        Ok((Embedder { queue }, info))
+        Ok((Self { worker }, info))
     }
 
-    pub async fn embed_images(&self, images: Vec<RgbImage>) -> Result<Vec<Vec<f32>>, ApiError> {
+    /// One embedding per image, L2-normalised; `Overloaded` when the queue is full.
+    pub async fn embed_images(&self, images: Vec<RgbImage>) -> Result<Vec<Vec<f32>>, ModelError> {
         self.submit(Input::Images(images), false).await
     }
 
-    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
+    /// One embedding per text, L2-normalised; `Overloaded` when the queue is full.
+    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
         self.submit(Input::Texts(texts), false).await
     }
 
-    /// [`embed_texts`](Self::embed_texts) for background jobs: waits for room in the queue
-    /// instead of answering `overloaded`.
-    pub async fn embed_texts_waiting(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
+    /// [`embed_texts`](Self::embed_texts) for background jobs: waits for room in the queue.
+    pub async fn embed_texts_waiting(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ModelError> {
         self.submit(Input::Texts(texts), true).await
     }
 
-    async fn submit(&self, input: Input, wait: bool) -> Result<Vec<Vec<f32>>, ApiError> {
+    async fn submit(&self, input: Input, wait: bool) -> Result<Vec<Vec<f32>>, ModelError> {
         if input.len() == 0 {
             return Ok(vec![]);
         }
-        self.queue.call(|reply| Request { input, reply }, wait).await
+        self.worker.call(|reply| Request { input, reply }, wait).await
     }
 }
 
-fn serve_queue<B: burn::tensor::backend::Backend>(
-    pipeline: &ClipPipeline<B>,
-    rx: &Receiver<Request>,
+fn serve<B: burn::tensor::backend::Backend>(
+    model: &LoadedClip<B>,
+    queue: &Queue<Request>,
     batch_size: usize,
     batch_wait: Duration,
 ) {
-    while let Some(batch) = next_batch(rx, batch_size, batch_wait, |r| r.input.len()) {
+    while let Some(batch) = queue.next_batch(batch_size, batch_wait, |r| r.input.len()) {
         let mut images = Vec::new();
         let mut texts = Vec::new();
         for request in batch {
@@ -136,11 +111,11 @@ fn serve_queue<B: burn::tensor::backend::Backend>(
                 Input::Texts(v) => texts.push((v, request.reply)),
             }
         }
-        timed("image", || run_joint(images, |images| pipeline.embed_images(images)));
+        timed("image", || run_joint(images, |images| model.embed_images(images)));
         timed("text", || {
             run_joint(texts, |texts| {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                pipeline.embed_texts(&refs)
+                model.embed_texts(&refs)
             })
         });
     }

@@ -1,138 +1,195 @@
-//! What the model threads share (the CLIP [`Embedder`](super::embedder::Embedder) and the BLIP
-//! [`Captioner`](super::captioner::Captioner)): a bounded queue in front of a model running on its
-//! own thread, gathering the requests that queued while the model was busy into one batch, and
-//! running a batch as one model call with a per-request fallback, so one bad input cannot fail its
-//! neighbours and a panicking model call fails its requests instead of the thread.
+//! One model on its own thread behind a bounded queue. The recipe every model role shares: the model
+//! is loaded *on* its thread (so a backend bound to a thread stays there, and a load error comes back
+//! to the caller), requests queue in a bounded channel (a full queue answers `overloaded` instead of
+//! growing latency without bound), the thread gathers what queued while it was busy into a batch, and
+//! each request gets its answer as one reply ([`Once`]) or as a stream of items ([`Stream`]), which
+//! is cancelled when its receiver is dropped. A panicking model call fails its requests, not the thread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use lens_models::files::CheckpointFiles;
-use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use super::error::{ApiError, ApiResult};
-
-/// Requests waiting for a model; past this, clients get 503 rather than unbounded latency.
+/// Requests waiting for a model by default; past this, HTTP requests get `overloaded`.
 pub const QUEUE_CAPACITY: usize = 1024;
 
-/// Why a model call gave no rows.
-#[derive(Debug)]
+/// Why a model gave no answer.
+#[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The queue is full: retry later.
+    #[error("the model queue is full; retry later")]
+    Overloaded,
+    /// The model thread is gone (it panicked while loading, or the server is stopping).
+    #[error("the model thread has stopped")]
+    Stopped,
     /// The model refused the input or failed.
-    Model(lens_models::Error),
+    #[error(transparent)]
+    Model(#[from] lens_models::Error),
     /// The model code panicked (a bug); the thread lives on.
+    #[error("the model panicked: {0}")]
     Panicked(String),
 }
 
-impl std::fmt::Display for ModelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ModelError::Model(e) => write!(f, "{e}"),
-            ModelError::Panicked(message) => write!(f, "the model panicked: {message}"),
-        }
-    }
-}
-
-impl From<ModelError> for ApiError {
-    fn from(err: ModelError) -> Self {
-        match err {
-            ModelError::Model(e) => e.into(),
-            panicked => ApiError::internal(panicked),
-        }
-    }
-}
-
-/// Where a model thread sends one request's rows.
-pub type Reply<O> = oneshot::Sender<Result<Vec<O>, ModelError>>;
-
-/// The sending side of a model thread's queue.
-pub struct ModelQueue<R> {
+/// The sending side of a model thread's queue. Cheap to clone.
+pub struct Worker<R> {
     tx: SyncSender<R>,
 }
 
-impl<R> Clone for ModelQueue<R> {
+impl<R> Clone for Worker<R> {
     fn clone(&self) -> Self {
         Self { tx: self.tx.clone() }
     }
 }
 
-impl<R: Send + 'static> ModelQueue<R> {
-    pub fn new(capacity: usize) -> (Self, Receiver<R>) {
+/// The model thread's side of the queue.
+pub struct Queue<R> {
+    rx: Receiver<R>,
+}
+
+impl<R: Send + 'static> Worker<R> {
+    /// Starts a thread named `name` that runs `load` and then `serve` with the loaded model and the
+    /// queue, until every [`Worker`] clone is dropped. Blocks until `load` returns: its error, or the
+    /// thread's panic, comes back here; on success, with what `load` reported beside the model.
+    pub fn spawn<M, I>(
+        name: &str,
+        capacity: usize,
+        load: impl FnOnce() -> anyhow::Result<(M, I)> + Send + 'static,
+        serve: impl FnOnce(M, Queue<R>) + Send + 'static,
+    ) -> anyhow::Result<(Self, I)>
+    where
+        I: Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
-        (Self { tx }, rx)
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<anyhow::Result<I>>();
+        std::thread::Builder::new().name(name.to_string()).spawn(move || match load() {
+            Ok((model, info)) => {
+                let _ = loaded_tx.send(Ok(info));
+                serve(model, Queue { rx });
+            }
+            Err(e) => {
+                let _ = loaded_tx.send(Err(e));
+            }
+        })?;
+        let info =
+            loaded_rx.recv().map_err(|_| anyhow::anyhow!("the {name} thread stopped while loading its model"))??;
+        Ok((Self { tx }, info))
     }
 
-    /// Queues the request `make` builds around a reply channel and awaits its rows. With `wait`, waits
-    /// for room in the queue (background jobs: a busy model is no reason to fail); without, 503
-    /// `overloaded` when the queue is full (HTTP requests: fail fast).
-    pub async fn call<O>(&self, make: impl FnOnce(Reply<O>) -> R, wait: bool) -> ApiResult<Vec<O>> {
-        let (reply, rx) = oneshot::channel();
-        let request = make(reply);
-        if wait {
-            self.submit_waiting(request).await?;
-        } else {
-            self.try_submit(request)?;
+    /// Queues a request. Without `wait`, a full queue is [`ModelError::Overloaded`] at once (HTTP
+    /// requests: fail fast); with it, waits for room (background jobs: a busy model is no reason to fail).
+    pub async fn submit(&self, request: R, wait: bool) -> Result<(), ModelError> {
+        if !wait {
+            return match self.tx.try_send(request) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(ModelError::Overloaded),
+                Err(TrySendError::Disconnected(_)) => Err(ModelError::Stopped),
+            };
         }
-        Ok(receive(rx).await?)
-    }
-
-    fn try_submit(&self, request: R) -> ApiResult<()> {
-        match self.tx.try_send(request) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the model queue is full; retry later",
-            )),
-            Err(TrySendError::Disconnected(_)) => Err(ApiError::internal("the model thread has stopped")),
-        }
-    }
-
-    async fn submit_waiting(&self, request: R) -> ApiResult<()> {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || tx.send(request))
             .await
-            .map_err(ApiError::internal)?
-            .map_err(|_| ApiError::internal("the model thread has stopped"))
+            .map_err(|_| ModelError::Stopped)?
+            .map_err(|_| ModelError::Stopped)
+    }
+
+    /// Queues the request `make` builds around a one-shot reply and awaits the answer.
+    pub async fn call<O>(&self, make: impl FnOnce(Once<O>) -> R, wait: bool) -> Result<O, ModelError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(make(Once(reply)), wait).await?;
+        rx.await.unwrap_or(Err(ModelError::Stopped))
+    }
+
+    /// Queues the request `make` builds around a stream of at most `buffer` unread items and returns
+    /// the receiving end. Dropping it cancels the request: the model sees [`Stream::send`] fail.
+    pub async fn stream<O>(
+        &self,
+        make: impl FnOnce(Stream<O>) -> R,
+        buffer: usize,
+        wait: bool,
+    ) -> Result<mpsc::Receiver<Result<O, ModelError>>, ModelError> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        self.submit(make(Stream(tx)), wait).await?;
+        Ok(rx)
     }
 }
 
-/// Awaits a reply.
-async fn receive<O>(rx: oneshot::Receiver<Result<Vec<O>, ModelError>>) -> Result<Vec<O>, ModelError> {
-    rx.await.unwrap_or_else(|_| Err(ModelError::Panicked("the model thread dropped a request".into())))
-}
-
-/// The next batch: blocks for a first request, then takes those already queued (and, with `wait`
-/// > 0, those arriving within it) until `max_items` inputs. `None` when every sender is gone.
-pub fn next_batch<R>(
-    rx: &Receiver<R>,
-    max_items: usize,
-    wait: Duration,
-    items: impl Fn(&R) -> usize,
-) -> Option<Vec<R>> {
-    let first = rx.recv().ok()?;
-    let mut count = items(&first);
-    let mut batch = vec![first];
-    let deadline = Instant::now() + wait;
-    while count < max_items {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(next) => {
-                count += items(&next);
-                batch.push(next);
+impl<R> Queue<R> {
+    /// The next batch: blocks for a first request, then takes those already queued (and, with `wait`
+    /// > 0, those arriving within it) until `max_items` inputs. `None` when every sender is gone.
+    pub fn next_batch(&self, max_items: usize, wait: Duration, items: impl Fn(&R) -> usize) -> Option<Vec<R>> {
+        let first = self.rx.recv().ok()?;
+        let mut count = items(&first);
+        let mut batch = vec![first];
+        let deadline = Instant::now() + wait;
+        while count < max_items {
+            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(next) => {
+                    count += items(&next);
+                    batch.push(next);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }
+        Some(batch)
     }
-    Some(batch)
 }
 
-/// Runs the inputs of `requests` as one model call and hands each request its rows; if the joint
-/// call fails, each request runs alone. Returns the number of inputs.
-pub fn run_joint<I, O>(requests: Vec<(Vec<I>, Reply<O>)>, run: impl Fn(&[I]) -> lens_models::Result<Vec<O>>) -> usize {
+/// Where one request's single answer goes.
+pub struct Once<O>(oneshot::Sender<Result<O, ModelError>>);
+
+impl<O> Once<O> {
+    pub fn send(self, answer: Result<O, ModelError>) {
+        // The requester may have gone (a client that disconnected): nothing to do then.
+        let _ = self.0.send(answer);
+    }
+
+    /// The requester stopped waiting: its work can be skipped.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// Where one request's items go, as they are produced.
+pub struct Stream<O>(mpsc::Sender<Result<O, ModelError>>);
+
+impl<O> Stream<O> {
+    /// Hands over one item, waiting while the receiver has `buffer` unread ones. `false` when the
+    /// receiver is gone: stop producing.
+    pub fn send(&self, item: O) -> bool {
+        self.0.blocking_send(Ok(item)).is_ok()
+    }
+
+    /// Ends the stream with an error.
+    pub fn fail(self, error: ModelError) {
+        let _ = self.0.blocking_send(Err(error));
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// Runs `f`, turning a panic into [`ModelError::Panicked`] with its message.
+pub fn catch_panic<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        Err(ModelError::Panicked(message))
+    })
+}
+
+/// Runs the inputs of several requests as one model call and hands each request its rows; if the
+/// joint call fails, each request runs alone, so one bad input cannot fail its neighbours. Requests
+/// whose requester has gone are skipped. Returns the number of inputs run.
+pub fn run_joint<I, O>(
+    requests: Vec<(Vec<I>, Once<Vec<O>>)>,
+    run: impl Fn(&[I]) -> lens_models::Result<Vec<O>>,
+) -> usize {
+    let requests: Vec<_> = requests.into_iter().filter(|(_, reply)| !reply.is_cancelled()).collect();
     if requests.is_empty() {
         return 0;
     }
@@ -144,15 +201,7 @@ pub fn run_joint<I, O>(requests: Vec<(Vec<I>, Reply<O>)>, run: impl Fn(&[I]) -> 
         parts.push((reply, start, inputs.len()));
     }
     let call = |inputs: &[I]| -> Result<Vec<O>, ModelError> {
-        let rows = catch_unwind(AssertUnwindSafe(|| run(inputs))).map_err(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into());
-            ModelError::Panicked(message)
-        })?;
-        let rows = rows.map_err(ModelError::Model)?;
+        let rows = catch_panic(|| run(inputs).map_err(ModelError::Model))?;
         if rows.len() != inputs.len() {
             return Err(ModelError::Panicked(format!("{} outputs for {} inputs", rows.len(), inputs.len())));
         }
@@ -162,47 +211,133 @@ pub fn run_joint<I, O>(requests: Vec<(Vec<I>, Reply<O>)>, run: impl Fn(&[I]) -> 
         Ok(mut rows) => {
             // Split from the back so each reply takes its rows without copying.
             for (reply, start, _) in parts.into_iter().rev() {
-                let _ = reply.send(Ok(rows.split_off(start)));
+                reply.send(Ok(rows.split_off(start)));
             }
         }
         Err(_) if parts.len() > 1 => {
             for (reply, start, end) in parts {
-                let _ = reply.send(call(&inputs[start..end]));
+                reply.send(call(&inputs[start..end]));
             }
         }
         Err(e) => {
             let (reply, ..) = parts.pop().expect("one request");
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
         }
     }
     inputs.len()
 }
 
-/// Identity of a checkpoint: `(id, name, revision)`. `repo@commit` from `lens-manifest.json` when
-/// pulled with `lens models pull`, else the directory name and a hash of the weight files.
-pub fn identify(dir: &Path, files: &CheckpointFiles, fallback: &str) -> (String, String, Option<String>) {
-    let manifest: Option<serde_json::Value> =
-        std::fs::read(dir.join("lens-manifest.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(m) = manifest
-        && let (Some(repo), Some(commit)) = (m["repo_id"].as_str(), m["commit"].as_str())
-    {
-        return (format!("{repo}@{commit}"), repo.to_string(), Some(commit.to_string()));
-    }
-    let mut hash = Sha256::new();
-    for (name, bytes) in &files.weights {
-        hash.update(name.as_bytes());
-        hash.update(bytes);
-    }
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| fallback.into());
-    let digest = hex::encode(hash.finalize());
-    (format!("{name}@sha256:{}", &digest[..16]), name, None)
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The burn backend's short name (`NdArray`, `Wgpu`, `Cuda`, ...).
-pub fn backend_name<B>() -> &'static str {
-    std::any::type_name::<B>().split('<').next().unwrap_or("burn").rsplit("::").next().unwrap_or("burn")
+    use super::*;
+
+    /// A toy model: doubles numbers (one reply) or counts up (a stream), and records how far it counted.
+    enum Request {
+        Double(Vec<i64>, Once<Vec<i64>>),
+        Count(usize, Stream<usize>),
+    }
+
+    fn start(produced: Arc<AtomicUsize>, capacity: usize) -> Worker<Request> {
+        let (worker, name) = Worker::spawn(
+            "toy",
+            capacity,
+            || Ok(((), "toy")),
+            move |(), queue: Queue<Request>| {
+                while let Some(batch) = queue.next_batch(8, Duration::ZERO, |_| 1) {
+                    let mut doubles = Vec::new();
+                    for request in batch {
+                        match request {
+                            Request::Double(v, reply) => doubles.push((v, reply)),
+                            Request::Count(n, stream) => {
+                                for i in 0..n {
+                                    if !stream.send(i) {
+                                        break;
+                                    }
+                                    produced.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                    }
+                    run_joint(doubles, |v: &[i64]| {
+                        if v.contains(&13) {
+                            return Err(lens_models::Error::InvalidInput { message: "13 is refused".into() });
+                        }
+                        if v.contains(&666) {
+                            panic!("the toy panics");
+                        }
+                        Ok(v.iter().map(|x| x * 2).collect())
+                    });
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(name, "toy");
+        worker
+    }
+
+    #[tokio::test]
+    async fn single_answers_and_failures_stay_with_their_request() {
+        let worker = start(Arc::default(), 16);
+        let ok = worker.call(|r| Request::Double(vec![1, 2], r), false).await.unwrap();
+        assert_eq!(ok, [2, 4]);
+        let refused = worker.call(|r| Request::Double(vec![13], r), false).await.unwrap_err();
+        assert!(matches!(refused, ModelError::Model(_)), "{refused}");
+        let panicked = worker.call(|r| Request::Double(vec![666], r), false).await.unwrap_err();
+        assert!(matches!(panicked, ModelError::Panicked(ref m) if m.contains("toy panics")), "{panicked}");
+        // The thread lives on.
+        assert_eq!(worker.call(|r| Request::Double(vec![5], r), true).await.unwrap(), [10]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_yields_items_as_they_are_made_and_stops_when_dropped() {
+        let produced = Arc::new(AtomicUsize::new(0));
+        let worker = start(Arc::clone(&produced), 16);
+        let mut rx = worker.stream(|s| Request::Count(5, s), 2, false).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = rx.recv().await {
+            got.push(item.unwrap());
+        }
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+
+        // A receiver that reads two items and goes away: the model stops soon after, far before 1000.
+        produced.store(0, Ordering::SeqCst);
+        let mut rx = worker.stream(|s| Request::Count(1_000_000, s), 2, false).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 0);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
+        drop(rx);
+        // The next request is served, so the cancelled one has ended.
+        assert_eq!(worker.call(|r| Request::Double(vec![1], r), false).await.unwrap(), [2]);
+        let made = produced.load(Ordering::SeqCst);
+        assert!(made < 10, "the model went on for {made} items after its receiver left");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_overloaded_without_wait() {
+        // One slot, and the thread held busy by a stream nobody reads (buffer 1).
+        let worker = start(Arc::default(), 1);
+        let _held = worker.stream(|s| Request::Count(3, s), 1, false).await.unwrap();
+        // The thread takes the stream request and blocks on its second item; the slot fills next.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (reply, _rx) = oneshot::channel();
+        worker.submit(Request::Double(vec![1], Once(reply)), false).await.unwrap();
+        let (reply, _rx) = oneshot::channel();
+        let full = worker.submit(Request::Double(vec![1], Once(reply)), false).await.unwrap_err();
+        assert!(matches!(full, ModelError::Overloaded), "{full}");
+    }
+
+    #[test]
+    fn a_load_error_comes_back_to_the_caller() {
+        let err = Worker::<Request>::spawn::<(), ()>(
+            "broken",
+            4,
+            || Err(anyhow::anyhow!("no weights here")),
+            |(), _| unreachable!("never served"),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.to_string(), "no weights here");
+    }
 }

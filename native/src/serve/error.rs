@@ -1,55 +1,59 @@
-//! The one error shape of the HTTP API: `{"error": {"code", "message"}}` with the right status.
+//! The one error answer of the HTTP API: `{"error": {"code", "message"}}` (lens-core's
+//! [`ErrorBody`]) with the status the code calls for. Service errors are mapped here, once; so are
+//! axum's rejections of malformed bodies and queries.
 
 use axum::Json;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use lens_core::api::{ErrorBody, ErrorCode, RequestError};
 
-/// An error as the client sees it. `code` is stable and machine-readable; `message` is for people.
+use crate::services::captions::CaptionError;
+use crate::services::errors::{Coded, NotReady};
+use crate::services::images::ImageError;
+use crate::services::ingest::IngestError;
+use crate::services::jobs::JobError;
+use crate::services::search::SearchError;
+use crate::services::sync::SyncError;
+
+/// An error as the client sees it.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
-    /// For internal errors: what went wrong, for the log and for background jobs' `last_error`
-    /// (never sent to the client).
-    pub detail: Option<String>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), detail: None }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-    pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", what)
-    }
-    pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
-    }
-    pub fn not_ready() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the model is loading or the index is being built; retry shortly",
-        )
-    }
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        // Details go to the log; the client gets a stable message without internals.
-        tracing::error!(error = %err, "internal error");
-        let mut e = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (see the server log)");
-        e.detail = Some(err.to_string());
-        e
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
     }
 
-    /// The whole story, for logs and job records: the detail of an internal error, else the message.
-    pub fn describe(&self) -> String {
-        format!("{}: {}", self.code, self.detail.as_deref().unwrap_or(&self.message))
+    /// With the status its code calls for.
+    pub fn coded(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(status_of(code), code, message)
     }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::coded(ErrorCode::InvalidRequest, message)
+    }
+
+    /// A service error: its code's status and its client message; an internal one is logged in full
+    /// and answered without internals.
+    pub fn service(error: &impl Coded) -> Self {
+        let code = error.code();
+        if code == ErrorCode::Internal {
+            tracing::error!(error = error.describe(), "internal error");
+        }
+        Self::coded(code, error.client_message())
+    }
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl std::fmt::Display for ApiError {
@@ -60,93 +64,58 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
     }
 }
 
-/// Bad image bytes are the client's fault: each kind gets its own code.
-impl From<lens_core::Error> for ApiError {
-    fn from(err: lens_core::Error) -> Self {
-        use lens_core::Error as E;
-        let (status, code) = match &err {
-            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            E::TooManyPixels { .. } | E::DimensionTooLarge { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "too_many_pixels")
+macro_rules! from_service {
+    ($($ty:ty),* $(,)?) => {
+        $(impl From<$ty> for ApiError {
+            fn from(error: $ty) -> Self {
+                ApiError::service(&error)
             }
-            E::UnsupportedFormat { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format"),
-            E::Corrupt { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image"),
-            _ => return ApiError::internal(err),
-        };
-        ApiError::new(status, code, err.to_string())
-    }
+        })*
+    };
 }
+from_service!(RequestError, NotReady, ImageError, IngestError, SearchError, CaptionError, JobError, SyncError);
 
-impl From<lens_models::Error> for ApiError {
-    fn from(err: lens_models::Error) -> Self {
-        match err {
-            lens_models::Error::InvalidInput { message } => ApiError::bad_request(message),
-            lens_models::Error::Tokenizer { message } => ApiError::bad_request(format!("text: {message}")),
-            lens_models::Error::Image(e) => e.into(),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<lens_store::StoreError> for ApiError {
-    fn from(err: lens_store::StoreError) -> Self {
-        match err {
-            // e.g. a malformed page cursor
-            lens_store::StoreError::InvalidInput(message) => ApiError::bad_request(message),
-            lens_store::StoreError::NotFound(message) => ApiError::not_found(message),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<lens_index::IndexError> for ApiError {
-    fn from(err: lens_index::IndexError) -> Self {
-        ApiError::internal(err)
-    }
-}
-
-impl From<axum::extract::multipart::MultipartError> for ApiError {
-    fn from(err: axum::extract::multipart::MultipartError) -> Self {
+impl From<MultipartError> for ApiError {
+    fn from(err: MultipartError) -> Self {
         let status = err.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_multipart" };
+        let code =
+            if status == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::TooLarge } else { ErrorCode::InvalidMultipart };
         ApiError::new(status, code, err.body_text())
     }
 }
 
 /// A multipart body that cannot be read as a form (no boundary, wrong content type).
-impl From<axum::extract::multipart::MultipartRejection> for ApiError {
-    fn from(err: axum::extract::multipart::MultipartRejection) -> Self {
-        ApiError::new(err.status(), "invalid_multipart", err.body_text())
+impl From<MultipartRejection> for ApiError {
+    fn from(err: MultipartRejection) -> Self {
+        ApiError::new(err.status(), ErrorCode::InvalidMultipart, err.body_text())
     }
 }
 
 /// Query strings with unknown keys or values of the wrong type.
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(err: axum::extract::rejection::QueryRejection) -> Self {
+impl From<QueryRejection> for ApiError {
+    fn from(err: QueryRejection) -> Self {
         ApiError::bad_request(err.body_text())
     }
 }
 
-/// Ids in paths are short; anything longer is refused before it reaches the catalog.
-pub fn check_id(id: &str, what: &str) -> ApiResult<()> {
-    if id.len() > 128 {
-        return Err(ApiError::bad_request(format!("{what} id too long")));
+impl From<PathRejection> for ApiError {
+    fn from(err: PathRejection) -> Self {
+        ApiError::bad_request(err.body_text())
     }
-    Ok(())
 }
 
 /// JSON bodies that do not parse, or have the wrong shape or content type.
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(err: axum::extract::rejection::JsonRejection) -> Self {
+impl From<JsonRejection> for ApiError {
+    fn from(err: JsonRejection) -> Self {
         let status = err.status();
         let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "invalid_json",
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::InvalidJson,
         };
         ApiError::new(status, code, err.body_text())
     }

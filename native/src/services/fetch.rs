@@ -13,11 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use lens_core::api::ErrorCode;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect;
 
-use super::error::ApiError;
+use super::errors::Coded;
+
+/// Longest URL accepted.
+pub const MAX_URL_BYTES: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct FetchPolicy {
@@ -26,6 +29,39 @@ pub struct FetchPolicy {
     pub max_redirects: usize,
     pub max_bytes: usize,
     pub allow_private: bool,
+}
+
+/// Why a URL gave no bytes. Each is the client's business except [`FetchError::Client`].
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Invalid(String),
+    /// A scheme, address or redirect the policy refuses.
+    #[error("{0}")]
+    Refused(String),
+    /// The remote server failed or answered with an error.
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl Coded for FetchError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            FetchError::Invalid(_) => ErrorCode::InvalidUrl,
+            FetchError::Refused(_) => ErrorCode::UrlRefused,
+            FetchError::Failed(_) => ErrorCode::FetchFailed,
+            FetchError::TooLarge(_) => ErrorCode::TooLarge,
+            FetchError::Timeout(_) => ErrorCode::FetchTimeout,
+            FetchError::Client(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 /// A fetched body.
@@ -40,7 +76,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(policy: FetchPolicy) -> anyhow::Result<Self> {
+    pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
         let redirect_policy = {
             let policy = policy.clone();
             redirect::Policy::custom(move |attempt| {
@@ -63,46 +99,35 @@ impl Fetcher {
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.total_timeout)
             .user_agent(concat!("lens/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Self { client, policy })
     }
 
-    /// GETs `url`, enforcing the policy. Errors are ready for the client: 400 for a refused URL,
-    /// 422 when the remote answers with an error, 413 past the size limit, 504 on timeouts.
-    pub async fn fetch(&self, url: &str) -> Result<Fetched, ApiError> {
-        if url.len() > 4096 {
-            return Err(ApiError::bad_request("URL longer than 4096 bytes"));
+    /// GETs `url`, enforcing the policy.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(FetchError::Invalid(format!("URL longer than {MAX_URL_BYTES} bytes")));
         }
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("invalid URL: {e}")))?;
-        check_url(&parsed, &self.policy).map_err(|reason| {
-            ApiError::new(StatusCode::BAD_REQUEST, "url_refused", format!("URL refused: {reason}"))
-        })?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::Invalid(format!("invalid URL: {e}")))?;
+        check_url(&parsed, &self.policy).map_err(|reason| FetchError::Refused(format!("URL refused: {reason}")))?;
         let mut response = self.client.get(parsed).send().await.map_err(fetch_error)?;
         if response.status().is_redirection() {
             // reqwest hands back redirects it will not follow (a Location that is not http/https).
             let location =
                 response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?");
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "url_refused",
-                format!(
-                    "fetching {url}: redirect to {} refused (only http and https)",
-                    location.chars().take(200).collect::<String>()
-                ),
-            ));
+            return Err(FetchError::Refused(format!(
+                "fetching {url}: redirect to {} refused (only http and https)",
+                location.chars().take(200).collect::<String>()
+            )));
         }
         if !response.status().is_success() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "fetch_failed",
-                format!("fetching {url}: the server answered {}", response.status()),
-            ));
+            return Err(FetchError::Failed(format!("fetching {url}: the server answered {}", response.status())));
         }
         if let Some(len) = response.content_length()
             && len > self.policy.max_bytes as u64
         {
-            return Err(ApiError::too_large(format!(
+            return Err(FetchError::TooLarge(format!(
                 "{url} is {len} bytes, over the limit of {}",
                 self.policy.max_bytes
             )));
@@ -110,7 +135,10 @@ impl Fetcher {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
             if body.len() + chunk.len() > self.policy.max_bytes {
-                return Err(ApiError::too_large(format!("{url} is over the limit of {} bytes", self.policy.max_bytes)));
+                return Err(FetchError::TooLarge(format!(
+                    "{url} is over the limit of {} bytes",
+                    self.policy.max_bytes
+                )));
             }
             body.extend_from_slice(&chunk);
         }
@@ -118,7 +146,7 @@ impl Fetcher {
     }
 }
 
-fn fetch_error(err: reqwest::Error) -> ApiError {
+fn fetch_error(err: reqwest::Error) -> FetchError {
     // The chain carries the reason a redirect or an address was refused.
     let mut message = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -128,11 +156,11 @@ fn fetch_error(err: reqwest::Error) -> ApiError {
         source = s.source();
     }
     if err.is_timeout() {
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "fetch_timeout", message)
+        FetchError::Timeout(message)
     } else if message.contains("refused:") || err.is_redirect() {
-        ApiError::new(StatusCode::BAD_REQUEST, "url_refused", message)
+        FetchError::Refused(message)
     } else {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fetch_failed", message)
+        FetchError::Failed(message)
     }
 }
 

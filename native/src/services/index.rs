@@ -1,87 +1,86 @@
-//! What every request handler shares: settings, catalog, blob store, and — once loaded — the model
-//! and the index.
+//! The index lifecycle: the live vector index behind a lock (searches share it, writes are brief), built
+//! at start-up from its snapshot when that matches the catalog or else from the catalog's stored
+//! embeddings (no model run), rebuilt on demand with the writes made meanwhile replayed, and saved as a
+//! snapshot on shutdown. The catalog is the source of truth; the index is a cache of it.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::path::Path;
+use std::sync::RwLock;
 
 use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, IndexError, VectorIndex};
-use lens_store::{BlobStore, Catalog};
-use metrics_exporter_prometheus::PrometheusHandle;
+use lens_store::{Catalog, StoreError};
+use serde_json::json;
 
-use super::captioner::{CaptionModelInfo, Captioner};
-use super::config::{CaptionConfig, IndexKind, ServeConfig};
-use super::embedder::{Embedder, ModelInfo};
-use super::error::{ApiError, ApiResult};
-use super::fetch::Fetcher;
+use crate::config::IndexKind;
 
-pub type SharedState = Arc<AppState>;
-
-pub struct AppState {
-    pub config: ServeConfig,
-    pub catalog: Catalog,
-    pub blobs: Arc<dyn BlobStore>,
-    pub fetcher: Fetcher,
-    pub metrics: PrometheusHandle,
-    /// Set once the model is loaded and the index built; until then `/readyz` says 503.
-    pub engine: OnceLock<Engine>,
-    pub started: Instant,
-    /// Wakes idle caption workers when a caption job is queued.
-    pub caption_wake: tokio::sync::Notify,
-    /// Rendered thumbnails, least recently used dropped first.
-    pub thumbnails: super::thumbnail::ThumbnailCache,
+/// Why the index could not be built, rebuilt or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexServiceError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-pub struct Engine {
-    pub embedder: Embedder,
-    pub model: ModelInfo,
-    pub index: SharedIndex,
-    /// BLIP, when `--caption-model` is set.
-    pub captioner: Option<(Captioner, CaptionModelInfo)>,
+/// What a snapshot must match to be loaded instead of rebuilt: the catalog generation and the model.
+pub fn snapshot_meta(catalog: &Catalog, model: &str) -> lens_store::Result<String> {
+    Ok(json!({"generation": catalog.generation()?, "model": model}).to_string())
 }
 
-/// What captioning needs, once it is known to be configured and loaded.
-pub struct Captioning<'a> {
-    pub captioner: &'a Captioner,
-    pub model: &'a CaptionModelInfo,
-    pub config: &'a CaptionConfig,
+/// Where an opened index came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexOrigin {
+    /// The snapshot saved by the last graceful stop.
+    Snapshot,
+    /// Rebuilt from the catalog's embeddings.
+    Catalog,
 }
 
-impl AppState {
-    pub fn engine(&self) -> ApiResult<&Engine> {
-        self.engine.get().ok_or_else(ApiError::not_ready)
+/// The index for the embeddings of `model` (`dims` long): the snapshot in `snapshot_dir` when it
+/// matches the catalog's generation and the model, otherwise a rebuild from the catalog (then saved).
+pub fn open(
+    kind: IndexKind,
+    catalog: &Catalog,
+    model: &str,
+    dims: usize,
+    snapshot_dir: &Path,
+) -> Result<(SharedIndex, IndexOrigin), IndexServiceError> {
+    let expected = snapshot_meta(catalog, model)?;
+    if kind == IndexKind::Hnsw && snapshot_dir.exists() {
+        match HnswIndex::load(snapshot_dir) {
+            Ok((index, meta)) if meta == expected && index.dim() == dims => {
+                tracing::info!("index loaded from its snapshot");
+                return Ok((SharedIndex::new(AnyIndex::Hnsw(index)), IndexOrigin::Snapshot));
+            }
+            Ok(_) => tracing::info!("index snapshot is older than the catalog; rebuilding"),
+            Err(e) => tracing::warn!(error = %e, "index snapshot unreadable; rebuilding"),
+        }
     }
+    let shared = SharedIndex::new(AnyIndex::from_catalog(kind, dims, catalog, model)?);
+    shared.save(snapshot_dir, &expected)?;
+    Ok((shared, IndexOrigin::Catalog))
+}
 
-    /// 503 `captioning_disabled` without `--caption-model`; `not_ready` while models load.
-    pub fn captioning(&self) -> ApiResult<Captioning<'_>> {
-        let Some(config) = &self.config.caption else {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "captioning_disabled",
-                "this server has no caption model (start it with --caption-model)",
-            ));
-        };
-        let (captioner, model) = self.engine()?.captioner.as_ref().ok_or_else(ApiError::not_ready)?;
-        Ok(Captioning { captioner, model, config })
-    }
-
-    /// The caption options ingest queues caption jobs with; `None` without captioning.
-    pub fn caption_job_options(&self) -> Option<serde_json::Value> {
-        self.config.caption.as_ref().map(|c| super::captions::options_json(&c.options))
-    }
-
-    pub fn snapshot_dir(&self) -> PathBuf {
-        self.config.data.join("index")
-    }
-
-    /// Runs blocking catalog work off the async threads.
-    pub async fn catalog<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Catalog) -> lens_store::Result<T> + Send + 'static,
-    ) -> ApiResult<T> {
-        let catalog = self.catalog.clone();
-        tokio::task::spawn_blocking(move || f(&catalog)).await.map_err(ApiError::internal)?.map_err(ApiError::from)
-    }
+/// Rebuilds `index` from the catalog's embeddings of `model` and swaps it in; changes made meanwhile
+/// are replayed onto the new index. Saves the snapshot. Returns the number of vectors.
+pub fn rebuild(
+    index: &SharedIndex,
+    kind: IndexKind,
+    catalog: &Catalog,
+    model: &str,
+    dims: usize,
+    snapshot_dir: &Path,
+) -> Result<usize, IndexServiceError> {
+    index.begin_rebuild();
+    let fresh = match AnyIndex::from_catalog(kind, dims, catalog, model) {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            index.abandon_rebuild();
+            return Err(e);
+        }
+    };
+    index.finish_rebuild(fresh)?;
+    index.save(snapshot_dir, &snapshot_meta(catalog, model)?)?;
+    Ok(index.len())
 }
 
 /// The HNSW graph, or the exact scan.
@@ -92,7 +91,12 @@ pub enum AnyIndex {
 
 impl AnyIndex {
     /// Builds from the catalog's stored embeddings (no model run).
-    pub fn from_catalog(kind: IndexKind, dim: usize, catalog: &Catalog, model: &str) -> anyhow::Result<Self> {
+    pub fn from_catalog(
+        kind: IndexKind,
+        dim: usize,
+        catalog: &Catalog,
+        model: &str,
+    ) -> Result<Self, IndexServiceError> {
         let mut items = Vec::new();
         catalog.for_each_embedding(model, &mut |key, vector| items.push((key as u64, vector)))?;
         Ok(match kind {
@@ -218,7 +222,7 @@ impl SharedIndex {
     }
 
     /// Saves an HNSW snapshot tagged with `meta` (the exact index has none: it is rebuilt at start-up).
-    pub fn save(&self, dir: &std::path::Path, meta: &str) -> Result<bool, IndexError> {
+    pub fn save(&self, dir: &Path, meta: &str) -> Result<bool, IndexError> {
         match &self.slot.read().unwrap().index {
             AnyIndex::Hnsw(index) => index.save(dir, meta).map(|()| true),
             AnyIndex::Exact(_) => Ok(false),

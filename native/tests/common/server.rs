@@ -1,10 +1,8 @@
-//! Test support for `lens serve`: the real binary on 127.0.0.1 with a fixture model and a temporary
-//! data directory, driven over HTTP; and a small static HTTP server for URL ingest.
+//! Test support for `lens serve` as a process: the real binary on 127.0.0.1 with a fixture model and a
+//! temporary data directory, driven over HTTP — for what only a process shows (start-up, signals,
+//! kill -9, S3 from the binary's environment).
 
-#![allow(dead_code)] // each test file uses a different part
-
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,21 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn fixture_model() -> PathBuf {
-    root().join("models/fixtures/clip-tiny-quickgelu")
-}
-
-pub fn image_path(name: &str) -> PathBuf {
-    root().join("models/fixtures/images").join(name)
-}
-
-pub fn image_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(image_path(name)).unwrap()
-}
+use super::files::fixture_model;
 
 /// A running `lens serve`. Killed (SIGKILL) on drop if still running.
 pub struct Server {
@@ -215,110 +199,9 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
-
 pub fn into_json(response: reqwest::blocking::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().unwrap();
     let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
     (status, value)
-}
-
-/// Asserts the error shape and code.
-pub fn assert_error(result: &(u16, Value), status: u16, code: &str) {
-    let (got, body) = result;
-    assert_eq!(*got, status, "expected {status} {code}, got {got}: {body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-}
-
-/// A static HTTP/1.1 server on 127.0.0.1 for URL ingest:
-/// - `/img/NAME`: a fixture image with its content type
-/// - `/redirect/N/NAME`: N redirects, then the image
-/// - `/to?URL`: a redirect to URL
-/// - `/big`: declares 1 GiB
-/// - `/slow`: sleeps 30 s before answering
-/// - anything else: 404
-pub struct FileServer {
-    pub base: String,
-}
-
-impl FileServer {
-    pub fn start() -> FileServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let _ = handle(stream);
-                });
-            }
-        });
-        FileServer { base }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-fn handle(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let respond =
-        |stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
-            let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
-            for (k, v) in headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            if !headers.iter().any(|(k, _)| *k == "Content-Length") {
-                head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes())?;
-            stream.write_all(body)
-        };
-    if let Some(name) = path.strip_prefix("/img/") {
-        match std::fs::read(image_path(name)) {
-            Ok(bytes) => respond(&mut stream, "200 OK", &[("Content-Type", "application/octet-stream".into())], &bytes),
-            Err(_) => respond(&mut stream, "404 Not Found", &[], b"no such image"),
-        }
-    } else if let Some(rest) = path.strip_prefix("/redirect/") {
-        let (n, name) = rest.split_once('/').unwrap();
-        let n: u32 = n.parse().unwrap();
-        let location = if n == 0 { format!("/img/{name}") } else { format!("/redirect/{}/{name}", n - 1) };
-        respond(&mut stream, "302 Found", &[("Location", location)], b"")
-    } else if let Some(target) = path.strip_prefix("/to?") {
-        respond(&mut stream, "302 Found", &[("Location", target.to_string())], b"")
-    } else if path == "/big" {
-        respond(&mut stream, "200 OK", &[("Content-Length", (1u64 << 30).to_string())], b"")
-    } else if path == "/slow" {
-        std::thread::sleep(Duration::from_secs(30));
-        respond(&mut stream, "200 OK", &[], b"late")
-    } else {
-        respond(&mut stream, "404 Not Found", &[], b"not found")
-    }
-}
-
-/// A distinct small PNG for each `seed`.
-pub fn synthetic_png(seed: u32) -> Vec<u8> {
-    synthetic_png_sized(seed, 40)
-}
-
-/// A distinct `side`x`side` PNG for each `seed`.
-pub fn synthetic_png_sized(seed: u32, side: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(side, side, |x, y| {
-        let v = seed.wrapping_mul(2654435761).wrapping_add(x * 7 + y * 13);
-        image::Rgb([(v & 0xff) as u8, ((v >> 8) & 0xff) as u8, ((v >> 16) as u8) ^ (x as u8 * 5)])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
 }

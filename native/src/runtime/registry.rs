@@ -1,0 +1,59 @@
+//! The loaded models by role.
+
+use super::captioner::Captioner;
+use super::embedder::Embedder;
+use super::info::{ModelInfo, Role};
+
+/// A running model and what is known of it.
+pub struct Loaded<M> {
+    pub model: M,
+    pub info: ModelInfo,
+}
+
+/// The loaded models, by role: the embedder always, the captioner when configured.
+pub struct Registry {
+    embedder: Loaded<Embedder>,
+    captioner: Option<Loaded<Captioner>>,
+}
+
+impl Registry {
+    pub fn new(embedder: Loaded<Embedder>, captioner: Option<Loaded<Captioner>>) -> Self {
+        Self { embedder, captioner }
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder.model
+    }
+
+    /// The embedder's info; its `dims` is always set.
+    pub fn embedder_info(&self) -> &ModelInfo {
+        &self.embedder.info
+    }
+
+    /// The embedding model's id: the key of every stored image embedding.
+    pub fn embedding_model(&self) -> &str {
+        self.embedder.info.id()
+    }
+
+    /// The embedding length.
+    pub fn dims(&self) -> usize {
+        self.embedder.info.dims.expect("an embedder reports its dims")
+    }
+
+    pub fn captioner(&self) -> Option<&Loaded<Captioner>> {
+        self.captioner.as_ref()
+    }
+
+    /// The model in `role`, if loaded.
+    pub fn info(&self, role: Role) -> Option<&ModelInfo> {
+        match role {
+            Role::Embedder => Some(&self.embedder.info),
+            Role::Captioner => self.captioner.as_ref().map(|c| &c.info),
+        }
+    }
+
+    /// Every loaded model, the embedder first.
+    pub fn infos(&self) -> impl Iterator<Item = &ModelInfo> {
+        std::iter::once(&self.embedder.info).chain(self.captioner.as_ref().map(|c| &c.info))
+    }
+}

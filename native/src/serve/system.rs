@@ -1,0 +1,91 @@
+//! `/healthz`, `/readyz`, `/v1/models`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use lens_core::api::{ErrorBody, Health, IndexInfo, ModelCard, ModelList, ModelTask, Ready};
+
+use super::error::{ApiError, ApiResult};
+use crate::runtime::{ModelInfo, Role};
+use crate::services::{Lens, NotReady};
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+pub async fn healthz(State(lens): State<Arc<Lens>>) -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into(), uptime_s: lens.started.elapsed().as_secs() })
+}
+
+/// Readiness: the models are loaded and the index built.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, body = Ready), (status = 503, description = "loading", body = ErrorBody)))]
+pub async fn readyz(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Ready>> {
+    let ready = lens.ready().map_err(ApiError::from)?;
+    Ok(axum::Json(Ready {
+        status: "ready".into(),
+        model: ready.models.embedding_model().to_string(),
+        caption_model: ready.models.info(Role::Captioner).map(|i| i.id().to_string()),
+        index: IndexInfo { kind: ready.index.kind().into(), vectors: ready.index.len() },
+    }))
+}
+
+/// The loaded models: the embedding model (with its index and blob store) first, then the caption
+/// model (with the options caption jobs use).
+#[utoipa::path(get, path = "/v1/models", tag = "system",
+    responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
+pub async fn models(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<ModelList>> {
+    let ready = lens.ready().map_err(|e: NotReady| ApiError::from(e))?;
+    let data = ready
+        .models
+        .infos()
+        .map(|info| {
+            let mut card = card(info);
+            match info.role {
+                Role::Embedder => {
+                    card.index = Some(IndexInfo { kind: ready.index.kind().into(), vectors: ready.index.len() });
+                    card.blob_store = Some(lens.blobs.describe());
+                }
+                Role::Captioner => card.defaults = lens.caption_job_options(),
+            }
+            card
+        })
+        .collect();
+    Ok(axum::Json(ModelList { object: "list".into(), data }))
+}
+
+fn card(info: &ModelInfo) -> ModelCard {
+    ModelCard {
+        id: info.identity.id.clone(),
+        object: "model".into(),
+        task: match info.role {
+            Role::Embedder => ModelTask::Embedding,
+            Role::Captioner => ModelTask::Captioning,
+        },
+        name: info.identity.name.clone(),
+        revision: info.identity.revision.clone(),
+        backend: info.backend.into(),
+        device: info.device.clone(),
+        image_size: info.image_size,
+        dims: info.dims,
+        max_text_tokens: info.max_text_tokens,
+        index: None,
+        blob_store: None,
+        defaults: None,
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "text exposition format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(lens): State<Arc<Lens>>) -> Response {
+    if let Ok(n) = lens.catalog(|c| c.count_images()).await {
+        metrics::gauge!("lens_catalog_images").set(n as f64);
+    }
+    if let Ok(counts) = lens.catalog(|c| c.count_jobs(lens_store::CAPTION_JOB)).await {
+        for (job_state, n) in counts {
+            metrics::gauge!("lens_caption_jobs", "state" => job_state.as_str()).set(n as f64);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::prometheus().render()).into_response()
+}

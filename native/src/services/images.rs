@@ -1,0 +1,215 @@
+//! Stored images: look-up, listing, bytes, thumbnails, deletion, and what every input path does to
+//! image bytes before anything else (size, format and pixel limits, then decoding off the async threads).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use lens_core::api::{self, ErrorCode, RequestError};
+use lens_core::image::{ImageFormat, RgbImage, decode_image, probe_image};
+use lens_core::limits::check_id;
+use lens_index::IndexError;
+use lens_store::{ImageRecord, StoreError};
+
+use super::errors::{NotReady, coded_enum};
+use super::lens::Lens;
+
+/// Why an image request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+    #[error("no image `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
+    /// Bad image bytes (the client's), or a stored image that no longer decodes (ours).
+    #[error(transparent)]
+    Image(#[from] lens_core::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The catalog lists an image whose blob is gone, or a stored image fails to decode.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+coded_enum!(ImageError {
+    wraps: [Invalid, NotReady, Image, Store, Index],
+    own: [ImageError::NotFound(_) => ErrorCode::NotFound, ImageError::Damaged(_) => ErrorCode::Internal]
+});
+
+/// The image as the API shows it.
+pub fn to_api(record: &ImageRecord) -> api::Image {
+    api::Image {
+        id: record.id.clone(),
+        sha256: record.sha256.clone(),
+        mime: record.mime.clone(),
+        width: record.width,
+        height: record.height,
+        bytes: record.bytes,
+        source_url: record.source_url.clone(),
+        created_at: record.created_at.clone(),
+        tags: record.tags.clone(),
+        caption: record.caption.clone(),
+        colors: typed(&record.colors, "colors", &record.id),
+        metadata: typed(&record.metadata, "metadata", &record.id),
+        url: api::blob_path(&record.id),
+    }
+}
+
+/// A JSON column read back as its type; a row written by an older version that does not fit is
+/// shown without it (and logged) rather than failing the request.
+pub fn typed<T: serde::de::DeserializeOwned>(value: &Option<serde_json::Value>, what: &str, id: &str) -> Option<T> {
+    let value = value.as_ref()?;
+    match serde_json::from_value(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(id, error = %e, "stored {what} do not parse; left out");
+            None
+        }
+    }
+}
+
+/// The stored image `id`.
+pub async fn find(lens: &Lens, id: &str) -> Result<ImageRecord, ImageError> {
+    check_id(id, "image")?;
+    let key = id.to_string();
+    lens.catalog(move |c| c.image(&key)).await?.ok_or_else(|| ImageError::NotFound(id.to_string()))
+}
+
+/// Newest first, `limit` 1..=1000 (default 50), after `cursor`, with `tag`.
+pub async fn list(lens: &Lens, query: api::ListQuery) -> Result<api::ImageList, ImageError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(RequestError::invalid("limit must be between 1 and 1000").into());
+    }
+    let (page, total) = lens
+        .catalog(move |c| Ok((c.list_images(limit, query.cursor.as_deref(), query.tag.as_deref())?, c.count_images()?)))
+        .await?;
+    Ok(api::ImageList { images: page.images.iter().map(to_api).collect(), next_cursor: page.next_cursor, total })
+}
+
+/// An image's bytes, or where they are.
+pub enum Blob {
+    Bytes {
+        record: ImageRecord,
+        bytes: Bytes,
+    },
+    /// A presigned URL of the store (`--blob-redirect`).
+    Redirect(String),
+}
+
+/// The bytes of image `id`.
+pub async fn blob(lens: &Lens, id: &str) -> Result<Blob, ImageError> {
+    let record = find(lens, id).await?;
+    if lens.config.blob_redirect
+        && let Some(url) = lens.blobs.presigned_get(&record.sha256, Duration::from_secs(900)).await?
+    {
+        return Ok(Blob::Redirect(url));
+    }
+    let bytes = stored_bytes(lens, &record).await?;
+    Ok(Blob::Bytes { record, bytes })
+}
+
+async fn stored_bytes(lens: &Lens, record: &ImageRecord) -> Result<Bytes, ImageError> {
+    lens.blobs
+        .get(&record.sha256)
+        .await?
+        .ok_or_else(|| ImageError::Damaged(format!("blob {} of image {} is missing", record.sha256, record.id)))
+}
+
+/// A stored image's pixels, from its blob.
+pub async fn stored_image(lens: &Lens, record: &ImageRecord) -> Result<RgbImage, ImageError> {
+    let bytes = stored_bytes(lens, record).await?;
+    let limits = lens.config.decode_limits;
+    let id = record.id.clone();
+    blocking(move || decode_image(&bytes, &limits))
+        .await
+        .map_err(|e| ImageError::Damaged(format!("stored image {id} cannot be decoded: {e}")))
+}
+
+/// A thumbnail size the API serves.
+pub fn check_thumbnail_size(size: u32) -> Result<(), RequestError> {
+    use lens_core::thumbnail::{MAX_SIZE, MIN_SIZE};
+    if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
+        return Err(RequestError::invalid(format!("size must be between {MIN_SIZE} and {MAX_SIZE}, not {size}")));
+    }
+    Ok(())
+}
+
+/// The JPEG thumbnail of image `id` fitted in `size` x `size` (cached), with its record.
+pub async fn thumbnail(lens: &Lens, id: &str, size: u32) -> Result<(ImageRecord, Bytes), ImageError> {
+    check_thumbnail_size(size)?;
+    let record = find(lens, id).await?;
+    if let Some(hit) = lens.thumbnails.get(&record.sha256, size) {
+        return Ok((record, hit));
+    }
+    let bytes = stored_bytes(lens, &record).await?;
+    let limits = lens.config.decode_limits;
+    let jpeg = blocking(move || lens_core::thumbnail::render(&decode_image(&bytes, &limits)?, size)).await?;
+    let jpeg = Bytes::from(jpeg);
+    lens.thumbnails.put(&record.sha256, size, jpeg.clone());
+    let (entries, bytes) = lens.thumbnails.usage();
+    metrics::gauge!("lens_thumbnail_cache_entries").set(entries as f64);
+    metrics::gauge!("lens_thumbnail_cache_bytes").set(bytes as f64);
+    Ok((record, jpeg))
+}
+
+/// Deletes image `id`: row (the source of truth) first, then index entry, then blob.
+pub async fn delete(lens: &Lens, id: &str) -> Result<(), ImageError> {
+    let ready = lens.ready()?;
+    check_id(id, "image")?;
+    let key = id.to_string();
+    let record = lens.catalog(move |c| c.delete_image(&key)).await?.ok_or_else(|| ImageError::NotFound(id.into()))?;
+    ready.index.remove(record.key as u64);
+    if let Err(e) = lens.blobs.delete(&record.sha256).await {
+        tracing::warn!(error = %e, id = record.id, "image deleted but its blob could not be removed");
+    }
+    metrics::counter!("lens_images_deleted_total").increment(1);
+    Ok(())
+}
+
+/// Checks size, format and pixel limits from the header, then decodes (on a blocking thread).
+pub async fn decode_checked(lens: &Lens, bytes: Bytes) -> Result<(ImageFormat, RgbImage, Bytes), ImageError> {
+    let limits = lens.config.decode_limits;
+    if bytes.is_empty() {
+        return Err(RequestError::invalid("empty file").into());
+    }
+    let info = probe_image(&bytes, &limits)?;
+    if !lens.config.formats.contains(&info.format) {
+        return Err(RequestError::new(
+            ErrorCode::UnsupportedFormat,
+            format!("{} images are not accepted by this server", info.format),
+        )
+        .into());
+    }
+    blocking(move || {
+        let image = decode_image(&bytes, &limits)?;
+        Ok::<_, lens_core::Error>((info.format, image, bytes))
+    })
+    .await
+}
+
+/// Runs compute-bound work off the async threads (a panic there goes on as the caller's).
+pub async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ImageError>
+where
+    ImageError: From<E>,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ImageError::from),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ImageError::Damaged("the server is stopping".into())),
+    }
+}
+
+/// The SHA-256 of `bytes`, off the async threads.
+pub async fn sha256(bytes: &Bytes) -> String {
+    let bytes = bytes.clone();
+    match tokio::task::spawn_blocking(move || lens_core::ids::sha256_hex(&bytes)).await {
+        Ok(sha) => sha,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

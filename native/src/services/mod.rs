@@ -1,0 +1,23 @@
+//! What `lens serve` does, apart from HTTP. Each service takes the shared [`Lens`] state, checks its
+//! inputs with lens-core's limits, and returns lens-core's wire types or its own error enum (with a
+//! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
+//!
+//! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
+//! others; [`lens`] holds them; [`images`] is what every input path does to image bytes; [`ingest`],
+//! [`search`], [`captions`], [`jobs`] and [`sync`] build on those.
+
+pub mod caption_options;
+pub mod captions;
+pub mod errors;
+pub mod fetch;
+pub mod images;
+pub mod index;
+pub mod ingest;
+pub mod jobs;
+pub mod lens;
+pub mod search;
+pub mod sync;
+pub mod thumbnails;
+
+pub use errors::{Coded, NotReady};
+pub use lens::{Lens, Ready};

@@ -1,0 +1,43 @@
+//! Logs (JSON on stderr, filtered by `LENS_LOG`) and the Prometheus recorder every `metrics::` call in
+//! the process reports to.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// JSON logs on stderr; `LENS_LOG` (e.g. `debug`, `lens=debug,tower_http=info`) sets the filter.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LENS_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The process's metrics, installed as the global recorder on first use (once per process: servers
+/// started in one test process share it).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("seconds".into()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("lens_caption_seconds".into()),
+                    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("lens_inference_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                )
+            })
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (a test harness): then this one only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
