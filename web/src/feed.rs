@@ -1,44 +1,10 @@
-//! The `lens serve` sync feed (`GET /v1/sync?since=<cursor>`), as the worker reads it, and the rule
-//! that merges it into the local index: images are the same image when their sha256 is.
+//! The `lens serve` sync feed (`GET /v1/sync?since=<cursor>`; its wire types are lens-core's
+//! [`lens_core::api`], the ones the server writes) and the rule that merges it into the local index:
+//! images are the same image when their sha256 is.
 
-use serde::Deserialize;
+pub use lens_core::api::{SyncChange as Change, SyncImage as FeedImage, SyncPage};
 
 use crate::protocol::Item;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SyncPage {
-    pub model: FeedModel,
-    pub changes: Vec<Change>,
-    pub next_cursor: String,
-    pub more: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeedModel {
-    pub id: String,
-    pub dims: usize,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Change {
-    Upsert { seq: u64, image: FeedImage },
-    Delete { seq: u64, id: String },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeedImage {
-    pub id: String,
-    pub sha256: String,
-    pub mime: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-    #[serde(default)]
-    pub caption: Option<String>,
-    pub embedding: Vec<f32>,
-    pub thumbnail_url: String,
-}
 
 /// What to do with one upsert, given the local copy (if any).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +56,7 @@ mod tests {
 
     const PAGE: &str = r#"{"model":{"id":"clip-tiny@sha256:ab","dims":2},"changes":[
         {"seq":1,"op":"upsert","image":{"id":"i1","sha256":"s1","mime":"image/png","width":4,"height":3,
-         "bytes":99,"created_at":"2026-11-23T00:00:00Z","tags":[],"caption":null,"embedding":[0.6,0.8],
+         "bytes":99,"created_at":1795392000000,"tags":[],"caption":null,"embedding":[0.6,0.8],
          "thumbnail_url":"/v1/images/i1/thumbnail"}},
         {"seq":2,"op":"delete","id":"i0"}],"next_cursor":"2","more":false}"#;
 

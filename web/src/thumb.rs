@@ -1,20 +1,14 @@
-//! What the worker does with a file before embedding it: content hash, decode (lens-core, the same
-//! code as the server), and a small JPEG thumbnail for the grid.
+//! What the worker does with a file before embedding it: content hash, decode, and a small JPEG
+//! thumbnail for the grid — all lens-core's, the same code as the server's, so an image added here and
+//! the same bytes pulled from the server have one key and one thumbnail.
 
-use image::ExtendedColorType;
-use image::codecs::jpeg::JpegEncoder;
 use lens_core::image::{DecodeLimits, ImageFormat, RgbImage, decode_image};
-use lens_core::resample::{Filter, resize};
-use sha2::{Digest, Sha256};
-
-/// Longest side of a thumbnail, in pixels (a grid cell is at most ~220 CSS px, 2x for HiDPI would be
-/// more than the local index needs to keep).
-pub const THUMB_SIDE: u32 = 256;
 
 /// Hex SHA-256 of the file's bytes: the image's key here and on the server.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use lens_core::ids::sha256_hex;
+
+/// Longest side of a thumbnail, in pixels: the size the sync feed's thumbnails are pulled at.
+pub const THUMB_SIDE: u32 = lens_core::thumbnail::DEFAULT_SIZE;
 
 /// A decoded file: its format and upright RGB pixels.
 #[derive(Debug)]
@@ -44,28 +38,9 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, String> {
     Ok(Decoded { format, image })
 }
 
-/// The thumbnail's size: `image` scaled so its longer side is at most `side` (never enlarged).
-pub fn thumbnail_size(width: u32, height: u32, side: u32) -> (u32, u32) {
-    let longest = width.max(height);
-    if longest <= side {
-        return (width.max(1), height.max(1));
-    }
-    let scale = f64::from(side) / f64::from(longest);
-    let w = ((f64::from(width) * scale).round() as u32).clamp(1, side);
-    let h = ((f64::from(height) * scale).round() as u32).clamp(1, side);
-    (w, h)
-}
-
-/// A JPEG (quality 80) of `image` scaled to fit `side`×`side`.
+/// A JPEG (quality 80) of `image` fitted in `side`×`side` (never enlarged).
 pub fn thumbnail_jpeg(image: &RgbImage, side: u32) -> Result<Vec<u8>, String> {
-    let (w, h) = thumbnail_size(image.width, image.height, side);
-    let small =
-        if (w, h) == (image.width, image.height) { image.clone() } else { resize(image, w, h, Filter::Bilinear) };
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 80)
-        .encode(&small.data, w, h, ExtendedColorType::Rgb8)
-        .map_err(|e| format!("thumbnail: {e}"))?;
-    Ok(out)
+    lens_core::thumbnail::render(image, side).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -81,14 +56,6 @@ mod tests {
         let mut big = vec![0u8; limit as usize + 1];
         big[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
         assert_eq!(err, decode(&big).unwrap_err());
-    }
-
-    #[test]
-    fn thumbnails_keep_the_aspect_ratio_and_never_grow() {
-        assert_eq!(thumbnail_size(512, 512, 256), (256, 256));
-        assert_eq!(thumbnail_size(400, 600, 256), (171, 256));
-        assert_eq!(thumbnail_size(1000, 3, 256), (256, 1));
-        assert_eq!(thumbnail_size(100, 50, 256), (100, 50));
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn photos_decode_and_thumbnail_in_wasm() {
     let small = thumb::decode(&jpeg).unwrap().image;
     assert_eq!(
         (small.width, small.height),
-        thumb::thumbnail_size(decoded.image.width, decoded.image.height, thumb::THUMB_SIDE)
+        lens_core::thumbnail::fit(decoded.image.width, decoded.image.height, thumb::THUMB_SIDE)
     );
     assert_eq!(small.width.max(small.height), thumb::THUMB_SIDE);
 

@@ -15,6 +15,7 @@ mod worker {
     use std::rc::Rc;
 
     use js_sys::{Array, Object, Reflect, Uint8Array};
+    use lens_core::api::{Image, ModelList};
     use lens_web::feed::{self, Change, Merge, SyncPage};
     use lens_web::js::{describe, get, now_ms, ok_text, sleep};
     use lens_web::local::LocalIndex;
@@ -330,11 +331,11 @@ mod worker {
         let (Some(store), Some(model)) = (store, model) else {
             return Err("the model is not loaded yet".into());
         };
-        let models: serde_json::Value =
+        let models: ModelList =
             serde_json::from_str(&ok_text(get(&format!("{server}/v1/models")).await?, "GET /v1/models").await?)
                 .map_err(|e| format!("GET /v1/models: {e}"))?;
-        let server_model = models["data"][0]["id"].as_str().unwrap_or_default().to_string();
-        feed::check_model(&server_model, &model.id)?;
+        let server_model = models.data.first().map(|m| m.id.as_str()).unwrap_or_default();
+        feed::check_model(server_model, &model.id)?;
 
         upload_local(state, &store, server).await?;
 
@@ -449,17 +450,13 @@ mod worker {
             let request = web_sys::Request::new_with_str_and_init(&format!("{server}/v1/images"), &init)
                 .map_err(|e| describe(&e))?;
             let text = ok_text(lens_web::js::fetch(&request).await?, &format!("uploading {}", item.name)).await?;
-            let reply: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("POST /v1/images: {e}"))?;
-            let uploaded = reply["images"].as_array().and_then(|a| a.first()).cloned().unwrap_or(reply);
-            if let Some(id) = uploaded["id"].as_str() {
-                let caption = uploaded["caption"].as_str().map(str::to_string);
-                let id = id.to_string();
-                update(state, store, &item.sha256, |it| {
-                    it.server_id = Some(id);
-                    it.caption = caption.or(it.caption.take());
-                })
-                .await?;
-            }
+            // One file was sent: the server answers with its image.
+            let uploaded: Image = serde_json::from_str(&text).map_err(|e| format!("POST /v1/images: {e}"))?;
+            update(state, store, &item.sha256, |it| {
+                it.server_id = Some(uploaded.id);
+                it.caption = uploaded.caption.or(it.caption.take());
+            })
+            .await?;
         }
         Ok(())
     }
