@@ -52,11 +52,11 @@ pub struct CaptionForm {
 
 /// Caption images with BLIP, cache first: uploads, URLs or stored ids; all are checked before any
 /// model runs; a failed request stores and caches nothing.
-#[utoipa::path(post, path = "/v1/captions", tag = "captions",
+#[utoipa::path(post, path = "/v1/captions", operation_id = "create_captions", tag = "captions",
     request_body(content((CaptionForm = "multipart/form-data"), (CaptionRequest = "application/json"))),
-    responses((status = 200, body = CaptionsResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, description = "one caption per image, uploads first", body = CaptionsResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody),
+        (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 415, description = "unsupported image format or content type", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody),
+        (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
     headers: HeaderMap,

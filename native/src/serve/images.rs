@@ -37,13 +37,13 @@ pub struct UploadForm {
 /// Ingest: multipart (`file`, repeatable; `tags`, comma-separated) or JSON `{"url", "tags"}`. Same
 /// bytes, same image: 200 with the stored one instead of 201. One file answers its image, several
 /// `{"images": [...]}`; if any file fails, nothing is stored.
-#[utoipa::path(post, path = "/v1/images", tag = "images",
+#[utoipa::path(post, path = "/v1/images", operation_id = "create_images", tag = "images",
     request_body(content((UploadForm = "multipart/form-data"), (UrlIngest = "application/json"))),
     responses(
         (status = 201, description = "stored (one file or a URL; several files: {\"images\": [...]})", body = Image),
         (status = 200, description = "already stored (same bytes)", body = Image),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+        (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 415, description = "unsupported image format or content type", body = ErrorBody),
+        (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
     headers: HeaderMap,
@@ -118,23 +118,23 @@ async fn read_upload_form(lens: &Lens, mut multipart: Multipart) -> ApiResult<(V
 }
 
 /// Images, newest first, a page at a time.
-#[utoipa::path(get, path = "/v1/images", tag = "images", params(ListQuery),
-    responses((status = 200, body = ImageList), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/images", operation_id = "list_images", tag = "images", params(ListQuery),
+    responses((status = 200, description = "a page of images, newest first", body = ImageList), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody)))]
 pub async fn list(State(lens): State<Arc<Lens>>, Query(query): Query<ListQuery>) -> ApiResult<axum::Json<ImageList>> {
     Ok(axum::Json(service::list(&lens, query).await?))
 }
 
 /// One image.
-#[utoipa::path(get, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path)),
-    responses((status = 200, body = Image), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/images/{id}", operation_id = "get_image", tag = "images", params(("id" = String, Path)),
+    responses((status = 200, description = "the image", body = Image), (status = 404, description = "not found", body = ErrorBody)))]
 pub async fn get(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<axum::Json<Image>> {
     Ok(axum::Json(to_api(&service::find(&lens, &id).await?)))
 }
 
 /// The image's bytes (or a 307 to a presigned URL with `--blob-redirect`); immutable, with an ETag.
-#[utoipa::path(get, path = "/v1/images/{id}/blob", tag = "images", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/images/{id}/blob", operation_id = "get_image_blob", tag = "images", params(("id" = String, Path)),
     responses((status = 200, description = "the bytes", content_type = "image/*", body = [u8]),
-        (status = 307, description = "to a presigned URL of the store"), (status = 404, body = ErrorBody)))]
+        (status = 307, description = "to a presigned URL of the store"), (status = 404, description = "not found", body = ErrorBody)))]
 pub async fn blob(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(match service::blob(&lens, &id).await? {
         Blob::Redirect(url) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response(),
@@ -160,10 +160,10 @@ fn etag(sha256: &str, size: u32) -> String {
 
 /// A JPEG thumbnail (quality 80) of the image fitted in size x size: aspect kept, never enlarged, EXIF
 /// orientation applied. Content-addressed: `Cache-Control: immutable`, an ETag, 304 on `If-None-Match`.
-#[utoipa::path(get, path = "/v1/images/{id}/thumbnail", tag = "images", params(("id" = String, Path), ThumbnailQuery),
+#[utoipa::path(get, path = "/v1/images/{id}/thumbnail", operation_id = "get_image_thumbnail", tag = "images", params(("id" = String, Path), ThumbnailQuery),
     responses((status = 200, description = "the thumbnail", content_type = "image/jpeg", body = [u8]),
-        (status = 304, description = "not modified (If-None-Match)"), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 304, description = "not modified (If-None-Match)"), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody),
+        (status = 404, description = "not found", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody)))]
 pub async fn thumbnail(
     State(lens): State<Arc<Lens>>,
     Path(id): Path<String>,
@@ -197,8 +197,8 @@ fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
 
 /// Other images whose embedding is within the cosine threshold. (Byte-identical uploads are already
 /// one image: ingest dedups by sha256.)
-#[utoipa::path(get, path = "/v1/images/{id}/duplicates", tag = "search", params(("id" = String, Path), DuplicatesQuery),
-    responses((status = 200, body = DuplicatesResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/images/{id}/duplicates", operation_id = "get_image_duplicates", tag = "search", params(("id" = String, Path), DuplicatesQuery),
+    responses((status = 200, description = "the near-duplicates, closest first", body = DuplicatesResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)))]
 pub async fn duplicates(
     State(lens): State<Arc<Lens>>,
     Path(id): Path<String>,
@@ -208,8 +208,8 @@ pub async fn duplicates(
 }
 
 /// Deletes an image: catalog row, index entry and blob.
-#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", params(("id" = String, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", tag = "images", params(("id" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "not found", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn delete(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&lens, &id).await?;
     Ok(StatusCode::NO_CONTENT)

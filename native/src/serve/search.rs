@@ -14,10 +14,10 @@ use crate::services::Lens;
 use crate::services::search as service;
 
 /// Search by text (hybrid with caption matches), by an image URL or by a stored image.
-#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchRequest,
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search", request_body = SearchRequest,
+    responses((status = 200, description = "the results, best first", body = SearchResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody),
+        (status = 409, description = "the image has no embedding by the loaded model yet", body = ErrorBody), (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody),
+        (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn search(
     State(lens): State<Arc<Lens>>,
     Json(request): Json<SearchRequest>,
@@ -38,10 +38,10 @@ pub struct ImageSearchForm {
 }
 
 /// Search by an uploaded image: multipart with `file`, and optional `k`, `threshold`, `tag` fields.
-#[utoipa::path(post, path = "/v1/search/image", tag = "search",
+#[utoipa::path(post, path = "/v1/search/image", operation_id = "search_by_image", tag = "search",
     request_body(content_type = "multipart/form-data", content = ImageSearchForm),
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "the results, best first", body = SearchResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 413, description = "over a size or count limit", body = ErrorBody),
+        (status = 415, description = "unsupported image format or content type", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn search_image(
     State(lens): State<Arc<Lens>>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -76,9 +76,9 @@ pub async fn search_image(
 
 /// Embeddings of texts and images, as OpenAI's API: `input` a string or an array of strings and
 /// `{"image_url"}` / `{"image_id"}` objects.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "search", request_body = EmbeddingsRequest,
-    responses((status = 200, body = EmbeddingsResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/embeddings", operation_id = "create_embeddings", tag = "search", request_body = EmbeddingsRequest,
+    responses((status = 200, description = "one embedding per input, in order", body = EmbeddingsResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody),
+        (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn embeddings(
     State(lens): State<Arc<Lens>>,
     Json(request): Json<EmbeddingsRequest>,

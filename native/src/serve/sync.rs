@@ -15,8 +15,8 @@ use crate::services::sync as service;
 /// embedding by the server's model is left out until it has one. Pass `next_cursor` back as `since`;
 /// pages stay consistent while ingest runs. A malformed cursor is 400 `invalid_cursor`; one ahead of
 /// the log gives an empty page.
-#[utoipa::path(get, path = "/v1/sync", tag = "sync", params(SyncQuery),
-    responses((status = 200, body = SyncPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sync", operation_id = "sync_feed", tag = "sync", params(SyncQuery),
+    responses((status = 200, description = "a page of changes", body = SyncPage), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn feed(State(lens): State<Arc<Lens>>, Query(query): Query<SyncQuery>) -> ApiResult<axum::Json<SyncPage>> {
     Ok(axum::Json(service::page(&lens, query).await?))
 }

@@ -12,14 +12,14 @@ use crate::runtime::{ModelInfo, Role};
 use crate::services::{Lens, NotReady};
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "system", responses((status = 200, description = "the process is up", body = Health)))]
 pub async fn healthz(State(lens): State<Arc<Lens>>) -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into(), uptime_s: lens.started.elapsed().as_secs() })
 }
 
 /// Readiness: the models are loaded and the index built.
-#[utoipa::path(get, path = "/readyz", tag = "system",
-    responses((status = 200, body = Ready), (status = 503, description = "loading", body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "system",
+    responses((status = 200, description = "models loaded, index built", body = Ready), (status = 503, description = "loading (not_ready)", body = ErrorBody)))]
 pub async fn readyz(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Ready>> {
     let ready = lens.ready().map_err(ApiError::from)?;
     Ok(axum::Json(Ready {
@@ -32,8 +32,8 @@ pub async fn readyz(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Ready
 
 /// The loaded models: the embedding model (with its index and blob store) first, then the caption
 /// model (with the options caption jobs use).
-#[utoipa::path(get, path = "/v1/models", tag = "system",
-    responses((status = 200, body = ModelList), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "system",
+    responses((status = 200, description = "the loaded models", body = ModelList), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn models(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<ModelList>> {
     let ready = lens.ready().map_err(|e: NotReady| ApiError::from(e))?;
     let data = ready
@@ -76,7 +76,7 @@ fn card(info: &ModelInfo) -> ModelCard {
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "system",
     responses((status = 200, description = "text exposition format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(lens): State<Arc<Lens>>) -> Response {
     if let Ok(n) = lens.catalog(|c| c.count_images()).await {
