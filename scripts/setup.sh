@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Install what Lens needs on a Debian 12 machine, skipping what is already there (safe to re-run).
-#   scripts/setup.sh                everything: apt packages, the wasm32 toolchain, wasm-bindgen-cli
-#   scripts/setup.sh --native-only  only what `cargo build -p lens` needs
+#   scripts/setup.sh                  everything below
+#   scripts/setup.sh --native-only    only what `cargo build -p lens` needs (scripts/run.sh)
+#   scripts/setup.sh --native-tests   that, plus what the native tests use: Mesa's Vulkan on the CPU
+#                                     (wgpu), moto (a local S3), an OpenAPI validator
+#   scripts/setup.sh --browser-tests  what the wasm32 and browser tests use: Chromium, the wasm32
+#                                     toolchain, wasm-bindgen-cli, Trunk, the e2e test's npm packages
+#                                     (scripts/test.sh runs this part while the native tests build)
 # One line per step; "ok (present)" when nothing had to be done.
 # Tools that cargo installs go to $LENS_TOOLS_DIR (default ~/.cache/lens-tools), outside the clone.
 # wasm32: rustup's wasm32-unknown-unknown target when it is installed, otherwise Debian's rustc-web
@@ -9,11 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-native_only=false
+native=true native_tests=true browser=true
 case "${1:-}" in
   "") ;;
-  --native-only) native_only=true ;;
-  -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+  --native-only) native_tests=false browser=false ;;
+  --native-tests) browser=false ;;
+  --browser-tests) native=false native_tests=false ;;
+  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
   *) echo "setup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
 TOOLS="${LENS_TOOLS_DIR:-$HOME/.cache/lens-tools}"
@@ -28,10 +35,14 @@ rustup_wasm32() {
 }
 
 # --- apt packages ----------------------------------------------------------------------------
-packages=(pkg-config gcc) # gcc: the linker `cc` for host builds
-if ! $native_only; then
-  # chromium + chromium-driver: wasm tests in a browser; mesa + libvulkan: wgpu on lavapipe (CPU).
-  packages+=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 lld-19)
+packages=()
+# gcc: the linker `cc` for host builds; curl: scripts/run.sh
+if $native; then packages+=(pkg-config gcc curl); fi
+# mesa + libvulkan: wgpu on lavapipe (CPU); python3-venv: moto's and the validator's venv.
+if $native_tests; then packages+=(mesa-vulkan-drivers libvulkan1 python3-venv); fi
+if $browser; then
+  # chromium + chromium-driver: wasm tests in a browser.
+  packages+=(chromium chromium-driver lld-19)
   # Node runs the wasm tests; any Node >= 18 will do (Debian 12 ships 18).
   command -v node >/dev/null 2>&1 || packages+=(nodejs)
   # Without rustup's wasm32 std: Debian's rustc 1.96 builds std for wasm32 from its source.
@@ -54,11 +65,57 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# --- moto and the OpenAPI validator (the native tests) ---------------------------------------------
+# moto[server], a local S3-compatible server for the S3 tests (lens-store, native), and
+# openapi-spec-validator, which checks `lens openapi` against the OpenAPI 3.1 schema: both in one venv
+# at $TOOLS/moto (about 300 MB, a minute), linked into $TOOLS/bin, which scripts/test.sh puts on PATH.
+moto_version=5.2.5
+validator_version=0.9.0
+native_test_tools() {
+  local name="moto $moto_version, validator $validator_version"
+  if tools_installed; then
+    step "$name" "ok (present in $TOOLS/bin)"
+    return
+  fi
+  step "$name" "installing into $TOOLS/moto"
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  rm -rf "$TOOLS/moto"
+  python3 -m venv "$TOOLS/moto"
+  "$TOOLS/moto/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" \
+    "openapi-spec-validator==$validator_version"
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$TOOLS/moto/bin/moto_server" "$TOOLS/bin/moto_server"
+  ln -sf "$TOOLS/moto/bin/openapi-spec-validator" "$TOOLS/bin/openapi-spec-validator"
+  tools_installed || die "$name" "install did not give those versions"
+  step "$name" "ok (installed)"
+}
+tools_installed() {
+  [ -x "$TOOLS/bin/moto_server" ] && [ -x "$TOOLS/bin/openapi-spec-validator" ] &&
+    [ "$("$TOOLS/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"))' 2>/dev/null)" = "$moto_version $validator_version" ]
+}
+
 # --- Rust ------------------------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 ||
   die "cargo" "not found: install Rust with rustup (https://rustup.rs) first"
 step "cargo" "ok (present: $(cargo --version))"
-$native_only && exit 0
+
+# --- the native tests: Vulkan on the CPU, moto, the OpenAPI validator ------------------------------
+if $native_tests; then
+  icd=""
+  for f in /usr/share/vulkan/icd.d/lvp_icd*.json /etc/vulkan/icd.d/lvp_icd*.json; do
+    if [ -f "$f" ]; then icd="$f"; break; fi
+  done
+  if [ -n "$icd" ]; then
+    step "Vulkan (Mesa lavapipe)" "ok (present: $icd)"
+  else
+    step "Vulkan (Mesa lavapipe)" "no lavapipe ICD: the wgpu tests need a Vulkan driver"
+  fi
+  native_test_tools
+fi
+$browser || exit 0
 
 # --- wasm32 ----------------------------------------------------------------------------------
 if rustup_wasm32; then
@@ -84,16 +141,6 @@ else
   step "chromium / chromedriver" "ok (present: $chromium_version)"
 fi
 
-icd=""
-for f in /usr/share/vulkan/icd.d/lvp_icd*.json /etc/vulkan/icd.d/lvp_icd*.json; do
-  if [ -f "$f" ]; then icd="$f"; break; fi
-done
-if [ -n "$icd" ]; then
-  step "Vulkan (Mesa lavapipe)" "ok (present: $icd)"
-else
-  step "Vulkan (Mesa lavapipe)" "no lavapipe ICD: the wgpu tests need a Vulkan driver"
-fi
-
 # --- wasm-bindgen-cli, exactly the wasm-bindgen version in Cargo.lock -------------------------
 wb_version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 [ -n "$wb_version" ] || die "wasm-bindgen-cli" "no wasm-bindgen in Cargo.lock"
@@ -106,31 +153,6 @@ else
   env -u CARGO_TARGET_DIR cargo install -q wasm-bindgen-cli --version "$wb_version" --root "$TOOLS"
   installed wasm-bindgen-test-runner || die "wasm-bindgen-cli $wb_version" "install did not give that version"
   step "wasm-bindgen-cli $wb_version" "ok (installed)"
-fi
-
-# --- moto: a local S3-compatible server for the S3 tests (lens-store, native) ----------------------
-# moto[server] in its own venv at $TOOLS/moto (about 300 MB, a minute); moto_server linked into
-# $TOOLS/bin, which scripts/test.sh puts on PATH. Needs Python 3 with venv (apt python3-venv).
-moto_version=5.2.5
-moto_installed() {
-  [ -x "$TOOLS/bin/moto_server" ] &&
-    [ "$("$TOOLS/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$moto_version" ]
-}
-if moto_installed; then
-  step "moto_server $moto_version" "ok (present in $TOOLS/bin)"
-else
-  step "moto_server $moto_version" "installing into $TOOLS/moto"
-  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
-  rm -rf "$TOOLS/moto"
-  python3 -m venv "$TOOLS/moto"
-  "$TOOLS/moto/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
-  mkdir -p "$TOOLS/bin"
-  ln -sf "$TOOLS/moto/bin/moto_server" "$TOOLS/bin/moto_server"
-  moto_installed || die "moto_server $moto_version" "install did not give that version"
-  step "moto_server $moto_version" "ok (installed)"
 fi
 
 # --- Trunk (the browser app: `trunk serve` from the repository root) ---------------------------

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Every Lens test, on a fresh machine or a warm one (.ci/run calls exactly this):
-#   1. set-up (scripts/setup.sh: apt packages, wasm32 toolchain, wasm-bindgen-cli)
-#   2. native tests on burn-ndarray (release: one burn build shared with the benchmark)
-#   3. the `lens` tests again with the wgpu feature, when a Vulkan driver is present (Mesa lavapipe)
+#   1. set-up of what the native tests need (scripts/setup.sh --native-tests); the browser side's set-up
+#      (Chromium, the wasm32 toolchain, wasm-bindgen-cli, Trunk) runs in the background meanwhile
+#   2. native tests, one build for every backend: burn-ndarray, burn-wgpu on Mesa lavapipe when a Vulkan
+#      driver is present, and the cuda feature compiled and linked (it runs only where a GPU is lent;
+#      LENS_SKIP_CUDA=1 leaves it out); release, so the benchmarks share the build
+#   3. checks of the code and the API: no module imports from one that imports it back; the OpenAPI
+#      document validates as OpenAPI 3.1; the main job (scripts/run.sh) runs once
 #   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
 #      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test
-#   5. the cuda feature builds and links (it runs only where a GPU is lent; LENS_SKIP_CUDA=1 skips)
-#   6. smoke runs of the benchmarks (CLIP, BLIP, index, serve load, the browser benchmark)
+#   5. smoke runs of the benchmarks (CLIP, BLIP, index, serve load, the browser benchmark)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +17,8 @@ export LENS_TOOLS_DIR="${LENS_TOOLS_DIR:-$HOME/.cache/lens-tools}"
 export PATH="$LENS_TOOLS_DIR/bin:$PATH"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" # quiets Mesa
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# On the way out, the background set-up (if still running) goes too, with its compilers.
+trap 'if [ -n "${browser_setup:-}" ]; then kill -- -"$browser_setup" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 log="$work/log"
 touch "$log"
 timings=()
@@ -48,12 +52,16 @@ step() {
 }
 skip() { timings+=("$(printf '%-46s %s' "$1" "skipped: $2")"); printf '\n=== %s: skipped (%s) ===\n' "$1" "$2"; }
 
-step "set-up" scripts/setup.sh
-step "native tests (ndarray)" cargo test --release --workspace
+step "set-up (native tests)" scripts/setup.sh --native-tests
+# The browser side's set-up is mostly compiling Trunk and wasm-bindgen-cli: it runs while the native
+# tests build and run (the two cores are rarely both busy all along), and its log is shown after them.
+setsid scripts/setup.sh --browser-tests >"$work/setup-browser.log" 2>&1 &
+browser_setup=$!
 
-# --- wgpu on Mesa lavapipe -------------------------------------------------------------------------
-# native/tests/cli.rs has a `#[cfg(feature = "wgpu")]` parity test (`lens embed --device wgpu`).
-# Needs a Vulkan ICD (apt mesa-vulkan-drivers: lvp_icd.*.json) and the loader (libvulkan1).
+# --- native: one build for every backend ----------------------------------------------------------
+# The features are the same for every cargo command below (tests, benchmarks), so each crate is
+# compiled once. native/tests/cli.rs has `#[cfg(feature = "wgpu")]` parity tests (`--device wgpu`),
+# which need a Vulkan ICD (apt mesa-vulkan-drivers: lvp_icd.*.json) and the loader (libvulkan1).
 vulkan_present() {
   [ -n "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && return 0
   ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null || return 1
@@ -63,11 +71,37 @@ vulkan_present() {
   done
   return 1
 }
-if vulkan_present; then
-  step "lens tests on wgpu (Vulkan)" cargo test --release -p lens --features wgpu
-else
-  skip "lens tests on wgpu (Vulkan)" "no Vulkan driver"
-fi
+features=()
+if [ "${LENS_SKIP_CUDA:-0}" != 1 ]; then features+=(lens/cuda); else skip "cuda feature builds and links" "LENS_SKIP_CUDA=1"; fi
+if vulkan_present; then features+=(lens/wgpu); else skip "lens tests on wgpu (Vulkan)" "no Vulkan driver"; fi
+feature_args=()
+if [ ${#features[@]} -gt 0 ]; then feature_args=(--features "$(IFS=,; echo "${features[*]}")"); fi
+step "native tests (ndarray${features[*]:+, ${features[*]#lens/}})" cargo test --release --workspace "${feature_args[@]}"
+lens_bin="${CARGO_TARGET_DIR:-target}/release/lens"
+
+# --- checks of the code and the API -----------------------------------------------------------------
+step "no module imports from one that imports it back" scripts/check-module-cycles
+validate_openapi() {
+  "$lens_bin" openapi >"$work/openapi.json"
+  openapi-spec-validator "$work/openapi.json"
+}
+step "the OpenAPI document validates (3.1)" validate_openapi
+run_once() {
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # No hub here: the pull fails at once and the demonstration says it uses the fixture model.
+  LENS_BIN="$lens_bin" LENS_RUN_ONCE=1 LENS_DATA="$work/run-data" LENS_LISTEN="127.0.0.1:$port" \
+    HF_ENDPOINT=http://127.0.0.1:1 LENS_HOME="$work/lens-home" scripts/run.sh
+}
+step "the main job (scripts/run.sh, once)" run_once
+
+wait_browser_setup() {
+  local rc=0
+  wait "$browser_setup" || rc=$?
+  cat "$work/setup-browser.log"
+  return "$rc"
+}
+step "set-up (browser tests; ran in the background)" wait_browser_setup
 
 # --- wasm32: the same tests under Node, then in headless Chromium -------------------------------
 # Test binaries are run by wasm-bindgen-test-runner. With no `wasm_bindgen_test_configure!` in a test,
@@ -109,7 +143,7 @@ step "web: lens-web wasm tests in headless Chromium" web_wasm_tests
 step "web: trunk build --release" trunk build --release
 web_e2e() {
   # The `lens` binary the native tests built (lens serve for the sync part); .ci/run moves the target dir.
-  local lens="${CARGO_TARGET_DIR:-target}/release/lens"
+  local lens="$lens_bin"
   local artifact=models/fixtures/clip-tiny-quickgelu.int8.lens
   if [ ! -f "$artifact" ]; then
     artifact="$work/clip-tiny.lens"
@@ -120,18 +154,13 @@ web_e2e() {
 }
 step "web: end-to-end in headless Chromium" web_e2e
 
-# --- CUDA: build and link only (no GPU here) -------------------------------------------------------
-if [ "${LENS_SKIP_CUDA:-0}" != 1 ]; then
-  step "cuda feature builds and links" cargo build --release -p lens --features cuda
-else
-  skip "cuda feature builds and links" "LENS_SKIP_CUDA=1"
-fi
-
 # --- benchmark smoke runs: each bench works end to end, in seconds ---------------------------------
-step "bench smoke run (lens clip)" cargo bench -p lens --bench clip -- --smoke
-step "bench smoke run (lens blip)" cargo bench -p lens --bench blip -- --smoke
-step "bench smoke run (lens-index)" cargo bench -p lens-index --bench index -- --smoke
-step "bench smoke run (lens serve load)" cargo bench -p lens --bench serve_load -- --smoke
+# The same workspace and features as the tests: nothing is compiled again but the bench binaries.
+bench() { cargo bench --workspace "${feature_args[@]}" --bench "$1" -- --smoke; }
+step "bench smoke run (lens clip)" bench clip
+step "bench smoke run (lens blip)" bench blip
+step "bench smoke run (lens-index)" bench index
+step "bench smoke run (lens serve load)" bench serve_load
 step "bench smoke run (browser, headless Chromium)" web/bench/run.sh --smoke
 
 summary
