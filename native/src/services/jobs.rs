@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lens_core::api::{self, ErrorCode, RequestError};
 use lens_core::limits::{check_id, clean_tags};
-use lens_store::{JobFilter, JobRecord, JobState, StoreError};
+use lens_store::{JobFilter, JobState, StoreError};
 use serde_json::{Value, json};
 
 use super::errors::{Coded, NotReady, coded_enum};
@@ -36,26 +36,6 @@ pub enum JobError {
 
 coded_enum!(JobError { wraps: [Invalid, NotReady, Store], own: [JobError::NotFound(_) => ErrorCode::NotFound] });
 
-/// The API's view of a job.
-pub fn to_api(job: JobRecord) -> api::Job {
-    api::Job {
-        id: job.id,
-        kind: job.kind,
-        state: job.state,
-        total: job.total,
-        done: job.done,
-        failed: job.failed,
-        error: job.error,
-        params: job.params,
-        result: job.result,
-        attempts: job.attempts,
-        next_run_at: job.next_run_at,
-        last_error: job.last_error,
-        started_at: job.started_at,
-        created_at: job.created_at,
-        updated_at: job.updated_at,
-    }
-}
 
 /// Queues a job that fetches and ingests `urls` (at most `--max-job-urls`) with `tags`.
 pub async fn create_ingest(lens: &Arc<Lens>, request: api::IngestJobRequest) -> Result<api::Job, JobError> {
@@ -72,7 +52,7 @@ pub async fn create_ingest(lens: &Arc<Lens>, request: api::IngestJobRequest) -> 
     let job = lens.catalog(move |c| c.create_job("ingest", total, &params)).await?;
     let (worker, id) = (Arc::clone(lens), job.id.clone());
     tokio::spawn(async move { run_ingest(worker, id, request.urls, tags).await });
-    Ok(to_api(job))
+    Ok(job)
 }
 
 async fn run_ingest(lens: Arc<Lens>, job: String, urls: Vec<String>, tags: Vec<String>) {
@@ -130,7 +110,7 @@ pub async fn create_rebuild(lens: &Arc<Lens>) -> Result<api::Job, JobError> {
     let job = lens.catalog(move |c| c.create_job("index_rebuild", total, &json!({}))).await?;
     let (worker, id) = (Arc::clone(lens), job.id.clone());
     tokio::spawn(async move { run_rebuild(worker, id).await });
-    Ok(to_api(job))
+    Ok(job)
 }
 
 async fn run_rebuild(lens: Arc<Lens>, job: String) {
@@ -187,12 +167,12 @@ pub async fn list(lens: &Lens, query: api::JobsQuery) -> Result<api::JobList, Jo
     }
     let jobs =
         lens.catalog(move |c| c.list_jobs_where(limit, &JobFilter { kind: query.kind.as_deref(), state })).await?;
-    Ok(api::JobList { jobs: jobs.into_iter().map(to_api).collect() })
+    Ok(api::JobList { jobs: jobs.into_iter().collect() })
 }
 
 /// Job `id`.
 pub async fn get(lens: &Lens, id: &str) -> Result<api::Job, JobError> {
     check_id(id, "job")?;
     let key = id.to_string();
-    lens.catalog(move |c| c.job(&key)).await?.map(to_api).ok_or_else(|| JobError::NotFound(id.to_string()))
+    lens.catalog(move |c| c.job(&key)).await?.ok_or_else(|| JobError::NotFound(id.to_string()))
 }

@@ -65,11 +65,14 @@ pub struct Job {
     pub params: serde_json::Value,
     /// caption: `{caption, cached, model}`; ingest: `{images, errors}`; index_rebuild: `{vectors, seconds}`.
     pub result: serde_json::Value,
-    /// How many times the job was started.
+    /// How many times the job was started. The catalog's claim returns the count it set, and its
+    /// `complete_job` / `fail_attempt` take it back (a fencing token).
     pub attempts: u32,
-    /// When a queued job (a retry after back-off) may run, RFC 3339.
+    /// When a queued job (a retry after back-off) may run, RFC 3339; `null` in other states.
     pub next_run_at: Option<String>,
+    /// The error of the latest failed attempt (also kept once a job is `dead`).
     pub last_error: Option<String>,
+    /// When the latest attempt started.
     pub started_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,

@@ -2,9 +2,7 @@
 //! with leases, attempts as fencing tokens, retries with back-off ([`RetryPolicy`]), a dead-letter
 //! state, and what a restart does with the jobs a previous process left behind.
 
-
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use serde::Serialize;
 
 use super::Catalog;
 use crate::error::{Result, StoreError};
@@ -28,31 +26,9 @@ fn job_state_from_column(s: &str) -> Result<JobState> {
     JobState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown job state {s:?}")))
 }
 
-/// A long-running piece of work (batch ingest, index rebuild, ...).
-#[derive(Debug, Clone, Serialize)]
-pub struct JobRecord {
-    /// `job_` + 16 random hex characters.
-    pub id: String,
-    pub kind: String,
-    pub state: JobState,
-    pub total: u64,
-    pub done: u64,
-    pub failed: u64,
-    pub error: Option<String>,
-    pub params: serde_json::Value,
-    pub result: serde_json::Value,
-    /// How many times the job was started. A claim returns the count it set; pass it back to
-    /// [`Catalog::complete_job`] / [`Catalog::fail_attempt`] (a fencing token).
-    pub attempts: u32,
-    /// When a queued job may run next (a retry's back-off), RFC 3339; `None` for other states.
-    pub next_run_at: Option<String>,
-    /// The error of the latest failed attempt (also kept once a job is `dead`).
-    pub last_error: Option<String>,
-    /// When the latest attempt started.
-    pub started_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
+/// A long-running piece of work (batch ingest, index rebuild, caption): the API's own type, so the
+/// catalog's rows and the wire agree by construction.
+pub use lens_core::api::Job as JobRecord;
 
 /// How failed attempts are retried: after `base_ms * 2^(attempts - 1)`, at most `max_ms`, plus up
 /// to 10 % of deterministic jitter (from the job id, so retries of jobs that failed together spread
