@@ -95,13 +95,16 @@ run_once() {
 }
 step "the main job (scripts/run.sh, once)" run_once
 
-wait_browser_setup() {
-  local rc=0
-  wait "$browser_setup" || rc=$?
+# `wait` must run in this shell (a step runs in a pipeline's subshell, which cannot wait for it).
+waited_from=$(date +%s)
+browser_setup_rc=0
+wait "$browser_setup" || browser_setup_rc=$?
+browser_setup_waited=$(($(date +%s) - waited_from))
+show_browser_setup() {
   cat "$work/setup-browser.log"
-  return "$rc"
+  return "$browser_setup_rc"
 }
-step "set-up (browser tests; ran in the background)" wait_browser_setup
+step "set-up (browser tests; in the background, then waited ${browser_setup_waited} s)" show_browser_setup
 
 # --- wasm32: the same tests under Node, then in headless Chromium -------------------------------
 # Test binaries are run by wasm-bindgen-test-runner. With no `wasm_bindgen_test_configure!` in a test,
