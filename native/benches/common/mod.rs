@@ -59,3 +59,18 @@ pub fn time(iters: usize, mut f: impl FnMut()) -> f64 {
         })
         .fold(f64::INFINITY, f64::min)
 }
+
+/// Whether the CUDA driver library can be loaded: a build with the `cuda` feature runs its rows only
+/// then (without it, cudarc panics on first use). `ldconfig -p` lists the system's libraries;
+/// `LD_LIBRARY_PATH` adds others.
+#[allow(dead_code)] // each bench uses a different part
+pub fn cuda_driver_present() -> bool {
+    let in_ldconfig = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libcuda.so"));
+    let in_path = std::env::var_os("LD_LIBRARY_PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs).any(|d| d.join("libcuda.so.1").exists() || d.join("libcuda.so").exists())
+    });
+    in_ldconfig || in_path
+}
