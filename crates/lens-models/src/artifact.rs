@@ -215,7 +215,7 @@ impl Artifact {
 
     /// Hex SHA-256 of the file's body: the artifact's identity.
     pub fn checksum_hex(&self) -> String {
-        hex_lower(&self.bytes[self.bytes.len() - CHECKSUM_BYTES..])
+        lens_core::ids::hex_lower(&self.bytes[self.bytes.len() - CHECKSUM_BYTES..])
     }
 
     pub fn section(&self, name: &str) -> Option<&SectionInfo> {
@@ -266,10 +266,6 @@ impl Artifact {
         let range = self.checked(name, SectionDtype::F32, shape)?;
         Ok(self.bytes[range].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
-}
-
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Builds an artifact section by section.

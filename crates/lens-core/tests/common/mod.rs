@@ -125,7 +125,5 @@ impl std::fmt::Display for Diff {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+#[allow(unused_imports)] // not every test binary hashes
+pub use lens_core::ids::sha256_hex;

@@ -160,7 +160,7 @@ impl OnnxClipFiles {
         let mut h = Sha256::new();
         h.update(&self.visual);
         h.update(&self.textual);
-        crate::artifact::hex_lower(&h.finalize())
+        lens_core::ids::hex_lower(&h.finalize())
     }
 }
 
