@@ -9,6 +9,8 @@
 //! - [`int8`]: int8 matrices and the W8A8 kernel the `burn-int8` artifacts run on.
 //! - [`files`]: a checkpoint's files as bytes; [`weights`]: safetensors read by their published names.
 //! - [`tokenizer`]: `tokenizer.json` tokenizers behind the [`tokenizer::TextTokenizer`] trait.
+//! - [`gguf`]: GGUF files (llama.cpp checkpoints): metadata, tensor infos, F32/F16/BF16/Q8_0/Q4_K/Q5_K/Q6_K
+//!   dequantized to f32, every count and offset checked.
 
 pub mod artifact;
 pub mod blip;
@@ -16,6 +18,7 @@ pub mod clip;
 pub mod error;
 pub mod files;
 pub mod generation;
+pub mod gguf;
 pub mod identity;
 pub mod int8;
 pub mod nn;
