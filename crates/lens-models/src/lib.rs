@@ -4,6 +4,8 @@
 //!   and text into normalised embeddings.
 //! - [`blip`]: BLIP captioning (ViT encoder, BERT decoder with cross-attention) and
 //!   [`blip::BlipPipeline`].
+//! - [`llama`]: the LLaMA 2/3 decoder (GQA, `llama3` RoPE scaling, preallocated KV cache) and
+//!   [`llama::LlamaPipeline`], text in, text out.
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
 //! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
 //! - [`int8`]: int8 matrices and the W8A8 kernel the `burn-int8` artifacts run on.
@@ -21,6 +23,7 @@ pub mod generation;
 pub mod gguf;
 pub mod identity;
 pub mod int8;
+pub mod llama;
 pub mod nn;
 pub mod tokenizer;
 pub mod weights;
