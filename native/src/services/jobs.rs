@@ -36,7 +36,6 @@ pub enum JobError {
 
 coded_enum!(JobError { wraps: [Invalid, NotReady, Store], own: [JobError::NotFound(_) => ErrorCode::NotFound] });
 
-
 /// Queues a job that fetches and ingests `urls` (at most `--max-job-urls`) with `tags`.
 pub async fn create_ingest(lens: &Arc<Lens>, request: api::IngestJobRequest) -> Result<api::Job, JobError> {
     lens.ready()?;

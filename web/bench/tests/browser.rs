@@ -10,8 +10,8 @@ use lens_bench_browser::clip::{self, Inputs, Iters};
 use lens_bench_browser::report::{Row, Samples, pair_up, table};
 use lens_bench_browser::{SMOKE, cache, checkpoint, clock, log, profile, search};
 use lens_models::artifact::{Artifact, ArtifactSource};
-use lens_models::clip::{ClipConfig, ClipFiles, ClipPipeline};
 use lens_models::clip::quantize_clip;
+use lens_models::clip::{ClipConfig, ClipFiles, ClipPipeline};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
