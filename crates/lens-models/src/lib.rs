@@ -6,6 +6,7 @@
 //!   [`blip::BlipPipeline`].
 //! - [`llama`]: the LLaMA 2/3 decoder (GQA, `llama3` RoPE scaling, preallocated KV cache) and
 //!   [`llama::LlamaPipeline`], text in, text out.
+//! - [`chat_template`]: a checkpoint's Jinja chat template rendered as transformers renders it.
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
 //! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
 //! - [`int8`]: int8 matrices and the W8A8 kernel the `burn-int8` artifacts run on.
@@ -16,6 +17,7 @@
 
 pub mod artifact;
 pub mod blip;
+pub mod chat_template;
 pub mod clip;
 pub mod error;
 pub mod files;

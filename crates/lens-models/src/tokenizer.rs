@@ -80,8 +80,13 @@ impl HfTokenizer {
 
     /// A tokenizer for prompts: the model's special tokens, truncated to `max_length`, never padded.
     pub fn unpadded(tokenizer_json: &[u8], max_length: usize) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(tokenizer_json).map_err(|e| Error::Tokenizer { message: e.to_string() })?;
+        Self::from_tokenizer(inner, max_length)
+    }
+
+    /// [`Self::unpadded`] for a tokenizer built in code (a GGUF file's, [`crate::llama::gguf`]).
+    pub fn from_tokenizer(mut inner: Tokenizer, max_length: usize) -> Result<Self> {
         let tokenizer_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Tokenizer { message: e.to_string() };
-        let mut inner = Tokenizer::from_bytes(tokenizer_json).map_err(tokenizer_error)?;
         inner.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).map_err(tokenizer_error)?;
         inner.with_padding(None);
         Ok(HfTokenizer { inner, context_length: max_length })
@@ -92,6 +97,15 @@ impl HfTokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer { message: e.to_string() })
     }
 
+    /// Ids of `text` as `tokenizer(text, add_special_tokens=...)` gives them: a prompt rendered by a chat
+    /// template already holds its BOS, so it is encoded without special tokens.
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        check_text_len(text)?;
+        let encoding =
+            self.inner.encode(text, add_special_tokens).map_err(|e| Error::Tokenizer { message: e.to_string() })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// Id of a token string, if in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
@@ -100,12 +114,7 @@ impl HfTokenizer {
 
 impl TextTokenizer for HfTokenizer {
     fn encode(&self, text: &str) -> Result<TokenizedText> {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::invalid_input(format!(
-                "text of {} bytes is longer than the limit of {MAX_TEXT_BYTES}",
-                text.len()
-            )));
-        }
+        check_text_len(text)?;
         let encoding = self.inner.encode(text, true).map_err(|e| Error::Tokenizer { message: e.to_string() })?;
         Ok(TokenizedText { ids: encoding.get_ids().to_vec(), attention_mask: encoding.get_attention_mask().to_vec() })
     }
@@ -113,6 +122,80 @@ impl TextTokenizer for HfTokenizer {
     fn context_length(&self) -> usize {
         self.context_length
     }
+}
+
+fn check_text_len(text: &str) -> Result<()> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(Error::invalid_input(format!(
+            "text of {} bytes is longer than the limit of {MAX_TEXT_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Generated ids turned into text as they come, each piece only once it is whole: a character split over
+/// several byte-fallback tokens, or a word whose leading space depends on the token before, comes out when
+/// the text stops changing under it.
+///
+/// The method of text-generation-inference's `decode_token`: decode a window of the last ids with and
+/// without the newest, and hand out what the newest added, unless that ends in U+FFFD (bytes of a character
+/// still incomplete). The pieces put together are `decode(ids)`, with [`DecodeStream::finish`] handing out
+/// what an incomplete end decodes to.
+#[derive(Debug)]
+pub struct DecodeStream<'a> {
+    tokenizer: &'a HfTokenizer,
+    skip_special_tokens: bool,
+    ids: Vec<u32>,
+    /// Start of the window decoded for context.
+    prefix: usize,
+    /// Ids before this were handed out as text.
+    read: usize,
+}
+
+impl<'a> DecodeStream<'a> {
+    pub fn new(tokenizer: &'a HfTokenizer, skip_special_tokens: bool) -> Self {
+        DecodeStream { tokenizer, skip_special_tokens, ids: Vec::new(), prefix: 0, read: 0 }
+    }
+
+    /// Add one id; the text it completes, if any.
+    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let before = self.tokenizer.decode(&self.ids[self.prefix..self.read], self.skip_special_tokens)?;
+        let now = self.tokenizer.decode(&self.ids[self.prefix..], self.skip_special_tokens)?;
+        if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
+            return Ok(None);
+        }
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        Ok(Some(new_suffix(&before, &now).to_string()))
+    }
+
+    /// What is left when no more ids come (an incomplete character decodes to U+FFFD, as in `decode`).
+    pub fn finish(self) -> Result<String> {
+        if self.read == self.ids.len() {
+            return Ok(String::new());
+        }
+        let before = self.tokenizer.decode(&self.ids[self.prefix..self.read], self.skip_special_tokens)?;
+        let now = self.tokenizer.decode(&self.ids[self.prefix..], self.skip_special_tokens)?;
+        Ok(new_suffix(&before, &now).to_string())
+    }
+
+    /// Every id pushed so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+}
+
+/// `now` past `before`: the text the newest ids added. Decoders only append, so `before` is a prefix of
+/// `now`; should one ever rewrite the end, the part past the common prefix is what is new.
+fn new_suffix<'t>(before: &str, now: &'t str) -> &'t str {
+    if let Some(rest) = now.strip_prefix(before) {
+        return rest;
+    }
+    let common = before.char_indices().zip(now.chars()).take_while(|((_, a), b)| a == b).count();
+    let at = now.char_indices().nth(common).map(|(i, _)| i).unwrap_or(now.len());
+    &now[at..]
 }
 
 /// `pad_token` of a `tokenizer_config.json`: a string, or an `AddedToken` object with `content`.

@@ -56,6 +56,7 @@ macro_rules! load_fixture {
                 tokenizer: fixture!($model, "tokenizer.json").to_vec(),
                 tokenizer_config: Some(fixture!($model, "tokenizer_config.json").to_vec()),
                 generation_config: Some(fixture!($model, "generation_config.json").to_vec()),
+                chat_template: None,
             },
             reference: Weights::from_buffers(vec![(
                 "reference.safetensors".into(),
@@ -463,4 +464,131 @@ fn bad_configs_are_refused_with_a_reason() {
     files.config = serde_json::to_vec(&config).unwrap();
     let err = LlamaPipeline::<B>::load(files, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("mlp.gate_proj.weight") && err.contains("[65, 32]"), "{err}");
+}
+
+/// Every batch-1, one-beam generation case of both fixtures: (fixture, case name, prompt ids, generated ids
+/// as the reference produced them, cut after the first EOS id).
+fn single_generation_cases() -> Vec<(Fixture, String, Vec<u32>, Vec<u32>)> {
+    let mut out = Vec::new();
+    for f in fixtures() {
+        let cases: Vec<(String, Value)> =
+            f.meta["generation"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (name, case) in cases {
+            if case["input_ids"].as_array().unwrap().len() != 1 || case["generate_kwargs"].get("num_beams").is_some() {
+                continue;
+            }
+            let prompt = ids(&case["input_ids"][0]);
+            let eos = ids(&case["eos_token_ids"]);
+            let mut generated = ids(&case["output_ids"][0])[prompt.len()..].to_vec();
+            if let Some(end) = generated.iter().position(|t| eos.contains(t)) {
+                generated.truncate(end + 1);
+            }
+            out.push((load_case_fixture(f.name), name, prompt, generated));
+        }
+    }
+    out
+}
+
+fn load_case_fixture(name: &str) -> Fixture {
+    if name == "llama-tiny" { llama2() } else { llama3() }
+}
+
+#[test]
+fn streaming_gives_the_reference_ids_and_their_text_piece_by_piece() {
+    let cases = single_generation_cases();
+    assert!(cases.len() >= 6);
+    for (f, name, prompt, expected) in cases {
+        let pipeline = f.pipeline();
+        let config = generation_config(&f.meta["generation"][&name]["generate_kwargs"]);
+        let mut pieces: Vec<String> = Vec::new();
+        let completion = pipeline
+            .generate_stream(&prompt, &config, &[], &mut |piece| {
+                pieces.push(piece.to_string());
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(completion.token_ids, expected, "{}/{name}", f.name);
+        let whole = pipeline.tokenizer.decode(&expected, true).unwrap();
+        assert_eq!(pieces.concat(), whole, "{}/{name}: the pieces are the decoded text", f.name);
+        assert_eq!(completion.text, whole);
+        assert!(pieces.iter().all(|p| !p.is_empty()), "{}/{name}: no empty pieces", f.name);
+        assert!(pieces.len() > 1, "{}/{name}: text arrives while generating", f.name);
+        let ended = expected.last().is_some_and(|t| pipeline.special.eos.contains(t));
+        let reason = if ended { FinishReason::Stop } else { FinishReason::Length };
+        assert_eq!(completion.finish_reason, reason, "{}/{name}", f.name);
+    }
+}
+
+#[test]
+fn characters_spread_over_byte_tokens_come_out_whole() {
+    let pipeline = llama2().pipeline();
+    // SentencePiece byte fallback: characters outside the 32,000 pieces are several <0xNN> tokens.
+    let text = "日本 🦙 ünïcödé € 🐈‍⬛ done";
+    let ids = pipeline.tokenizer.encode_with(text, false).unwrap();
+    let mut stream = lens_models::tokenizer::DecodeStream::new(&pipeline.tokenizer, true);
+    let (mut pieces, mut held) = (Vec::new(), 0);
+    for &id in &ids {
+        match stream.push(id).unwrap() {
+            Some(piece) => pieces.push(piece),
+            None => held += 1,
+        }
+    }
+    pieces.push(stream.finish().unwrap());
+    assert!(held >= 4, "multi-byte characters were held back until whole ({held} times)");
+    assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+    assert_eq!(pieces.concat(), pipeline.tokenizer.decode(&ids, true).unwrap());
+    assert_eq!(pieces.concat(), text);
+    // An incomplete character at the end decodes as `decode` decodes it.
+    let mut stream = lens_models::tokenizer::DecodeStream::new(&pipeline.tokenizer, true);
+    let n = (1..ids.len()).find(|&n| pipeline.tokenizer.decode(&ids[..n], true).unwrap().ends_with('\u{FFFD}'));
+    let cut = &ids[..n.expect("a prefix ends inside a character")];
+    let mut text = String::new();
+    for &id in cut {
+        text.push_str(&stream.push(id).unwrap().unwrap_or_default());
+    }
+    text.push_str(&stream.finish().unwrap());
+    assert_eq!(text, pipeline.tokenizer.decode(cut, true).unwrap());
+}
+
+#[test]
+fn stop_strings_end_generation_and_are_left_out() {
+    for (f, name, prompt, expected) in single_generation_cases() {
+        let pipeline = f.pipeline();
+        let config = generation_config(&f.meta["generation"][&name]["generate_kwargs"]);
+        let whole = pipeline.tokenizer.decode(&expected, true).unwrap();
+        let chars: Vec<(usize, char)> = whole.char_indices().collect();
+        if chars.len() < 8 {
+            continue;
+        }
+        // A stop string from the middle of the text: everything before its first occurrence comes out.
+        let (from, to) = (chars[chars.len() / 2].0, chars[chars.len() / 2 + 2].0);
+        let stop = whole[from..to].to_string();
+        let before = &whole[..whole.find(&stop).unwrap()];
+        let mut streamed = String::new();
+        let completion = pipeline
+            .generate_stream(&prompt, &config, std::slice::from_ref(&stop), &mut |piece| {
+                streamed.push_str(piece);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(completion.text, before, "{}/{name}: stop {stop:?}", f.name);
+        assert_eq!(streamed, before);
+        assert_eq!(completion.finish_reason, FinishReason::Stop);
+        assert!(completion.token_ids.len() < expected.len(), "{}/{name}: generation ended at the stop", f.name);
+        assert_eq!(completion.token_ids[..], expected[..completion.token_ids.len()]);
+
+        // A reader that leaves after the first piece ends generation there.
+        let completion =
+            pipeline.generate_stream(&prompt, &config, &[], &mut |_| std::ops::ControlFlow::Break(())).unwrap();
+        assert_eq!(completion.finish_reason, FinishReason::Cancelled);
+        assert!(completion.token_ids.len() < expected.len());
+    }
+    let pipeline = llama2().pipeline();
+    let config = GenerationConfig { max_new_tokens: 4, num_beams: 2, ..Default::default() };
+    let err = pipeline.generate_stream(&[1, 15043], &config, &[], &mut |_| std::ops::ControlFlow::Continue(()));
+    assert!(err.unwrap_err().to_string().contains("beam search cannot stream"));
+    let config = GenerationConfig::default();
+    let err =
+        pipeline.generate_stream(&[1, 15043], &config, &[String::new()], &mut |_| std::ops::ControlFlow::Continue(()));
+    assert!(err.unwrap_err().to_string().contains("stop string"));
 }

@@ -10,14 +10,17 @@
 //!   and defaults;
 //! - [`Decoder`] and [`SpecialTokens`] (`decoder.rs`): what generation drives;
 //! - [`generate`] (`search.rs`): greedy and sampled search, and the dispatch to beam search
-//!   (`beam.rs`); the logits processors are in `logits.rs`.
+//!   (`beam.rs`); [`generate_streaming`] hands each new token over as it is chosen; the logits processors are in `logits.rs`;
+//! - [`StopStrings`] (`stop.rs`): stop strings found in text that arrives in pieces.
 
 mod beam;
 mod config;
 mod decoder;
 mod logits;
 mod search;
+mod stop;
 
 pub use config::{GenerationConfig, MAX_BEAMS, MAX_NEW_TOKENS, Sampling};
 pub use decoder::{Decoder, SpecialTokens};
-pub use search::generate;
+pub use search::{generate, generate_streaming};
+pub use stop::{MAX_STOP_BYTES, MAX_STOP_STRINGS, Stop, StopStrings};

@@ -2,6 +2,8 @@
 //! sampled search (`GenerationMixin._sample` in `transformers/generation/utils.py`, transformers
 //! v5.23.0); beam search is in `beam.rs`.
 
+use std::ops::ControlFlow;
+
 use super::beam;
 use super::config::GenerationConfig;
 use super::decoder::{Decoder, SpecialTokens};
@@ -17,16 +19,39 @@ pub fn generate<D: Decoder>(
     tokens: SpecialTokens,
     config: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    check_prompts(prompts, config)?;
+    if config.num_beams > 1 {
+        beam::beam_search(decoder, prompts, tokens, config)
+    } else {
+        greedy_or_sample(decoder, prompts, tokens, config, &mut |_| ControlFlow::Continue(()))
+    }
+}
+
+/// [`generate`] for greedy search and sampling, calling `on_tokens` with each row's new token as soon as it
+/// is chosen (rows that ended get `pad`). `ControlFlow::Break` stops generation there (a stop string was
+/// seen, the reader went away); the sequences so far are returned. Beam search cannot stream: which
+/// hypothesis wins is known only at the end, so `num_beams > 1` is refused.
+pub fn generate_streaming<D: Decoder>(
+    decoder: &mut D,
+    prompts: &[Vec<u32>],
+    tokens: SpecialTokens,
+    config: &GenerationConfig,
+    on_tokens: &mut dyn FnMut(&[u32]) -> ControlFlow<()>,
+) -> Result<Vec<Vec<u32>>> {
+    check_prompts(prompts, config)?;
+    if config.num_beams > 1 {
+        return Err(Error::invalid_input("beam search cannot stream tokens: use num_beams = 1"));
+    }
+    greedy_or_sample(decoder, prompts, tokens, config, on_tokens)
+}
+
+fn check_prompts(prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<()> {
     config.validate()?;
     let prompt_len = prompts.first().map(Vec::len).unwrap_or(0);
     if prompts.is_empty() || prompt_len == 0 || prompts.iter().any(|p| p.len() != prompt_len) {
         return Err(Error::invalid_input("prompts must be non-empty and of equal length"));
     }
-    if config.num_beams > 1 {
-        beam::beam_search(decoder, prompts, tokens, config)
-    } else {
-        greedy_or_sample(decoder, prompts, tokens, config)
-    }
+    Ok(())
 }
 
 /// `GenerationMixin._sample`: one token per row and step, the best one (or a sampled one), until every
@@ -36,6 +61,7 @@ fn greedy_or_sample<D: Decoder>(
     prompts: &[Vec<u32>],
     tokens: SpecialTokens,
     config: &GenerationConfig,
+    on_tokens: &mut dyn FnMut(&[u32]) -> ControlFlow<()>,
 ) -> Result<Vec<Vec<u32>>> {
     let vocab = decoder.vocab_size();
     let prompt_len = prompts[0].len();
@@ -61,6 +87,10 @@ fn greedy_or_sample<D: Decoder>(
             let next = if unfinished[row] { next } else { tokens.pad };
             sequences[row].push(next);
             unfinished[row] &= next != tokens.eos;
+        }
+        let newest: Vec<u32> = sequences.iter().map(|s| *s.last().expect("non-empty")).collect();
+        if on_tokens(&newest).is_break() {
+            return Ok(sequences);
         }
         if sequences[0].len() >= max_len || !unfinished.iter().any(|&u| u) {
             return Ok(sequences);

@@ -14,7 +14,9 @@
 //! column it may have added after every row had ended. Greedy and sampled ids come out as the reference's;
 //! beam search supports one EOS id only (an error otherwise).
 
-use burn::tensor::backend::Backend;
+use std::ops::ControlFlow;
+
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use super::cache::KvCache;
 use super::model::LlamaForCausalLM;
@@ -51,6 +53,8 @@ pub struct LlamaDecoder<'a, B: Backend> {
     steps: usize,
     /// Rows that produced one of `extra_eos`.
     ended: Vec<bool>,
+    /// Input embeddings the first step feeds instead of embedding its tokens (LLaVA's image features).
+    prefill: Option<Tensor<B, 3>>,
 }
 
 impl<'a, B: Backend> LlamaDecoder<'a, B> {
@@ -71,7 +75,15 @@ impl<'a, B: Backend> LlamaDecoder<'a, B> {
             min_new_tokens,
             steps: 0,
             ended: vec![false; rows],
+            prefill: None,
         }
+    }
+
+    /// Feed `embeds` (`[rows, prompt_len, hidden]`, `inputs_embeds`) on the first step instead of the embeddings
+    /// of its tokens; later steps embed their tokens as usual.
+    pub fn with_prefill_embeds(mut self, embeds: Tensor<B, 3>) -> Self {
+        self.prefill = Some(embeds);
+        self
     }
 
     /// The cache, as filled so far.
@@ -87,7 +99,16 @@ impl<B: Backend> Decoder for LlamaDecoder<'_, B> {
                 *ended |= row.last().is_some_and(|t| self.extra_eos.contains(t));
             }
         }
-        let hidden = self.model.model.forward(tokens, Some(&mut self.cache))?;
+        let hidden = match self.prefill.take() {
+            Some(embeds) => {
+                let [rows, n, _] = embeds.dims();
+                if rows != tokens.len() || tokens.iter().any(|t| t.len() != n) {
+                    return Err(Error::invalid_input("prefill embeddings do not match the first step's tokens"));
+                }
+                self.model.model.forward_embeds(embeds, Some(&mut self.cache))?
+            }
+            None => self.model.model.forward(tokens, Some(&mut self.cache))?,
+        };
         let [rows, n, d] = hidden.dims();
         let last = hidden.slice([0..rows, n - 1..n, 0..d]);
         let mut logits: Vec<f32> = self
@@ -140,6 +161,19 @@ impl<B: Backend> LlamaForCausalLM<B> {
         special: &LlamaSpecialTokens,
         config: &GenerationConfig,
     ) -> Result<Vec<Vec<u32>>> {
+        self.generate_from_embeds(prompts, None, special, config)
+    }
+
+    /// [`Self::generate`] with the prompts' input embeddings given (`inputs_embeds`, `[prompts, prompt_len,
+    /// hidden]`: LLaVA's, image features in place): the prefill feeds them, the decoding steps embed the new
+    /// tokens. `None`: the prompts' own embeddings, as [`Self::generate`].
+    pub fn generate_from_embeds(
+        &self,
+        prompts: &[Vec<u32>],
+        prompt_embeds: Option<Tensor<B, 3>>,
+        special: &LlamaSpecialTokens,
+        config: &GenerationConfig,
+    ) -> Result<Vec<Vec<u32>>> {
         config.validate()?;
         let prompt_len = prompts.first().map(Vec::len).unwrap_or(0);
         if prompts.is_empty() || prompt_len == 0 || prompts.iter().any(|p| p.len() != prompt_len) {
@@ -161,6 +195,15 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let rows = prompts.len() * config.num_beams;
         let mut decoder =
             LlamaDecoder::new(self, rows, prompt_len + config.max_new_tokens, &eos, config.min_new_tokens);
+        if let Some(embeds) = prompt_embeds {
+            if embeds.dims()[..2] != [prompts.len(), prompt_len] {
+                return Err(Error::invalid_input("prompt embeddings do not match the prompts"));
+            }
+            // Beam search feeds each prompt once per beam, the beams of one prompt next to each other.
+            let repeat: Vec<i64> = (0..rows).map(|r| (r / config.num_beams) as i64).collect();
+            let index = Tensor::<B, 1, Int>::from_data(TensorData::new(repeat, [rows]), &embeds.device());
+            decoder = decoder.with_prefill_embeds(embeds.select(0, index));
+        }
         let search_tokens = SpecialTokens { eos: decoder.eos, pad };
         let mut out = generation::generate(&mut decoder, prompts, search_tokens, config)?;
         if eos.len() > 1 {
@@ -180,5 +223,43 @@ impl<B: Backend> LlamaForCausalLM<B> {
             }
         }
         Ok(out)
+    }
+
+    /// Greedy search or sampling for one prompt, handing each new token to `on_token` as soon as it is chosen
+    /// (an end-of-sequence id included, after which generation ends). `ControlFlow::Break` from `on_token`
+    /// ends it at once. Returns the generated ids. The ids are those of [`Self::generate`].
+    pub fn generate_stream(
+        &self,
+        prompt: &[u32],
+        special: &LlamaSpecialTokens,
+        config: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Vec<u32>> {
+        config.validate()?;
+        if config.num_beams > 1 {
+            return Err(Error::invalid_input("beam search cannot stream tokens: use num_beams = 1"));
+        }
+        if prompt.is_empty() {
+            return Err(Error::invalid_input("the prompt has no tokens"));
+        }
+        let mut eos: Vec<u32> = Vec::with_capacity(special.eos.len());
+        for &id in &special.eos {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        let mut decoder = LlamaDecoder::new(self, 1, prompt.len() + config.max_new_tokens, &eos, config.min_new_tokens);
+        let search_tokens = SpecialTokens { eos: decoder.eos, pad: special.pad_id() };
+        let mut generated = Vec::with_capacity(config.max_new_tokens);
+        generation::generate_streaming(&mut decoder, &[prompt.to_vec()], search_tokens, config, &mut |tokens| {
+            let token = tokens[0];
+            generated.push(token);
+            // Any of the EOS ids ends the row (the search alone would stop on the first only).
+            match on_token(token) {
+                ControlFlow::Continue(()) if !eos.contains(&token) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
+            }
+        })?;
+        Ok(generated)
     }
 }

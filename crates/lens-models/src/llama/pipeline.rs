@@ -6,14 +6,17 @@
 //! must fit the context with the tokens asked for: `prompt + max_new_tokens ≤ max_position_embeddings`.
 //! Nothing is cut silently.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::backend::Backend;
 use serde::Deserialize;
 
 use super::config::{LlamaConfig, TokenIds};
 use super::decoder::LlamaSpecialTokens;
 use super::model::LlamaForCausalLM;
-use crate::generation::GenerationConfig;
-use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
+use crate::chat_template::{ChatMessage, ChatTemplate};
+use crate::generation::{GenerationConfig, Stop, StopStrings};
+use crate::tokenizer::{DecodeStream, HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -29,8 +32,10 @@ pub struct LlamaFiles {
     /// `tokenizer_config.json`, when present.
     pub tokenizer_config: Option<Vec<u8>>,
     /// `generation_config.json`, when present: its `eos_token_id` (an int or a list), `bos_token_id` and
-    /// `pad_token_id` take precedence over config.json's.
+    /// `pad_token_id` take precedence over config.json's; its `stop_strings` end every generation.
     pub generation_config: Option<Vec<u8>>,
+    /// `chat_template.jinja`, when present (else the template of `tokenizer_config.json`, if any).
+    pub chat_template: Option<Vec<u8>>,
 }
 
 /// Why generation ended.
@@ -40,6 +45,8 @@ pub enum FinishReason {
     Stop,
     /// `max_new_tokens` were generated.
     Length,
+    /// The caller's callback asked to stop.
+    Cancelled,
 }
 
 impl FinishReason {
@@ -48,6 +55,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
         }
     }
 }
@@ -73,6 +81,16 @@ struct RawGenerationConfig {
     eos_token_id: Option<TokenIds>,
     #[serde(default)]
     pad_token_id: Option<u32>,
+    /// A string or a list of strings.
+    #[serde(default)]
+    stop_strings: Option<OneOrMany>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A loaded LLaMA checkpoint.
@@ -82,19 +100,25 @@ pub struct LlamaPipeline<B: Backend> {
     pub model: LlamaForCausalLM<B>,
     pub tokenizer: HfTokenizer,
     pub special: LlamaSpecialTokens,
+    /// `stop_strings` of generation_config.json: they end every generation.
+    pub stop_strings: Vec<String>,
+    /// The checkpoint's chat template; `None` for base models that have none.
+    pub chat_template: Option<ChatTemplate>,
 }
 
 impl<B: Backend> LlamaPipeline<B> {
     /// Build from checkpoint files (taken, so the weight bytes are not copied).
     pub fn load(files: LlamaFiles, device: &B::Device) -> Result<Self> {
         let config = LlamaConfig::from_json(&files.config)?;
-        let special = special_tokens(&config, files.generation_config.as_deref())?;
+        let (special, stop_strings) = special_tokens(&config, files.generation_config.as_deref())?;
+        let chat_template =
+            ChatTemplate::from_checkpoint(files.chat_template.as_deref(), None, files.tokenizer_config.as_deref())?;
         // Long enough never to cut a text within MAX_TEXT_BYTES (a token covers at least one byte; BOS and a
         // Metaspace prefix come on top): prompts longer than the context are refused, not truncated.
         let tokenizer = HfTokenizer::unpadded(&files.tokenizer, MAX_TEXT_BYTES + 16)?;
         let weights = Weights::from_buffers(files.weights)?;
         let model = LlamaForCausalLM::load(&weights.builder::<B>(device), &config)?;
-        Ok(LlamaPipeline { config, model, tokenizer, special })
+        Ok(LlamaPipeline { config, model, tokenizer, special, stop_strings, chat_template })
     }
 
     /// Positions the model takes: `max_position_embeddings`.
@@ -110,24 +134,7 @@ impl<B: Backend> LlamaPipeline<B> {
     /// The ids `generate()` returns for a tokenized prompt: the prompt, then the generated ids (see
     /// [`LlamaForCausalLM::generate`]). Refuses a prompt that, with `max_new_tokens`, does not fit the context.
     pub fn generate_ids(&self, prompt: &[u32], config: &GenerationConfig) -> Result<Vec<u32>> {
-        config.validate()?;
-        let context = self.context_length();
-        if prompt.is_empty() {
-            return Err(Error::invalid_input("the prompt has no tokens"));
-        }
-        if prompt.len() > context {
-            return Err(Error::invalid_input(format!(
-                "prompt of {} tokens is longer than the model's context of {context} positions",
-                prompt.len()
-            )));
-        }
-        if prompt.len() + config.max_new_tokens > context {
-            return Err(Error::invalid_input(format!(
-                "prompt of {} tokens plus {} new tokens exceeds the model's context of {context} positions",
-                prompt.len(),
-                config.max_new_tokens
-            )));
-        }
+        self.check_fits(prompt, config)?;
         let mut out = self.model.generate(&[prompt.to_vec()], &self.special, config)?;
         Ok(out.remove(0))
     }
@@ -146,6 +153,116 @@ impl<B: Backend> LlamaPipeline<B> {
         };
         let text = self.tokenizer.decode(&token_ids, true)?;
         Ok(Completion { text, token_ids, prompt_tokens: prompt_ids.len(), finish_reason })
+    }
+}
+
+impl<B: Backend> LlamaPipeline<B> {
+    /// The prompt of a conversation: rendered by the chat template (which writes BOS itself) and encoded
+    /// without special tokens, as `apply_chat_template(messages, add_generation_prompt=True)` encodes it.
+    /// A checkpoint without a template is an error naming the way out (a raw prompt, [`Self::encode`]).
+    pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let template = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| Error::invalid_input("this checkpoint has no chat template: give a raw prompt instead"))?;
+        let text = template.render(messages, true)?;
+        self.tokenizer.encode_with(&text, false)
+    }
+
+    /// Generate after `prompt` (token ids) with greedy search or sampling, handing text to `on_text` as it is
+    /// produced: every piece whole (a character spread over byte tokens comes when complete), special tokens
+    /// left out, nothing after a stop string (`stop` and the checkpoint's own) nor the stop string itself.
+    /// `ControlFlow::Break` from `on_text` ends generation (`FinishReason::Cancelled`). The pieces put
+    /// together are the completion's `text`.
+    pub fn generate_stream(
+        &self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        stop: &[String],
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion> {
+        self.check_fits(prompt, config)?;
+        let stops: Vec<String> = self.stop_strings.iter().chain(stop).cloned().collect();
+        let mut stops = StopStrings::new(&stops)?;
+        let mut text = String::new();
+        let mut detokenizer = DecodeStream::new(&self.tokenizer, true);
+        let mut finish = None;
+        let mut failure = None;
+        let mut emit = |piece: &str, text: &mut String| -> ControlFlow<()> {
+            if piece.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            text.push_str(piece);
+            on_text(piece)
+        };
+        let token_ids = self.model.generate_stream(prompt, &self.special, config, &mut |token| {
+            let piece = match detokenizer.push(token) {
+                Ok(piece) => piece.unwrap_or_default(),
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            match stops.push(&piece) {
+                Stop::Continue(done) => {
+                    if emit(&done, &mut text).is_break() {
+                        finish = Some(FinishReason::Cancelled);
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                }
+                Stop::Found(done) => {
+                    finish = Some(FinishReason::Stop);
+                    let _ = emit(&done, &mut text);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let finish_reason = match finish {
+            Some(reason) => reason,
+            None => {
+                let mut rest = detokenizer.finish()?;
+                match stops.push(&rest) {
+                    Stop::Found(done) => {
+                        let _ = emit(&done, &mut text);
+                        FinishReason::Stop
+                    }
+                    Stop::Continue(done) => {
+                        rest = done + &stops.finish();
+                        let _ = emit(&rest, &mut text);
+                        let ended = token_ids.last().is_some_and(|t| self.special.eos.contains(t));
+                        if ended { FinishReason::Stop } else { FinishReason::Length }
+                    }
+                }
+            }
+        };
+        Ok(Completion { text, token_ids, prompt_tokens: prompt.len(), finish_reason })
+    }
+
+    /// A prompt of `prompt` tokens with `max_new_tokens` after it must fit the context.
+    fn check_fits(&self, prompt: &[u32], config: &GenerationConfig) -> Result<()> {
+        config.validate()?;
+        let context = self.context_length();
+        if prompt.is_empty() {
+            return Err(Error::invalid_input("the prompt has no tokens"));
+        }
+        if prompt.len() > context {
+            return Err(Error::invalid_input(format!(
+                "prompt of {} tokens is longer than the model's context of {context} positions",
+                prompt.len()
+            )));
+        }
+        if prompt.len() + config.max_new_tokens > context {
+            return Err(Error::invalid_input(format!(
+                "prompt of {} tokens plus {} new tokens exceeds the model's context of {context} positions",
+                prompt.len(),
+                config.max_new_tokens
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -198,12 +315,13 @@ impl LlamaFiles {
             tokenizer: read("tokenizer.json")?,
             tokenizer_config: read_optional(dir, "tokenizer_config.json")?,
             generation_config: read_optional(dir, "generation_config.json")?,
+            chat_template: read_optional(dir, "chat_template.jinja")?,
         })
     }
 }
 
 /// BOS, EOS and padding ids: `generation_config.json`'s where it names them, else `config.json`'s.
-fn special_tokens(config: &LlamaConfig, generation_config: Option<&[u8]>) -> Result<LlamaSpecialTokens> {
+fn special_tokens(config: &LlamaConfig, generation_config: Option<&[u8]>) -> Result<(LlamaSpecialTokens, Vec<String>)> {
     let raw: RawGenerationConfig = match generation_config {
         Some(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::config("generation_config.json", e))?,
         None => RawGenerationConfig::default(),
@@ -220,5 +338,10 @@ fn special_tokens(config: &LlamaConfig, generation_config: Option<&[u8]>) -> Res
             format!("token id {bad} is outside the vocabulary of {}", config.vocab_size),
         ));
     }
-    Ok(special)
+    let stop_strings = match raw.stop_strings {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    Ok((special, stop_strings))
 }
