@@ -132,11 +132,25 @@ impl Weights {
     }
 }
 
+/// A store of named tensors that makes each one's f32 values when asked (a GGUF file, dequantized tensor by
+/// tensor, under the names the module loaders use): nothing is converted before a module needs it, and nothing
+/// is kept after.
+pub trait TensorSource {
+    /// Whether the store holds a tensor of this full name.
+    fn contains(&self, name: &str) -> bool;
+
+    /// The values of `name` as f32, after checking that its shape is `expected`
+    /// ([`Error::MissingTensor`] and [`Error::ShapeMismatch`] otherwise).
+    fn f32_values(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>>;
+}
+
 /// Where a [`VarBuilder`] takes its values from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
     /// A published checkpoint.
     Checkpoint(&'a Weights),
+    /// Any other [`TensorSource`], read tensor by tensor.
+    Tensors(&'a dyn TensorSource),
     /// Deterministic pseudo-random values (benchmarks, `Config::init`): every name gets its own stream.
     Random { seed: u64, std: f32 },
     /// A `burn-int8` artifact: matrices stored as i8 with scales load as int8, everything else as f32.
@@ -202,6 +216,11 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
         }
     }
 
+    /// A builder over any [`TensorSource`] (a GGUF checkpoint: [`crate::llama::gguf::GgufLlamaWeights`]).
+    pub fn from_source(source: &'a dyn TensorSource, device: &B::Device) -> Self {
+        VarBuilder { source: Source::Tensors(source), prefix: String::new(), device: device.clone() }
+    }
+
     /// Descend one level: `vb.pp("encoder").pp("layers").pp(3)`.
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
         let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
@@ -221,6 +240,7 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
             }
             Source::Random { .. } | Source::Quantize { weights: None, .. } => true,
             Source::Artifact(artifact) => artifact.section(&self.path(name)).is_some(),
+            Source::Tensors(source) => source.contains(&self.path(name)),
         }
     }
 
@@ -306,6 +326,7 @@ impl<'a, B: Backend> VarBuilder<'a, B> {
                 Ok(random_values(seed, path, shape.iter().product(), std))
             }
             Source::Artifact(artifact) => artifact.f32_values(path, shape),
+            Source::Tensors(source) => source.f32_values(path, shape),
         }
     }
 }

@@ -10,12 +10,15 @@
 //! - [`cache`]: [`KvCache`], preallocated per layer, filled in place, length tracked, resettable;
 //! - [`model`]: [`LlamaModel`] and [`LlamaForCausalLM`], loadable under any prefix (LLaVA's too);
 //! - [`decoder`]: [`LlamaDecoder`] for the shared [`crate::generation`] search, and `generate()`;
-//! - [`pipeline`]: [`LlamaPipeline`], text in, text out, with the checkpoint's tokenizer and EOS ids.
+//! - [`pipeline`]: [`LlamaPipeline`], text in, text out, with the checkpoint's tokenizer and EOS ids;
+//! - [`gguf`]: the same pipeline from a llama.cpp GGUF file ([`LlamaPipeline::from_gguf`]): config, tokenizer and
+//!   weights from its metadata and tensors, as transformers loads them.
 
 pub mod attention;
 pub mod cache;
 pub mod config;
 pub mod decoder;
+pub mod gguf;
 pub mod mlp;
 pub mod model;
 pub mod norm;
@@ -25,6 +28,7 @@ pub mod rope;
 pub use cache::KvCache;
 pub use config::{LlamaConfig, RopeParameters, RopeScaling};
 pub use decoder::{LlamaDecoder, LlamaSpecialTokens};
+pub use gguf::{GgufLlamaWeights, GgufSpecialIds};
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use pipeline::{Completion, FinishReason, LlamaFiles, LlamaPipeline};
 pub use rope::RotaryEmbedding;
