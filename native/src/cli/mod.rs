@@ -5,6 +5,9 @@
 //! - `lens classify --model DIR --image PATH --labels "a,b"`: `{"labels", "probs"}`, zero-shot.
 //! - `lens caption --model DIR [--prompt P] [--beams N] [--max-new-tokens N] IMAGE...`: BLIP captions,
 //!   one `{"input", "caption"}` line per image (`{"input", "error"}` for an unreadable one).
+//! - `lens generate --model DIR|ORG/NAME --prompt TEXT [--system TEXT] [--max-new-tokens N] [--temperature T]
+//!   [--top-p P] [--seed S] [--stop TEXT]... [--json]`: LLaMA text through the checkpoint's chat template,
+//!   streamed to stdout; `--json` prints `{"text", "token_ids", "prompt_tokens", "finish_reason"}` at the end.
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
 //! - `lens models quantize --model DIR|ORG/NAME --out FILE`: write an int8 model artifact (browser, edge);
 //!   `lens embed` and `lens classify` take such a file as `--model` too.
@@ -19,6 +22,7 @@
 mod caption;
 mod client;
 mod embed;
+mod generate;
 mod models;
 
 use std::path::PathBuf;
@@ -45,6 +49,8 @@ enum Command {
     Classify(embed::ClassifyArgs),
     /// Caption images with BLIP, one JSON object per line.
     Caption(caption::CaptionArgs),
+    /// Generate text with a LLaMA model, streamed to stdout as it is produced.
+    Generate(generate::GenerateArgs),
     /// Run the image service (HTTP JSON API under /v1).
     Serve(ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document.
@@ -88,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => embed::embed(&args),
         Command::Classify(args) => embed::classify(&args),
         Command::Caption(args) => caption::caption(&args),
+        Command::Generate(args) => generate::generate(&args),
         Command::Models { command } => models::run(command),
         Command::Serve(args) => serve(args),
         Command::Openapi => openapi(),
