@@ -77,6 +77,11 @@ const METADATA_FILES: &[&str] = &[
     "vocab.json",
     "merges.txt",
     "vocab.txt",
+    // Chat models: the template (transformers 5 writes it apart), and LLaVA's processor settings and tokens.
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "added_tokens.json",
 ];
 
 /// `model` as the commands and `lens serve` take it: a directory or file that exists is used as it is; a
@@ -104,6 +109,19 @@ pub fn resolve_model(model: &Path, flag: &str) -> Result<PathBuf> {
 
 /// Downloads revision `revision` of `repo_id` into `dir` (default [`default_dir`]) and returns the directory.
 pub fn pull(repo_id: &str, revision: &str, dir: Option<&Path>) -> Result<PathBuf> {
+    pull_files(repo_id, revision, dir, None)
+}
+
+/// Downloads one file of `repo_id` (a llama.cpp `.gguf` checkpoint: one file is the whole model, and GGUF
+/// repositories hold many quantizations of it) into `dir` and returns the file's path.
+pub fn pull_file(repo_id: &str, revision: &str, dir: Option<&Path>, file: &str) -> Result<PathBuf> {
+    if !file.ends_with(".gguf") || file.contains("..") || file.starts_with('/') || file.contains('\\') {
+        bail!("--file takes the name of a .gguf file in the repository, not `{file}`");
+    }
+    Ok(pull_files(repo_id, revision, dir, Some(file))?.join(file))
+}
+
+fn pull_files(repo_id: &str, revision: &str, dir: Option<&Path>, only: Option<&str>) -> Result<PathBuf> {
     validate_repo_id(repo_id)?;
     if revision.is_empty() || revision.contains("..") || revision.starts_with('/') {
         bail!("invalid revision `{revision}`");
@@ -138,7 +156,15 @@ pub fn pull(repo_id: &str, revision: &str, dir: Option<&Path>) -> Result<PathBuf
         bail!("the hub answered an invalid commit id `{}`", info.sha);
     }
 
-    let wanted = select_files(&info.siblings)?;
+    let wanted = match only {
+        Some(name) => vec![
+            info.siblings
+                .iter()
+                .find(|s| s.rfilename == name)
+                .with_context(|| format!("`{repo_id}` at `{revision}` has no file `{name}`"))?,
+        ],
+        None => select_files(&info.siblings)?,
+    };
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut manifest = Manifest { repo_id, revision, commit: &info.sha, files: vec![] };
     for sibling in wanted {

@@ -106,3 +106,58 @@ fn pull_reports_unknown_repos_and_revisions() {
     assert!(stderr(&out).contains("invalid repository id"), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1, "errors are one line");
 }
+
+#[test]
+fn pull_fetches_one_gguf_file_and_chat_checkpoints_whole() {
+    let gguf_repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/gguf-llama");
+    let server = HubServer::start("tiny/llama-gguf", &gguf_repo, Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&server, &["tiny/llama-gguf", "--file", "llama3-q4km.gguf", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.path().join("llama3-q4km.gguf");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), file.display().to_string());
+    assert!(std::fs::read(&file).unwrap() == std::fs::read(gguf_repo.join("llama3-q4km.gguf")).unwrap());
+    assert!(!dir.path().join("llama-tiny.gguf").exists(), "only the file asked for");
+    let generate = Command::new(env!("CARGO_BIN_EXE_lens"))
+        .args(["generate", "--model", file.to_str().unwrap(), "--raw", "--prompt", "The cat", "--max-new-tokens", "4"])
+        .output()
+        .unwrap();
+    assert!(generate.status.success(), "{}", stderr(&generate));
+    for (file, needle) in
+        [("missing.gguf", "no file `missing.gguf`"), ("../x.gguf", "--file takes"), ("a.bin", "--file takes")]
+    {
+        let out = pull(&server, &["tiny/llama-gguf", "--file", file, "--dir", dir.path().to_str().unwrap()]);
+        assert!(!out.status.success() && stderr(&out).contains(needle), "{file}: {}", stderr(&out));
+    }
+
+    // A chat checkpoint comes with its template.
+    let repo = tempfile::tempdir().unwrap();
+    let llama = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/llama-tiny");
+    for name in
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+    {
+        std::fs::copy(llama.join(name), repo.path().join(name)).unwrap();
+    }
+    std::fs::write(repo.path().join("chat_template.jinja"), "{{ bos_token }}{{ messages[0]['content'] }}").unwrap();
+    let server = HubServer::start("tiny/llama-chat", repo.path(), Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&server, &["tiny/llama-chat", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("chat_template.jinja").exists() && dir.path().join("generation_config.json").exists());
+    let generate = Command::new(env!("CARGO_BIN_EXE_lens"))
+        .args([
+            "generate",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--prompt",
+            "Hello",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(generate.status.success(), "{}", stderr(&generate));
+    let out: serde_json::Value = serde_json::from_slice(&generate.stdout).unwrap();
+    assert_eq!(out["prompt_tokens"], 2, "`<s>Hello`: BOS from the template, then one piece");
+}

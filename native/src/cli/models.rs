@@ -36,6 +36,9 @@ pub struct PullArgs {
     /// Destination directory (default: `$LENS_HOME/models/<org>--<name>`, `$LENS_HOME` defaulting to `~/.cache/lens`).
     #[arg(long, value_name = "D")]
     pub dir: Option<PathBuf>,
+    /// Only this `.gguf` file (llama.cpp checkpoints: one file is the whole model); prints its path.
+    #[arg(long, value_name = "NAME.gguf")]
+    pub file: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -63,8 +66,11 @@ pub struct PackArgs {
 pub fn run(command: ModelsCommand) -> Result<()> {
     match command {
         ModelsCommand::Pull(args) => {
-            let dir = crate::hub::pull(&args.repo_id, &args.revision, args.dir.as_deref())?;
-            println!("{}", dir.display());
+            let path = match &args.file {
+                Some(file) => crate::hub::pull_file(&args.repo_id, &args.revision, args.dir.as_deref(), file)?,
+                None => crate::hub::pull(&args.repo_id, &args.revision, args.dir.as_deref())?,
+            };
+            println!("{}", path.display());
             Ok(())
         }
         ModelsCommand::Quantize(args) => quantize(&args),

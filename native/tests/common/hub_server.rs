@@ -82,7 +82,7 @@ fn git_blob_id(bytes: &[u8]) -> String {
 }
 
 fn is_lfs(name: &str) -> bool {
-    name.ends_with(".safetensors")
+    name.ends_with(".safetensors") || name.ends_with(".gguf")
 }
 
 fn handle(mut stream: TcpStream, state: &State) {
