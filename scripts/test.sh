@@ -159,6 +159,9 @@ step "web: end-to-end in headless Chromium" web_e2e
 
 # --- benchmark smoke runs: each bench works end to end, in seconds ---------------------------------
 # The same workspace and features as the tests: nothing is compiled again but the bench binaries.
+# Built in one cargo command first: the bench binaries (each links every backend, ~2.5 min) compile side
+# by side on both cores instead of one after the other.
+step "benchmarks build" cargo bench --workspace "${feature_args[@]}" --no-run
 bench() { cargo bench --workspace "${feature_args[@]}" --bench "$1" -- --smoke; }
 step "bench smoke run (lens clip)" bench clip
 step "bench smoke run (lens blip)" bench blip
