@@ -35,6 +35,20 @@ async fn caption_jobs(app: &TestApp, state: Option<&str>) -> Vec<Value> {
     jobs["jobs"].as_array().unwrap().clone()
 }
 
+/// Every caption job once none is queued or running: a caption is stored before its job is marked done, so
+/// a test that saw the caption waits here for the job's record.
+async fn settled_caption_jobs(app: &TestApp) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = caption_jobs(app, None).await;
+        if jobs.iter().all(|j| j["state"] != "running" && j["state"] != "queued") {
+            return jobs;
+        }
+        assert!(Instant::now() < deadline, "caption jobs still running after 30 s: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn id_of(image: &Value) -> String {
     image["id"].as_str().unwrap().to_string()
 }
@@ -81,7 +95,7 @@ async fn ingested_images_are_captioned_through_the_job_queue() {
     }
 
     // One job per image, each succeeded at its first attempt, with the caption in its result.
-    let jobs = caption_jobs(&app, None).await;
+    let jobs = settled_caption_jobs(&app).await;
     assert_eq!(jobs.len(), 4, "{jobs:?}");
     for job in &jobs {
         assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{job}");
@@ -131,7 +145,7 @@ async fn queued_jobs_survive_a_restart_and_a_deleted_image_withdraws_its_job() {
     for id in &ids {
         app.wait_caption(id).await;
     }
-    let jobs = caption_jobs(&app, None).await;
+    let jobs = settled_caption_jobs(&app).await;
     assert_eq!(jobs.len(), 4, "{jobs:?}");
     assert!(jobs.iter().all(|j| j["state"] == "succeeded" && j["attempts"] == 1), "{jobs:?}");
 }
