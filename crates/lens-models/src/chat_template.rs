@@ -78,11 +78,7 @@ impl TemplateTokens {
     pub fn from_tokenizer_config(bytes: &[u8]) -> Result<Self> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| Error::config("tokenizer_config.json", e))?;
-        let token = |key: &str| match value.get(key) {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
-            _ => None,
-        };
+        let token = |key: &str| crate::tokenizer::special_token(&value, key);
         Ok(TemplateTokens {
             bos_token: token("bos_token"),
             eos_token: token("eos_token"),

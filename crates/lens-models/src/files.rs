@@ -30,6 +30,41 @@ pub(crate) fn read_optional(dir: &std::path::Path, name: &str) -> Result<Option<
     dir.join(name).is_file().then(|| read_file(dir, name)).transpose()
 }
 
+/// The safetensors weights of a model directory, `(file name, bytes)`: `model.safetensors`, or the shards
+/// `model.safetensors.index.json` names. Refuses a path that is not a directory, or one without either.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_safetensors(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+        });
+    }
+    let read = |name: &str| read_file(dir, name);
+    if dir.join("model.safetensors").is_file() {
+        return Ok(vec![("model.safetensors".to_string(), read("model.safetensors")?)]);
+    }
+    if !dir.join("model.safetensors.index.json").is_file() {
+        return Err(Error::Io {
+            path: dir.join("model.safetensors").display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)",
+            ),
+        });
+    }
+    let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
+        .map_err(|e| Error::config("model.safetensors.index.json", e))?;
+    let map = index
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::config("model.safetensors.index.json", "no `weight_map` object"))?;
+    let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect()
+}
+
 /// `config.json`, the safetensors weights, the tokenizer and the image processor's settings.
 #[derive(Debug, Default, Clone)]
 pub struct CheckpointFiles {
@@ -49,35 +84,8 @@ pub struct CheckpointFiles {
 impl CheckpointFiles {
     /// Read the files of a model directory.
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
+        let weights = read_safetensors(dir)?;
         let read = |name: &str| read_file(dir, name);
-        if !dir.is_dir() {
-            return Err(Error::Io {
-                path: dir.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-            });
-        }
-        let weights = if dir.join("model.safetensors").is_file() {
-            vec![("model.safetensors".to_string(), read("model.safetensors")?)]
-        } else if dir.join("model.safetensors.index.json").is_file() {
-            let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
-                .map_err(|e| Error::config("model.safetensors.index.json", e))?;
-            let map = index
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| Error::config("model.safetensors.index.json", "no `weight_map` object"))?;
-            let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
-            shards.sort_unstable();
-            shards.dedup();
-            shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect::<Result<_>>()?
-        } else {
-            return Err(Error::Io {
-                path: dir.join("model.safetensors").display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)",
-                ),
-            });
-        };
         Ok(CheckpointFiles {
             config: read("config.json")?,
             weights,

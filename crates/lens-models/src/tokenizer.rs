@@ -198,13 +198,19 @@ fn new_suffix<'t>(before: &str, now: &'t str) -> &'t str {
     &now[at..]
 }
 
-/// `pad_token` of a `tokenizer_config.json`: a string, or an `AddedToken` object with `content`.
+/// `pad_token` of a `tokenizer_config.json`.
 fn pad_token_of(tokenizer_config_json: &[u8]) -> Result<Option<String>> {
     let value: serde_json::Value =
         serde_json::from_slice(tokenizer_config_json).map_err(|e| Error::config("tokenizer_config.json", e))?;
-    Ok(match value.get("pad_token") {
+    Ok(special_token(&value, "pad_token"))
+}
+
+/// A special token named in a `tokenizer_config.json` (`pad_token`, `bos_token`, ...): a string, or an
+/// `AddedToken` object with `content`.
+pub(crate) fn special_token(tokenizer_config: &serde_json::Value, key: &str) -> Option<String> {
+    match tokenizer_config.get(key) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
         _ => None,
-    })
+    }
 }

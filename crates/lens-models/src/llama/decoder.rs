@@ -35,6 +35,17 @@ pub struct LlamaSpecialTokens {
 }
 
 impl LlamaSpecialTokens {
+    /// The EOS ids, each once, in their order (the first is the one the search stops on).
+    pub fn unique_eos(&self) -> Vec<u32> {
+        let mut eos: Vec<u32> = Vec::with_capacity(self.eos.len());
+        for &id in &self.eos {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
+        }
+        eos
+    }
+
     /// The padding id `generate()` uses: `pad`, else the first EOS id, else 0 (never written then).
     pub fn pad_id(&self) -> u32 {
         self.pad.or(self.eos.first().copied()).unwrap_or(0)
@@ -179,12 +190,7 @@ impl<B: Backend> LlamaForCausalLM<B> {
         if prompts.is_empty() || prompt_len == 0 || prompts.iter().any(|p| p.len() != prompt_len) {
             return Err(Error::invalid_input("prompts must be non-empty and of equal length"));
         }
-        let mut eos: Vec<u32> = Vec::with_capacity(special.eos.len());
-        for &id in &special.eos {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
-        }
+        let eos = special.unique_eos();
         if config.num_beams > 1 && eos.len() > 1 {
             return Err(Error::invalid_input(format!(
                 "beam search stops on one end-of-sequence id; this model has {} ({eos:?})",
@@ -235,19 +241,9 @@ impl<B: Backend> LlamaForCausalLM<B> {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Vec<u32>> {
+        // Before the cache is sized by it; beams and empty prompts are refused by the shared search.
         config.validate()?;
-        if config.num_beams > 1 {
-            return Err(Error::invalid_input("beam search cannot stream tokens: use num_beams = 1"));
-        }
-        if prompt.is_empty() {
-            return Err(Error::invalid_input("the prompt has no tokens"));
-        }
-        let mut eos: Vec<u32> = Vec::with_capacity(special.eos.len());
-        for &id in &special.eos {
-            if !eos.contains(&id) {
-                eos.push(id);
-            }
-        }
+        let eos = special.unique_eos();
         let mut decoder = LlamaDecoder::new(self, 1, prompt.len() + config.max_new_tokens, &eos, config.min_new_tokens);
         let search_tokens = SpecialTokens { eos: decoder.eos, pad: special.pad_id() };
         let mut generated = Vec::with_capacity(config.max_new_tokens);

@@ -134,7 +134,7 @@ impl<B: Backend> LlamaPipeline<B> {
     /// The ids `generate()` returns for a tokenized prompt: the prompt, then the generated ids (see
     /// [`LlamaForCausalLM::generate`]). Refuses a prompt that, with `max_new_tokens`, does not fit the context.
     pub fn generate_ids(&self, prompt: &[u32], config: &GenerationConfig) -> Result<Vec<u32>> {
-        self.check_fits(prompt, config)?;
+        check_fits(prompt.len(), config, self.context_length())?;
         let mut out = self.model.generate(&[prompt.to_vec()], &self.special, config)?;
         Ok(out.remove(0))
     }
@@ -143,16 +143,7 @@ impl<B: Backend> LlamaPipeline<B> {
     pub fn generate(&self, prompt: &str, config: &GenerationConfig) -> Result<Completion> {
         let prompt_ids = self.encode(prompt)?;
         let ids = self.generate_ids(&prompt_ids, config)?;
-        let mut token_ids = ids[prompt_ids.len()..].to_vec();
-        let finish_reason = match token_ids.iter().position(|t| self.special.eos.contains(t)) {
-            Some(end) => {
-                token_ids.truncate(end + 1);
-                FinishReason::Stop
-            }
-            None => FinishReason::Length,
-        };
-        let text = self.tokenizer.decode(&token_ids, true)?;
-        Ok(Completion { text, token_ids, prompt_tokens: prompt_ids.len(), finish_reason })
+        completion(&self.tokenizer, &self.special, prompt_ids.len(), &ids)
     }
 }
 
@@ -181,7 +172,7 @@ impl<B: Backend> LlamaPipeline<B> {
         stop: &[String],
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion> {
-        self.check_fits(prompt, config)?;
+        check_fits(prompt.len(), config, self.context_length())?;
         let stops: Vec<String> = self.stop_strings.iter().chain(stop).cloned().collect();
         let mut stops = StopStrings::new(&stops)?;
         let mut text = String::new();
@@ -241,29 +232,6 @@ impl<B: Backend> LlamaPipeline<B> {
         };
         Ok(Completion { text, token_ids, prompt_tokens: prompt.len(), finish_reason })
     }
-
-    /// A prompt of `prompt` tokens with `max_new_tokens` after it must fit the context.
-    fn check_fits(&self, prompt: &[u32], config: &GenerationConfig) -> Result<()> {
-        config.validate()?;
-        let context = self.context_length();
-        if prompt.is_empty() {
-            return Err(Error::invalid_input("the prompt has no tokens"));
-        }
-        if prompt.len() > context {
-            return Err(Error::invalid_input(format!(
-                "prompt of {} tokens is longer than the model's context of {context} positions",
-                prompt.len()
-            )));
-        }
-        if prompt.len() + config.max_new_tokens > context {
-            return Err(Error::invalid_input(format!(
-                "prompt of {} tokens plus {} new tokens exceeds the model's context of {context} positions",
-                prompt.len(),
-                config.max_new_tokens
-            )));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -279,36 +247,9 @@ impl LlamaFiles {
     /// Read `config.json`, `model.safetensors` (or `model.safetensors.index.json` and its shards),
     /// `tokenizer.json` and, when present, `tokenizer_config.json` and `generation_config.json`.
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
-        use crate::files::{read_file, read_optional};
-        if !dir.is_dir() {
-            return Err(Error::Io {
-                path: dir.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-            });
-        }
+        use crate::files::{read_file, read_optional, read_safetensors};
+        let weights = read_safetensors(dir)?;
         let read = |name: &str| read_file(dir, name);
-        let weights = if dir.join("model.safetensors").is_file() {
-            vec![("model.safetensors".to_string(), read("model.safetensors")?)]
-        } else if dir.join("model.safetensors.index.json").is_file() {
-            let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
-                .map_err(|e| Error::config("model.safetensors.index.json", e))?;
-            let map = index
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| Error::config("model.safetensors.index.json", "no `weight_map` object"))?;
-            let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
-            shards.sort_unstable();
-            shards.dedup();
-            shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect::<Result<_>>()?
-        } else {
-            return Err(Error::Io {
-                path: dir.join("model.safetensors").display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)",
-                ),
-            });
-        };
         Ok(LlamaFiles {
             config: read("config.json")?,
             weights,
@@ -322,20 +263,32 @@ impl LlamaFiles {
 
 /// BOS, EOS and padding ids: `generation_config.json`'s where it names them, else `config.json`'s.
 fn special_tokens(config: &LlamaConfig, generation_config: Option<&[u8]>) -> Result<(LlamaSpecialTokens, Vec<String>)> {
+    let defaults =
+        LlamaSpecialTokens { bos: config.bos_token_id, eos: config.eos_token_id.clone(), pad: config.pad_token_id };
+    special_tokens_over(defaults, config.vocab_size, generation_config)
+}
+
+/// `generation_config.json`'s BOS, EOS and padding ids over `defaults` (what the model's config says), each
+/// checked against the vocabulary, and its stop strings.
+pub(crate) fn special_tokens_over(
+    defaults: LlamaSpecialTokens,
+    vocab_size: usize,
+    generation_config: Option<&[u8]>,
+) -> Result<(LlamaSpecialTokens, Vec<String>)> {
     let raw: RawGenerationConfig = match generation_config {
         Some(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::config("generation_config.json", e))?,
         None => RawGenerationConfig::default(),
     };
     let special = LlamaSpecialTokens {
-        bos: raw.bos_token_id.or(config.bos_token_id),
-        eos: raw.eos_token_id.map(|ids| ids.0).unwrap_or_else(|| config.eos_token_id.clone()),
-        pad: raw.pad_token_id.or(config.pad_token_id),
+        bos: raw.bos_token_id.or(defaults.bos),
+        eos: raw.eos_token_id.map(|ids| ids.0).unwrap_or(defaults.eos),
+        pad: raw.pad_token_id.or(defaults.pad),
     };
     let ids = special.bos.iter().chain(&special.eos).chain(special.pad.iter());
-    if let Some(&bad) = ids.into_iter().find(|&&id| id as usize >= config.vocab_size) {
+    if let Some(&bad) = ids.into_iter().find(|&&id| id as usize >= vocab_size) {
         return Err(Error::config(
             "generation_config.json",
-            format!("token id {bad} is outside the vocabulary of {}", config.vocab_size),
+            format!("token id {bad} is outside the vocabulary of {vocab_size}"),
         ));
     }
     let stop_strings = match raw.stop_strings {
@@ -344,4 +297,44 @@ fn special_tokens(config: &LlamaConfig, generation_config: Option<&[u8]>) -> Res
         Some(OneOrMany::Many(v)) => v,
     };
     Ok((special, stop_strings))
+}
+
+/// The completion in `ids` (the prompt's `prompt_len` ids, then the generated ones): the generated ids up to
+/// and with the first EOS id, and their text.
+pub(crate) fn completion(
+    tokenizer: &HfTokenizer,
+    special: &LlamaSpecialTokens,
+    prompt_len: usize,
+    ids: &[u32],
+) -> Result<Completion> {
+    let mut token_ids = ids[prompt_len..].to_vec();
+    let finish_reason = match token_ids.iter().position(|t| special.eos.contains(t)) {
+        Some(end) => {
+            token_ids.truncate(end + 1);
+            FinishReason::Stop
+        }
+        None => FinishReason::Length,
+    };
+    let text = tokenizer.decode(&token_ids, true)?;
+    Ok(Completion { text, token_ids, prompt_tokens: prompt_len, finish_reason })
+}
+
+/// A prompt of `prompt_len` tokens with `max_new_tokens` after it must fit a context of `context` positions.
+pub(crate) fn check_fits(prompt_len: usize, config: &GenerationConfig, context: usize) -> Result<()> {
+    config.validate()?;
+    if prompt_len == 0 {
+        return Err(Error::invalid_input("the prompt has no tokens"));
+    }
+    if prompt_len > context {
+        return Err(Error::invalid_input(format!(
+            "prompt of {prompt_len} tokens is longer than the model's context of {context} positions"
+        )));
+    }
+    if prompt_len + config.max_new_tokens > context {
+        return Err(Error::invalid_input(format!(
+            "prompt of {prompt_len} tokens plus {} new tokens exceeds the model's context of {context} positions",
+            config.max_new_tokens
+        )));
+    }
+    Ok(())
 }
