@@ -6,6 +6,8 @@
 //!   [`blip::BlipPipeline`].
 //! - [`llama`]: the LLaMA 2/3 decoder (GQA, `llama3` RoPE scaling, preallocated KV cache) and
 //!   [`llama::LlamaPipeline`], text in, text out.
+//! - [`llava`]: LLaVA-1.5, the CLIP vision tower and a projector feeding the LLaMA decoder, and
+//!   [`llava::LlavaPipeline`], prompt and images in, text out.
 //! - [`chat_template`]: a checkpoint's Jinja chat template rendered as transformers renders it.
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
 //! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
@@ -26,6 +28,7 @@ pub mod gguf;
 pub mod identity;
 pub mod int8;
 pub mod llama;
+pub mod llava;
 pub mod nn;
 pub mod tokenizer;
 pub mod weights;
