@@ -11,11 +11,11 @@ use lens_core::image::RgbImage;
 use super::config::LlavaConfig;
 use super::model::LlavaForConditionalGeneration;
 use super::processor::LlavaProcessor;
+use crate::Result;
 use crate::generation::GenerationConfig;
 use crate::llama::pipeline::{check_fits, completion, special_tokens_over};
 use crate::llama::{Completion, LlamaSpecialTokens};
 use crate::weights::Weights;
-use crate::Result;
 
 /// The files of a LLaVA checkpoint.
 #[derive(Debug, Default, Clone)]

@@ -38,6 +38,7 @@
 //! - `tokenizer.chat_template`, when present, is the pipeline's chat template (with the BOS / EOS / UNK / padding
 //!   tokens the metadata names), as transformers puts it in the tokenizer's config.
 
+mod metadata;
 pub mod tokenizer;
 pub mod weights;
 
@@ -51,46 +52,11 @@ use super::decoder::LlamaSpecialTokens;
 use super::model::LlamaForCausalLM;
 use super::pipeline::LlamaPipeline;
 use crate::chat_template::{ChatTemplate, TemplateTokens};
-use crate::gguf::{self, Gguf, Metadata};
+use crate::gguf::{Gguf, Metadata};
 use crate::nn::Activation;
 use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES};
 use crate::{Error, Result};
-
-/// What errors about the file's metadata are reported against.
-const FILE: &str = "GGUF metadata";
-
-pub(crate) fn metadata_error(message: impl std::fmt::Display) -> Error {
-    Error::config(FILE, message)
-}
-
-/// A GGUF reader error as this crate's: a missing tensor and an unsupported type keep their own variants.
-pub(crate) fn gguf_error(err: gguf::Error) -> Error {
-    match err {
-        gguf::Error::MissingTensor { name } => Error::MissingTensor { name },
-        gguf::Error::UnsupportedType { tensor, ggml_type } => Error::UnsupportedDtype {
-            name: tensor,
-            dtype: format!("{} (GGUF; Lens dequantizes F32, F16, BF16, Q8_0, Q4_K, Q5_K and Q6_K)", ggml_type.name()),
-        },
-        other => Error::config("GGUF file", other),
-    }
-}
-
-fn uint(md: &Metadata, key: &str) -> Result<Option<usize>> {
-    Ok(tokenizer::metadata_uint(md, key)?.map(|v| v as usize))
-}
-
-fn required(md: &Metadata, key: &str) -> Result<usize> {
-    uint(md, key)?.ok_or_else(|| metadata_error(format!("no `{key}`")))
-}
-
-fn float(md: &Metadata, key: &str) -> Result<Option<f64>> {
-    match md.get(key) {
-        None => Ok(None),
-        Some(gguf::Value::F32(v)) => Ok(Some(*v as f64)),
-        Some(gguf::Value::F64(v)) => Ok(Some(*v)),
-        Some(other) => Err(metadata_error(format!("`{key}` is {}, expected a float", other.describe()))),
-    }
-}
+use metadata::{float, gguf_error, metadata_error, required, uint};
 
 impl LlamaConfig {
     /// The configuration of a LLaMA GGUF file (see the module docs for every key and default).

@@ -27,8 +27,10 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value, json};
 use tokenizers::Tokenizer;
 
-use crate::gguf::{self, Metadata};
+use crate::gguf::Metadata;
 use crate::{Error, Result};
+
+use super::metadata::{flag, gguf_error, integer, metadata_error};
 
 /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 const CONTROL: i32 = 3;
@@ -76,48 +78,15 @@ pub struct GgufSpecialIds {
     pub eom: Option<u32>,
 }
 
-/// An integer metadata value of any integer type; `None` when the key is absent.
-pub(super) fn metadata_uint(md: &Metadata, key: &str) -> Result<Option<u64>> {
-    use gguf::Value as V;
-    let value = match md.get(key) {
-        None => return Ok(None),
-        Some(v) => v,
-    };
-    let n: Option<u64> = match value {
-        V::U8(v) => Some(*v as u64),
-        V::U16(v) => Some(*v as u64),
-        V::U32(v) => Some(*v as u64),
-        V::U64(v) => Some(*v),
-        V::I8(v) => u64::try_from(*v).ok(),
-        V::I16(v) => u64::try_from(*v).ok(),
-        V::I32(v) => u64::try_from(*v).ok(),
-        V::I64(v) => u64::try_from(*v).ok(),
-        other => {
-            return Err(super::metadata_error(format!("`{key}` is {}, expected an integer", other.describe())));
-        }
-    };
-    n.map(Some).ok_or_else(|| super::metadata_error(format!("`{key}` is negative")))
-}
-
-fn metadata_bool(md: &Metadata, key: &str) -> Result<Option<bool>> {
-    match md.get(key) {
-        None => Ok(None),
-        Some(gguf::Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(super::metadata_error(format!("`{key}` is {}, expected bool", other.describe()))),
-    }
-}
-
 impl GgufSpecialIds {
     /// `tokenizer.ggml.{bos,eos,unknown,padding,eot,eom}_token_id`, each checked against the vocabulary size.
     pub fn from_metadata(md: &Metadata, vocab_size: usize) -> Result<Self> {
         let id = |name: &str| -> Result<Option<u32>> {
             let key = format!("tokenizer.ggml.{name}_token_id");
-            match metadata_uint(md, &key)? {
+            match integer(md, &key)? {
                 None => Ok(None),
                 Some(id) if (id as usize) < vocab_size => Ok(Some(id as u32)),
-                Some(id) => {
-                    Err(super::metadata_error(format!("`{key}` {id} is outside the vocabulary of {vocab_size}")))
-                }
+                Some(id) => Err(metadata_error(format!("`{key}` {id} is outside the vocabulary of {vocab_size}"))),
             }
         };
         Ok(GgufSpecialIds {
@@ -192,14 +161,14 @@ fn generate_merges(tokens: &[String], scores: Option<&[f32]>) -> Vec<(String, St
 
 /// The `tokenizer.json` transformers' backend tokenizer serialises to, for this metadata.
 fn tokenizer_json(md: &Metadata, special: &GgufSpecialIds) -> Result<Value> {
-    let model = md.get_str("tokenizer.ggml.model").map_err(super::gguf_error)?;
-    let tokens = md.get_str_array("tokenizer.ggml.tokens").map_err(super::gguf_error)?;
+    let model = md.get_str("tokenizer.ggml.model").map_err(gguf_error)?;
+    let tokens = md.get_str_array("tokenizer.ggml.tokens").map_err(gguf_error)?;
     if tokens.is_empty() {
         return Err(tokenizer_error("`tokenizer.ggml.tokens` is empty"));
     }
     let token_types: Option<&[i32]> = match md.get("tokenizer.ggml.token_type") {
         None => None,
-        Some(_) => Some(md.get_i32_array("tokenizer.ggml.token_type").map_err(super::gguf_error)?),
+        Some(_) => Some(md.get_i32_array("tokenizer.ggml.token_type").map_err(gguf_error)?),
     };
     if let Some(types) = token_types
         && types.len() != tokens.len()
@@ -208,7 +177,7 @@ fn tokenizer_json(md: &Metadata, special: &GgufSpecialIds) -> Result<Value> {
     }
     let scores: Option<&[f32]> = match md.get("tokenizer.ggml.scores") {
         None => None,
-        Some(_) => Some(md.get_f32_array("tokenizer.ggml.scores").map_err(super::gguf_error)?),
+        Some(_) => Some(md.get_f32_array("tokenizer.ggml.scores").map_err(gguf_error)?),
     };
     if let Some(s) = scores
         && s.len() != tokens.len()
@@ -246,7 +215,7 @@ fn tokenizer_json(md: &Metadata, special: &GgufSpecialIds) -> Result<Value> {
     let merges: Vec<(String, String)> = match md.get("tokenizer.ggml.merges") {
         Some(_) => md
             .get_str_array("tokenizer.ggml.merges")
-            .map_err(super::gguf_error)?
+            .map_err(gguf_error)?
             .iter()
             .map(|m| {
                 let mut parts = m.split(' ');
@@ -291,8 +260,8 @@ fn tokenizer_json(md: &Metadata, special: &GgufSpecialIds) -> Result<Value> {
     added.sort_by_key(|t| t["id"].as_u64());
 
     // BOS / EOS around each sequence (`update_post_processor`).
-    let add_bos = metadata_bool(md, "tokenizer.ggml.add_bos_token")?.unwrap_or(!byte_level) && special.bos.is_some();
-    let add_eos = metadata_bool(md, "tokenizer.ggml.add_eos_token")?.unwrap_or(false) && special.eos.is_some();
+    let add_bos = flag(md, "tokenizer.ggml.add_bos_token")?.unwrap_or(!byte_level) && special.bos.is_some();
+    let add_eos = flag(md, "tokenizer.ggml.add_eos_token")?.unwrap_or(false) && special.eos.is_some();
     let piece = |id: Option<u32>, type_id: u32| -> Value {
         json!({"SpecialToken": {"id": &spelled[id.expect("checked") as usize], "type_id": type_id}})
     };
@@ -360,7 +329,7 @@ fn tokenizer_json(md: &Metadata, special: &GgufSpecialIds) -> Result<Value> {
 
 /// The tokenizer of a LLaMA GGUF file's metadata (see the module docs), and the special ids it names.
 pub fn tokenizer_from_metadata(md: &Metadata) -> Result<(Tokenizer, GgufSpecialIds)> {
-    let n_tokens = md.get_array("tokenizer.ggml.tokens").map_err(super::gguf_error)?.len();
+    let n_tokens = md.get_array("tokenizer.ggml.tokens").map_err(gguf_error)?.len();
     let special = GgufSpecialIds::from_metadata(md, n_tokens)?;
     let json = tokenizer_json(md, &special)?;
     let text = serde_json::to_string(&json).map_err(|e| tokenizer_error(e.to_string()))?;

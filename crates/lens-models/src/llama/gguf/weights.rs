@@ -13,7 +13,7 @@ use crate::llama::LlamaConfig;
 use crate::weights::{TensorSource, VarBuilder};
 use crate::{Error, Result};
 
-use super::gguf_error;
+use super::metadata::gguf_error;
 
 /// The GGUF name of a tensor the LLaMA loader asks for by its HF name (`model.layers.3.mlp.up_proj.weight` →
 /// `blk.3.ffn_up.weight`); `None` for a name LLaMA GGUF files have no place for.
