@@ -194,3 +194,148 @@ fn gguf_files_generate_as_loaded_in_process() {
     assert_eq!(out["text"], expected.text.as_str());
     assert_eq!(out["prompt_tokens"], expected.prompt_tokens);
 }
+
+/// The tiny LLaVA checkpoint `llava-tiny/default-old` as a model directory, with its tokenizer assembled as the
+/// LLaVA tests assemble it (llama-tiny's `tokenizer.json` plus LLaVA's added tokens) and its chat template.
+fn llava_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: PathBuf, name: &str| std::fs::copy(from, dir.path().join(name)).unwrap();
+    for name in ["config.json", "model.safetensors", "processor_config.json", "preprocessor_config.json"] {
+        copy(fixture("llava-tiny/default-old").join(name), name);
+    }
+    for name in ["tokenizer_config.json", "chat_template.jinja"] {
+        copy(fixture("llava-tiny").join(name), name);
+    }
+    let mut tokenizer: Value =
+        serde_json::from_slice(&std::fs::read(fixture("llama-tiny/tokenizer.json")).unwrap()).unwrap();
+    let added: Value =
+        serde_json::from_slice(&std::fs::read(fixture("llava-tiny/added_tokens.json")).unwrap()).unwrap();
+    tokenizer["added_tokens"].as_array_mut().unwrap().extend(added.as_array().unwrap().iter().cloned());
+    std::fs::write(dir.path().join("tokenizer.json"), serde_json::to_vec(&tokenizer).unwrap()).unwrap();
+    dir
+}
+
+fn llava_reference() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture("llava-tiny/default-old/reference.json")).unwrap()).unwrap()
+}
+
+fn photo(name: &str) -> String {
+    fixture("images").join(name).display().to_string()
+}
+
+/// `lens generate --image` on `device`: the reference's greedy cases (prompt rendered from the chat template,
+/// images first) give transformers' ids, up to where our run (without `min_new_tokens`) may end at EOS.
+fn llava_matches_reference(device: &str) {
+    let dir = llava_dir();
+    let model = dir.path().display().to_string();
+    let meta = llava_reference();
+    let mut answers = Vec::new();
+    for (case, images, prompt) in [
+        ("coffee_greedy_24", vec!["coffee.jpg"], "What is shown in this image?"),
+        ("rocket_greedy_24", vec!["rocket.jpg"], "What is shown in this image?"),
+        ("two_images_greedy_24", vec!["coffee.jpg", "rocket.jpg"], "What differs between these two pictures?"),
+    ] {
+        let case = &meta["generation"][case];
+        let mut args = vec!["generate", "--model", &model, "--device", device, "--prompt", prompt];
+        let photos: Vec<String> = images.iter().map(|n| photo(n)).collect();
+        for p in &photos {
+            args.extend(["--image", p.as_str()]);
+        }
+        args.extend(["--max-new-tokens", "24"]);
+        let out = json(&lens(&[&args[..], &["--json"]].concat()));
+        let prompt_ids = ids(&case["input_ids"]);
+        assert_eq!(out["prompt_tokens"], prompt_ids.len(), "{case}");
+        let generated = ids(&out["token_ids"]);
+        let expected = &ids(&case["output_ids"])[prompt_ids.len()..];
+        let eos = ids(&case["eos_token_ids"]);
+        let same = generated.len() == 24 || eos.contains(generated.last().unwrap());
+        let n = generated.len() - usize::from(generated.len() < 24);
+        assert!(same && generated[..n] == expected[..n], "{case}: {generated:?} vs {expected:?}");
+        assert!(n >= 20, "{case}: only {n} tokens compared");
+        answers.push(generated);
+        if device == "cpu" && images.len() == 1 {
+            let streamed = lens(&args);
+            assert!(streamed.status.success(), "{}", String::from_utf8_lossy(&streamed.stderr));
+            assert_eq!(String::from_utf8(streamed.stdout).unwrap(), format!("{}\n", out["text"].as_str().unwrap()));
+        }
+    }
+    assert_ne!(answers[0], answers[1], "two photos, one question: the image decides the answer");
+}
+
+#[test]
+fn images_go_through_the_chat_template_to_the_reference_ids() {
+    llava_matches_reference("cpu");
+}
+
+#[test]
+fn a_system_turn_and_a_raw_prompt_reach_llava_as_the_processor_encodes_them() {
+    let dir = llava_dir();
+    let model = dir.path().display().to_string();
+    let meta = llava_reference();
+    let system = &meta["prompts"]["system"];
+    let out = json(&lens(&[
+        "generate",
+        "--model",
+        &model,
+        "--system",
+        "You are a helpful assistant that describes photos.",
+        "--image",
+        &photo("astronaut.png"),
+        "--prompt",
+        "Who is in this picture?",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]));
+    assert_eq!(out["prompt_tokens"], ids(&system["input_ids"]).len());
+    let raw = &meta["prompts"]["raw_inline"];
+    let out = json(&lens(&[
+        "generate",
+        "--model",
+        &model,
+        "--raw",
+        "--image",
+        &photo("astronaut.png"),
+        "--prompt",
+        raw["text"].as_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]));
+    assert_eq!(out["prompt_tokens"], ids(&raw["input_ids"]).len());
+}
+
+#[test]
+fn bad_image_requests_are_one_line_errors() {
+    let dir = llava_dir();
+    let llava = dir.path().display().to_string();
+    let llama = fixture("llama-tiny").display().to_string();
+    let coffee = photo("coffee.jpg");
+    let many: Vec<&str> = std::iter::repeat_n(["--image", coffee.as_str()], 17).flatten().collect();
+    for (args, needle) in [
+        (vec!["--model", &llama, "--image", &coffee, "--raw", "--prompt", "Hi"], "--image needs a LLaVA"),
+        (vec!["--model", &llava, "--image", &photo("corrupt_truncated.jpg"), "--prompt", "Hi"], "cannot decode"),
+        (vec!["--model", &llava, "--image", &photo("not_an_image.jpg"), "--prompt", "Hi"], "cannot decode"),
+        (vec!["--model", &llava, "--image", "/nonexistent.png", "--prompt", "Hi"], "nonexistent.png"),
+        (vec!["--model", &llava, "--image", &coffee, "--raw", "--prompt", "no placeholder"], "Found total 0"),
+        (vec!["--model", &llava, "--raw", "--prompt", "<image> without one"], "no images were passed"),
+        ([&["--model", llava.as_str(), "--prompt", "Hi"][..], &many].concat(), "at most 16"),
+    ] {
+        let out = lens(&[&["generate", "--max-new-tokens", "4"][..], &args].concat());
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle) && stderr.trim().lines().count() == 1, "{args:?}: {stderr}");
+    }
+}
+
+/// LLaMA and LLaVA on burn-wgpu (Mesa's lavapipe without a GPU) give the reference's greedy ids.
+#[cfg(feature = "wgpu")]
+#[test]
+fn llama_and_llava_on_wgpu_give_the_reference_ids() {
+    let (prompt, expected, _) = capital_case();
+    let model = fixture("llama-tiny").display().to_string();
+    let args = ["generate", "--model", &model, "--device", "wgpu", "--raw", "--prompt", &prompt];
+    let out = json(&lens(&[&args[..], &["--max-new-tokens", "30", "--json"]].concat()));
+    assert_eq!(ids(&out["token_ids"]), expected);
+    llava_matches_reference("wgpu");
+}

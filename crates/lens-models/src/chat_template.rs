@@ -158,6 +158,11 @@ impl ChatTemplate {
         source.map(|s| ChatTemplate::new(&s, tokens)).transpose()
     }
 
+    /// The special tokens the template is rendered with (`bos_token`, ...).
+    pub fn tokens(&self) -> &TemplateTokens {
+        &self.tokens
+    }
+
     /// Render `messages`; with `add_generation_prompt`, the text that opens the assistant's reply follows.
     /// `raise_exception` in the template and rendering errors come back as [`Error::InvalidInput`] (the
     /// conversation is what the template refused).

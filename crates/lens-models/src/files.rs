@@ -30,19 +30,25 @@ pub(crate) fn read_optional(dir: &std::path::Path, name: &str) -> Result<Option<
     dir.join(name).is_file().then(|| read_file(dir, name)).transpose()
 }
 
-/// The safetensors weights of a model directory, `(file name, bytes)`: `model.safetensors`, or the shards
+/// Refuses a path that is not a directory.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn check_model_dir(dir: &std::path::Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+    })
+}
+
+/// The safetensors files of a model directory, `(file name, path)`: `model.safetensors`, or the shards
 /// `model.safetensors.index.json` names. Refuses a path that is not a directory, or one without either.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn read_safetensors(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
-    if !dir.is_dir() {
-        return Err(Error::Io {
-            path: dir.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-        });
-    }
-    let read = |name: &str| read_file(dir, name);
+fn safetensors_files(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+    check_model_dir(dir)?;
     if dir.join("model.safetensors").is_file() {
-        return Ok(vec![("model.safetensors".to_string(), read("model.safetensors")?)]);
+        return Ok(vec![("model.safetensors".to_string(), dir.join("model.safetensors"))]);
     }
     if !dir.join("model.safetensors.index.json").is_file() {
         return Err(Error::Io {
@@ -53,7 +59,7 @@ pub(crate) fn read_safetensors(dir: &std::path::Path) -> Result<Vec<(String, Vec
             ),
         });
     }
-    let index: serde_json::Value = serde_json::from_slice(&read("model.safetensors.index.json")?)
+    let index: serde_json::Value = serde_json::from_slice(&read_file(dir, "model.safetensors.index.json")?)
         .map_err(|e| Error::config("model.safetensors.index.json", e))?;
     let map = index
         .get("weight_map")
@@ -62,7 +68,29 @@ pub(crate) fn read_safetensors(dir: &std::path::Path) -> Result<Vec<(String, Vec
     let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
     shards.sort_unstable();
     shards.dedup();
-    shards.into_iter().map(|s| Ok((s.to_string(), read(s)?))).collect()
+    for shard in &shards {
+        // A shard is a file of this directory, never a path out of it.
+        if shard.contains(['/', '\\']) || *shard == ".." {
+            return Err(Error::config("model.safetensors.index.json", format!("shard `{shard}` is not a file name")));
+        }
+    }
+    Ok(shards.into_iter().map(|s| (s.to_string(), dir.join(s))).collect())
+}
+
+/// The safetensors weights of a model directory as bytes, `(file name, bytes)` (see [`safetensors_files`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_safetensors(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    safetensors_files(dir)?.into_iter().map(|(name, _)| Ok((name.clone(), read_file(dir, &name)?))).collect()
+}
+
+/// The safetensors weights of a model directory, indexed from their headers and read tensor by tensor as the
+/// model loads, so the checkpoint is not held in memory beside the model (see [`Weights::open_files`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_safetensors(dir: &std::path::Path) -> Result<crate::weights::Weights> {
+    #[cfg(unix)]
+    return crate::weights::Weights::open_files(&safetensors_files(dir)?);
+    #[cfg(not(unix))]
+    return crate::weights::Weights::from_buffers(read_safetensors(dir)?);
 }
 
 /// `config.json`, the safetensors weights, the tokenizer and the image processor's settings.

@@ -6,6 +6,7 @@
 //! (f16/bf16/f64 → f32) and every layout change (PyTorch `Linear` is `[out, in]`, burn's is
 //! `[in, out]`) happens here or in [`crate::nn`], nowhere else.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,43 +28,119 @@ struct Entry {
     end: usize,
 }
 
-/// An index over the tensors of one checkpoint (one or more safetensors buffers).
+/// Where one safetensors file's bytes are.
+#[derive(Debug)]
+enum Buffer {
+    /// In memory (the browser and the edge fetch checkpoints as bytes).
+    Bytes(Vec<u8>),
+    /// An open file, read one tensor at a time when a loader asks for it, so that loading a model directory
+    /// never holds the checkpoint in memory beside the model's own tensors.
+    #[cfg(unix)]
+    File { file: std::fs::File, name: String },
+}
+
+/// An index over the tensors of one checkpoint (one or more safetensors files, in memory or on disk).
 #[derive(Debug, Default)]
 pub struct Weights {
-    buffers: Vec<Vec<u8>>,
+    buffers: Vec<Buffer>,
     entries: HashMap<String, Entry>,
 }
+
+/// Longest safetensors header read from a file (the safetensors crate's own limit).
+#[cfg(unix)]
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 impl Weights {
     /// Index safetensors buffers; `names` label them in errors (file names, usually).
     pub fn from_buffers(buffers: Vec<(String, Vec<u8>)>) -> Result<Self> {
         let mut weights = Weights::default();
-        for (index, (name, bytes)) in buffers.into_iter().enumerate() {
+        for (name, bytes) in buffers {
             let (header_len, metadata) = SafeTensors::read_metadata(&bytes)
                 .map_err(|e| Error::Safetensors { file: Some(name.clone()), message: e.to_string() })?;
-            let data_start = 8 + header_len;
-            for (tensor, info) in metadata.tensors() {
-                let (start, end) = info.data_offsets;
-                if data_start + end > bytes.len() || start > end {
-                    return Err(Error::Safetensors {
-                        file: Some(name.clone()),
-                        message: format!("tensor `{tensor}` points outside the file"),
-                    });
-                }
-                weights.entries.insert(
-                    tensor,
-                    Entry {
-                        buffer: index,
-                        dtype: info.dtype,
-                        shape: info.shape.clone(),
-                        start: data_start + start,
-                        end: data_start + end,
-                    },
-                );
-            }
-            weights.buffers.push(bytes);
+            weights.index(&name, &metadata, 8 + header_len, bytes.len())?;
+            weights.buffers.push(Buffer::Bytes(bytes));
         }
         Ok(weights)
+    }
+
+    /// Index safetensors files on disk, `(name in errors, path)`, reading only their headers: each tensor is
+    /// read from its file when a loader asks for it (peak memory at load: the model plus one tensor).
+    #[cfg(unix)]
+    pub fn open_files(files: &[(String, std::path::PathBuf)]) -> Result<Self> {
+        use std::os::unix::fs::FileExt;
+        let mut weights = Weights::default();
+        for (name, path) in files {
+            let io = |source| Error::Io { path: path.display().to_string(), source };
+            let bad = |message: String| Error::Safetensors { file: Some(name.clone()), message };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let file_len = file.metadata().map_err(io)?.len();
+            let mut len = [0u8; 8];
+            file.read_exact_at(&mut len, 0).map_err(io)?;
+            let header_len = u64::from_le_bytes(len);
+            if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+                return Err(bad(format!("header of {header_len} bytes in a file of {file_len}")));
+            }
+            let mut header = vec![0u8; header_len as usize];
+            file.read_exact_at(&mut header, 8).map_err(io)?;
+            let metadata: safetensors::tensor::Metadata =
+                serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+            weights.index(name, &metadata, 8 + header_len as usize, file_len as usize)?;
+            weights.buffers.push(Buffer::File { file, name: name.clone() });
+        }
+        Ok(weights)
+    }
+
+    /// Add the tensors of the next buffer (`len` bytes, data from `data_start`), each checked to lie inside it
+    /// and to be as long as its shape and dtype say.
+    fn index(
+        &mut self,
+        name: &str,
+        metadata: &safetensors::tensor::Metadata,
+        data_start: usize,
+        len: usize,
+    ) -> Result<()> {
+        let buffer = self.buffers.len();
+        for (tensor, info) in metadata.tensors() {
+            let (start, end) = info.data_offsets;
+            let bytes = info.shape.iter().product::<usize>() * info.dtype.bitsize() / 8;
+            let problem = if data_start + end > len || start > end {
+                Some("points outside the file")
+            } else if end - start != bytes {
+                Some("holds fewer or more bytes than its shape and dtype take")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(Error::Safetensors {
+                    file: Some(name.to_string()),
+                    message: format!("tensor `{tensor}` {problem}"),
+                });
+            }
+            let entry = Entry {
+                buffer,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                start: data_start + start,
+                end: data_start + end,
+            };
+            self.entries.insert(tensor, entry);
+        }
+        Ok(())
+    }
+
+    /// The raw bytes of a tensor: borrowed from memory, or read from its file.
+    fn bytes(&self, entry: &Entry) -> Result<Cow<'_, [u8]>> {
+        match &self.buffers[entry.buffer] {
+            Buffer::Bytes(bytes) => Ok(Cow::Borrowed(&bytes[entry.start..entry.end])),
+            #[cfg(unix)]
+            Buffer::File { file, name } => {
+                use std::os::unix::fs::FileExt;
+                let mut bytes = vec![0u8; entry.end - entry.start];
+                file.read_exact_at(&mut bytes, entry.start as u64)
+                    .map_err(|source| Error::Io { path: name.clone(), source })?;
+                Ok(Cow::Owned(bytes))
+            }
+        }
     }
 
     /// Whether the checkpoint holds a tensor of this full name.
@@ -96,7 +173,7 @@ impl Weights {
                 found: entry.shape.clone(),
             });
         }
-        let bytes = &self.buffers[entry.buffer][entry.start..entry.end];
+        let bytes = self.bytes(entry)?;
         let values = match entry.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
@@ -114,7 +191,7 @@ impl Weights {
     /// The tensor's values as i64 (integer fixtures and buffers such as `position_ids`).
     pub fn i64_values(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
         let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string() })?;
-        let bytes = &self.buffers[entry.buffer][entry.start..entry.end];
+        let bytes = self.bytes(entry)?;
         let values = match entry.dtype {
             Dtype::I64 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8"))).collect(),
             Dtype::I32 => bytes.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().expect("4")) as i64).collect(),
@@ -342,4 +419,56 @@ pub fn random_values(seed: u64, name: &str, len: usize, std: f32) -> Vec<f32> {
             (unit * 2.0 - 1.0) * half_width
         })
         .collect()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn checkpoint() -> Vec<u8> {
+        let a: Vec<u8> = [1.5f32, -2.0, 3.25, 0.0, 7.0, -0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b: Vec<u8> =
+            [half::f16::from_f32(0.25), half::f16::from_f32(-4.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let views = [
+            ("a", safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 3], &a).unwrap()),
+            ("b", safetensors::tensor::TensorView::new(Dtype::F16, vec![2], &b).unwrap()),
+        ];
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    fn file_with(bytes: &[u8], name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("lens-weights-{}-{name}.safetensors", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_read_tensor_by_tensor_give_the_values_of_the_bytes() {
+        let bytes = checkpoint();
+        let path = file_with(&bytes, "whole");
+        let on_disk = Weights::open_files(&[("model.safetensors".into(), path.clone())]).unwrap();
+        let in_memory = Weights::from_buffers(vec![("model.safetensors".into(), bytes)]).unwrap();
+        for (name, shape) in [("a", vec![2, 3]), ("b", vec![2])] {
+            assert_eq!(on_disk.f32_values(name, &shape).unwrap(), in_memory.f32_values(name, &shape).unwrap());
+        }
+        assert_eq!(on_disk.f32_values("b", &[2]).unwrap(), vec![0.25, -4.0]);
+        assert_eq!(on_disk.names(), vec!["a", "b"]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn truncated_files_and_bad_headers_are_refused_at_open() {
+        let bytes = checkpoint();
+        for (name, broken) in [
+            ("truncated", bytes[..bytes.len() - 3].to_vec()),
+            ("header", [&u64::MAX.to_le_bytes()[..], &bytes[8..]].concat()),
+            ("json", [&bytes[..8], &vec![b'x'; bytes.len() - 8][..]].concat()),
+        ] {
+            let path = file_with(&broken, name);
+            let err = Weights::open_files(&[("model.safetensors".into(), path.clone())]).unwrap_err();
+            assert!(matches!(err, Error::Safetensors { .. }), "{name}: {err}");
+            assert!(err.to_string().contains("model.safetensors"), "{name}: {err}");
+            std::fs::remove_file(path).unwrap();
+        }
+    }
 }

@@ -22,10 +22,14 @@
 //!
 //! The same file runs natively (`cargo test`) and in wasm32 (`wasm-bindgen-test-runner`): fixtures are compiled in.
 
+use std::ops::ControlFlow;
+
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
 use lens_core::image::{DecodeLimits, RgbImage, decode_image};
+use lens_models::chat_template::ChatMessage;
 use lens_models::generation::GenerationConfig;
+use lens_models::llama::FinishReason;
 use lens_models::llava::{
     FeatureSelectStrategy, LlavaConfig, LlavaFiles, LlavaForConditionalGeneration, LlavaPipeline, LlavaTensorLayout,
 };
@@ -75,6 +79,9 @@ fn default_old() -> Fixture {
             processor_config: Some(fixture!("llava-tiny/default-old/processor_config.json").to_vec()),
             preprocessor_config: Some(fixture!("llava-tiny/default-old/preprocessor_config.json").to_vec()),
             generation_config: None,
+            tokenizer_config: Some(fixture!("llava-tiny/tokenizer_config.json").to_vec()),
+            chat_template: Some(fixture!("llava-tiny/chat_template.jinja").to_vec()),
+            chat_template_json: None,
         },
         reference: Weights::from_buffers(vec![(
             "reference.safetensors".into(),
@@ -95,6 +102,9 @@ fn full_v5() -> Fixture {
             processor_config: Some(fixture!("llava-tiny/full-v5/processor_config.json").to_vec()),
             preprocessor_config: None,
             generation_config: None,
+            tokenizer_config: Some(fixture!("llava-tiny/tokenizer_config.json").to_vec()),
+            chat_template: Some(fixture!("llava-tiny/chat_template.jinja").to_vec()),
+            chat_template_json: None,
         },
         reference: Weights::from_buffers(vec![(
             "reference.safetensors".into(),
@@ -347,6 +357,70 @@ fn prompt_ids_match_the_llava_processor() {
         }
     }
     assert!(count >= 20, "{count} prompts");
+}
+
+#[test]
+fn conversations_render_to_the_processors_prompt_ids() {
+    let mut count = 0;
+    for f in fixtures() {
+        let pipeline = f.pipeline();
+        for (name, prompt) in f.meta["prompts"].as_object().unwrap() {
+            if prompt["messages"].is_null() {
+                continue;
+            }
+            let messages: Vec<ChatMessage> = serde_json::from_value(prompt["messages"].clone()).unwrap();
+            let images = names(&prompt["images"]).len();
+            let rendered = pipeline.chat_template.as_ref().unwrap().render(&messages, true).unwrap();
+            assert_eq!(rendered, prompt["text"].as_str().unwrap(), "{} {name}", f.name);
+            let ids = pipeline.encode_chat(&messages, images).unwrap();
+            assert_eq!(ids, self::ids(&prompt["input_ids"]), "{} {name}", f.name);
+            count += 1;
+        }
+        // An image part without its image is the processor's error, not a silent prompt.
+        let one_image = [ChatMessage::user_with_images(1, "What is this?")];
+        let err = pipeline.encode_chat(&one_image, 0).unwrap_err().to_string();
+        assert!(err.contains("no images were passed"), "{err}");
+    }
+    assert!(count >= 10, "{count} conversations");
+}
+
+#[test]
+fn streamed_generation_with_images_matches_reference() {
+    let f = default_old();
+    let pipeline = f.pipeline();
+    for name in ["coffee_greedy_24", "two_images_greedy_24"] {
+        let case = &f.meta["generation"][name];
+        let images: Vec<RgbImage> = names(&case["images"]).iter().map(|n| image(n)).collect();
+        let prompt = ids(&case["input_ids"]);
+        let expected = ids(&case["output_ids"]);
+        let config = generation_config(&case["generate_kwargs"]);
+        let mut pieces = Vec::new();
+        let streamed = pipeline
+            .generate_stream(&prompt, &images, &config, &[], &mut |piece| {
+                pieces.push(piece.to_string());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(streamed.token_ids, expected[prompt.len()..].to_vec(), "{name}");
+        assert!(pieces.len() > 1, "{name}: text came in {} piece(s)", pieces.len());
+        assert_eq!(pieces.concat(), streamed.text, "{name}");
+        let whole = pipeline.generate(case["text"].as_str().unwrap(), &images, &config).unwrap();
+        assert_eq!(streamed, whole, "{name}: streamed and whole completions");
+    }
+    // A stop string ends the text before it; cancelling ends generation at once.
+    let case = &f.meta["generation"]["coffee_greedy_24"];
+    let images = [image("coffee")];
+    let prompt = ids(&case["input_ids"]);
+    let config = generation_config(&case["generate_kwargs"]);
+    let whole = pipeline.generate_stream(&prompt, &images, &config, &[], &mut |_| ControlFlow::Continue(())).unwrap();
+    let stop: String = whole.text.chars().skip(3).take(2).collect();
+    let cut = pipeline.generate_stream(&prompt, &images, &config, &[stop.clone()], &mut |_| ControlFlow::Continue(()));
+    let cut = cut.unwrap();
+    assert_eq!(cut.finish_reason, FinishReason::Stop);
+    assert_eq!(cut.text, whole.text[..whole.text.find(&stop).unwrap()]);
+    let cancelled = pipeline.generate_stream(&prompt, &images, &config, &[], &mut |_| ControlFlow::Break(())).unwrap();
+    assert_eq!(cancelled.finish_reason, FinishReason::Cancelled);
+    assert!(cancelled.token_ids.len() < config.max_new_tokens);
 }
 
 /// `generate()` kwargs of a reference case as our config.

@@ -241,10 +241,29 @@ impl<B: Backend> LlamaForCausalLM<B> {
         config: &GenerationConfig,
         on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Vec<u32>> {
+        self.generate_stream_from_embeds(prompt, None, special, config, on_token)
+    }
+
+    /// [`Self::generate_stream`] with the prompt's input embeddings given (`[1, prompt_len, hidden]`, as
+    /// [`Self::generate_from_embeds`] takes them).
+    pub fn generate_stream_from_embeds(
+        &self,
+        prompt: &[u32],
+        prompt_embeds: Option<Tensor<B, 3>>,
+        special: &LlamaSpecialTokens,
+        config: &GenerationConfig,
+        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Vec<u32>> {
         // Before the cache is sized by it; beams and empty prompts are refused by the shared search.
         config.validate()?;
         let eos = special.unique_eos();
         let mut decoder = LlamaDecoder::new(self, 1, prompt.len() + config.max_new_tokens, &eos, config.min_new_tokens);
+        if let Some(embeds) = prompt_embeds {
+            if embeds.dims()[..2] != [1, prompt.len()] {
+                return Err(Error::invalid_input("prompt embeddings do not match the prompt"));
+            }
+            decoder = decoder.with_prefill_embeds(embeds);
+        }
         let search_tokens = SpecialTokens { eos: decoder.eos, pad: special.pad_id() };
         let mut generated = Vec::with_capacity(config.max_new_tokens);
         generation::generate_streaming(&mut decoder, &[prompt.to_vec()], search_tokens, config, &mut |tokens| {

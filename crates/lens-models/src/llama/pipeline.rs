@@ -108,7 +108,13 @@ pub struct LlamaPipeline<B: Backend> {
 
 impl<B: Backend> LlamaPipeline<B> {
     /// Build from checkpoint files (taken, so the weight bytes are not copied).
-    pub fn load(files: LlamaFiles, device: &B::Device) -> Result<Self> {
+    pub fn load(mut files: LlamaFiles, device: &B::Device) -> Result<Self> {
+        let weights = Weights::from_buffers(std::mem::take(&mut files.weights))?;
+        Self::load_with(files, &weights, device)
+    }
+
+    /// Build from the checkpoint's other files and its indexed weights.
+    fn load_with(files: LlamaFiles, weights: &Weights, device: &B::Device) -> Result<Self> {
         let config = LlamaConfig::from_json(&files.config)?;
         let (special, stop_strings) = special_tokens(&config, files.generation_config.as_deref())?;
         let chat_template =
@@ -116,7 +122,6 @@ impl<B: Backend> LlamaPipeline<B> {
         // Long enough never to cut a text within MAX_TEXT_BYTES (a token covers at least one byte; BOS and a
         // Metaspace prefix come on top): prompts longer than the context are refused, not truncated.
         let tokenizer = HfTokenizer::unpadded(&files.tokenizer, MAX_TEXT_BYTES + 16)?;
-        let weights = Weights::from_buffers(files.weights)?;
         let model = LlamaForCausalLM::load(&weights.builder::<B>(device), &config)?;
         Ok(LlamaPipeline { config, model, tokenizer, special, stop_strings, chat_template })
     }
@@ -174,86 +179,41 @@ impl<B: Backend> LlamaPipeline<B> {
     ) -> Result<Completion> {
         check_fits(prompt.len(), config, self.context_length())?;
         let stops: Vec<String> = self.stop_strings.iter().chain(stop).cloned().collect();
-        let mut stops = StopStrings::new(&stops)?;
-        let mut text = String::new();
-        let mut detokenizer = DecodeStream::new(&self.tokenizer, true);
-        let mut finish = None;
-        let mut failure = None;
-        let mut emit = |piece: &str, text: &mut String| -> ControlFlow<()> {
-            if piece.is_empty() {
-                return ControlFlow::Continue(());
-            }
-            text.push_str(piece);
-            on_text(piece)
-        };
-        let token_ids = self.model.generate_stream(prompt, &self.special, config, &mut |token| {
-            let piece = match detokenizer.push(token) {
-                Ok(piece) => piece.unwrap_or_default(),
-                Err(e) => {
-                    failure = Some(e);
-                    return ControlFlow::Break(());
-                }
-            };
-            match stops.push(&piece) {
-                Stop::Continue(done) => {
-                    if emit(&done, &mut text).is_break() {
-                        finish = Some(FinishReason::Cancelled);
-                        return ControlFlow::Break(());
-                    }
-                    ControlFlow::Continue(())
-                }
-                Stop::Found(done) => {
-                    finish = Some(FinishReason::Stop);
-                    let _ = emit(&done, &mut text);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let finish_reason = match finish {
-            Some(reason) => reason,
-            None => {
-                let mut rest = detokenizer.finish()?;
-                match stops.push(&rest) {
-                    Stop::Found(done) => {
-                        let _ = emit(&done, &mut text);
-                        FinishReason::Stop
-                    }
-                    Stop::Continue(done) => {
-                        rest = done + &stops.finish();
-                        let _ = emit(&rest, &mut text);
-                        let ended = token_ids.last().is_some_and(|t| self.special.eos.contains(t));
-                        if ended { FinishReason::Stop } else { FinishReason::Length }
-                    }
-                }
-            }
-        };
-        Ok(Completion { text, token_ids, prompt_tokens: prompt.len(), finish_reason })
+        stream_completion(&self.tokenizer, &self.special, &stops, prompt.len(), on_text, |on_token| {
+            self.model.generate_stream(prompt, &self.special, config, on_token)
+        })
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl<B: Backend> LlamaPipeline<B> {
-    /// Load a HuggingFace model directory (see [`LlamaFiles::read_dir`]).
+    /// Load a HuggingFace model directory (the files of [`LlamaFiles::read_dir`]), its weights read from disk
+    /// tensor by tensor: the checkpoint is never in memory beside the model.
     pub fn from_dir(dir: impl AsRef<std::path::Path>, device: &B::Device) -> Result<Self> {
-        Self::load(LlamaFiles::read_dir(dir.as_ref())?, device)
+        let dir = dir.as_ref();
+        let files = LlamaFiles::read_dir_except_weights(dir)?;
+        Self::load_with(files, &crate::files::open_safetensors(dir)?, device)
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl LlamaFiles {
     /// Read `config.json`, `model.safetensors` (or `model.safetensors.index.json` and its shards),
-    /// `tokenizer.json` and, when present, `tokenizer_config.json` and `generation_config.json`.
+    /// `tokenizer.json` and, when present, `tokenizer_config.json`, `generation_config.json` and
+    /// `chat_template.jinja`.
     pub fn read_dir(dir: &std::path::Path) -> Result<Self> {
-        use crate::files::{read_file, read_optional, read_safetensors};
-        let weights = read_safetensors(dir)?;
-        let read = |name: &str| read_file(dir, name);
+        let weights = crate::files::read_safetensors(dir)?;
+        Ok(LlamaFiles { weights, ..Self::read_dir_except_weights(dir)? })
+    }
+
+    /// [`Self::read_dir`] without the weights (left empty).
+    pub(crate) fn read_dir_except_weights(dir: &std::path::Path) -> Result<Self> {
+        use crate::files::{check_model_dir, read_file, read_optional};
+        check_model_dir(dir)?;
         Ok(LlamaFiles {
-            config: read("config.json")?,
-            weights,
-            tokenizer: read("tokenizer.json")?,
+            config: read_file(dir, "config.json")?,
+            weights: Vec::new(),
+            tokenizer: read_file(dir, "tokenizer.json")?,
             tokenizer_config: read_optional(dir, "tokenizer_config.json")?,
             generation_config: read_optional(dir, "generation_config.json")?,
             chat_template: read_optional(dir, "chat_template.jinja")?,
@@ -297,6 +257,76 @@ pub(crate) fn special_tokens_over(
         Some(OneOrMany::Many(v)) => v,
     };
     Ok((special, stop_strings))
+}
+
+/// Generated tokens as text, handed to `on_text` as it is produced (see [`LlamaPipeline::generate_stream`]):
+/// `generate` runs the model, giving each new token to the callback it is passed; generation ends at an EOS
+/// id, a stop string of `stop_strings`, `max_new_tokens` or a `Break` from `on_text`.
+pub(crate) fn stream_completion(
+    tokenizer: &HfTokenizer,
+    special: &LlamaSpecialTokens,
+    stop_strings: &[String],
+    prompt_len: usize,
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    generate: impl FnOnce(&mut dyn FnMut(u32) -> ControlFlow<()>) -> Result<Vec<u32>>,
+) -> Result<Completion> {
+    let mut stops = StopStrings::new(stop_strings)?;
+    let mut text = String::new();
+    let mut detokenizer = DecodeStream::new(tokenizer, true);
+    let mut finish = None;
+    let mut failure = None;
+    let mut emit = |piece: &str, text: &mut String| -> ControlFlow<()> {
+        if piece.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        text.push_str(piece);
+        on_text(piece)
+    };
+    let token_ids = generate(&mut |token| {
+        let piece = match detokenizer.push(token) {
+            Ok(piece) => piece.unwrap_or_default(),
+            Err(e) => {
+                failure = Some(e);
+                return ControlFlow::Break(());
+            }
+        };
+        match stops.push(&piece) {
+            Stop::Continue(done) => {
+                if emit(&done, &mut text).is_break() {
+                    finish = Some(FinishReason::Cancelled);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+            Stop::Found(done) => {
+                finish = Some(FinishReason::Stop);
+                let _ = emit(&done, &mut text);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let finish_reason = match finish {
+        Some(reason) => reason,
+        None => {
+            let mut rest = detokenizer.finish()?;
+            match stops.push(&rest) {
+                Stop::Found(done) => {
+                    let _ = emit(&done, &mut text);
+                    FinishReason::Stop
+                }
+                Stop::Continue(done) => {
+                    rest = done + &stops.finish();
+                    let _ = emit(&rest, &mut text);
+                    let ended = token_ids.last().is_some_and(|t| special.eos.contains(t));
+                    if ended { FinishReason::Stop } else { FinishReason::Length }
+                }
+            }
+        }
+    };
+    Ok(Completion { text, token_ids, prompt_tokens: prompt_len, finish_reason })
 }
 
 /// The completion in `ids` (the prompt's `prompt_len` ids, then the generated ones): the generated ids up to

@@ -19,4 +19,4 @@ pub mod processor;
 pub use config::{FeatureSelectStrategy, LlavaConfig, VisionFeatureLayer};
 pub use model::{LlavaForConditionalGeneration, LlavaMultiModalProjector, LlavaTensorLayout};
 pub use pipeline::{LlavaFiles, LlavaPipeline};
-pub use processor::LlavaProcessor;
+pub use processor::{LlavaProcessor, MAX_IMAGES};

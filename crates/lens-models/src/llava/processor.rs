@@ -26,8 +26,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::{FeatureSelectStrategy, LlavaConfig};
-use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
+use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES};
 use crate::{Error, Result};
+
+/// Most images in one prompt. LLaVA-1.5 gives each 576 positions, so a 4096-token context holds 7; the limit
+/// bounds the pixels decoded and the vision work a single request can ask for.
+pub const MAX_IMAGES: usize = 16;
 
 /// `processor_config.json` as published; unknown keys are ignored.
 #[derive(Deserialize, Default)]
@@ -140,6 +144,9 @@ impl LlavaProcessor {
 
     /// `<image>` occurrences in `text`, checked against the number of images (`validate_inputs`).
     fn check_image_count(&self, text: &str, images: usize) -> Result<usize> {
+        if images > MAX_IMAGES {
+            return Err(Error::invalid_input(format!("{images} images in one prompt; at most {MAX_IMAGES}")));
+        }
         let found = text.matches(self.image_token.as_str()).count();
         if found != images {
             return Err(Error::invalid_input(if images == 0 {
@@ -167,8 +174,13 @@ impl LlavaProcessor {
     /// `processor(text, images).input_ids` for a prompt with `images` images: BOS, the text's tokens, each
     /// `<image>` expanded.
     pub fn encode(&self, text: &str, images: usize) -> Result<Vec<u32>> {
+        self.encode_with(text, images, true)
+    }
+
+    /// [`Self::encode`], with the tokenizer's special tokens (BOS) added or not (`add_special_tokens`).
+    pub fn encode_with(&self, text: &str, images: usize, add_special_tokens: bool) -> Result<Vec<u32>> {
         self.check_image_count(text, images)?;
-        let ids = self.tokenizer.encode(text)?.ids;
+        let ids = self.tokenizer.encode_with(text, add_special_tokens)?;
         let found = ids.iter().filter(|&&t| t == self.image_token_id).count();
         if found != images {
             // Only if `<image>` were not an added token of its own (it always is in LLaVA checkpoints).
