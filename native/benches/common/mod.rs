@@ -2,18 +2,21 @@
 
 use std::time::Instant;
 
-/// `[--smoke] [--iters N] [--reference FILE]`.
+/// `[--smoke] [--iters N] [--reference FILE] [--checkpoint DIR]`.
 pub struct Options {
     /// A tiny config, timed once: CI proves the bench works without spending minutes on it.
     pub smoke: bool,
     pub iters: usize,
     /// The JSON a `models/bench_*reference.py` script printed (PyTorch on the same machine).
     pub reference: Option<serde_json::Value>,
+    /// A checkpoint directory the bench loads (the LLaMA bench: the one its reference script wrote).
+    #[allow(dead_code)] // each bench uses a different part
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 pub fn options(default_iters: usize) -> Options {
     let mut args = std::env::args().skip(1);
-    let mut o = Options { smoke: false, iters: default_iters, reference: None };
+    let mut o = Options { smoke: false, iters: default_iters, reference: None, checkpoint: None };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => o.smoke = true,
@@ -23,6 +26,7 @@ pub fn options(default_iters: usize) -> Options {
                 let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
                 o.reference = Some(serde_json::from_str(&text).expect("reference JSON"));
             }
+            "--checkpoint" => o.checkpoint = Some(args.next().expect("--checkpoint DIR").into()),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
