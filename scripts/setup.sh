@@ -3,7 +3,7 @@
 #   scripts/setup.sh                  everything below
 #   scripts/setup.sh --native-only    only what `cargo build -p lens` needs (scripts/run.sh)
 #   scripts/setup.sh --native-tests   that, plus what the native tests use: Mesa's Vulkan on the CPU
-#                                     (wgpu), moto (a local S3), an OpenAPI validator
+#                                     (wgpu), moto (a local S3), an OpenAPI validator, the openai client
 #   scripts/setup.sh --browser-tests  what the wasm32 and browser tests use: Chromium, the wasm32
 #                                     toolchain, wasm-bindgen-cli, Trunk, the e2e test's npm packages
 #                                     (scripts/test.sh runs this part while the native tests build)
@@ -65,14 +65,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# --- moto and the OpenAPI validator (the native tests) ---------------------------------------------
-# moto[server], a local S3-compatible server for the S3 tests (lens-store, native), and
-# openapi-spec-validator, which checks `lens openapi` against the OpenAPI 3.1 schema: both in one venv
-# at $TOOLS/moto (about 300 MB, a minute), linked into $TOOLS/bin, which scripts/test.sh puts on PATH.
+# --- moto, the OpenAPI validator and the openai client (the native tests) --------------------------
+# moto[server], a local S3-compatible server for the S3 tests (lens-store, native);
+# openapi-spec-validator, which checks `lens openapi` against the OpenAPI 3.1 schema; and OpenAI's own
+# Python client, which the chat tests drive `lens serve` with: in one venv at $TOOLS/moto (about 300 MB,
+# a minute), linked into $TOOLS/bin, which scripts/test.sh puts on PATH (the client as
+# $TOOLS/bin/lens-test-python).
 moto_version=5.2.5
 validator_version=0.9.0
+openai_version=3.63.0
 native_test_tools() {
-  local name="moto $moto_version, validator $validator_version"
+  local name="moto $moto_version, validator $validator_version, openai $openai_version"
   if tools_installed; then
     step "$name" "ok (present in $TOOLS/bin)"
     return
@@ -85,16 +88,19 @@ native_test_tools() {
   rm -rf "$TOOLS/moto"
   python3 -m venv "$TOOLS/moto"
   "$TOOLS/moto/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" \
-    "openapi-spec-validator==$validator_version"
+    "openapi-spec-validator==$validator_version" "openai==$openai_version"
   mkdir -p "$TOOLS/bin"
   ln -sf "$TOOLS/moto/bin/moto_server" "$TOOLS/bin/moto_server"
   ln -sf "$TOOLS/moto/bin/openapi-spec-validator" "$TOOLS/bin/openapi-spec-validator"
+  # A wrapper, not a link: Python finds its venv from the path it was started by.
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$TOOLS/moto/bin/python" >"$TOOLS/bin/lens-test-python"
+  chmod +x "$TOOLS/bin/lens-test-python"
   tools_installed || die "$name" "install did not give those versions"
   step "$name" "ok (installed)"
 }
 tools_installed() {
-  [ -x "$TOOLS/bin/moto_server" ] && [ -x "$TOOLS/bin/openapi-spec-validator" ] &&
-    [ "$("$TOOLS/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"))' 2>/dev/null)" = "$moto_version $validator_version" ]
+  [ -x "$TOOLS/bin/moto_server" ] && [ -x "$TOOLS/bin/openapi-spec-validator" ] && [ -x "$TOOLS/bin/lens-test-python" ] &&
+    [ "$("$TOOLS/moto/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"), m.version("openapi-spec-validator"), m.version("openai"))' 2>/dev/null)" = "$moto_version $validator_version $openai_version" ]
 }
 
 # --- Rust ------------------------------------------------------------------------------------

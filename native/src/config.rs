@@ -15,6 +15,7 @@
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
+//! [chat]      # model, queue, max_tokens                              (--chat-model, ...)
 //! ```
 //!
 //! One struct per section serves as both the flags and the section's schema.
@@ -79,6 +80,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(default)]
     pub search: SearchSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub chat: ChatSettings,
 }
 
 /// `[server]`
@@ -275,6 +279,32 @@ pub struct SearchSettings {
     pub hybrid_weight: Option<f32>,
 }
 
+/// `[chat]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Chat")]
+pub struct ChatSettings {
+    /// Chat model for `POST /v1/chat/completions`: a LLaMA or LLaVA checkpoint directory, a LLaMA `.gguf`
+    /// file, or a hub repository id pulled once like `--model`. Absent: chat routes answer 503
+    /// `chat_disabled`.
+    #[arg(id = "chat_model", long = "chat-model", env = "LENS_CHAT_MODEL", value_name = "DIR|FILE.gguf|REPO")]
+    pub model: Option<PathBuf>,
+    /// Conversations waiting for the chat model; past this, requests get 429 `overloaded` (default 8).
+    #[arg(id = "chat_queue", long = "chat-queue", env = "LENS_CHAT_QUEUE")]
+    pub queue: Option<usize>,
+    /// Most tokens one answer may ask for, and the default when it asks for none (default 256).
+    #[arg(id = "chat_max_tokens", long = "chat-max-tokens", env = "LENS_CHAT_MAX_TOKENS")]
+    pub max_tokens: Option<usize>,
+}
+
+/// Chat settings, when a chat model is configured.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub model: PathBuf,
+    pub queue: usize,
+    pub max_tokens: usize,
+}
+
 /// Which browser origins may call the API (`--cors-origin`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CorsOrigins {
@@ -325,6 +355,8 @@ pub struct ServeConfig {
     pub caption: Option<CaptionConfig>,
     /// Retries of caption jobs (also applied at start-up to jobs a dead process left running).
     pub caption_retry: lens_store::RetryPolicy,
+    /// `None`: no chat.
+    pub chat: Option<ChatConfig>,
     pub hybrid_weight: f32,
     pub cors: CorsOrigins,
     /// The browser app to serve at `/`.
@@ -358,6 +390,7 @@ overlay!(LimitSettings {
     max_job_urls
 });
 overlay!(FetchSettings { connect_timeout_s, timeout_s, max_redirects, allow_private_urls });
+overlay!(ChatSettings { model, queue, max_tokens });
 overlay!(CaptionSettings {
     model,
     workers,
@@ -412,6 +445,9 @@ const MOVED_KEYS: &[(&str, &str)] = &[
     ("caption_prompt", "[captions] prompt"),
     ("caption_cache_entries", "[captions] cache_entries"),
     ("hybrid_weight", "[search] hybrid_weight"),
+    ("chat_model", "[chat] model"),
+    ("chat_queue", "[chat] queue"),
+    ("chat_max_tokens", "[chat] max_tokens"),
 ];
 
 impl ServeSettings {
@@ -427,6 +463,7 @@ impl ServeSettings {
             fetch: self.fetch.or(other.fetch),
             captions: self.captions.or(other.captions),
             search: self.search.or(other.search),
+            chat: self.chat.or(other.chat),
         }
     }
 
@@ -454,7 +491,7 @@ impl ServeSettings {
             Some(path) => self.or(ServeSettings::from_file(path)?),
             None => self,
         };
-        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search } = s;
+        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search, chat } = s;
         let model = models
             .model
             .context("no model: pass --model DIR (or LENS_MODEL, or `model` under [models] in the config file)")?;
@@ -520,6 +557,16 @@ impl ServeSettings {
                 })
             }
         };
+        let chat = match chat.model {
+            None => None,
+            Some(model) => {
+                let max_tokens = chat.max_tokens.unwrap_or(256);
+                if !(1..=lens_models::generation::MAX_NEW_TOKENS).contains(&max_tokens) {
+                    bail!("chat_max_tokens must be between 1 and {}", lens_models::generation::MAX_NEW_TOKENS);
+                }
+                Some(ChatConfig { model, queue: positive("chat_queue", chat.queue.unwrap_or(8))?, max_tokens })
+            }
+        };
         Ok(ServeConfig {
             model,
             data: storage.data.unwrap_or_else(|| PathBuf::from("lens-data")),
@@ -553,6 +600,7 @@ impl ServeSettings {
             batch_wait: Duration::from_millis(models.batch_wait_ms.unwrap_or(0)),
             caption,
             caption_retry,
+            chat,
             hybrid_weight,
             cors: parse_cors_origins(server.cors_origin.unwrap_or_default())?,
             web_dir: server.web_dir,

@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
+use common::files::llava_dir;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures").join(name)
 }
@@ -193,26 +197,6 @@ fn gguf_files_generate_as_loaded_in_process() {
     assert_eq!(ids(&out["token_ids"]), expected.token_ids);
     assert_eq!(out["text"], expected.text.as_str());
     assert_eq!(out["prompt_tokens"], expected.prompt_tokens);
-}
-
-/// The tiny LLaVA checkpoint `llava-tiny/default-old` as a model directory, with its tokenizer assembled as the
-/// LLaVA tests assemble it (llama-tiny's `tokenizer.json` plus LLaVA's added tokens) and its chat template.
-fn llava_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = |from: PathBuf, name: &str| std::fs::copy(from, dir.path().join(name)).unwrap();
-    for name in ["config.json", "model.safetensors", "processor_config.json", "preprocessor_config.json"] {
-        copy(fixture("llava-tiny/default-old").join(name), name);
-    }
-    for name in ["tokenizer_config.json", "chat_template.jinja"] {
-        copy(fixture("llava-tiny").join(name), name);
-    }
-    let mut tokenizer: Value =
-        serde_json::from_slice(&std::fs::read(fixture("llama-tiny/tokenizer.json")).unwrap()).unwrap();
-    let added: Value =
-        serde_json::from_slice(&std::fs::read(fixture("llava-tiny/added_tokens.json")).unwrap()).unwrap();
-    tokenizer["added_tokens"].as_array_mut().unwrap().extend(added.as_array().unwrap().iter().cloned());
-    std::fs::write(dir.path().join("tokenizer.json"), serde_json::to_vec(&tokenizer).unwrap()).unwrap();
-    dir
 }
 
 fn llava_reference() -> Value {

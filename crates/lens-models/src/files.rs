@@ -45,7 +45,7 @@ pub(crate) fn check_model_dir(dir: &std::path::Path) -> Result<()> {
 /// The safetensors files of a model directory, `(file name, path)`: `model.safetensors`, or the shards
 /// `model.safetensors.index.json` names. Refuses a path that is not a directory, or one without either.
 #[cfg(not(target_arch = "wasm32"))]
-fn safetensors_files(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+pub fn safetensors_files(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf)>> {
     check_model_dir(dir)?;
     if dir.join("model.safetensors").is_file() {
         return Ok(vec![("model.safetensors".to_string(), dir.join("model.safetensors"))]);

@@ -38,6 +38,40 @@ pub fn identify(dir: &std::path::Path, weights: &[(String, Vec<u8>)], fallback: 
     ModelIdentity { id: format!("{name}@sha256:{}", &digest[..16]), name, revision: None }
 }
 
+/// [`identify`] for weights on disk (`(name, path)` of each file), hashed as they are read rather than held
+/// in memory: a chat model's checkpoint may be larger than the memory left beside it. The same bytes give
+/// the same id as [`identify`].
+#[cfg(not(target_arch = "wasm32"))]
+pub fn identify_files(
+    dir: &std::path::Path,
+    files: &[(String, std::path::PathBuf)],
+    fallback: &str,
+) -> std::io::Result<ModelIdentity> {
+    use std::io::Read;
+
+    use sha2::{Digest, Sha256};
+
+    let pulled = identify(dir, &[], fallback);
+    if pulled.revision.is_some() {
+        return Ok(pulled);
+    }
+    let mut hash = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    for (name, path) in files {
+        hash.update(name.as_bytes());
+        let mut file = std::fs::File::open(path)?;
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buffer[..n]);
+        }
+    }
+    let digest = lens_core::ids::hex_lower(&hash.finalize());
+    Ok(ModelIdentity { id: format!("{}@sha256:{}", pulled.name, &digest[..16]), name: pulled.name, revision: None })
+}
+
 /// The last component of `dir` once resolved (`.` becomes the current directory's name).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn directory_name(dir: &std::path::Path) -> Option<String> {

@@ -9,6 +9,8 @@ pub enum Role {
     Embedder,
     /// BLIP: captions.
     Captioner,
+    /// LLaMA or LLaVA: chat completions.
+    Chat,
 }
 
 impl Role {
@@ -16,6 +18,7 @@ impl Role {
         match self {
             Role::Embedder => "embedder",
             Role::Captioner => "captioner",
+            Role::Chat => "chat",
         }
     }
 }
@@ -29,11 +32,11 @@ pub struct ModelInfo {
     /// The burn backend's short name (`NdArray`, `Wgpu`, `Cuda`).
     pub backend: &'static str,
     pub device: String,
-    /// The vision tower's input side.
+    /// The vision tower's input side (0: the model sees no images).
     pub image_size: usize,
     /// Embedders: the embedding's length.
     pub dims: Option<usize>,
-    /// Embedders: the text tower's context.
+    /// Embedders: the text tower's context; chat models: the decoder's.
     pub max_text_tokens: Option<usize>,
 }
 

@@ -1,6 +1,7 @@
 //! The loaded models by role.
 
 use super::captioner::Captioner;
+use super::chat::ChatModel;
 use super::embedder::Embedder;
 use super::info::{ModelInfo, Role};
 
@@ -10,15 +11,20 @@ pub struct Loaded<M> {
     pub info: ModelInfo,
 }
 
-/// The loaded models, by role: the embedder always, the captioner when configured.
+/// The loaded models, by role: the embedder always, the captioner and the chat model when configured.
 pub struct Registry {
     embedder: Loaded<Embedder>,
     captioner: Option<Loaded<Captioner>>,
+    chat: Option<Loaded<ChatModel>>,
 }
 
 impl Registry {
-    pub fn new(embedder: Loaded<Embedder>, captioner: Option<Loaded<Captioner>>) -> Self {
-        Self { embedder, captioner }
+    pub fn new(
+        embedder: Loaded<Embedder>,
+        captioner: Option<Loaded<Captioner>>,
+        chat: Option<Loaded<ChatModel>>,
+    ) -> Self {
+        Self { embedder, captioner, chat }
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -44,16 +50,23 @@ impl Registry {
         self.captioner.as_ref()
     }
 
+    pub fn chat(&self) -> Option<&Loaded<ChatModel>> {
+        self.chat.as_ref()
+    }
+
     /// The model in `role`, if loaded.
     pub fn info(&self, role: Role) -> Option<&ModelInfo> {
         match role {
             Role::Embedder => Some(&self.embedder.info),
             Role::Captioner => self.captioner.as_ref().map(|c| &c.info),
+            Role::Chat => self.chat.as_ref().map(|c| &c.info),
         }
     }
 
     /// Every loaded model, the embedder first.
     pub fn infos(&self) -> impl Iterator<Item = &ModelInfo> {
-        std::iter::once(&self.embedder.info).chain(self.captioner.as_ref().map(|c| &c.info))
+        std::iter::once(&self.embedder.info)
+            .chain(self.captioner.as_ref().map(|c| &c.info))
+            .chain(self.chat.as_ref().map(|c| &c.info))
     }
 }

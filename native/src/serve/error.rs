@@ -1,5 +1,5 @@
-//! The one error answer of the HTTP API: `{"error": {"code", "message"}}` (lens-core's
-//! [`ErrorBody`]) with the status the code calls for. Service errors are mapped here, once; so are
+//! The one error answer of the HTTP API: `{"error": {"code", "message", "type", "param"}}` (lens-core's
+//! [`ErrorBody`]) with the status the code calls for (`overloaded`: 429 with `Retry-After`). Service errors are mapped here, once; so are
 //! axum's rejections of malformed bodies and queries.
 
 use axum::Json;
@@ -64,7 +64,13 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
+        let overloaded = self.code == ErrorCode::Overloaded;
+        let mut response = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
+        if overloaded {
+            // A model queue drains in about a request's time: a second is a fair first wait.
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

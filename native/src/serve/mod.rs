@@ -3,6 +3,7 @@
 //! save the index). Handlers parse, call a service and map its error — nothing more.
 
 mod captions;
+mod chat;
 pub mod error;
 mod extract;
 mod forms;
@@ -83,6 +84,7 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/search/image", post(search::search_image))
         .route("/embeddings", post(search::embeddings))
         .route("/captions", post(captions::create))
+        .route("/chat/completions", post(chat::create))
         .route("/ingest", post(jobs::create_ingest))
         .route("/index/rebuild", post(jobs::create_rebuild))
         .route("/jobs", get(jobs::list))

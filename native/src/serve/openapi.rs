@@ -4,14 +4,15 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{captions, images, jobs, search, sync, system};
+use super::{captions, chat, images, jobs, search, sync, system};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Lens",
-        description = "Image ingest, BLIP captions and hybrid CLIP + caption search. Errors are \
-{\"error\": {\"code\", \"message\"}} with the status the code calls for."
+        description = "Image ingest, BLIP captions, hybrid CLIP + caption search and OpenAI-compatible chat \
+about images. Errors are {\"error\": {\"code\", \"message\", \"type\", \"param\"}} with the status the code \
+calls for."
     ),
     paths(
         images::create,
@@ -25,6 +26,7 @@ use super::{captions, images, jobs, search, sync, system};
         search::search_image,
         search::embeddings,
         captions::create,
+        chat::create,
         jobs::create_ingest,
         jobs::create_rebuild,
         jobs::list,
@@ -39,6 +41,7 @@ use super::{captions, images, jobs, search, sync, system};
         (name = "images", description = "Ingest, list, read and delete images"),
         (name = "search", description = "Search by text or image, near-duplicates, embeddings"),
         (name = "captions", description = "BLIP captions"),
+        (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA"),
         (name = "jobs", description = "Batch URL ingest, index rebuilds, caption jobs"),
         (name = "sync", description = "The change feed a browser mirror pulls"),
         (name = "system", description = "Health, readiness, models, metrics"),

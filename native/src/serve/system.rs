@@ -31,7 +31,7 @@ pub async fn readyz(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Ready
 }
 
 /// The loaded models: the embedding model (with its index and blob store) first, then the caption
-/// model (with the options caption jobs use).
+/// model (with the options caption jobs use), then the chat model.
 #[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "system",
     responses((status = 200, description = "the loaded models", body = ModelList), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn models(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<ModelList>> {
@@ -47,6 +47,7 @@ pub async fn models(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Model
                     card.blob_store = Some(lens.blobs.describe());
                 }
                 Role::Captioner => card.defaults = lens.caption_job_options(),
+                Role::Chat => {}
             }
             card
         })
@@ -61,6 +62,7 @@ fn card(info: &ModelInfo) -> ModelCard {
         task: match info.role {
             Role::Embedder => ModelTask::Embedding,
             Role::Captioner => ModelTask::Captioning,
+            Role::Chat => ModelTask::Chat,
         },
         name: info.identity.name.clone(),
         revision: info.identity.revision.clone(),

@@ -13,7 +13,7 @@ use super::fetch::Fetcher;
 use super::index::{self, IndexOrigin, SharedIndex, snapshot_meta};
 use super::thumbnails::{CACHE_BYTES, ThumbnailCache};
 use crate::config::{BlobBackend, ServeConfig};
-use crate::runtime::{Captioner, Embedder, Loaded, Registry};
+use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry};
 
 /// The service's state. Shared by the HTTP handlers and the background workers as `Arc<Lens>`.
 pub struct Lens {
@@ -105,7 +105,24 @@ impl Lens {
                 Some(Loaded { model: captioner, info })
             }
         };
-        let models = Registry::new(embedder, captioner);
+        let chat = match &config.chat {
+            None => None,
+            Some(chat) => {
+                let started = Instant::now();
+                let path = crate::hub::resolve_model(&chat.model, "--chat-model")?;
+                let (model, info) = ChatModel::start(&path, config.device, chat.queue)?;
+                tracing::info!(
+                    model = info.id(),
+                    backend = info.backend,
+                    images = model.limits.images,
+                    context = model.limits.context,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "chat model loaded"
+                );
+                Some(Loaded { model, info })
+            }
+        };
+        let models = Registry::new(embedder, captioner, chat);
         let started = Instant::now();
         let (index, index_origin) =
             index::open(config.index, &self.catalog, models.embedding_model(), models.dims(), &self.snapshot_dir())?;

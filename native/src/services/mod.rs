@@ -4,10 +4,11 @@
 //!
 //! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
 //! others; [`lens`] holds them; [`images`] is what every input path does to image bytes; [`ingest`],
-//! [`search`], [`captions`], [`jobs`] and [`sync`] build on those.
+//! [`search`], [`captions`], [`chat`], [`jobs`] and [`sync`] build on those.
 
 pub mod caption_options;
 pub mod captions;
+pub mod chat;
 pub mod errors;
 pub mod fetch;
 pub mod images;

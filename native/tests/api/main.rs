@@ -6,6 +6,7 @@
 mod common;
 
 mod captions;
+mod chat;
 mod errors;
 mod images;
 mod jobs;

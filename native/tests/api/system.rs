@@ -68,6 +68,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("/v1/search/image", "post"),
         ("/v1/embeddings", "post"),
         ("/v1/captions", "post"),
+        ("/v1/chat/completions", "post"),
         ("/v1/ingest", "post"),
         ("/v1/index/rebuild", "post"),
         ("/v1/jobs", "get"),
@@ -93,5 +94,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
     assert!(doc["paths"]["/v1/sync"]["get"]["parameters"].is_array());
     // Every route the router answers is documented, and nothing else.
     let routes = doc["paths"].as_object().unwrap().len();
-    assert_eq!(routes, 18, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
+    assert!(schemas["ChatCompletionChunk"]["properties"]["choices"].is_object(), "{schemas}");
+    assert!(schemas["ErrorDetail"]["properties"]["type"].is_object(), "{schemas}");
+    assert_eq!(routes, 19, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
 }

@@ -95,6 +95,16 @@ impl TestApp {
         self.data.path()
     }
 
+    /// The router, to drive requests from other tasks.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The response with its body unread (a stream the test holds or drops).
+    pub async fn respond(&self, request: Request<Body>) -> axum::response::Response {
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();

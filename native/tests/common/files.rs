@@ -21,6 +21,28 @@ pub fn image_path(name: &str) -> PathBuf {
 pub fn image_bytes(name: &str) -> Vec<u8> {
     std::fs::read(image_path(name)).unwrap()
 }
+/// The tiny LLaVA checkpoint `llava-tiny/default-old` as a model directory: its tokenizer assembled as the
+/// LLaVA tests assemble it (llama-tiny's `tokenizer.json` plus LLaVA's added tokens), its chat template.
+pub fn llava_dir() -> tempfile::TempDir {
+    let fixtures = root().join("models/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: PathBuf, name: &str| std::fs::copy(from, dir.path().join(name)).unwrap();
+    for name in ["config.json", "model.safetensors", "processor_config.json", "preprocessor_config.json"] {
+        copy(fixtures.join("llava-tiny/default-old").join(name), name);
+    }
+    for name in ["tokenizer_config.json", "chat_template.jinja"] {
+        copy(fixtures.join("llava-tiny").join(name), name);
+    }
+    let read = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(fixtures.join(path)).unwrap()).unwrap()
+    };
+    let mut tokenizer = read("llama-tiny/tokenizer.json");
+    let added = read("llava-tiny/added_tokens.json");
+    tokenizer["added_tokens"].as_array_mut().unwrap().extend(added.as_array().unwrap().iter().cloned());
+    std::fs::write(dir.path().join("tokenizer.json"), serde_json::to_vec(&tokenizer).unwrap()).unwrap();
+    dir
+}
+
 /// Every file under `dir` (recursively), by name; none when `dir` does not exist.
 pub fn collect_files(dir: &Path, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -1,4 +1,5 @@
-//! The one error body of the API, `{"error": {"code", "message"}}`, and its stable codes.
+//! The one error body of the API, `{"error": {"code", "message", "type", "param"}}` (OpenAI's shape, so its
+//! SDKs raise the right exception with the message), and its stable codes.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,9 @@ pub enum ErrorCode {
     NotReady,
     /// This server has no caption model.
     CaptioningDisabled,
-    /// The model queue is full.
+    /// This server has no chat model.
+    ChatDisabled,
+    /// The model queue is full: retry after the `Retry-After` seconds.
     Overloaded,
     /// The request took longer than the server's limit.
     Timeout,
@@ -72,6 +75,7 @@ impl ErrorCode {
             Self::NotEmbedded => "not_embedded",
             Self::NotReady => "not_ready",
             Self::CaptioningDisabled => "captioning_disabled",
+            Self::ChatDisabled => "chat_disabled",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
             Self::Internal => "internal",
@@ -95,9 +99,23 @@ impl ErrorCode {
             Self::TooLarge => 413,
             Self::UnsupportedFormat | Self::UnsupportedMediaType => 415,
             Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
-            Self::NotReady | Self::CaptioningDisabled | Self::Overloaded | Self::Timeout => 503,
+            Self::Overloaded => 429,
+            Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout => 503,
             Self::FetchTimeout => 504,
             Self::Internal | Self::Unknown => 500,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// OpenAI's `type` for an error of this code: `invalid_request_error` (4xx but 404 and 429),
+    /// `not_found_error`, `rate_limit_error` (429), `server_error` (5xx).
+    pub fn kind(self) -> &'static str {
+        match self.status() {
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
         }
     }
 }
@@ -108,7 +126,7 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// `{"error": {"code", "message"}}`: every error the API answers.
+/// `{"error": {"code", "message", "type", "param"}}`: every error the API answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
@@ -121,11 +139,17 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people: what was wrong and, where it helps, what to do.
     pub message: String,
+    /// OpenAI's error class ([`ErrorCode::kind`]), for clients written against OpenAI's API.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The request field at fault, when the server names one (OpenAI's `param`).
+    #[serde(default)]
+    pub param: Option<String>,
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { error: ErrorDetail { code, message: message.into() } }
+        Self { error: ErrorDetail { code, message: message.into(), kind: code.kind().to_string(), param: None } }
     }
 }
 
@@ -174,6 +198,9 @@ mod tests {
         let body: ErrorBody = serde_json::from_str(r#"{"error":{"code":"brand_new","message":"m"}}"#).unwrap();
         assert_eq!(body.error.code, ErrorCode::Unknown);
         let json = serde_json::to_string(&ErrorBody::new(ErrorCode::NotFound, "no image `x`")).unwrap();
-        assert_eq!(json, r#"{"error":{"code":"not_found","message":"no image `x`"}}"#);
+        assert_eq!(
+            json,
+            r#"{"error":{"code":"not_found","message":"no image `x`","type":"not_found_error","param":null}}"#
+        );
     }
 }

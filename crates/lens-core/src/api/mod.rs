@@ -7,6 +7,7 @@
 //! (`#[serde(default)]`) so older clients and servers keep understanding each other.
 
 mod captions;
+mod chat;
 mod error;
 mod images;
 mod jobs;
@@ -15,6 +16,10 @@ mod search;
 mod sync;
 
 pub use captions::{CaptionEntry, CaptionImage, CaptionRequest, CaptionsResponse};
+pub use chat::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessageIn,
+    ChunkChoice, ContentPart, Delta, ImageUrl, MessageContent, StopSequences, StreamOptions, Usage,
+};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, RequestError};
 pub use images::{Image, ImageBatch, ImageList, ListQuery, ThumbnailQuery, UrlIngest};
 pub use jobs::{IngestJobRequest, Job, JobList, JobState, JobsQuery};

@@ -11,6 +11,8 @@ pub enum ModelTask {
     Embedding,
     /// BLIP: captions.
     Captioning,
+    /// LLaMA or LLaVA: chat completions (`POST /v1/chat/completions`).
+    Chat,
 }
 
 /// One loaded model.
@@ -32,7 +34,7 @@ pub struct ModelCard {
     /// Embedding models: the embedding's length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dims: Option<usize>,
-    /// Embedding models: the text tower's context.
+    /// Embedding models: the text tower's context; chat models: the decoder's (prompt and answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_text_tokens: Option<usize>,
     /// Embedding models: the index of their embeddings.

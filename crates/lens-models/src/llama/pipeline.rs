@@ -350,7 +350,7 @@ pub(crate) fn completion(
 }
 
 /// A prompt of `prompt_len` tokens with `max_new_tokens` after it must fit a context of `context` positions.
-pub(crate) fn check_fits(prompt_len: usize, config: &GenerationConfig, context: usize) -> Result<()> {
+pub fn check_fits(prompt_len: usize, config: &GenerationConfig, context: usize) -> Result<()> {
     config.validate()?;
     if prompt_len == 0 {
         return Err(Error::invalid_input("the prompt has no tokens"));

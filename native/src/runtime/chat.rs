@@ -1,0 +1,254 @@
+//! The chat model (a LLaMA, or a LLaVA that also sees images) on its own [`Worker`]: a conversation in,
+//! its answer streamed out as text pieces, then the completion.
+//!
+//! Conversations are answered one at a time, in arrival order: a decoder's KV cache is per conversation and
+//! the CPU backend has nothing to gain from batching a second one in (both cores are busy with one); a full
+//! queue answers `overloaded` at once. A client that goes away (its receiver dropped) ends its generation at
+//! the next token.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use lens_core::image::RgbImage;
+use lens_models::chat_template::{ChatMessage, Content, Part};
+use lens_models::generation::GenerationConfig;
+use lens_models::identity::{ModelIdentity, identify_files};
+use lens_models::llama::pipeline::check_fits;
+use lens_models::llama::{Completion, FinishReason, LlamaPipeline};
+use lens_models::llava::LlavaPipeline;
+use tokio::sync::mpsc;
+
+use super::info::{ModelInfo, Role, backend_name};
+use super::worker::{ModelError, Queue, Stream, Worker, catch_panic};
+use crate::backend::{DeviceKind, with_backend};
+
+/// Text pieces a client has not read yet before the model waits for it.
+const STREAM_BUFFER: usize = 64;
+
+/// What a chat request streams back.
+#[derive(Debug)]
+pub enum ChatEvent {
+    /// The prompt was rendered, fits the context, and generation begins.
+    Started { prompt_tokens: usize },
+    /// The next piece of the answer (whole characters, stop strings left out).
+    Text(String),
+    /// The end: the whole completion (its text is the pieces put together).
+    Done(Completion),
+}
+
+/// A conversation to answer.
+#[derive(Debug, Clone)]
+pub struct ChatPrompt {
+    /// The turns; image parts stand where the images go, in order.
+    pub messages: Vec<ChatMessage>,
+    /// One per image part.
+    pub images: Vec<RgbImage>,
+}
+
+struct Request {
+    prompt: ChatPrompt,
+    config: GenerationConfig,
+    stop: Vec<String>,
+    events: Stream<ChatEvent>,
+}
+
+/// The loaded checkpoint.
+enum Pipeline<B: Backend> {
+    Llama(LlamaPipeline<B>),
+    Llava(LlavaPipeline<B>),
+}
+
+/// What the chat model accepts, known once it is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatLimits {
+    /// Whether image parts are understood (LLaVA).
+    pub images: bool,
+    /// Positions of the decoder: prompt and answer together.
+    pub context: usize,
+}
+
+/// Answers conversations; cheap to clone.
+#[derive(Clone)]
+pub struct ChatModel {
+    worker: Worker<Request>,
+    pub limits: ChatLimits,
+}
+
+impl ChatModel {
+    /// Loads the checkpoint (`dir` of a LLaMA or LLaVA, or a LLaMA `.gguf` file) on a new thread and starts
+    /// serving; at most `queue` conversations wait. Blocks until loaded.
+    pub fn start(path: &Path, device: DeviceKind, queue: usize) -> anyhow::Result<(Self, ModelInfo)> {
+        let path = path.to_path_buf();
+        let ((worker, limits), info) = with_backend!(device, |B, dev| {
+            Worker::spawn(
+                "lens-chat",
+                queue,
+                move || {
+                    let context = || format!("cannot load the chat model from {}", path.display());
+                    let (pipeline, identity) = load::<B>(&path, &dev).map_err(|e| e.context(context()))?;
+                    let limits = match &pipeline {
+                        Pipeline::Llama(p) => ChatLimits { images: false, context: p.context_length() },
+                        Pipeline::Llava(p) => ChatLimits { images: true, context: p.context_length() },
+                    };
+                    let image_size = match &pipeline {
+                        Pipeline::Llava(p) => p.config.vision_config.image_size,
+                        Pipeline::Llama(_) => 0,
+                    };
+                    let info = ModelInfo {
+                        role: Role::Chat,
+                        identity,
+                        backend: backend_name::<B>(),
+                        device: format!("{dev:?}"),
+                        image_size,
+                        dims: None,
+                        max_text_tokens: Some(limits.context),
+                    };
+                    Ok((pipeline, (limits, info)))
+                },
+                move |pipeline, queue| serve(&pipeline, &queue),
+            )
+            .map(|(worker, (limits, info))| ((worker, limits), info))
+        })?;
+        Ok((Self { worker, limits }, info))
+    }
+
+    /// Queues a conversation; its answer comes as [`ChatEvent`]s on the receiver (an error ends it).
+    /// Dropping the receiver cancels the generation. `Overloaded` at once when the queue is full.
+    pub async fn answer(
+        &self,
+        prompt: ChatPrompt,
+        config: GenerationConfig,
+        stop: Vec<String>,
+    ) -> Result<mpsc::Receiver<Result<ChatEvent, ModelError>>, ModelError> {
+        metrics::gauge!("lens_chat_queue_depth").increment(1.0);
+        let queued = self.worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, false).await;
+        if queued.is_err() {
+            metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
+        }
+        queued
+    }
+}
+
+/// The pipeline for `path` and its identity.
+fn load<B: Backend>(path: &Path, device: &B::Device) -> anyhow::Result<(Pipeline<B>, ModelIdentity)> {
+    if path.is_file() {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let identity = identify_files(dir, &[(name, path.to_path_buf())], "chat")?;
+        return Ok((Pipeline::Llama(LlamaPipeline::from_gguf_file(path, device)?), identity));
+    }
+    let identity = identify_files(path, &lens_models::files::safetensors_files(path)?, "chat")?;
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(path.join("config.json"))?)?;
+    let pipeline = if config["model_type"] == "llava" {
+        Pipeline::Llava(LlavaPipeline::from_dir(path, device)?)
+    } else {
+        Pipeline::Llama(LlamaPipeline::from_dir(path, device)?)
+    };
+    Ok((pipeline, identity))
+}
+
+fn serve<B: Backend>(pipeline: &Pipeline<B>, queue: &Queue<Request>) {
+    while let Some(batch) = queue.next_batch(1, std::time::Duration::ZERO, |_| 1) {
+        for request in batch {
+            metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
+            if request.events.is_cancelled() {
+                metrics::counter!("lens_chat_cancelled_total").increment(1);
+                continue;
+            }
+            answer(pipeline, request);
+        }
+    }
+}
+
+/// Generates one answer, streaming its pieces; records time to first token and tokens per second.
+fn answer<B: Backend>(pipeline: &Pipeline<B>, request: Request) {
+    let Request { prompt, config, stop, events } = request;
+    let started = Instant::now();
+    let mut first = None;
+    let result = catch_panic(|| {
+        let mut on_text = |piece: &str| {
+            first.get_or_insert_with(|| started.elapsed());
+            if events.send(ChatEvent::Text(piece.to_string())) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        };
+        // The prompt is checked against the context before `Started`, so that the client's error is a status.
+        let begin = |ids: &[u32], context: usize| -> Result<(), ModelError> {
+            check_fits(ids.len(), &config, context)?;
+            events.send(ChatEvent::Started { prompt_tokens: ids.len() });
+            Ok(())
+        };
+        let completion = match pipeline {
+            Pipeline::Llama(p) => {
+                let ids = p.encode_chat(&text_messages(&prompt.messages)?)?;
+                begin(&ids, p.context_length())?;
+                p.generate_stream(&ids, &config, &stop, &mut on_text)?
+            }
+            Pipeline::Llava(p) => {
+                let ids = p.encode_chat(&part_messages(&prompt.messages), prompt.images.len())?;
+                begin(&ids, p.context_length())?;
+                p.generate_stream(&ids, &prompt.images, &config, &stop, &mut on_text)?
+            }
+        };
+        Ok(completion)
+    });
+    match result {
+        Ok(completion) => {
+            let seconds = started.elapsed().as_secs_f64();
+            if let Some(ttft) = first {
+                metrics::histogram!("lens_chat_time_to_first_token_seconds").record(ttft.as_secs_f64());
+            }
+            if seconds > 0.0 {
+                let rate = completion.token_ids.len() as f64 / seconds;
+                metrics::histogram!("lens_chat_tokens_per_second").record(rate);
+            }
+            metrics::counter!("lens_chat_completion_tokens_total").increment(completion.token_ids.len() as u64);
+            if completion.finish_reason == FinishReason::Cancelled {
+                metrics::counter!("lens_chat_cancelled_total").increment(1);
+            }
+            let _ = events.send(ChatEvent::Done(completion));
+        }
+        Err(error) => events.fail(error),
+    }
+}
+
+/// Messages as LLaMA chat templates take them: text content (a text-only model gets no image parts: the
+/// service refuses images before they reach it).
+fn text_messages(messages: &[ChatMessage]) -> Result<Vec<ChatMessage>, ModelError> {
+    messages
+        .iter()
+        .map(|m| match &m.content {
+            Content::Text(_) => Ok(m.clone()),
+            Content::Parts(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text { text: t } => text.push_str(t),
+                        Part::Image => {
+                            let message = "this chat model takes no images".to_string();
+                            return Err(ModelError::Model(lens_models::Error::InvalidInput { message }));
+                        }
+                    }
+                }
+                Ok(ChatMessage::text(&m.role, text))
+            }
+        })
+        .collect()
+}
+
+/// Messages as LLaVA's processor templates take them: content parts, text as one text part.
+fn part_messages(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    messages
+        .iter()
+        .map(|m| match &m.content {
+            Content::Parts(_) => m.clone(),
+            Content::Text(text) => {
+                ChatMessage { role: m.role.clone(), content: Content::Parts(vec![Part::Text { text: text.clone() }]) }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,150 @@
+//! `POST /v1/chat/completions`: one `chat.completion`, or with `stream` server-sent `chat.completion.chunk`s
+//! as the tokens are produced (the role first, the text, the `finish_reason`, the usage when asked for,
+//! `data: [DONE]`). Errors found before generation starts are answered with their status; one during a
+//! stream ends it with an `{"error": …}` event, as OpenAI's API does. A client that goes away stops its
+//! generation: the stream's receiver is dropped with the response.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use lens_core::api::{
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta,
+    ErrorBody, ErrorCode, Usage,
+};
+use lens_models::llama::Completion;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::Json;
+use crate::runtime::{ChatEvent, ModelError};
+use crate::services::Lens;
+use crate::services::chat::{self as service, ChatAnswer, ChatError};
+use crate::services::errors::Coded;
+
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> Self {
+        ApiError::service(&error)
+    }
+}
+
+/// Answer a conversation (OpenAI's chat completions): text, and images as `image_url` parts (`data:` URLs,
+/// `http(s)` URLs, stored images as `lens://images/{id}`) when the chat model sees images.
+#[utoipa::path(post, path = "/v1/chat/completions", operation_id = "create_chat_completion", tag = "chat",
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    responses((status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk`s ended by `data: [DONE]`",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
+        (status = 400, description = "invalid request: unknown model, bad image, over a limit, prompt longer than the context", body = ErrorBody),
+        (status = 404, description = "a stored image that does not exist", body = ErrorBody), (status = 413, description = "an image over the size limit", body = ErrorBody),
+        (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody),
+        (status = 429, description = "the chat model's queue is full (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "models loading, or no chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "an image URL fetch timed out", body = ErrorBody)))]
+pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompletionRequest>) -> ApiResult<Response> {
+    let mut answer = service::answer(&lens, &request).await?;
+    // Until generation starts, a failure (a prompt too long for the context) is the request's status.
+    let prompt_tokens = match answer.events.recv().await {
+        Some(Ok(ChatEvent::Started { prompt_tokens })) => prompt_tokens,
+        Some(Err(e)) => return Err(ChatError::Model(e).into()),
+        Some(Ok(_)) | None => return Err(ChatError::Model(ModelError::Stopped).into()),
+    };
+    if request.stream {
+        let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let sse = Sse::new(chunks(answer, prompt_tokens, include_usage)).keep_alive(KeepAlive::default());
+        let mut response = sse.into_response();
+        // Proxies must pass each chunk on as it comes.
+        response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(response);
+    }
+    let completion = loop {
+        match answer.events.recv().await {
+            Some(Ok(ChatEvent::Done(completion))) => break completion,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(ChatError::Model(e).into()),
+            None => return Err(ChatError::Model(ModelError::Stopped).into()),
+        }
+    };
+    let body = ChatCompletion {
+        id: answer.id,
+        object: "chat.completion".into(),
+        created: answer.created,
+        model: answer.model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: AssistantMessage { role: "assistant".into(), content: completion.text.clone() },
+            finish_reason: finish_reason(&completion).into(),
+            logprobs: None,
+        }],
+        usage: Usage::new(prompt_tokens, completion.token_ids.len()),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+fn finish_reason(completion: &Completion) -> &'static str {
+    completion.finish_reason.as_str()
+}
+
+/// The events of a streamed answer.
+fn chunks(
+    answer: ChatAnswer,
+    prompt_tokens: usize,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let ChatAnswer { id, created, model, events } = answer;
+    let chunk = move |delta: Delta, finish_reason: Option<String>, usage: Option<Usage>| {
+        let choices = if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }]
+        };
+        let chunk = ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            choices,
+            usage,
+        };
+        Event::default().data(serde_json::to_string(&chunk).expect("a chunk serializes"))
+    };
+    let first = chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None);
+    let state = (events, Some(chunk), false);
+    let rest = futures::stream::unfold(state, move |(mut events, chunk, done)| async move {
+        let chunk = chunk?;
+        if done {
+            return None;
+        }
+        let (items, finished) = match events.recv().await {
+            Some(Ok(ChatEvent::Text(text))) => {
+                (vec![chunk(Delta { role: None, content: Some(text) }, None, None)], false)
+            }
+            Some(Ok(ChatEvent::Started { .. })) => (Vec::new(), false),
+            Some(Ok(ChatEvent::Done(completion))) => {
+                let mut items = vec![chunk(Delta::default(), Some(finish_reason(&completion).into()), None)];
+                if include_usage {
+                    let usage = Usage::new(prompt_tokens, completion.token_ids.len());
+                    items.push(chunk(Delta::default(), None, Some(usage)));
+                }
+                items.push(Event::default().data("[DONE]"));
+                (items, true)
+            }
+            Some(Err(e)) => (vec![error_event(&ChatError::Model(e))], true),
+            None => (vec![error_event(&ChatError::Model(ModelError::Stopped))], true),
+        };
+        Some((futures::stream::iter(items.into_iter().map(Ok)), (events, Some(chunk), finished)))
+    });
+    futures::StreamExt::chain(futures::stream::once(async move { Ok(first) }), futures::StreamExt::flatten(rest))
+}
+
+/// The event that ends a stream that failed after its first chunk.
+fn error_event(error: &ChatError) -> Event {
+    let code = error.code();
+    if code == ErrorCode::Internal {
+        tracing::error!(error = error.describe(), "chat stream failed");
+    }
+    let body = ErrorBody::new(code, error.client_message());
+    Event::default().data(serde_json::to_string(&body).expect("an error body serializes"))
+}
