@@ -89,7 +89,9 @@ fn main() {
     let load_s = start.elapsed().as_secs_f64();
     let load_peak = status_bytes("VmHWM").saturating_sub(rss_before) as f64 / 1e9;
     drop(weights);
-    let weights_gb = burn::module::Module::num_params(&model) as f64 * 4.0 / 1e9;
+    let files = lens_models::files::safetensors_files(&dir).expect("safetensors files");
+    let checkpoint_gb =
+        files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>() as f64 / 1e9;
 
     let text = &config.text_config;
     let special = LlamaSpecialTokens { bos: text.bos_token_id, eos: text.eos_token_id.clone(), pad: text.pad_token_id };
@@ -161,7 +163,7 @@ fn main() {
         (Some(s), Some(gb)) => format!("; transformers {s:.1} s, peak RSS +{gb:.2} GB"),
         _ => String::new(),
     };
-    println!("load: {load_s:.1} s, peak RSS +{load_peak:.2} GB for {weights_gb:.2} GB of f32 weights{reference_load}");
+    println!("load: {load_s:.1} s, peak RSS +{load_peak:.2} GB for a {checkpoint_gb:.2} GB checkpoint{reference_load}");
     println!("| work | positions | seconds | tokens/s | transformers s | tokens/s | ours ÷ transformers (speed) |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {

@@ -23,6 +23,7 @@ pub mod chat_template;
 pub mod clip;
 pub mod error;
 pub mod files;
+pub mod gemm;
 pub mod generation;
 pub mod gguf;
 pub mod identity;

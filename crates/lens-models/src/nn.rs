@@ -1,8 +1,9 @@
 //! The few building blocks the ported models share, loaded by their published names.
 //!
-//! [`Dense`] and [`Table`] run either f32 weights (burn tensors on any backend) or int8 weights
-//! ([`crate::int8`]); which one depends only on what the [`VarBuilder`] found, so one model loader
-//! serves checkpoints, random weights and `burn-int8` artifacts.
+//! [`Dense`] and [`Table`] run either f32 weights (burn tensors on GPU backends, host memory and
+//! [`crate::gemm`] on burn-ndarray) or int8 weights ([`crate::int8`]); which one depends only on what the
+//! [`VarBuilder`] found and the backend, so one model loader serves checkpoints, random weights and
+//! `burn-int8` artifacts.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -26,7 +27,10 @@ pub fn linear<B: Backend>(vb: &VarBuilder<B>, d_in: usize, d_out: usize, bias: b
 /// A linear layer with f32 or int8 weights.
 #[derive(Module, Debug)]
 pub enum Dense<B: Backend> {
+    /// f32 weights as a burn tensor (GPU backends).
     F32(Linear<B>),
+    /// f32 weights on the host, multiplied by [`crate::gemm`] (burn-ndarray: see there why).
+    Host(HostLinear<B>),
     Int8(Int8Linear<B>),
 }
 
@@ -36,6 +40,7 @@ impl<B: Backend> Dense<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Dense::F32(linear) => linear.forward(x),
+            Dense::Host(linear) => linear.forward(x),
             Dense::Int8(linear) => linear.forward(x),
         }
     }
@@ -44,6 +49,43 @@ impl<B: Backend> Dense<B> {
     pub fn is_int8(&self) -> bool {
         matches!(self, Dense::Int8(_))
     }
+}
+
+/// A linear layer whose f32 weight (`[in, out]`) lives in host memory: on burn-ndarray, where tensors are host
+/// memory anyway, the product runs in [`crate::gemm`] without the copies burn-ndarray's `matmul` makes.
+#[derive(Module, Debug)]
+pub struct HostLinear<B: Backend> {
+    #[module(skip)]
+    pub weight: Arc<Vec<f32>>,
+    #[module(skip)]
+    pub d_in: usize,
+    #[module(skip)]
+    pub d_out: usize,
+    #[module(skip)]
+    pub bias: Option<Arc<Vec<f32>>>,
+    backend: PhantomData<B>,
+}
+
+impl<B: Backend> HostLinear<B> {
+    /// # Shapes
+    /// - x: `[..., in]` → `[..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mut dims = x.dims();
+        let device = x.device();
+        debug_assert_eq!(dims[D - 1], self.d_in);
+        let m = dims[..D - 1].iter().product();
+        let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
+        let bias = self.bias.as_deref().map(Vec::as_slice);
+        let y = crate::gemm::matmul(&values, m, self.d_in, &self.weight, self.d_out, bias);
+        dims[D - 1] = self.d_out;
+        Tensor::from_data(TensorData::new(y, dims), &device)
+    }
+}
+
+/// Whether `B` is the backend whose tensors are host memory and whose `matmul` copies its operands
+/// (burn-ndarray, f32): its linear layers keep their weights as [`HostLinear`].
+fn host_matmul<B: Backend>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::NdArray<f32>>()
 }
 
 /// A linear layer whose weight is int8 ([`QuantizedMatrix`], W8A8 kernel) and bias f32.
@@ -93,6 +135,16 @@ pub fn dense_shaped<B: Backend>(vb: &VarBuilder<B>, weight_shape: &[usize], bias
     let d_out = weight_shape[0];
     let weight = vb.matrix("weight", weight_shape, true)?;
     Ok(match weight {
+        Matrix::F32(weight) if host_matmul::<B>() => {
+            let [d_in, d_out] = weight.dims();
+            let values = weight.into_data().into_vec::<f32>().expect("f32 weights");
+            let bias = if bias {
+                Some(Arc::new(vb.tensor::<1>("bias", [d_out])?.into_data().to_vec::<f32>().expect("f32")))
+            } else {
+                None
+            };
+            Dense::Host(HostLinear { weight: Arc::new(values), d_in, d_out, bias, backend: PhantomData })
+        }
         Matrix::F32(weight) => Dense::F32(Linear {
             weight: Param::from_tensor(weight),
             bias: if bias { Some(Param::from_tensor(vb.tensor("bias", [d_out])?)) } else { None },
