@@ -70,16 +70,26 @@ impl<B: Backend> HostLinear<B> {
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mut dims = x.dims();
-        let device = x.device();
-        debug_assert_eq!(dims[D - 1], self.d_in);
-        let m = dims[..D - 1].iter().product();
-        let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
+        debug_assert_eq!(x.dims()[D - 1], self.d_in);
         let bias = self.bias.as_deref().map(Vec::as_slice);
-        let y = crate::gemm::matmul(&values, m, self.d_in, &self.weight, self.d_out, bias);
-        dims[D - 1] = self.d_out;
-        Tensor::from_data(TensorData::new(y, dims), &device)
+        on_host(x, self.d_out, |values, m| crate::gemm::matmul(values, m, self.d_in, &self.weight, self.d_out, bias))
     }
+}
+
+/// A linear layer computed on the host: `x`'s values (`m` rows) go to `matmul`, whose `[m, d_out]` result
+/// comes back on `x`'s device.
+fn on_host<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    d_out: usize,
+    matmul: impl FnOnce(&[f32], usize) -> Vec<f32>,
+) -> Tensor<B, D> {
+    let mut dims = x.dims();
+    let device = x.device();
+    let m = dims[..D - 1].iter().product();
+    let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
+    let y = matmul(&values, m);
+    dims[D - 1] = d_out;
+    Tensor::from_data(TensorData::new(y, dims), &device)
 }
 
 /// Whether `B` is the backend whose tensors are host memory and whose `matmul` copies its operands
@@ -112,15 +122,9 @@ impl<B: Backend> Int8Linear<B> {
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mut dims = x.dims();
-        let device = x.device();
-        let k = dims[D - 1];
-        let m = dims[..D - 1].iter().product();
-        let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
-        let y = self.weight.matmul(&values, m, self.bias.as_deref().map(Vec::as_slice));
-        debug_assert_eq!(k, self.weight.cols());
-        dims[D - 1] = self.weight.rows();
-        Tensor::from_data(TensorData::new(y, dims), &device)
+        debug_assert_eq!(x.dims()[D - 1], self.weight.cols());
+        let bias = self.bias.as_deref().map(Vec::as_slice);
+        on_host(x, self.weight.rows(), |values, m| self.weight.matmul(values, m, bias))
     }
 }
 
