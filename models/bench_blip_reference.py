@@ -28,21 +28,12 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
 import transformers
 from transformers import BlipConfig, BlipForConditionalGeneration
 
-
-def timed(iters: int, fn) -> list[float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+from bench_timing import timed
 
 
 def main():

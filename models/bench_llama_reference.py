@@ -46,6 +46,8 @@ import torch
 import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
+from bench_timing import timed
+
 PROMPT = 128
 IMAGE_PROMPT_TEXT = 24
 NEW = 32
@@ -82,16 +84,6 @@ def image_prompt_ids() -> list[int]:
 def pixels() -> torch.Tensor:
     i = torch.arange(3 * 336 * 336, dtype=torch.int64)
     return ((i % 255).to(torch.float32) / 127.5 - 1.0).reshape(1, 3, 336, 336)
-
-
-def timed(iters: int, fn) -> list[float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main():
