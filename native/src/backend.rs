@@ -15,6 +15,10 @@ pub enum DeviceKind {
 }
 
 /// Call `$body` with type alias `B` set to the chosen backend and `device` to its device.
+///
+/// This crate's own unit tests (`cfg(test)`) run no model on a GPU: without the wgpu and cuda arms their
+/// build does not compile every model for those backends a second time (~6 CPU-minutes of the CI's
+/// cold build). The integration tests, the binary and the benchmarks link the library with all arms.
 macro_rules! with_backend {
     ($kind:expr, |$B:ident, $device:ident| $body:expr) => {{
         match $kind {
@@ -24,13 +28,13 @@ macro_rules! with_backend {
                 let $device = burn::backend::ndarray::NdArrayDevice::Cpu;
                 $body
             }
-            #[cfg(feature = "wgpu")]
+            #[cfg(all(feature = "wgpu", not(test)))]
             $crate::backend::DeviceKind::Wgpu => {
                 type $B = burn::backend::Wgpu<f32, i32>;
                 let $device = burn::backend::wgpu::WgpuDevice::default();
                 $body
             }
-            #[cfg(feature = "cuda")]
+            #[cfg(all(feature = "cuda", not(test)))]
             $crate::backend::DeviceKind::Cuda => {
                 type $B = burn::backend::Cuda<f32, i32>;
                 let $device = burn::backend::cuda::CudaDevice::default();

@@ -8,9 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-mod common;
-
-use common::files::llava_dir;
+use crate::common::files::llava_dir;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures").join(name)

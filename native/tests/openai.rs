@@ -7,10 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod common;
-
-use common::files::{image_path, llava_dir};
-use common::server::Server;
+use crate::common::files::{image_path, llava_dir};
+use crate::common::server::Server;
 
 const QUESTION: &str = "What is shown in this image?";
 

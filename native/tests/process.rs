@@ -3,15 +3,13 @@
 //! resumed), S3 from the binary's environment, and the `lens ingest` / `lens search` clients. Every
 //! other behaviour of the API is tested in process (`tests/api`).
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::app::blip;
-use common::files::{FileServer, fixture_model, image_bytes, image_path, synthetic_png};
-use common::hub_server;
-use common::server::Server;
+use crate::common::app::blip;
+use crate::common::files::{FileServer, fixture_model, image_bytes, image_path, synthetic_png};
+use crate::common::hub_server;
+use crate::common::server::Server;
 use serde_json::{Value, json};
 
 fn ids(results: &Value) -> Vec<String> {

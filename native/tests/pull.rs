@@ -1,12 +1,9 @@
 //! `lens models pull` against a local server with the hub's layout (see `hub_server.rs`).
 
-#[path = "common/hub_server.rs"]
-mod hub_server;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hub_server::{Faults, HubServer};
+use crate::common::hub_server::{self, Faults, HubServer};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/clip-tiny-gelu")

@@ -15,7 +15,7 @@
 //! CI running beside it), more than the CI budget allows, so the test is ignored by default and run by
 //! hand:
 //!
-//! cargo test --release -p lens --test quant_accuracy -- --ignored --nocapture
+//! cargo test --release -p lens --test integration quant_accuracy:: -- --ignored --nocapture
 //!
 //! Last run (2026-11-24): image cosine min 0.99970 (mean 0.99981, n = 1008); text cosine min 0.99964
 //! (mean 0.99973, n = 60); top-10 overlap mean 9.43 (min 8, n = 120); fp32 mean pairwise cosine of

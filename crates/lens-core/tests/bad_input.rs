@@ -1,11 +1,9 @@
 //! Bad input: limits checked from headers before any pixel buffer exists, typed errors for truncated,
 //! corrupt and unknown data, and no panics on mutated files.
 
-mod common;
-
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::{edge_meta, edge_tensors, fixture, fixture_image};
+use crate::common::{edge_meta, edge_tensors, fixture, fixture_image};
 use lens_core::Error;
 use lens_core::image::{DecodeLimits, ImageFormat, decode_image, probe_image};
 

@@ -1,9 +1,7 @@
 //! Dominant colours: exact answers on synthetic images, the L*a*b* conversion against published values,
 //! determinism, and the structure of the answer for a real photo.
 
-mod common;
-
-use common::fixture_image;
+use crate::common::fixture_image;
 use lens_core::colors::{DominantColor, dominant_colors, lab_to_srgb, srgb_to_lab};
 use lens_core::image::{DecodeLimits, RgbImage, decode_image};
 

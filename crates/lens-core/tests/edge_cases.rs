@@ -12,9 +12,7 @@
 //! `CLIPImageProcessor`'s / `BlipImageProcessor`'s values. Inputs are embedded in `expected.safetensors`
 //! (`<stem>.file`), so this runs on wasm32 too.
 
-mod common;
-
-use common::{Diff, edge_meta, edge_tensors};
+use crate::common::{Diff, edge_meta, edge_tensors};
 use lens_core::image::{DecodeLimits, decode_image, probe_image};
 use lens_core::preprocess::{ClipImageProcessor, ClipImageProcessorConfig};
 use lens_core::resample;

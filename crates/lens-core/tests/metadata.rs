@@ -1,9 +1,7 @@
 //! Header metadata: the EXIF tags of a hand-built APP1 segment in both byte orders, the fixtures, and
 //! malformed EXIF (offsets past the end, IFD cycles, random mutations) that must never panic.
 
-mod common;
-
-use common::fixture_image;
+use crate::common::fixture_image;
 use lens_core::image::DecodeLimits;
 use lens_core::metadata::{ExifFields, ImageMetadata, image_metadata};
 

@@ -10,9 +10,7 @@
 //! Run with `--nocapture` to see the per-image tables (max difference and how many values differ).
 //! Fixtures are compiled in, so this runs on wasm32 too.
 
-mod common;
-
-use common::{Diff, Tensors, fixture, fixture_image, json, sha256_hex};
+use crate::common::{Diff, Tensors, fixture, fixture_image, json, sha256_hex};
 use lens_core::Error;
 use lens_core::image::{DecodeLimits, ImageFormat, RgbImage, decode_image, probe_image};
 use lens_core::preprocess::ClipImageProcessor;

@@ -2,11 +2,9 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{clustered, overlap};
+use crate::common::{clustered, overlap};
 use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, IndexError, VectorIndex};
 
 const DIM: usize = 64;

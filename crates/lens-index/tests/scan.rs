@@ -1,8 +1,6 @@
 //! Behaviour every index shares, and the accuracy of the exact and int8 scans.
 
-mod common;
-
-use common::{brute_force, clustered, overlap};
+use crate::common::{brute_force, clustered, overlap};
 use lens_index::{ExactIndex, Hit, IndexError, Int8Index, VectorIndex};
 
 /// Every index, empty, of dimension `dim`.
@@ -158,8 +156,13 @@ fn int8_keeps_nine_of_the_exact_top_ten_on_average() {
         let a = int8.search(q, 10, None).unwrap();
         total += overlap(&ids(&e), &ids(&a));
         for h in &a {
-            let true_score =
-                exact.get(h.id).unwrap().iter().zip(&common::normalized(q.clone())).map(|(x, y)| x * y).sum::<f32>();
+            let true_score = exact
+                .get(h.id)
+                .unwrap()
+                .iter()
+                .zip(&crate::common::normalized(q.clone()))
+                .map(|(x, y)| x * y)
+                .sum::<f32>();
             max_err = max_err.max((h.score - true_score).abs());
         }
     }

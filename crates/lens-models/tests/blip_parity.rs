@@ -19,9 +19,7 @@ use serde_json::Value;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
-
-use common::{assert_close, rel_l2};
+use crate::common::{assert_close, rel_l2};
 
 type B = NdArray<f32>;
 

@@ -17,21 +17,13 @@ use lens_models::weights::Weights;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
-
-use common::{assert_close, rel_l2};
+use crate::common::{assert_close, rel_l2};
 
 type B = NdArray<f32>;
 
-mod clip_fixtures;
-use clip_fixtures::{Fixture, fixtures};
+use crate::clip_fixtures::{Fixture, fixtures};
 
 impl Fixture {
-    fn tensor(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let shape = self.reference.shape(name).unwrap_or_else(|| panic!("{}: no `{name}`", self.name)).to_vec();
-        (self.reference.f32_values(name, &shape).unwrap(), shape)
-    }
-
     fn texts(&self) -> Vec<String> {
         self.meta["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
     }

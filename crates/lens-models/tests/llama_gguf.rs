@@ -29,9 +29,7 @@ use serde_json::Value;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
-
-use common::assert_close;
+use crate::common::assert_close;
 
 type B = NdArray<f32>;
 

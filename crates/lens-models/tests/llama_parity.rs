@@ -26,9 +26,7 @@ use serde_json::Value;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
-
-use common::{assert_close, rel_l2};
+use crate::common::{assert_close, rel_l2};
 
 type B = NdArray<f32>;
 
@@ -140,7 +138,7 @@ fn logits_at_every_position_match_reference() {
             let vocab = pipeline.config.vocab_size;
             for (p, (o, r)) in ours.chunks_exact(vocab).zip(reference.chunks_exact(vocab)).enumerate() {
                 let err = rel_l2(o, r);
-                assert!(err <= common::REL_L2_TOLERANCE, "{} {name} position {p}: {err:.3e}", f.name);
+                assert!(err <= crate::common::REL_L2_TOLERANCE, "{} {name} position {p}: {err:.3e}", f.name);
                 worst = worst.max(err);
             }
         }

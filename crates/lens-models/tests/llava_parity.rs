@@ -40,9 +40,7 @@ use serde_json::Value;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
-
-use common::{assert_close, rel_l2};
+use crate::common::{assert_close, rel_l2};
 
 type B = NdArray<f32>;
 
@@ -259,7 +257,7 @@ fn logits_at_every_position_match_reference() {
                 let ours: Vec<f32> = columns.iter().map(|&c| row[c as usize]).collect();
                 let expected = &reference[p * columns.len()..(p + 1) * columns.len()];
                 let err = rel_l2(&ours, expected);
-                assert!(err <= common::REL_L2_TOLERANCE, "{} {name} position {p}: {err:.3e}", f.name);
+                assert!(err <= crate::common::REL_L2_TOLERANCE, "{} {name} position {p}: {err:.3e}", f.name);
                 worst = worst.max(err);
                 ours_cols.extend(ours);
             }

@@ -1,7 +1,7 @@
 //! The ONNX engine on the tiny CLIP exported by `models/generate_onnx_fixtures.py` (torch.onnx fp32
 //! graphs, onnxruntime `quantize_dynamic` int8 graphs, reference outputs from PyTorch and onnxruntime).
 //!
-//! Run with `cargo test --release -p lens-models --features onnx --test onnx_clip`. Tolerances:
+//! Run with `cargo test --release -p lens-models --features onnx --test integration onnx_clip::`. Tolerances:
 //! - fp32 graphs vs PyTorch's `get_*_features`: relative L2 ≤ 1e-5 (same float ops in another order);
 //! - fp32 graphs vs the burn [`ClipPipeline`] on the same decoded photos and texts: relative L2 ≤ 1e-4
 //!   (DESIGN.md's bar for the burn port; both pre-process and tokenize the same way);

@@ -21,19 +21,13 @@ type B = NdArray<f32>;
 /// Lowest cosine accepted between an int8 embedding and the fp32 reference.
 const MIN_COSINE: f64 = 0.99;
 
-mod clip_fixtures;
-use clip_fixtures::{Fixture, fixtures};
+use crate::clip_fixtures::{Fixture, fixtures};
 
 fn source(name: &str) -> ArtifactSource {
     ArtifactSource { id: format!("{name}@test"), name: name.into() }
 }
 
 impl Fixture {
-    fn tensor(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let shape = self.reference.shape(name).unwrap().to_vec();
-        (self.reference.f32_values(name, &shape).unwrap(), shape)
-    }
-
     fn artifact_bytes(&self) -> Vec<u8> {
         quantize_clip(self.files.clone(), source(self.name)).unwrap()
     }

@@ -3,8 +3,7 @@
 use lens_store::{Catalog, StoreError};
 use sha2::{Digest, Sha256};
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn caption_cache_hits_and_evicts_the_oldest() {

@@ -2,8 +2,7 @@
 
 use lens_store::Catalog;
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn connection_pragmas_are_durable_settings() {
@@ -49,8 +48,11 @@ fn acknowledged_insert_survives_abort() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.sqlite");
     Catalog::open(&path).unwrap();
+    // The test's name in the harness: its module path without the crate's name.
+    let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+    let name = format!("{module}::acknowledged_insert_survives_abort");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "acknowledged_insert_survives_abort", "--test-threads", "1"])
+        .args(["--exact", &name, "--test-threads", "1"])
         .env(CHILD, &path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use lens_store::{Catalog, NewImage, StoreError};
 use serde_json::json;
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn same_sha256_is_deduplicated_and_gains_other_models() {

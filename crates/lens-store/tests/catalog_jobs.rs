@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use lens_store::{CAPTION_JOB, Catalog, JobFilter, JobState, NewImage, RetryPolicy, StoreError};
 use serde_json::json;
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn jobs_lifecycle() {

@@ -2,8 +2,7 @@
 
 use lens_store::{Catalog, SCHEMA_VERSION, StoreError};
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn fresh_file_is_migrated_in_wal_mode_and_reopens_with_its_data() {

@@ -2,8 +2,7 @@
 
 use lens_store::{Catalog, StoreError};
 
-mod common;
-use common::{MODEL, new_image, vector};
+use crate::common::{MODEL, new_image, vector};
 
 #[test]
 fn for_each_embedding_streams_in_key_order_across_chunks() {

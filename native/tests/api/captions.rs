@@ -10,7 +10,7 @@ use lens_core::image::{DecodeLimits, decode_image};
 use lens_models::blip::{BlipPipeline, CaptionOptions};
 use serde_json::{Value, json};
 
-use crate::SCORE_TOLERANCE;
+use crate::api::SCORE_TOLERANCE;
 use crate::common::app::{TestApp, blip, multipart};
 use crate::common::assert_error;
 use crate::common::files::{FileServer, image_bytes, synthetic_png};

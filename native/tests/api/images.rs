@@ -116,7 +116,7 @@ async fn delete_removes_the_row_the_blob_and_the_index_entry() {
     assert_eq!(app.get_raw(&format!("/v1/images/{gone}/blob")).await.status, 404);
     assert_eq!(app.delete(&format!("/v1/images/{gone}")).await, 404);
     let (_, found) = app.post_json("/v1/search", &json!({"text": "anything", "k": 10})).await;
-    assert_eq!(crate::ids(&found), [keep]);
+    assert_eq!(crate::api::ids(&found), [keep]);
     let mut blobs = Vec::new();
     crate::common::files::collect_files(&app.data().join("blobs"), &mut blobs);
     assert_eq!(blobs.len(), 1, "{blobs:?}");
@@ -134,6 +134,6 @@ async fn a_graceful_restart_keeps_everything_and_loads_the_index_snapshot() {
     let app = app.reopen(|_| {}).await;
     assert_eq!(app.lens.ready().unwrap().index_origin, lens::services::index::IndexOrigin::Snapshot);
     let (_, after) = app.post_json("/v1/search", &json!({"text": "a cat", "k": 10})).await;
-    assert_eq!(crate::ids(&after), crate::ids(&before));
-    assert_eq!(crate::ids(&after).iter().collect::<HashSet<_>>(), ids.iter().collect::<HashSet<_>>());
+    assert_eq!(crate::api::ids(&after), crate::api::ids(&before));
+    assert_eq!(crate::api::ids(&after).iter().collect::<HashSet<_>>(), ids.iter().collect::<HashSet<_>>());
 }

@@ -56,7 +56,7 @@ async fn a_rebuild_job_rebuilds_the_index_from_the_catalog() {
     assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("index_rebuild"), Some("succeeded")), "{job}");
     assert_eq!(job["result"]["vectors"], 4);
     let (_, after) = app.post_json("/v1/search", &json!({"text": "a cat", "k": 10})).await;
-    assert_eq!(crate::ids(&after), crate::ids(&before));
+    assert_eq!(crate::api::ids(&after), crate::api::ids(&before));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
+use crate::api::{Reference, SCORE_TOLERANCE, dot, floats};
 use crate::common::app::TestApp;
 use crate::common::files::{FileServer, image_bytes};
-use crate::{Reference, SCORE_TOLERANCE, dot, floats};
 
 const NAMES: [&str; 5] = ["coffee.jpg", "rocket.jpg", "chelsea_rgba.png", "astronaut.png", "camera_grey.png"];
 
@@ -60,12 +60,12 @@ async fn k_threshold_and_tag_narrow_the_results() {
     let query = "a photo of a rocket";
     let expected = expected(&Reference::new(), &ids, query);
     let (_, top2) = app.post_json("/v1/search", &json!({"text": query, "k": 2})).await;
-    assert_eq!(crate::ids(&top2), expected[..2].iter().map(|e| e.0.clone()).collect::<Vec<_>>());
+    assert_eq!(crate::api::ids(&top2), expected[..2].iter().map(|e| e.0.clone()).collect::<Vec<_>>());
     let cut = (expected[1].1 + expected[2].1) / 2.0;
     let (_, above) = app.post_json("/v1/search", &json!({"text": query, "k": 5, "threshold": cut})).await;
-    assert_eq!(crate::ids(&above).len(), 2, "threshold {cut}: {above}");
+    assert_eq!(crate::api::ids(&above).len(), 2, "threshold {cut}: {above}");
     let (_, grey) = app.post_json("/v1/search", &json!({"text": query, "k": 5, "tag": "grey"})).await;
-    assert_eq!(crate::ids(&grey), [ids[4].clone()]);
+    assert_eq!(crate::api::ids(&grey), [ids[4].clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +77,7 @@ async fn an_uploaded_image_finds_its_stored_copy_first() {
     assert_eq!(found["results"][0]["id"], ids[1].as_str());
     assert!((found["results"][0]["score"].as_f64().unwrap() - 1.0).abs() < SCORE_TOLERANCE);
     let (_, one) = app.upload_form("/v1/search/image", &[("q.jpg", image_bytes("rocket.jpg"))], &[("k", "1")]).await;
-    assert_eq!(crate::ids(&one), [ids[1].clone()]);
+    assert_eq!(crate::api::ids(&one), [ids[1].clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,7 @@ async fn an_image_url_and_a_stored_id_are_queries_too() {
     let (status, by_url) =
         app.post_json("/v1/search", &json!({"image_url": files.url("/img/chelsea_rgba.png"), "k": 1})).await;
     assert_eq!(status, 200, "{by_url}");
-    assert_eq!(crate::ids(&by_url), [ids[2].clone()]);
+    assert_eq!(crate::api::ids(&by_url), [ids[2].clone()]);
     let (_, by_id) = app.post_json("/v1/search", &json!({"image_id": ids[3], "k": 3})).await;
     assert_eq!(by_id["results"][0]["id"], ids[3].as_str(), "the image itself scores 1 and is kept");
 }
@@ -100,7 +100,7 @@ async fn duplicates_list_other_images_within_the_threshold() {
     let (status, dups) = app.get(&format!("/v1/images/{}/duplicates?threshold=-1&k=10", ids[0])).await;
     assert_eq!(status, 200, "{dups}");
     assert_eq!(dups["id"], ids[0].as_str());
-    let found = crate::ids(&json!({"results": dups["duplicates"]}));
+    let found = crate::api::ids(&json!({"results": dups["duplicates"]}));
     assert_eq!(found.len(), 4);
     assert!(!found.contains(&ids[0]));
     for r in dups["duplicates"].as_array().unwrap() {

@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::Value;
 
+use crate::api::{Reference, floats};
 use crate::common::app::{TestApp, blip};
 use crate::common::assert_error;
 use crate::common::files::{image_bytes, synthetic_png};
-use crate::{Reference, floats};
 
 async fn feed_page(app: &TestApp, since: Option<&str>, limit: usize) -> Value {
     let path = match since {

@@ -1,7 +1,7 @@
-//! Shared by the native test binaries: fixtures, the API in process ([`app`]), `lens serve` as a
+//! Shared by the native tests: fixtures, the API in process ([`app`]), `lens serve` as a
 //! process ([`server`]), a hub with HuggingFace's layout ([`hub_server`]).
 
-#![allow(dead_code)] // each test binary uses a different part
+#![allow(dead_code)] // not every helper is used by the tests of every build (wasm32, features)
 
 pub mod app;
 pub mod files;

@@ -39,6 +39,14 @@ macro_rules! load_fixture {
     };
 }
 
+impl Fixture {
+    /// A reference tensor's values and shape.
+    pub fn tensor(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let shape = self.reference.shape(name).unwrap_or_else(|| panic!("{}: no `{name}`", self.name)).to_vec();
+        (self.reference.f32_values(name, &shape).unwrap(), shape)
+    }
+}
+
 pub fn fixtures() -> Vec<Fixture> {
     vec![load_fixture!("clip-tiny-quickgelu"), load_fixture!("clip-tiny-gelu")]
 }

@@ -2,9 +2,6 @@
 //! `tower::ServiceExt::oneshot` — one behaviour per test. What only a real process shows (start-up,
 //! signals, kill -9, S3 from the environment) is in `tests/process.rs`.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod captions;
 mod chat;
 mod errors;
@@ -26,7 +23,7 @@ pub struct Reference(LoadedClip<NdArray<f32>>);
 
 impl Reference {
     pub fn new() -> Self {
-        let (model, _) = LoadedClip::open(&common::files::fixture_model(), &Default::default()).unwrap();
+        let (model, _) = LoadedClip::open(&crate::common::files::fixture_model(), &Default::default()).unwrap();
         Self(model)
     }
 
@@ -35,7 +32,7 @@ impl Reference {
     }
 
     pub fn image(&self, name: &str) -> Vec<f64> {
-        let image = decode_image(&common::files::image_bytes(name), &DecodeLimits::default()).unwrap();
+        let image = decode_image(&crate::common::files::image_bytes(name), &DecodeLimits::default()).unwrap();
         widen(&self.0.embed_images(&[image]).unwrap()[0])
     }
 }
