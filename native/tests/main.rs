@@ -5,6 +5,7 @@
 mod common;
 
 mod api;
+mod chat_cli;
 mod cli;
 mod generate;
 mod onnx;

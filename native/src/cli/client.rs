@@ -1,4 +1,5 @@
-//! `lens ingest` and `lens search`: the CLI as a client of a running `lens serve`.
+//! `lens ingest` and `lens search`: the CLI as a client of a running `lens serve` (and what `lens chat`
+//! shares with them: the server's address, the HTTP client, error bodies).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -20,6 +21,13 @@ pub struct ServerArgs {
     /// The `lens serve` to talk to.
     #[arg(long, env = "LENS_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+}
+
+impl ServerArgs {
+    /// The server's base URL, without a trailing slash.
+    pub fn url(&self) -> &str {
+        self.server.trim_end_matches('/')
+    }
 }
 
 #[derive(Args, Debug)]
@@ -49,12 +57,12 @@ pub struct SearchArgs {
     text: Option<String>,
 }
 
-fn client() -> Result<reqwest::blocking::Client> {
+pub(super) fn client() -> Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?)
 }
 
 /// The answer as `T`, or the server's error body (lens-core's [`ErrorBody`]) as the error.
-fn check<T: serde::de::DeserializeOwned>(response: reqwest::blocking::Response) -> Result<T> {
+pub(super) fn check<T: serde::de::DeserializeOwned>(response: reqwest::blocking::Response) -> Result<T> {
     let status = response.status();
     let bytes = response.bytes().context("cannot read the server's answer")?;
     if !status.is_success() {
@@ -96,7 +104,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// Uploads files (a progress bar, one JSON line per file) and sends URLs as one server-side job whose
 /// progress is polled. Exits non-zero if anything failed.
 pub fn ingest(args: &IngestArgs) -> Result<()> {
-    let base = args.server.server.trim_end_matches('/');
+    let base = args.server.url();
     let client = client()?;
     let (urls, paths): (Vec<&String>, Vec<&String>) =
         args.inputs.iter().partition(|i| i.starts_with("http://") || i.starts_with("https://"));
@@ -179,7 +187,7 @@ fn upload(client: &reqwest::blocking::Client, base: &str, path: &Path, tags: &[&
 
 /// Prints `{"results": [...]}` for a text or an image query.
 pub fn search(args: &SearchArgs) -> Result<()> {
-    let base = args.server.server.trim_end_matches('/');
+    let base = args.server.url();
     let client = client()?;
     let response: SearchResponse = match (&args.image, &args.text) {
         (Some(path), _) => {

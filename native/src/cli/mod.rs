@@ -15,11 +15,13 @@
 //!   tokenizer, pre-processor) as one `onnx` artifact; `lens embed --model` runs it, or the directory.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
 //! - `lens openapi`: the HTTP API's OpenAPI document.
-//! - `lens ingest PATH|URL...`, `lens search TEXT`: clients of a running server.
+//! - `lens ingest PATH|URL...`, `lens search TEXT`, `lens chat [PROMPT]`: clients of a running server
+//!   (`lens chat` streams the chat model's answer; without a prompt, a conversation from stdin).
 //!
 //! Errors are one line on stderr and a non-zero exit.
 
 mod caption;
+mod chat;
 mod client;
 mod embed;
 mod generate;
@@ -59,6 +61,8 @@ enum Command {
     Ingest(client::IngestArgs),
     /// Search a running server by text or by an image file.
     Search(client::SearchArgs),
+    /// Chat with a running server's chat model (and about images), the answer streamed as it comes.
+    Chat(chat::ChatArgs),
     /// Manage model checkpoints.
     Models {
         #[command(subcommand)]
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Openapi => openapi(),
         Command::Ingest(args) => client::ingest(&args),
         Command::Search(args) => client::search(&args),
+        Command::Chat(args) => chat::chat(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
