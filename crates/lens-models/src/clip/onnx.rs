@@ -215,6 +215,7 @@ impl OnnxClip {
     /// Parse both graphs, check their inputs and outputs against `config.json`, and optimise them for a
     /// symbolic batch (and sequence) size.
     pub fn load(files: &OnnxClipFiles) -> Result<Self> {
+        avoid_amx_int8_kernels();
         let config = ClipConfig::from_json(&files.config)?;
         let processor = ClipImageProcessor::from_json(&files.preprocessor_config)?;
         let size = config.vision_config.image_size;
@@ -317,6 +318,19 @@ impl OnnxClip {
         }
         run(TEXTUAL, &self.textual, inputs, texts.len(), self.dim())
     }
+}
+
+/// tract 0.23.9 picks its AMX int8 matmul kernel on CPUs that have AMX (Sapphire Rapids and later), and
+/// that kernel sometimes reads past its operands: the int8 ONNX tests died with SIGSEGV in about 1 run in
+/// 15 on such a machine (a tile load in tract-linalg's `avx512amx_mmm_i32_16x16.S`, from a core dump), and
+/// in none of 25 with the kernel left out. Left out here, below the environment: a `TRACT_CPU_ISA` the
+/// user sets still decides. The AVX-512 VNNI kernels compute the same integers.
+fn avoid_amx_int8_kernels() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another part of the process set the knob to something else: that one stands.
+        let _ = tract_onnx::tract_core::knobs::set_config_global("TRACT_CPU_ISA", "-amx-int8");
+    });
 }
 
 fn model(graph: &str, proto: &ModelProto) -> Result<InferenceModel> {
