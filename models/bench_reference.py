@@ -17,21 +17,16 @@ Prints one JSON object; the *_per_s values are items (images or texts) per secon
 import argparse
 import json
 import platform
-import time
 
 import torch
 import transformers
 from transformers import CLIPConfig, CLIPModel
 
+from bench_timing import timed
+
 
 def best_seconds(iters: int, fn) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed(iters, fn))
 
 
 def main():

@@ -1,5 +1,6 @@
-"""The timing rule of the reference bench scripts (bench_blip_reference.py, bench_llama_reference.py), the rule of
-the Rust benches they are compared with: one warm-up call, then `iters` timed calls."""
+"""The timing rule of the reference bench scripts (bench_reference.py, bench_blip_reference.py,
+bench_llama_reference.py), the rule of the Rust benches they are compared with: one warm-up call, then
+`iters` timed calls."""
 
 import time
 
