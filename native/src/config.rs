@@ -16,6 +16,8 @@
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
 //! [chat]      # model, queue, max_tokens                              (--chat-model, ...)
+//! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
+//!             #                                     (--analyze-prompt, --analysis-workers, ...)
 //! ```
 //!
 //! One struct per section serves as both the flags and the section's schema.
@@ -83,6 +85,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(default)]
     pub chat: ChatSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub analysis: AnalysisSettings,
 }
 
 /// `[server]`
@@ -297,12 +302,55 @@ pub struct ChatSettings {
     pub max_tokens: Option<usize>,
 }
 
+/// `[analysis]`: image analysis by the chat model (jobs per upload, `POST /v1/analyze`).
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Image analysis")]
+pub struct AnalysisSettings {
+    /// Analyse every upload with this prompt (an analysis job per new image, run by the chat model).
+    /// Without it, uploads ask for analysis with `?analyze=true`, which uses the default prompt
+    /// "Describe this image in detail." unless they give `analyze_prompt`.
+    #[arg(id = "analyze_prompt", long = "analyze-prompt", env = "LENS_ANALYZE_PROMPT")]
+    pub prompt: Option<String>,
+    /// Analysis job workers in this process (default 1; 0: jobs are queued, another process runs them).
+    #[arg(id = "analysis_workers", long = "analysis-workers", env = "LENS_ANALYSIS_WORKERS")]
+    pub workers: Option<usize>,
+    /// Most tokens of an analysis (default 256, at most --chat-max-tokens).
+    #[arg(id = "analysis_max_tokens", long = "analysis-max-tokens", env = "LENS_ANALYSIS_MAX_TOKENS")]
+    pub max_tokens: Option<usize>,
+    /// Attempts of an analysis job before it is `dead` (default 5).
+    #[arg(id = "analysis_max_attempts", long = "analysis-max-attempts", env = "LENS_ANALYSIS_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
+    /// Wait before the first retry of a failed analysis job, milliseconds; doubles with each attempt, at
+    /// most one hour, plus up to 10 % jitter (default 2000).
+    #[arg(id = "analysis_retry_base_ms", long = "analysis-retry-base-ms", env = "LENS_ANALYSIS_RETRY_BASE_MS")]
+    pub retry_base_ms: Option<u64>,
+}
+
+/// The prompt of analyses that name none.
+pub const DEFAULT_ANALYZE_PROMPT: &str = "Describe this image in detail.";
+/// Longest analysis prompt, in bytes.
+pub const MAX_ANALYZE_PROMPT_BYTES: usize = 4096;
+
 /// Chat settings, when a chat model is configured.
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     pub model: PathBuf,
     pub queue: usize,
     pub max_tokens: usize,
+    pub analysis: AnalysisConfig,
+}
+
+/// Image analysis settings (with a chat model).
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    /// The prompt of analyses that name none.
+    pub prompt: String,
+    /// Every new upload gets an analysis job (`--analyze-prompt` was given).
+    pub every_upload: bool,
+    pub workers: usize,
+    pub max_tokens: usize,
+    pub retry: lens_store::RetryPolicy,
 }
 
 /// Which browser origins may call the API (`--cors-origin`).
@@ -391,6 +439,7 @@ overlay!(LimitSettings {
 });
 overlay!(FetchSettings { connect_timeout_s, timeout_s, max_redirects, allow_private_urls });
 overlay!(ChatSettings { model, queue, max_tokens });
+overlay!(AnalysisSettings { prompt, workers, max_tokens, max_attempts, retry_base_ms });
 overlay!(CaptionSettings {
     model,
     workers,
@@ -448,6 +497,7 @@ const MOVED_KEYS: &[(&str, &str)] = &[
     ("chat_model", "[chat] model"),
     ("chat_queue", "[chat] queue"),
     ("chat_max_tokens", "[chat] max_tokens"),
+    ("analyze_prompt", "[analysis] prompt"),
 ];
 
 impl ServeSettings {
@@ -464,6 +514,7 @@ impl ServeSettings {
             captions: self.captions.or(other.captions),
             search: self.search.or(other.search),
             chat: self.chat.or(other.chat),
+            analysis: self.analysis.or(other.analysis),
         }
     }
 
@@ -491,7 +542,7 @@ impl ServeSettings {
             Some(path) => self.or(ServeSettings::from_file(path)?),
             None => self,
         };
-        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search, chat } = s;
+        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search, chat, analysis } = s;
         let model = models
             .model
             .context("no model: pass --model DIR (or LENS_MODEL, or `model` under [models] in the config file)")?;
@@ -557,6 +608,11 @@ impl ServeSettings {
                 })
             }
         };
+        let analysis_given = analysis.prompt.is_some()
+            || analysis.workers.is_some()
+            || analysis.max_tokens.is_some()
+            || analysis.max_attempts.is_some()
+            || analysis.retry_base_ms.is_some();
         let chat = match chat.model {
             None => None,
             Some(model) => {
@@ -564,9 +620,18 @@ impl ServeSettings {
                 if !(1..=lens_models::generation::MAX_NEW_TOKENS).contains(&max_tokens) {
                     bail!("chat_max_tokens must be between 1 and {}", lens_models::generation::MAX_NEW_TOKENS);
                 }
-                Some(ChatConfig { model, queue: positive("chat_queue", chat.queue.unwrap_or(8))?, max_tokens })
+                let analysis = resolve_analysis(analysis, max_tokens)?;
+                Some(ChatConfig {
+                    model,
+                    queue: positive("chat_queue", chat.queue.unwrap_or(8))?,
+                    max_tokens,
+                    analysis,
+                })
             }
         };
+        if chat.is_none() && analysis_given {
+            bail!("image analysis (--analyze-prompt, --analysis-*) needs a chat model: add --chat-model");
+        }
         Ok(ServeConfig {
             model,
             data: storage.data.unwrap_or_else(|| PathBuf::from("lens-data")),
@@ -606,6 +671,28 @@ impl ServeSettings {
             web_dir: server.web_dir,
         })
     }
+}
+
+/// `[analysis]` with its defaults, checked against the chat model's token limit.
+fn resolve_analysis(analysis: AnalysisSettings, chat_max_tokens: usize) -> Result<AnalysisConfig> {
+    let every_upload = analysis.prompt.is_some();
+    let prompt = analysis.prompt.unwrap_or_else(|| DEFAULT_ANALYZE_PROMPT.to_string());
+    if prompt.trim().is_empty() || prompt.len() > MAX_ANALYZE_PROMPT_BYTES {
+        bail!("analyze_prompt must be 1 to {MAX_ANALYZE_PROMPT_BYTES} bytes of text");
+    }
+    let max_tokens = analysis.max_tokens.unwrap_or(256.min(chat_max_tokens));
+    if !(1..=chat_max_tokens).contains(&max_tokens) {
+        bail!("analysis_max_tokens must be between 1 and chat_max_tokens ({chat_max_tokens})");
+    }
+    let retry = lens_store::RetryPolicy {
+        base_ms: analysis.retry_base_ms.unwrap_or(2000),
+        max_ms: 3_600_000,
+        max_attempts: analysis.max_attempts.unwrap_or(5),
+    };
+    if retry.max_attempts == 0 {
+        bail!("analysis_max_attempts must be at least 1");
+    }
+    Ok(AnalysisConfig { prompt, every_upload, workers: analysis.workers.unwrap_or(1), max_tokens, retry })
 }
 
 impl ServeConfig {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::common::app::blip;
-use crate::common::files::{FileServer, fixture_model, image_bytes, image_path, synthetic_png};
+use crate::common::files::{FileServer, fixture_model, image_bytes, image_path, llava_dir, synthetic_png};
 use crate::common::hub_server;
 use crate::common::server::Server;
 use serde_json::{Value, json};
@@ -149,10 +149,57 @@ fn kill_9_during_ingest_loses_no_acknowledged_image() {
     }
 }
 
-fn caption_jobs(server: &Server, state: &str) -> Vec<Value> {
-    let (status, jobs) = server.get(&format!("/v1/jobs?kind=caption&state={state}&limit=1000"));
+fn jobs_of(server: &Server, kind: &str, state: &str) -> Vec<Value> {
+    let (status, jobs) = server.get(&format!("/v1/jobs?kind={kind}&state={state}&limit=1000"));
     assert_eq!(status, 200, "{jobs}");
     jobs["jobs"].as_array().unwrap().clone()
+}
+
+fn caption_jobs(server: &Server, state: &str) -> Vec<Value> {
+    jobs_of(server, "caption", state)
+}
+
+/// Analysis jobs queued with their images survive kill -9 (no worker ran them), and a second kill -9 while
+/// the worker analyses: after the restart every image has its analysis and exactly one succeeded job.
+#[test]
+fn analysis_jobs_survive_kill_9() {
+    let data = tempfile::tempdir().unwrap();
+    let llava = llava_dir();
+    let flags = |workers: &str| -> Vec<String> {
+        let chat = llava.path().display().to_string();
+        ["--chat-model", &chat, "--analysis-max-tokens", "40", "--analysis-workers", workers]
+            .map(str::to_string)
+            .to_vec()
+    };
+    let server = Server::spawn(&fixture_model(), data.path(), flags("0"), vec![]);
+    let ids: Vec<String> = (200..208)
+        .map(|i| {
+            let (status, image) = server.upload("/v1/images?analyze=true", &[("a.png", synthetic_png(i))], None);
+            assert_eq!(status, 201, "{image}");
+            image["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(jobs_of(&server, "analysis", "queued").len(), 8);
+    drop(server); // SIGKILL
+    let mut server = Server::spawn(&fixture_model(), data.path(), flags("1"), vec![]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while jobs_of(&server, "analysis", "succeeded").len() < 2 {
+        assert!(Instant::now() < deadline, "no progress: {}", server.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill9();
+    let server = server.restart_after_kill();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for id in &ids {
+        while server.get(&format!("/v1/images/{id}")).1["analysis"].is_null() {
+            assert!(Instant::now() < deadline, "{id} has no analysis: {}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let jobs = jobs_of(&server, "analysis", "succeeded");
+    let per_image: HashSet<&str> = jobs.iter().map(|j| j["params"]["image"].as_str().unwrap()).collect();
+    assert_eq!((jobs.len(), per_image.len()), (8, 8), "{jobs:?}");
+    assert!(jobs_of(&server, "analysis", "dead").is_empty());
 }
 
 /// kill -9 while a worker is captioning (slow captions, one job at a time): after the restart each

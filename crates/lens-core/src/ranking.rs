@@ -1,23 +1,25 @@
 //! Ranking as pure code: search options and their checks, the rounds a filtered vector search takes,
-//! and the hybrid score that blends CLIP similarity with caption matches. The server, the edge and
-//! the browser rank with these functions and differ only in where hits and records come from.
+//! and the hybrid score that blends CLIP similarity with matches of an image's texts (its caption and
+//! its analysis). The server, the edge and the browser rank with these functions and differ only in
+//! where hits and records come from.
 //!
-//! Hybrid text search, with the caption weight `w` in 0..=1:
+//! Hybrid text search, with the text weight `w` in 0..=1:
 //!
 //! ```text
-//! score         = (1 - w) * vector_score + w * caption_score      (images with a caption)
-//!               = vector_score                                    (images without one yet)
+//! score         = (1 - w) * vector_score + w * caption_score      (images with a caption or an analysis)
+//!               = vector_score                                    (images with neither yet)
 //! vector_score  = cos(query embedding, image embedding)
 //! caption_score = (keyword + semantic) / 2
 //! keyword       = bm25 / max bm25 over the candidates   (the best keyword match is 1, no match 0)
-//! semantic      = max(0, cos(query embedding, caption text embedding))   (0 until embedded)
-//! candidates    = vector top N ∪ caption keyword top N,   N = max(4k, 50)
+//! semantic      = max(0, cos(query embedding, text embedding)), the best of the image's texts
+//!                 (0 until embedded)
+//! candidates    = vector top N ∪ text keyword top N,   N = max(4k, 50)
 //! ```
 //!
-//! so an image found only through the words of its caption is still a candidate; `w = 0` is the plain
-//! vector search. A threshold applies to `score`. With a tag filter, both searches fetch candidates in
-//! growing rounds until `k` of them carry the tag or the index is exhausted, so the filter never hides
-//! a match.
+//! so an image found only through the words of its caption or analysis is still a candidate; `w = 0`
+//! is the plain vector search. A threshold applies to `score`. With a tag filter, both searches fetch
+//! candidates in growing rounds until `k` of them carry the tag or the index is exhausted, so the
+//! filter never hides a match.
 
 use crate::api::RequestError;
 use crate::limits::check_tag_filter;
@@ -150,11 +152,12 @@ impl VectorRounds {
 pub struct HybridCandidate {
     pub id: u64,
     pub vector_score: f32,
-    /// The caption's keyword score (bm25, higher is better; 0 without a match).
+    /// The texts' keyword score (bm25, higher is better; 0 without a match).
     pub keyword: f64,
-    /// [`semantic_score`] of the caption's embedding, once embedded.
+    /// The best [`semantic_score`] of the texts' embeddings, once embedded.
     pub semantic: Option<f32>,
-    pub has_caption: bool,
+    /// The image has a caption or an analysis.
+    pub has_text: bool,
 }
 
 impl HybridCandidate {
@@ -166,23 +169,23 @@ impl HybridCandidate {
         query: &[f32],
         index_score: Option<f32>,
         image_embedding: Option<&[f32]>,
-        caption_embedding: Option<&[f32]>,
+        text_embeddings: &[&[f32]],
         keyword: f64,
-        has_caption: bool,
+        has_text: bool,
     ) -> Option<Self> {
         let vector_score = match (index_score, image_embedding) {
             (Some(score), _) => score,
             (None, Some(embedding)) => cosine(query, embedding),
             (None, None) => return None,
         };
-        let semantic = caption_embedding.map(|e| semantic_score(query, e));
-        Some(Self { id, vector_score, keyword, semantic, has_caption })
+        let semantic = text_embeddings.iter().map(|e| semantic_score(query, e)).reduce(f32::max);
+        Some(Self { id, vector_score, keyword, semantic, has_text })
     }
 }
 
-/// How well a caption's text embedding matches the query: their cosine, floored at 0.
-pub fn semantic_score(query: &[f32], caption_embedding: &[f32]) -> f32 {
-    cosine(query, caption_embedding).max(0.0)
+/// How well a text's embedding (a caption's, an analysis') matches the query: their cosine, floored at 0.
+pub fn semantic_score(query: &[f32], text_embedding: &[f32]) -> f32 {
+    cosine(query, text_embedding).max(0.0)
 }
 
 /// A ranked hybrid result.
@@ -206,7 +209,7 @@ pub fn rank_hybrid(
     let mut scored: Vec<HybridScore> = candidates
         .into_iter()
         .map(|c| {
-            let caption_score = c.has_caption.then(|| {
+            let caption_score = c.has_text.then(|| {
                 let keyword = if best_keyword > 0.0 { (c.keyword / best_keyword) as f32 } else { 0.0 };
                 (keyword + c.semantic.unwrap_or(0.0)) / 2.0
             });
@@ -321,12 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_scores_blend_vector_and_caption() {
+    fn hybrid_scores_blend_vector_and_text() {
         let query = [1.0, 0.0];
-        let a = HybridCandidate::new(1, &query, Some(0.8), None, Some(&[1.0, 0.0]), 4.0, true).unwrap();
-        let b = HybridCandidate::new(2, &query, None, Some(&[0.6, 0.8]), None, 2.0, true).unwrap();
-        let c = HybridCandidate::new(3, &query, Some(0.7), None, None, 0.0, false).unwrap();
-        assert!(HybridCandidate::new(4, &query, None, None, None, 1.0, true).is_none(), "no embedding");
+        // a: a caption far from the query and an analysis on it; the better text counts.
+        let a = HybridCandidate::new(1, &query, Some(0.8), None, &[&[0.0, 1.0], &[1.0, 0.0]], 4.0, true).unwrap();
+        let b = HybridCandidate::new(2, &query, None, Some(&[0.6, 0.8]), &[], 2.0, true).unwrap();
+        let c = HybridCandidate::new(3, &query, Some(0.7), None, &[], 0.0, false).unwrap();
+        assert!(HybridCandidate::new(4, &query, None, None, &[], 1.0, true).is_none(), "no embedding");
+        assert_eq!(a.semantic, Some(1.0));
         assert!((b.vector_score - 0.6).abs() < 1e-6);
         let ranked = rank_hybrid(vec![a, b, c], 0.5, None, 3);
         // a: caption (1 + 1) / 2 = 1 -> 0.9; b: (0.5 + 0) / 2 = 0.25 -> 0.425; c: 0.7 (no caption).
@@ -339,8 +344,8 @@ mod tests {
 
     fn ranked_input() -> Vec<HybridCandidate> {
         vec![
-            HybridCandidate { id: 1, vector_score: 0.8, keyword: 0.0, semantic: None, has_caption: true },
-            HybridCandidate { id: 2, vector_score: 0.7, keyword: 0.0, semantic: None, has_caption: false },
+            HybridCandidate { id: 1, vector_score: 0.8, keyword: 0.0, semantic: None, has_text: true },
+            HybridCandidate { id: 2, vector_score: 0.7, keyword: 0.0, semantic: None, has_text: false },
         ]
     }
 

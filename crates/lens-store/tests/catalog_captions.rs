@@ -37,21 +37,21 @@ fn captions_are_searchable_by_keyword_and_embedded_per_model() {
         assert_eq!(stored.caption.as_deref(), Some(*caption));
         keys.push(rec.key);
     }
-    let found = |q: &str| catalog.search_captions(q, 10).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let found = |q: &str| catalog.search_texts(q, 10).unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(found("rocket"), vec![keys[3], keys[0]], "more occurrences rank higher");
     assert_eq!(found("ROCKETS"), vec![keys[3], keys[0]], "case and stemming");
     assert_eq!(found("cafe"), vec![keys[2]], "accents");
     assert_eq!(found("coffee launch"), found("launch coffee"));
     assert_eq!(found("coffee launch").len(), 2, "any term matches");
-    let scored = catalog.search_captions("rocket", 10).unwrap();
+    let scored = catalog.search_texts("rocket", 10).unwrap();
     assert!(scored.iter().all(|(_, s)| *s > 0.0) && scored[0].1 > scored[1].1, "{scored:?}");
-    assert_eq!(catalog.search_captions("rocket", 1).unwrap().len(), 1);
-    let among = catalog.caption_match_scores("rocket coffee", &[keys[0], keys[2], keys[3], 999]).unwrap();
+    assert_eq!(catalog.search_texts("rocket", 1).unwrap().len(), 1);
+    let among = catalog.text_match_scores("rocket coffee", &[keys[0], keys[2], keys[3], 999]).unwrap();
     let all: std::collections::HashMap<i64, f64> =
-        catalog.search_captions("rocket coffee", 10).unwrap().into_iter().collect();
+        catalog.search_texts("rocket coffee", 10).unwrap().into_iter().collect();
     assert_eq!(among.len(), 2, "{among:?}");
     assert_eq!((among[&keys[0]], among[&keys[3]]), (all[&keys[0]], all[&keys[3]]), "the same scores");
-    assert!(catalog.caption_match_scores("***", &keys).unwrap().is_empty());
+    assert!(catalog.text_match_scores("***", &keys).unwrap().is_empty());
     assert!(found("zebra").is_empty());
 
     // Caption embeddings per model, and a new caption drops the old caption's embedding.
@@ -111,21 +111,21 @@ fn any_user_text_is_a_safe_caption_query() {
         "!@#$%^&*()",
     ];
     for q in nasty {
-        let hits = catalog.search_captions(q, 10).unwrap_or_else(|e| panic!("{q:?}: {e}"));
+        let hits = catalog.search_texts(q, 10).unwrap_or_else(|e| panic!("{q:?}: {e}"));
         if ["star*", "^star", "-star", "+star", "(star", "star)", "caption:star", "NOT star"].contains(&q) {
             assert_eq!(hits.len(), 1, "{q:?}: operators are plain terms");
         }
     }
     // Operator words are terms: "and", "or", "not", "near" occur in the caption.
     for q in ["AND", "OR OR OR", "NEAR(", "not"] {
-        assert_eq!(catalog.search_captions(q, 10).unwrap().len(), 1, "{q:?}");
+        assert_eq!(catalog.search_texts(q, 10).unwrap().len(), 1, "{q:?}");
     }
     assert_eq!(lens_store::fts_query("NEAR(a b)").unwrap(), r#""near" OR "a" OR "b""#);
     assert_eq!(lens_store::fts_query("a\"b").unwrap(), r#""a" OR "b""#);
     assert_eq!(lens_store::fts_query("*^:()"), None);
     let long = (0..1000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
     assert_eq!(lens_store::fts_query(&long).unwrap().matches(" OR ").count(), lens_store::MAX_QUERY_TERMS - 1);
-    assert!(catalog.search_captions(&long, 10).unwrap().is_empty());
+    assert!(catalog.search_texts(&long, 10).unwrap().is_empty());
     let word = "x".repeat(10_000);
-    assert!(catalog.search_captions(&word, 10).unwrap().is_empty());
+    assert!(catalog.search_texts(&word, 10).unwrap().is_empty());
 }

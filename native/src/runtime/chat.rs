@@ -115,15 +115,17 @@ impl ChatModel {
     }
 
     /// Queues a conversation; its answer comes as [`ChatEvent`]s on the receiver (an error ends it).
-    /// Dropping the receiver cancels the generation. `Overloaded` at once when the queue is full.
+    /// Dropping the receiver cancels the generation. A full queue: `Overloaded` at once, or with `wait`
+    /// (background jobs) a wait for room.
     pub async fn answer(
         &self,
         prompt: ChatPrompt,
         config: GenerationConfig,
         stop: Vec<String>,
+        wait: bool,
     ) -> Result<mpsc::Receiver<Result<ChatEvent, ModelError>>, ModelError> {
         metrics::gauge!("lens_chat_queue_depth").increment(1.0);
-        let queued = self.worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, false).await;
+        let queued = self.worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, wait).await;
         if queued.is_err() {
             metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
         }

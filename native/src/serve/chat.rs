@@ -25,12 +25,6 @@ use crate::services::Lens;
 use crate::services::chat::{self as service, ChatAnswer, ChatError};
 use crate::services::errors::Coded;
 
-impl From<ChatError> for ApiError {
-    fn from(error: ChatError) -> Self {
-        ApiError::service(&error)
-    }
-}
-
 /// Answer a conversation (OpenAI's chat completions): text, and images as `image_url` parts (`data:` URLs,
 /// `http(s)` URLs, stored images as `lens://images/{id}`) when the chat model sees images.
 #[utoipa::path(post, path = "/v1/chat/completions", operation_id = "create_chat_completion", tag = "chat",
@@ -44,29 +38,12 @@ impl From<ChatError> for ApiError {
         (status = 503, description = "models loading, or no chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "an image URL fetch timed out", body = ErrorBody)))]
 pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompletionRequest>) -> ApiResult<Response> {
     let mut answer = service::answer(&lens, &request).await?;
-    // Until generation starts, a failure (a prompt too long for the context) is the request's status.
-    let prompt_tokens = match answer.events.recv().await {
-        Some(Ok(ChatEvent::Started { prompt_tokens })) => prompt_tokens,
-        Some(Err(e)) => return Err(ChatError::Model(e).into()),
-        Some(Ok(_)) | None => return Err(ChatError::Model(ModelError::Stopped).into()),
-    };
+    let prompt_tokens = started(&mut answer).await?;
     if request.stream {
         let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        let sse = Sse::new(chunks(answer, prompt_tokens, include_usage)).keep_alive(KeepAlive::default());
-        let mut response = sse.into_response();
-        // Proxies must pass each chunk on as it comes.
-        response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(response);
+        return Ok(stream(answer, prompt_tokens, include_usage));
     }
-    let completion = loop {
-        match answer.events.recv().await {
-            Some(Ok(ChatEvent::Done(completion))) => break completion,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(ChatError::Model(e).into()),
-            None => return Err(ChatError::Model(ModelError::Stopped).into()),
-        }
-    };
+    let (_, completion) = answer.finish().await.map_err(ChatError::Model)?;
     let body = ChatCompletion {
         id: answer.id,
         object: "chat.completion".into(),
@@ -83,7 +60,27 @@ pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompl
     Ok(axum::Json(body).into_response())
 }
 
-fn finish_reason(completion: &Completion) -> &'static str {
+/// Waits for generation to start: until then a failure (a prompt too long for the context) is the
+/// request's status. The prompt's tokens.
+pub(super) async fn started(answer: &mut ChatAnswer) -> Result<usize, ApiError> {
+    match answer.events.recv().await {
+        Some(Ok(ChatEvent::Started { prompt_tokens })) => Ok(prompt_tokens),
+        Some(Err(e)) => Err(ChatError::Model(e).into()),
+        Some(Ok(_)) | None => Err(ChatError::Model(ModelError::Stopped).into()),
+    }
+}
+
+/// The answer as server-sent `chat.completion.chunk`s, each sent as its tokens are produced.
+pub(super) fn stream(answer: ChatAnswer, prompt_tokens: usize, include_usage: bool) -> Response {
+    let sse = Sse::new(chunks(answer, prompt_tokens, include_usage)).keep_alive(KeepAlive::default());
+    let mut response = sse.into_response();
+    // Proxies must pass each chunk on as it comes.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub(super) fn finish_reason(completion: &Completion) -> &'static str {
     completion.finish_reason.as_str()
 }
 

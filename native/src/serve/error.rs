@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lens_core::api::{ErrorBody, ErrorCode, RequestError};
 
+use crate::services::analysis::AnalysisError;
 use crate::services::captions::CaptionError;
+use crate::services::chat::ChatError;
 use crate::services::errors::{Coded, NotReady};
 use crate::services::images::ImageError;
 use crate::services::ingest::IngestError;
@@ -83,7 +85,18 @@ macro_rules! from_service {
         })*
     };
 }
-from_service!(RequestError, NotReady, ImageError, IngestError, SearchError, CaptionError, JobError, SyncError);
+from_service!(
+    RequestError,
+    NotReady,
+    ImageError,
+    IngestError,
+    SearchError,
+    CaptionError,
+    ChatError,
+    AnalysisError,
+    JobError,
+    SyncError
+);
 
 impl From<MultipartError> for ApiError {
     fn from(err: MultipartError) -> Self {

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use lens_core::api::{
-    DuplicatesQuery, DuplicatesResponse, ErrorBody, ErrorCode, Image, ImageBatch, ImageList, ListQuery, ThumbnailQuery,
-    UrlIngest,
+    DuplicatesQuery, DuplicatesResponse, ErrorBody, ErrorCode, Image, ImageBatch, ImageList, IngestQuery, ListQuery,
+    ThumbnailQuery, UrlIngest,
 };
 use lens_core::limits::{MAX_TAGS_FIELD_BYTES, clean_tags};
 use lens_core::thumbnail::DEFAULT_SIZE;
@@ -18,10 +18,10 @@ use lens_core::thumbnail::DEFAULT_SIZE;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, Query};
 use super::forms::read_field;
-use crate::services::Lens;
 use crate::services::images::{self as service, Blob, to_api};
 use crate::services::ingest::{Upload, ingest_all, ingest_url};
 use crate::services::search;
+use crate::services::{Lens, analysis};
 
 /// The multipart form of `POST /v1/images` (for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
@@ -36,19 +36,22 @@ pub struct UploadForm {
 
 /// Ingest: multipart (`file`, repeatable; `tags`, comma-separated) or JSON `{"url", "tags"}`. Same
 /// bytes, same image: 200 with the stored one instead of 201. One file answers its image, several
-/// `{"images": [...]}`; if any file fails, nothing is stored.
-#[utoipa::path(post, path = "/v1/images", operation_id = "create_images", tag = "images",
+/// `{"images": [...]}`; if any file fails, nothing is stored. `?analyze=true` queues an analysis job per
+/// image (the chat model answers `analyze_prompt` about it; the job's outcome is in `GET /v1/jobs`).
+#[utoipa::path(post, path = "/v1/images", operation_id = "create_images", tag = "images", params(IngestQuery),
     request_body(content((UploadForm = "multipart/form-data"), (UrlIngest = "application/json"))),
     responses(
         (status = 201, description = "stored (one file or a URL; several files: {\"images\": [...]})", body = Image),
         (status = 200, description = "already stored (same bytes)", body = Image),
         (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 415, description = "unsupported image format or content type", body = ErrorBody),
-        (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
+        (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or analysis asked of a server without a chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
+    Query(query): Query<IngestQuery>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
+    let analyze = analysis::requested(&lens, &query)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &()).await?;
@@ -59,7 +62,7 @@ pub async fn create(
         let single = files.len() == 1;
         let uploads = files
             .into_iter()
-            .map(|(name, bytes)| Upload { name, bytes, source_url: None, tags: tags.clone() })
+            .map(|(name, bytes)| Upload { name, bytes, source_url: None, tags: tags.clone(), analyze: analyze.clone() })
             .collect();
         let ingested = ingest_all(&lens, uploads).await?;
         let status = if ingested.iter().any(|i| i.created) { StatusCode::CREATED } else { StatusCode::OK };
@@ -71,7 +74,7 @@ pub async fn create(
     } else if content_type.starts_with("application/json") {
         let Json(body): Json<UrlIngest> = Json::from_request(request, &()).await?;
         let tags = clean_tags(body.tags)?;
-        let ingested = ingest_url(&lens, body.url, tags).await?;
+        let ingested = ingest_url(&lens, body.url, tags, analyze).await?;
         let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, axum::Json(to_api(&ingested.record))).into_response())
     } else {
@@ -209,7 +212,7 @@ pub async fn duplicates(
 
 /// Deletes an image: catalog row, index entry and blob.
 #[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", tag = "images", params(("id" = String, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, description = "not found", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 404, description = "not found", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or analysis asked of a server without a chat model (chat_disabled)", body = ErrorBody)))]
 pub async fn delete(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&lens, &id).await?;
     Ok(StatusCode::NO_CONTENT)

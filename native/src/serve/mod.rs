@@ -2,6 +2,7 @@
 //! process; [`run`] is `lens serve` (listen, load the models in the background, serve until a signal,
 //! save the index). Handlers parse, call a service and map its error — nothing more.
 
+mod analysis;
 mod captions;
 mod chat;
 pub mod error;
@@ -31,7 +32,6 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::config::{CorsOrigins, ServeConfig};
 use crate::services::Lens;
-use crate::services::captions::spawn_workers;
 use error::ApiError;
 
 /// Starts the service and runs until SIGINT/SIGTERM; then drains requests and saves the index snapshot.
@@ -49,7 +49,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         let loading = Arc::clone(&loader);
         let loaded = tokio::task::spawn_blocking(move || loading.load()).await;
         match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok(()) => spawn_workers(&loader),
+            Ok(()) => crate::services::spawn_workers(&loader),
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "cannot start");
                 eprintln!("error: {e:#}");
@@ -85,6 +85,7 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/embeddings", post(search::embeddings))
         .route("/captions", post(captions::create))
         .route("/chat/completions", post(chat::create))
+        .route("/analyze", post(analysis::create))
         .route("/ingest", post(jobs::create_ingest))
         .route("/index/rebuild", post(jobs::create_rebuild))
         .route("/jobs", get(jobs::list))

@@ -4,14 +4,14 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{captions, chat, images, jobs, search, sync, system};
+use super::{analysis, captions, chat, images, jobs, search, sync, system};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Lens",
-        description = "Image ingest, BLIP captions, hybrid CLIP + caption search and OpenAI-compatible chat \
-about images. Errors are {\"error\": {\"code\", \"message\", \"type\", \"param\"}} with the status the code \
+        description = "Image ingest, BLIP captions, image analysis by a LLaVA, hybrid CLIP + text search and \
+OpenAI-compatible chat about images. Errors are {\"error\": {\"code\", \"message\", \"type\", \"param\"}} with the status the code \
 calls for."
     ),
     paths(
@@ -27,6 +27,7 @@ calls for."
         search::embeddings,
         captions::create,
         chat::create,
+        analysis::create,
         jobs::create_ingest,
         jobs::create_rebuild,
         jobs::list,
@@ -41,8 +42,8 @@ calls for."
         (name = "images", description = "Ingest, list, read and delete images"),
         (name = "search", description = "Search by text or image, near-duplicates, embeddings"),
         (name = "captions", description = "BLIP captions"),
-        (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA"),
-        (name = "jobs", description = "Batch URL ingest, index rebuilds, caption jobs"),
+        (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA, and image analysis"),
+        (name = "jobs", description = "Batch URL ingest, index rebuilds, caption and analysis jobs"),
         (name = "sync", description = "The change feed a browser mirror pulls"),
         (name = "system", description = "Health, readiness, models, metrics"),
     )

@@ -84,9 +84,11 @@ pub async fn metrics(State(lens): State<Arc<Lens>>) -> Response {
     if let Ok(n) = lens.catalog(|c| c.count_images()).await {
         metrics::gauge!("lens_catalog_images").set(n as f64);
     }
-    if let Ok(counts) = lens.catalog(|c| c.count_jobs(lens_store::CAPTION_JOB)).await {
-        for (job_state, n) in counts {
-            metrics::gauge!("lens_caption_jobs", "state" => job_state.as_str()).set(n as f64);
+    for kind in [lens_store::CAPTION_JOB, lens_store::ANALYSIS_JOB] {
+        if let Ok(counts) = lens.catalog(move |c| c.count_jobs(kind)).await {
+            for (job_state, n) in counts {
+                metrics::gauge!(format!("lens_{kind}_jobs"), "state" => job_state.as_str()).set(n as f64);
+            }
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::prometheus().render()).into_response()

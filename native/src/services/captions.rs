@@ -9,20 +9,21 @@
 //! process left running are re-queued at start-up ([`Lens::open`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use lens_core::api::{self, ErrorCode, RequestError};
 use lens_core::image::RgbImage;
 use lens_core::limits::check_id;
 use lens_models::blip::CaptionOptions;
-use lens_store::{CAPTION_JOB, ImageRecord, JobRecord, JobState, StoreError, now_ms};
+use lens_store::{CAPTION_JOB, ImageRecord, JobRecord, StoreError};
 use serde_json::json;
 
 use super::caption_options::{merge_options, options_json, options_key};
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, sha256, stored_image};
+use super::job_queue::{JobQueue, Outcome};
 use super::lens::Lens;
 use crate::config::CaptionConfig;
 use crate::runtime::{Captioner, ModelError, ModelInfo};
@@ -31,8 +32,6 @@ use crate::runtime::{Captioner, ModelError, ModelInfo};
 pub const MAX_CAPTION_IMAGES: usize = 16;
 /// How long a claimed caption job may run before another worker may take it over.
 const CAPTION_LEASE_MS: u64 = 30 * 60 * 1000;
-/// Longest an idle worker sleeps before looking at the queue again (it is also woken by ingest).
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Why captioning failed; nothing was stored or cached.
 #[derive(Debug, thiserror::Error)]
@@ -295,116 +294,18 @@ async fn store(lens: &Lens, captioning: &Captioning<'_>, results: &[(Source, Cap
 /// Starts `--caption-workers` workers (none without a caption model).
 pub fn spawn_workers(lens: &Arc<Lens>) {
     let Some(config) = &lens.config.caption else { return };
-    for worker in 0..config.workers {
-        let lens = Arc::clone(lens);
-        tokio::spawn(async move { work(lens, worker).await });
-    }
-    if config.workers > 0 {
-        tracing::info!(workers = config.workers, "caption workers started");
-    }
-}
-
-/// One worker: claims up to `--caption-batch-size` runnable jobs, runs them together (the model
-/// thread batches their images), and sleeps until the next job is due or ingest wakes it.
-async fn work(lens: Arc<Lens>, worker: usize) {
-    let batch = lens.config.caption.as_ref().map_or(1, |c| c.batch_size);
-    let mut stopping = lens.stopping();
-    loop {
-        if *stopping.borrow_and_update() {
-            return;
-        }
-        let wake = lens.caption_wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
-        let claimed = lens
-            .catalog(move |c| {
-                let now = now_ms();
-                let mut jobs = Vec::new();
-                while jobs.len() < batch {
-                    match c.claim_next(CAPTION_JOB, now, CAPTION_LEASE_MS)? {
-                        Some(job) => jobs.push(job),
-                        None => break,
-                    }
-                }
-                Ok(jobs)
-            })
-            .await;
-        match claimed {
-            Ok(jobs) if !jobs.is_empty() => {
-                // Each job on its own task: a panic fails that job's task (its lease then lets it be
-                // claimed again), never the worker.
-                let tasks: Vec<_> = jobs.into_iter().map(|job| tokio::spawn(run_job(Arc::clone(&lens), job))).collect();
-                for task in tasks {
-                    if let Err(e) = task.await {
-                        tracing::error!(worker, error = %e, "a caption job task failed");
-                    }
-                }
-            }
-            Ok(_) => {
-                let due = lens.catalog(|c| c.next_job_due(CAPTION_JOB)).await.ok().flatten();
-                let wait = due.map_or(IDLE_POLL, |due| {
-                    Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
-                });
-                tokio::select! {
-                    () = &mut wake => {}
-                    () = tokio::time::sleep(wait) => {}
-                    _ = stopping.changed() => {}
-                }
-            }
-            Err(e) => {
-                tracing::error!(worker, error = e.describe(), "cannot claim caption jobs");
-                tokio::time::sleep(IDLE_POLL).await;
-            }
-        }
-    }
-}
-
-enum Outcome {
-    Captioned {
-        caption: String,
-        cached: bool,
-    },
-    /// The image was deleted: nothing to caption.
-    Gone,
-}
-
-async fn run_job(lens: Arc<Lens>, job: JobRecord) {
-    let started = Instant::now();
-    let attempt = job.attempts;
-    let outcome = caption_job(&lens, &job).await;
-    let model = lens.ready().ok().and_then(|r| r.models.captioner()).map(|c| c.info.id().to_string());
-    let id = job.id.clone();
-    let policy = lens.config.caption_retry;
-    let (label, recorded) = match outcome {
-        Ok(Outcome::Captioned { caption, cached }) => {
-            let result = json!({"caption": caption, "cached": cached, "model": model});
-            ("succeeded", lens.catalog(move |c| c.complete_job(&id, attempt, JobState::Succeeded, &result)).await)
-        }
-        Ok(Outcome::Gone) => {
-            let result = json!({"reason": "the image was deleted"});
-            ("cancelled", lens.catalog(move |c| c.complete_job(&id, attempt, JobState::Cancelled, &result)).await)
-        }
-        Err(error) => {
-            tracing::warn!(job = job.id, attempt, error, "caption job attempt failed");
-            let after = lens.catalog(move |c| c.fail_attempt(&id, attempt, &error, now_ms(), &policy)).await;
-            match after {
-                Ok(Some(JobState::Dead)) => ("dead", Ok(true)),
-                Ok(Some(_)) => ("retried", Ok(true)),
-                Ok(None) => ("superseded", Ok(false)),
-                Err(e) => ("retried", Err(e)),
-            }
-        }
+    let queue = JobQueue {
+        kind: CAPTION_JOB,
+        lease_ms: CAPTION_LEASE_MS,
+        batch: config.batch_size,
+        retry: lens.config.caption_retry,
+        wake: |lens| &lens.caption_wake,
+        attempt: |lens, job| Box::pin(async move { caption_job(&lens, &job).await }),
     };
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => tracing::info!(job = job.id, attempt, "caption job was cancelled or taken over meanwhile"),
-        Err(e) => tracing::error!(job = job.id, error = e.describe(), "cannot record a caption job's outcome"),
-    }
-    metrics::counter!("lens_caption_jobs_total", "outcome" => label).increment(1);
-    metrics::histogram!("lens_caption_job_seconds").record(started.elapsed().as_secs_f64());
+    queue.spawn_workers(lens, config.workers);
 }
 
-/// One attempt of a caption job; an error is the text its `last_error` records (`code: message`).
+/// One attempt of a caption job: the caption (from the cache or BLIP), embedded and stored.
 async fn caption_job(lens: &Lens, job: &JobRecord) -> Result<Outcome, String> {
     let image_id = job.params["image"].as_str().ok_or("job params have no `image`")?.to_string();
     let options: CaptionOptions = serde_json::from_value(job.params["options"].clone())
@@ -416,7 +317,8 @@ async fn caption_job(lens: &Lens, job: &JobRecord) -> Result<Outcome, String> {
     let Some(record) = lens.catalog(move |c| c.image(&id)).await.map_err(|e| e.describe())? else {
         return Ok(Outcome::Gone);
     };
-    let (sha, model, key) = (record.sha256.clone(), captioning.model.id().to_string(), options_key(&options));
+    let model_id = captioning.model.id().to_string();
+    let (sha, model, key) = (record.sha256.clone(), model_id.clone(), options_key(&options));
     let hit = {
         let (sha, model, key) = (sha.clone(), model.clone(), key.clone());
         lens.catalog(move |c| c.cached_caption(&sha, &model, &key)).await.map_err(|e| e.describe())?
@@ -456,7 +358,7 @@ async fn caption_job(lens: &Lens, job: &JobRecord) -> Result<Outcome, String> {
     let stored =
         lens.catalog(move |c| c.store_caption(&image_id, &text, &clip, &embedding)).await.map_err(|e| e.describe())?;
     Ok(match stored {
-        Some(_) => Outcome::Captioned { caption, cached },
+        Some(_) => Outcome::Done(json!({"caption": caption, "cached": cached, "model": model_id})),
         None => Outcome::Gone,
     })
 }

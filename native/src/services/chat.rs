@@ -11,6 +11,7 @@ use lens_core::api::{self, ContentPart, ErrorCode, MessageContent, RequestError}
 use lens_core::image::RgbImage;
 use lens_models::chat_template::{ChatMessage, Content, Part};
 use lens_models::generation::{GenerationConfig, Sampling};
+use lens_models::llama::Completion;
 use lens_models::llava::MAX_IMAGES;
 use tokio::sync::mpsc;
 
@@ -18,7 +19,8 @@ use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, stored_image};
 use super::lens::Lens;
-use crate::runtime::{ChatEvent, ChatPrompt, ModelError};
+use crate::config::ChatConfig;
+use crate::runtime::{ChatEvent, ChatModel, ChatPrompt, Loaded, ModelError};
 
 /// Most messages in one conversation.
 pub const MAX_MESSAGES: usize = 256;
@@ -29,7 +31,7 @@ pub const MAX_STOP_BYTES: usize = 256;
 /// Longest `model` and `user` fields.
 const MAX_NAME_BYTES: usize = 256;
 /// The scheme of stored images in `image_url`.
-const STORED_PREFIX: &str = "lens://images/";
+pub const STORED_PREFIX: &str = "lens://images/";
 
 /// Why a chat request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +88,34 @@ pub struct ChatAnswer {
     pub events: mpsc::Receiver<Result<ChatEvent, ModelError>>,
 }
 
+impl ChatAnswer {
+    /// Reads the events to the end: the prompt's tokens (0 when `Started` was read before) and the
+    /// completion.
+    pub async fn finish(&mut self) -> Result<(usize, Completion), ModelError> {
+        let mut prompt_tokens = 0;
+        loop {
+            match self.events.recv().await {
+                Some(Ok(ChatEvent::Started { prompt_tokens: n })) => prompt_tokens = n,
+                Some(Ok(ChatEvent::Text(_))) => {}
+                Some(Ok(ChatEvent::Done(completion))) => return Ok((prompt_tokens, completion)),
+                Some(Err(e)) => return Err(e),
+                None => return Err(ModelError::Stopped),
+            }
+        }
+    }
+}
+
+/// The chat settings and the loaded chat model: [`ChatError::Disabled`] without `--chat-model`,
+/// `NotReady` while models load.
+pub fn chat_model(lens: &Lens) -> Result<(&ChatConfig, &Loaded<ChatModel>), ChatError> {
+    let config = lens.config.chat.as_ref().ok_or(ChatError::Disabled)?;
+    let chat = lens.ready()?.models.chat().ok_or(NotReady)?;
+    Ok((config, chat))
+}
+
 /// Checks `request`, resolves its images and queues it for the chat model.
 pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result<ChatAnswer, ChatError> {
-    let chat_config = lens.config.chat.as_ref().ok_or(ChatError::Disabled)?;
-    let chat = lens.ready()?.models.chat().ok_or(NotReady)?;
+    let (chat_config, chat) = chat_model(lens)?;
     let served = &chat.info.identity;
     if request.model.len() > MAX_NAME_BYTES || (request.model != served.id && request.model != served.name) {
         return Err(RequestError::invalid(format!(
@@ -122,18 +148,29 @@ pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result
         })?;
         images.push(image);
     }
-    let events = chat.model.answer(ChatPrompt { messages, images }, config, stop).await?;
+    queue(chat, ChatPrompt { messages, images }, config, stop, false).await
+}
+
+/// Queues a checked prompt for the chat model (with `wait`, waits for room in a full queue).
+pub async fn queue(
+    chat: &Loaded<ChatModel>,
+    prompt: ChatPrompt,
+    config: GenerationConfig,
+    stop: Vec<String>,
+    wait: bool,
+) -> Result<ChatAnswer, ChatError> {
+    let events = chat.model.answer(prompt, config, stop, wait).await?;
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Ok(ChatAnswer {
         id: format!("chatcmpl-{:024x}", rand::random::<u128>() >> 32),
         created,
-        model: served.id.clone(),
+        model: chat.info.identity.id.clone(),
         events,
     })
 }
 
 /// At most 64 characters of a client's string, for messages that quote it.
-fn truncated(s: &str) -> String {
+pub fn truncated(s: &str) -> String {
     match s.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_string(),
@@ -242,7 +279,7 @@ fn conversation(request: &api::ChatCompletionRequest) -> Result<(Vec<ChatMessage
 }
 
 /// The decoded image an `image_url` names.
-async fn resolve_image(lens: &Lens, url: &str) -> Result<RgbImage, ChatError> {
+pub async fn resolve_image(lens: &Lens, url: &str) -> Result<RgbImage, ChatError> {
     if let Some(id) = url.strip_prefix(STORED_PREFIX) {
         let record = find(lens, id).await?;
         return Ok(stored_image(lens, &record).await?);

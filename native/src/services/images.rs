@@ -52,6 +52,7 @@ pub fn to_api(record: &ImageRecord) -> api::Image {
         created_at: record.created_at.clone(),
         tags: record.tags.clone(),
         caption: record.caption.clone(),
+        analysis: record.analysis.clone(),
         colors: typed(&record.colors, "colors", &record.id),
         metadata: typed(&record.metadata, "metadata", &record.id),
         url: api::blob_path(&record.id),

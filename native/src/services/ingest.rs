@@ -3,7 +3,8 @@
 //! Order, so that a failed request leaves nothing behind and an acknowledged one survives a crash:
 //! limits and format from the header -> sha256 (same bytes: the existing record) -> decode, dominant
 //! colours, metadata -> embed -> blob written durably -> catalog row committed (WAL, synchronous=FULL)
-//! with its caption job when captioning is on -> index -> caption workers woken. A failure after the
+//! with its caption job when captioning is on and its analysis job when asked for -> index -> job
+//! workers woken. A failure after the
 //! blob is written removes the blob again (unless the catalog references it). Several files in one
 //! request are all checked and decoded before anything is stored, and a failure while storing removes
 //! those this request created: a failed request changes nothing.
@@ -82,6 +83,8 @@ pub struct Upload {
     pub bytes: Bytes,
     pub source_url: Option<String>,
     pub tags: Vec<String>,
+    /// Analyse the image with this prompt (`?analyze=true`): an analysis job is queued with it.
+    pub analyze: Option<String>,
 }
 
 /// One stored image and whether this request created it.
@@ -106,12 +109,18 @@ struct NewUpload {
     tags: Vec<String>,
     colors: Option<serde_json::Value>,
     metadata: Option<serde_json::Value>,
+    analysis_prompt: Option<String>,
 }
 
-/// Fetches `url` (through the SSRF-safe fetcher) and ingests it.
-pub async fn ingest_url(lens: &Lens, url: String, tags: Vec<String>) -> Result<Ingested, IngestError> {
+/// Fetches `url` (through the SSRF-safe fetcher) and ingests it (`analyze`: see [`Upload`]).
+pub async fn ingest_url(
+    lens: &Lens,
+    url: String,
+    tags: Vec<String>,
+    analyze: Option<String>,
+) -> Result<Ingested, IngestError> {
     let fetched = lens.fetcher.fetch(&url).await?;
-    let upload = Upload { name: url.clone(), bytes: fetched.bytes, source_url: Some(url), tags };
+    let upload = Upload { name: url.clone(), bytes: fetched.bytes, source_url: Some(url), tags, analyze };
     ingest_one(lens, upload).await
 }
 
@@ -124,10 +133,12 @@ pub async fn ingest_one(lens: &Lens, upload: Upload) -> Result<Ingested, IngestE
 pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingested>, IngestError> {
     let ready = lens.ready()?;
     let count = uploads.len();
+    let analysis_prompts: Vec<Option<String>> =
+        uploads.iter().map(|u| super::analysis::job_prompt(lens, u.analyze.as_deref())).collect();
     let mut prepared = Vec::with_capacity(count);
     for (i, upload) in uploads.into_iter().enumerate() {
         let name = upload.name.clone();
-        match prepare(lens, upload).await {
+        match prepare(lens, upload, analysis_prompts[i].clone()).await {
             Ok(p) => prepared.push(p),
             Err(e) if count > 1 => return Err(IngestError::InFile { number: i + 1, name, source: Box::new(e) }),
             Err(e) => return Err(e),
@@ -148,7 +159,7 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
         let result = match p {
             Prepared::Existing(record) => Ok(Ingested { record, created: false }),
             Prepared::New(new) => {
-                let NewUpload { sha256, format, bytes, source_url, tags, colors, metadata, .. } = *new;
+                let NewUpload { sha256, format, bytes, source_url, tags, colors, metadata, analysis_prompt, .. } = *new;
                 let embedding = embeddings.next().expect("one embedding per new image");
                 let (width, height) = sizes.next().expect("one size per new image");
                 let new = NewImage {
@@ -162,6 +173,7 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
                     colors,
                     metadata,
                     caption_options: lens.caption_job_options(),
+                    analysis_prompt,
                 };
                 store(lens, new, bytes, embedding).await
             }
@@ -178,18 +190,25 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
             }
         }
     }
-    // The request succeeded: images already stored without a caption get a job too, and the
-    // caption workers wake up for the new ones (queued with their rows).
-    for ingested in done.iter().filter(|i| !i.created) {
+    // The request succeeded: images already stored without a caption (or an analysis by the prompt
+    // asked for) get a job too, and the workers wake up for the new ones (queued with their rows).
+    for (ingested, prompt) in done.iter().zip(&analysis_prompts).filter(|(i, _)| !i.created) {
         ensure_caption_job(lens, &ingested.record).await?;
+        if let Some(prompt) = prompt {
+            let analysed_with = ingested.record.analysis.as_ref().map(|a| a.prompt.as_str());
+            super::analysis::ensure_job(lens, &ingested.record.id, prompt, analysed_with).await?;
+        }
     }
     if lens.config.caption.is_some() && done.iter().any(|i| i.created) {
         lens.caption_wake.notify_waiters();
     }
+    if done.iter().zip(&analysis_prompts).any(|(i, p)| i.created && p.is_some()) {
+        lens.analysis_wake.notify_waiters();
+    }
     Ok(done)
 }
 
-async fn prepare(lens: &Lens, upload: Upload) -> Result<Prepared, IngestError> {
+async fn prepare(lens: &Lens, upload: Upload, analysis_prompt: Option<String>) -> Result<Prepared, IngestError> {
     lens_core::limits::check_file_size(upload.bytes.len(), lens.config.max_file_bytes)?;
     let sha256 = sha256(&upload.bytes).await;
     let sha = sha256.clone();
@@ -198,7 +217,7 @@ async fn prepare(lens: &Lens, upload: Upload) -> Result<Prepared, IngestError> {
         return Ok(Prepared::Existing(existing));
     }
     let (format, image, bytes) = decode_checked(lens, upload.bytes).await?;
-    let (colors, metadata, image) = analyze(lens, bytes.clone(), image).await?;
+    let (colors, metadata, image) = colors_and_metadata(lens, bytes.clone(), image).await?;
     Ok(Prepared::New(Box::new(NewUpload {
         sha256,
         format,
@@ -208,12 +227,13 @@ async fn prepare(lens: &Lens, upload: Upload) -> Result<Prepared, IngestError> {
         tags: upload.tags,
         colors,
         metadata,
+        analysis_prompt,
     })))
 }
 
 /// Dominant colours and header metadata (format, upright size, orientation, EXIF), as JSON. Neither
 /// can fail an ingest that decoding accepted: a failure is logged and stored as `null`.
-async fn analyze(
+async fn colors_and_metadata(
     lens: &Lens,
     bytes: Bytes,
     image: RgbImage,

@@ -67,7 +67,7 @@ async fn run_ingest(lens: Arc<Lens>, job: String, urls: Vec<String>, tags: Vec<S
         let lens = Arc::clone(&lens);
         let tags = tags.clone();
         async move {
-            let outcome = ingest_url(&lens, url.clone(), tags).await;
+            let outcome = ingest_url(&lens, url.clone(), tags, None).await;
             (url, outcome)
         }
     }))

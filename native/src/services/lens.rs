@@ -26,6 +26,8 @@ pub struct Lens {
     pub started: Instant,
     /// Wakes idle caption workers when a caption job is queued.
     pub caption_wake: tokio::sync::Notify,
+    /// Wakes idle analysis workers when an analysis job is queued.
+    pub analysis_wake: tokio::sync::Notify,
     /// Rendered thumbnails, least recently used dropped first.
     pub thumbnails: ThumbnailCache,
     /// Set by [`stop`](Self::stop): background workers finish what they hold and end.
@@ -58,6 +60,14 @@ impl Lens {
         if requeued + dead > 0 {
             tracing::warn!(requeued, dead, "caption jobs left running by the last stop were re-queued");
         }
+        let attempts = config
+            .chat
+            .as_ref()
+            .map_or(lens_store::RetryPolicy::default().max_attempts, |c| c.analysis.retry.max_attempts);
+        let (requeued, dead) = catalog.requeue_interrupted_jobs(lens_store::ANALYSIS_JOB, attempts)?;
+        if requeued + dead > 0 {
+            tracing::warn!(requeued, dead, "analysis jobs left running by the last stop were re-queued");
+        }
         let blobs: Arc<dyn BlobStore> = match (&config.blob_store, &config.s3) {
             (BlobBackend::S3, Some(s3)) => Arc::new(S3BlobStore::connect(s3.clone()).await?),
             _ => Arc::new(LocalBlobStore::open(&config.data.join("blobs"))?),
@@ -71,6 +81,7 @@ impl Lens {
             ready: OnceLock::new(),
             started: Instant::now(),
             caption_wake: tokio::sync::Notify::new(),
+            analysis_wake: tokio::sync::Notify::new(),
             thumbnails: ThumbnailCache::new(CACHE_BYTES),
             stopping: tokio::sync::watch::Sender::new(false),
         })

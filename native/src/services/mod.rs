@@ -3,9 +3,11 @@
 //! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
 //!
 //! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
-//! others; [`lens`] holds them; [`images`] is what every input path does to image bytes; [`ingest`],
-//! [`search`], [`captions`], [`chat`], [`jobs`] and [`sync`] build on those.
+//! others; [`lens`] holds them; [`images`] is what every input path does to image bytes and
+//! [`job_queue`] runs the per-image job queues; [`ingest`], [`search`], [`captions`], [`chat`],
+//! [`analysis`] (on [`chat`]), [`jobs`] and [`sync`] build on those.
 
+pub mod analysis;
 pub mod caption_options;
 pub mod captions;
 pub mod chat;
@@ -14,6 +16,7 @@ pub mod fetch;
 pub mod images;
 pub mod index;
 pub mod ingest;
+pub mod job_queue;
 pub mod jobs;
 pub mod lens;
 pub mod search;
@@ -22,3 +25,9 @@ pub mod thumbnails;
 
 pub use errors::{Coded, NotReady};
 pub use lens::{Lens, Ready};
+
+/// Starts the background job workers (caption and analysis jobs), once the models are loaded.
+pub fn spawn_workers(lens: &std::sync::Arc<Lens>) {
+    captions::spawn_workers(lens);
+    analysis::spawn_workers(lens);
+}

@@ -56,7 +56,7 @@ coded_enum!(SearchError {
     ]
 });
 
-/// `POST /v1/search`: a text (hybrid when the caption weight is above 0), an image URL or a stored image.
+/// `POST /v1/search`: a text (hybrid when the text weight is above 0), an image URL or a stored image.
 pub async fn search(lens: &Lens, request: api::SearchRequest) -> Result<api::SearchResponse, SearchError> {
     let options = SearchOptions::new(request.k, request.threshold, request.tag, lens.config.max_k)?;
     check_hybrid_weight(request.hybrid_weight, request.text.is_some())?;
@@ -211,7 +211,8 @@ async fn vector(lens: &Lens, query: Vec<f32>, options: SearchOptions) -> Result<
     }
 }
 
-/// Text search blending the CLIP vector score with the caption score, in [`HybridRounds`].
+/// Text search blending the CLIP vector score with the score of the images' texts (caption, analysis), in
+/// [`HybridRounds`].
 async fn hybrid(
     lens: &Lens,
     text: String,
@@ -225,19 +226,20 @@ async fn hybrid(
     loop {
         let vector_hits = ready.index.search(&query, rounds.index_request(), None)?;
         let (fts_text, fts_n) = (text.clone(), rounds.request());
-        let keyword_hits = lens.catalog(move |c| c.search_captions(&fts_text, fts_n)).await?;
+        let keyword_hits = lens.catalog(move |c| c.search_texts(&fts_text, fts_n)).await?;
         let mut keys: Vec<i64> = vector_hits.iter().map(|h| h.id as i64).collect();
         let seen: HashSet<i64> = keys.iter().copied().collect();
         let only_keyword: Vec<i64> = keyword_hits.iter().map(|h| h.0).filter(|k| !seen.contains(k)).collect();
         keys.extend(&only_keyword);
         let model = ready.models.embedding_model().to_string();
         let (fts_text, lookup) = (text.clone(), keys.clone());
-        let (records, keyword, captions, images) = lens
+        let (records, keyword, captions, analyses, images) = lens
             .catalog(move |c| {
                 Ok((
                     c.images_by_keys(&lookup)?,
-                    c.caption_match_scores(&fts_text, &lookup)?,
+                    c.text_match_scores(&fts_text, &lookup)?,
                     c.caption_embeddings(&lookup, &model)?,
+                    c.analysis_embeddings(&lookup, &model)?,
                     c.embeddings(&only_keyword, &model)?,
                 ))
             })
@@ -247,14 +249,16 @@ async fn hybrid(
             .iter()
             .filter(|r| options.tag.as_ref().is_none_or(|tag| r.tags.contains(tag)))
             .filter_map(|r| {
+                let texts: Vec<&[f32]> =
+                    [captions.get(&r.key), analyses.get(&r.key)].into_iter().flatten().map(Vec::as_slice).collect();
                 HybridCandidate::new(
                     r.key as u64,
                     &query,
                     vector_scores.get(&r.key).copied(),
                     images.get(&r.key).map(Vec::as_slice),
-                    captions.get(&r.key).map(Vec::as_slice),
+                    &texts,
                     keyword.get(&r.key).copied().unwrap_or(0.0),
-                    r.caption.is_some(),
+                    r.caption.is_some() || r.analysis.is_some(),
                 )
             })
             .collect();
@@ -278,6 +282,7 @@ fn result(record: &ImageRecord, score: f32, vector_score: f32, caption_score: Op
         vector_score,
         caption_score,
         caption: record.caption.clone(),
+        analysis: record.analysis.as_ref().map(|a| a.text.clone()),
         tags: record.tags.clone(),
         colors: typed(&record.colors, "colors", &record.id),
         metadata: typed(&record.metadata, "metadata", &record.id),

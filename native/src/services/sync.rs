@@ -80,6 +80,7 @@ fn to_api(change: Change) -> api::SyncChange {
                 created_at: created_ms,
                 tags: image.tags,
                 caption: image.caption,
+                analysis: image.analysis.map(|a| a.text),
                 embedding,
             },
         },

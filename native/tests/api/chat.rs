@@ -17,9 +17,12 @@ use crate::common::app::TestApp;
 use crate::common::assert_error;
 use crate::common::files::{FileServer, image_bytes, llava_dir};
 
-const QUESTION: &str = "What is shown in this image?";
+pub(super) const QUESTION: &str = "What is shown in this image?";
 
-async fn chat_app(dir: &tempfile::TempDir, configure: impl FnOnce(&mut lens::config::ServeSettings)) -> TestApp {
+pub(super) async fn chat_app(
+    dir: &tempfile::TempDir,
+    configure: impl FnOnce(&mut lens::config::ServeSettings),
+) -> TestApp {
     let path = dir.path().to_path_buf();
     TestApp::with(move |s| {
         s.chat.model = Some(path);
@@ -29,7 +32,7 @@ async fn chat_app(dir: &tempfile::TempDir, configure: impl FnOnce(&mut lens::con
     .await
 }
 
-fn data_url(name: &str) -> String {
+pub(super) fn data_url(name: &str) -> String {
     let mime = if name.ends_with(".png") { "image/png" } else { "image/jpeg" };
     format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(image_bytes(name)))
 }
@@ -48,14 +51,14 @@ fn ask(model: &str, image_url: &str, extra: Value) -> Value {
     body
 }
 
-async fn chat_model_id(app: &TestApp) -> String {
+pub(super) async fn chat_model_id(app: &TestApp) -> String {
     let (_, models) = app.get("/v1/models").await;
     let card = models["data"].as_array().unwrap().iter().find(|m| m["task"] == "chat").expect("a chat model card");
     card["id"].as_str().unwrap().to_string()
 }
 
 /// What the LLaVA pipeline answers on its own: greedy, 12 tokens, the image then the question.
-fn reference_answer(dir: &tempfile::TempDir, image: &str) -> (String, usize, usize) {
+pub(super) fn reference_answer(dir: &tempfile::TempDir, image: &str) -> (String, usize, usize) {
     let pipeline = LlavaPipeline::<NdArray<f32>>::from_dir(dir.path(), &Default::default()).unwrap();
     let image = decode_image(&image_bytes(image), &DecodeLimits::default()).unwrap();
     let ids = pipeline.encode_chat(&[ChatMessage::user_with_images(1, QUESTION)], 1).unwrap();
@@ -66,7 +69,7 @@ fn reference_answer(dir: &tempfile::TempDir, image: &str) -> (String, usize, usi
 }
 
 /// The `data:` payloads of a server-sent event stream, in order.
-fn sse_data(body: &[u8]) -> Vec<String> {
+pub(super) fn sse_data(body: &[u8]) -> Vec<String> {
     let text = String::from_utf8(body.to_vec()).unwrap();
     text.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
 }

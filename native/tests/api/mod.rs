@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot` — one behaviour per test. What only a real process shows (start-up,
 //! signals, kill -9, S3 from the environment) is in `tests/process.rs`.
 
+mod analysis;
 mod captions;
 mod chat;
 mod errors;

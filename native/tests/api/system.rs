@@ -69,6 +69,7 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("/v1/embeddings", "post"),
         ("/v1/captions", "post"),
         ("/v1/chat/completions", "post"),
+        ("/v1/analyze", "post"),
         ("/v1/ingest", "post"),
         ("/v1/index/rebuild", "post"),
         ("/v1/jobs", "get"),
@@ -96,5 +97,8 @@ async fn the_openapi_document_lists_every_route_and_schema() {
     let routes = doc["paths"].as_object().unwrap().len();
     assert!(schemas["ChatCompletionChunk"]["properties"]["choices"].is_object(), "{schemas}");
     assert!(schemas["ErrorDetail"]["properties"]["type"].is_object(), "{schemas}");
-    assert_eq!(routes, 19, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
+    assert!(schemas["AnalyzeResponse"]["properties"]["analysis"].is_object(), "{schemas}");
+    assert!(schemas["Image"]["properties"]["analysis"].is_object(), "{schemas}");
+    assert!(doc["paths"]["/v1/images"]["post"]["parameters"].is_array(), "?analyze=true is documented");
+    assert_eq!(routes, 20, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
 }

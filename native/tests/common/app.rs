@@ -70,7 +70,7 @@ impl TestApp {
         let lens = Arc::new(Lens::open(config).await.unwrap());
         let loading = Arc::clone(&lens);
         tokio::task::spawn_blocking(move || loading.load()).await.unwrap().unwrap();
-        lens::services::captions::spawn_workers(&lens);
+        lens::services::spawn_workers(&lens);
         let router = lens::serve::app(Arc::clone(&lens));
         TestApp { lens, router, data }
     }
@@ -172,14 +172,23 @@ impl TestApp {
 
     /// Polls `GET /v1/images/{id}` until it has a caption.
     pub async fn wait_caption(&self, id: &str) -> Value {
+        self.wait_image_field(id, "caption").await
+    }
+
+    /// Polls `GET /v1/images/{id}` until it has an analysis.
+    pub async fn wait_analysis(&self, id: &str) -> Value {
+        self.wait_image_field(id, "analysis").await
+    }
+
+    async fn wait_image_field(&self, id: &str, field: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (status, image) = self.get(&format!("/v1/images/{id}")).await;
             assert_eq!(status, 200, "{image}");
-            if image["caption"].is_string() {
+            if !image[field].is_null() {
                 return image;
             }
-            assert!(Instant::now() < deadline, "image {id} has no caption after 120 s: {image}");
+            assert!(Instant::now() < deadline, "image {id} has no {field} after 120 s: {image}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

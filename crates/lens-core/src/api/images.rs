@@ -24,6 +24,9 @@ pub struct Image {
     pub tags: Vec<String>,
     /// Set by the caption job (BLIP) when captioning is on.
     pub caption: Option<String>,
+    /// Set by the image's analysis job (the chat model), or by `POST /v1/analyze` with `store`.
+    #[serde(default)]
+    pub analysis: Option<super::ImageAnalysis>,
     /// Dominant colours, largest share first.
     pub colors: Option<Vec<DominantColor>>,
     /// Read from the headers at ingest.

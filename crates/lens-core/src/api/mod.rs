@@ -6,6 +6,7 @@
 //! Field names, optionality and defaults are the contract: a field added later must be optional
 //! (`#[serde(default)]`) so older clients and servers keep understanding each other.
 
+mod analysis;
 mod captions;
 mod chat;
 mod error;
@@ -15,6 +16,7 @@ mod models;
 mod search;
 mod sync;
 
+pub use analysis::{AnalyzeRequest, AnalyzeResponse, ImageAnalysis, IngestQuery};
 pub use captions::{CaptionEntry, CaptionImage, CaptionRequest, CaptionsResponse};
 pub use chat::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessageIn,

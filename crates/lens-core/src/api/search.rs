@@ -30,13 +30,18 @@ pub struct SearchRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResult {
     pub id: String,
-    /// `(1 - w) * vector_score + w * caption_score` for text queries on captioned images, else `vector_score`.
+    /// `(1 - w) * vector_score + w * caption_score` for text queries on images with a caption or an
+    /// analysis, else `vector_score`.
     pub score: f32,
     /// CLIP cosine of the query and the image.
     pub vector_score: f32,
-    /// 0 to 1; `null` without a caption, or when not computed (weight 0, image queries).
+    /// 0 to 1: how well the image's texts (caption and analysis) match the query, by keywords and by their
+    /// CLIP text embeddings; `null` without either text, or when not computed (weight 0, image queries).
     pub caption_score: Option<f32>,
     pub caption: Option<String>,
+    /// The text of the image's analysis.
+    #[serde(default)]
+    pub analysis: Option<String>,
     pub tags: Vec<String>,
     pub colors: Option<Vec<DominantColor>>,
     pub metadata: Option<ImageMetadata>,

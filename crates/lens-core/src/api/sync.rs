@@ -68,6 +68,9 @@ pub struct SyncImage {
     pub tags: Vec<String>,
     #[serde(default)]
     pub caption: Option<String>,
+    /// The text of the image's analysis.
+    #[serde(default)]
+    pub analysis: Option<String>,
     /// The server model's L2-normalised image embedding.
     pub embedding: Vec<f32>,
     pub thumbnail_url: String,

@@ -1,7 +1,8 @@
 //! Captions: setting them (with their embedding by a CLIP model), reading caption embeddings,
 //! the cache of generated captions keyed by image bytes, model and options, and keyword search over
-//! captions (SQLite FTS5; the index follows `images.caption` through triggers). [`fts_query`] is
-//! the one place user text becomes an FTS query, so that no input is an FTS syntax error.
+//! an image's texts, its caption and its analysis (SQLite FTS5; the index follows `images.caption` and
+//! `images.analysis` through triggers). [`fts_query`] is the one place user text becomes an FTS query,
+//! so that no input is an FTS syntax error.
 
 use std::collections::HashMap;
 
@@ -72,12 +73,13 @@ impl Catalog {
         self.vectors_by_keys("caption_embeddings", keys, model)
     }
 
-    /// Keyword search over captions (SQLite FTS5, Porter-stemmed, case and accent blind). `query`
+    /// Keyword search over images' texts, caption and analysis together (SQLite FTS5, Porter-stemmed,
+    /// case and accent blind; one bm25 over both columns). `query`
     /// is any user text: it is cut into terms (runs of letters and digits, at most
     /// [`MAX_QUERY_TERMS`]), each quoted, joined with OR — so it can never be an FTS syntax error or
     /// an operator. Returns `(image key, score)`, best first, where score = -bm25 (> 0; higher is a
-    /// better match: more of the rarer terms, in shorter captions). No terms: empty.
-    pub fn search_captions(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>> {
+    /// better match: more of the rarer terms, in shorter texts). No terms: empty.
+    pub fn search_texts(&self, query: &str, limit: usize) -> Result<Vec<(i64, f64)>> {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
         };
@@ -86,17 +88,17 @@ impl Catalog {
         }
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT rowid, bm25(captions_fts) FROM captions_fts WHERE captions_fts MATCH ?1
-             ORDER BY bm25(captions_fts), rowid LIMIT ?2",
+            "SELECT rowid, bm25(image_texts_fts) FROM image_texts_fts WHERE image_texts_fts MATCH ?1
+             ORDER BY bm25(image_texts_fts), rowid LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![fts, limit], |r| Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The [`search_captions`](Self::search_captions) scores of these images (those whose caption
-    /// matches `query`; the others are absent).
-    pub fn caption_match_scores(&self, query: &str, keys: &[i64]) -> Result<HashMap<i64, f64>> {
+    /// The [`search_texts`](Self::search_texts) scores of these images (those whose texts match
+    /// `query`; the others are absent).
+    pub fn text_match_scores(&self, query: &str, keys: &[i64]) -> Result<HashMap<i64, f64>> {
         let Some(fts) = fts_query(query) else {
             return Ok(HashMap::new());
         };
@@ -105,7 +107,7 @@ impl Catalog {
         for chunk in keys.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(",");
             let sql = format!(
-                "SELECT rowid, bm25(captions_fts) FROM captions_fts WHERE captions_fts MATCH ? AND rowid IN ({marks})"
+                "SELECT rowid, bm25(image_texts_fts) FROM image_texts_fts WHERE image_texts_fts MATCH ? AND rowid IN ({marks})"
             );
             let mut stmt = conn.prepare(&sql)?;
             let args = std::iter::once(rusqlite::types::Value::from(fts.clone()))

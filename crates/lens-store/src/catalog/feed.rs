@@ -5,7 +5,7 @@
 use rusqlite::params;
 
 use super::Catalog;
-use super::images::{IMAGE_COLUMNS, ImageRecord, RawImage};
+use super::images::{IMAGE_COLUMN_COUNT, IMAGE_COLUMNS, ImageRecord, RawImage};
 use super::vectors::decode_vector;
 use crate::error::{Result, StoreError};
 
@@ -64,7 +64,8 @@ impl Catalog {
                  WHERE seq > ?1 ORDER BY seq LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![since_i, model, take], |r| {
-                Ok((RawImage::from_row(r)?, r.get::<_, i64>(13)?, r.get::<_, i64>(14)?, r.get::<_, Vec<u8>>(15)?))
+                let n = IMAGE_COLUMN_COUNT;
+                Ok((RawImage::from_row(r)?, r.get::<_, i64>(n)?, r.get::<_, i64>(n + 1)?, r.get::<_, Vec<u8>>(n + 2)?))
             })?;
             for row in rows {
                 let (raw, seq, dim, blob) = row?;

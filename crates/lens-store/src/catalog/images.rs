@@ -1,12 +1,16 @@
 //! Images: inserting (deduplicated by sha256, with their first embedding and, when asked, a
-//! caption job), reading, listing newest first with opaque cursors, deleting, and their tags. Also
+//! caption job and an analysis job), reading, listing newest first with opaque cursors, deleting, and their tags. Also
 //! the image row mapping ([`RawImage`], [`query_image`]) that the captions and the change feed read
 //! images through.
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::jobs::{CAPTION_JOB, caption_job_params, insert_job, withdraw_caption_jobs};
+pub use lens_core::api::ImageAnalysis;
+
+use super::jobs::{
+    ANALYSIS_JOB, CAPTION_JOB, analysis_job_params, caption_job_params, insert_job, withdraw_image_jobs,
+};
 use super::vectors::{insert_vector, validate_embedding};
 use super::{Catalog, bump_generation};
 use crate::error::{Result, StoreError};
@@ -31,6 +35,9 @@ pub struct NewImage {
     /// When set, a [`CAPTION_JOB`] with these caption options (JSON) is queued in the same
     /// transaction: for a new image, and for an existing one with no caption and no pending job.
     pub caption_options: Option<serde_json::Value>,
+    /// When set, an [`ANALYSIS_JOB`] with this prompt is queued in the same transaction: for a new
+    /// image, and for an existing one whose analysis (if any) answered another prompt.
+    pub analysis_prompt: Option<String>,
 }
 
 /// An image in the catalog.
@@ -55,6 +62,8 @@ pub struct ImageRecord {
     pub colors: Option<serde_json::Value>,
     /// Format, size, orientation, EXIF, when read at ingest.
     pub metadata: Option<serde_json::Value>,
+    /// The chat model's analysis, once one was stored.
+    pub analysis: Option<ImageAnalysis>,
 }
 
 /// One page of [`Catalog::list_images`].
@@ -172,7 +181,7 @@ impl Catalog {
             return Ok(None);
         };
         tx.execute("DELETE FROM images WHERE key = ?1", params![record.key])?;
-        withdraw_caption_jobs(&tx, &record.id, "the image was deleted")?;
+        withdraw_image_jobs(&tx, &record.id, "the image was deleted")?;
         bump_generation(&tx)?;
         tx.commit()?;
         Ok(Some(record))
@@ -201,8 +210,10 @@ impl Catalog {
 
 // --- rows -----------------------------------------------------------------------------------------
 
-pub(super) const IMAGE_COLUMNS: &str =
-    "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, caption, colors, metadata";
+pub(super) const IMAGE_COLUMNS: &str = "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, \
+     caption, colors, metadata, analysis, analysis_prompt, analysis_model, analyzed_at";
+/// The columns of [`IMAGE_COLUMNS`]: a query that selects more finds them from this index on.
+pub(super) const IMAGE_COLUMN_COUNT: usize = 17;
 
 pub(super) struct RawImage {
     key: i64,
@@ -218,6 +229,10 @@ pub(super) struct RawImage {
     caption: Option<String>,
     colors: Option<String>,
     metadata: Option<String>,
+    analysis: Option<String>,
+    analysis_prompt: Option<String>,
+    analysis_model: Option<String>,
+    analyzed_ms: Option<i64>,
 }
 
 impl RawImage {
@@ -236,6 +251,10 @@ impl RawImage {
             caption: r.get(10)?,
             colors: r.get(11)?,
             metadata: r.get(12)?,
+            analysis: r.get(13)?,
+            analysis_prompt: r.get(14)?,
+            analysis_model: r.get(15)?,
+            analyzed_ms: r.get(16)?,
         })
     }
 
@@ -253,6 +272,12 @@ impl RawImage {
         };
         let colors = json("colors", self.colors.as_deref())?;
         let metadata = json("metadata", self.metadata.as_deref())?;
+        let analysis = self.analysis.map(|text| ImageAnalysis {
+            text,
+            prompt: self.analysis_prompt.unwrap_or_default(),
+            model: self.analysis_model.unwrap_or_default(),
+            created_at: format_rfc3339_ms(self.analyzed_ms.unwrap_or(0)),
+        });
         let record = ImageRecord {
             key: self.key,
             id: self.id,
@@ -268,6 +293,7 @@ impl RawImage {
             caption: self.caption,
             colors,
             metadata,
+            analysis,
         };
         Ok((record, self.created_ms))
     }
@@ -304,6 +330,11 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         {
             insert_job(tx, CAPTION_JOB, Some(&existing.id), 1, &caption_job_params(&existing.id, options))?;
         }
+        if let Some(prompt) = &image.analysis_prompt
+            && existing.analysis.as_ref().is_none_or(|a| &a.prompt != prompt)
+        {
+            insert_job(tx, ANALYSIS_JOB, Some(&existing.id), 1, &analysis_job_params(&existing.id, prompt))?;
+        }
         return Ok((existing, false));
     }
     let created_ms = now_ms();
@@ -335,6 +366,9 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
     if let Some(options) = &image.caption_options {
         insert_job(tx, CAPTION_JOB, Some(&id), 1, &caption_job_params(&id, options))?;
     }
+    if let Some(prompt) = &image.analysis_prompt {
+        insert_job(tx, ANALYSIS_JOB, Some(&id), 1, &analysis_job_params(&id, prompt))?;
+    }
     let record = ImageRecord {
         key,
         id,
@@ -349,6 +383,7 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         caption: None,
         colors: image.colors.clone(),
         metadata: image.metadata.clone(),
+        analysis: None,
     };
     Ok((record, true))
 }

@@ -1,4 +1,4 @@
-//! Jobs: long-running work (batch ingest, index rebuild) and the queue of per-image caption jobs,
+//! Jobs: long-running work (batch ingest, index rebuild) and the queue of per-image caption and analysis jobs,
 //! with leases, attempts as fencing tokens, retries with back-off ([`RetryPolicy`]), a dead-letter
 //! state, and what a restart does with the jobs a previous process left behind.
 
@@ -14,10 +14,17 @@ pub const INTERRUPTED_JOB_ERROR: &str = "interrupted: the server stopped before 
 /// The kind of caption jobs: one per image, resumable (a restart puts them back in the queue).
 pub const CAPTION_JOB: &str = "caption";
 
+/// The kind of image analysis jobs (the chat model answers a prompt about the image): one per image,
+/// resumable.
+pub const ANALYSIS_JOB: &str = "analysis";
+
 /// Job kinds a restart re-queues instead of failing: their work is one idempotent step per job,
 /// described wholly by the job's params. The others (ingest of a URL list, index rebuild) hold
 /// their inputs in memory and cannot resume.
-pub const RESUMABLE_JOB_KINDS: &[&str] = &[CAPTION_JOB];
+pub const RESUMABLE_JOB_KINDS: &[&str] = &[CAPTION_JOB, ANALYSIS_JOB];
+
+/// Job kinds about one image (the image id is their subject): deleting the image withdraws them.
+const IMAGE_JOB_KINDS: &[&str] = &[CAPTION_JOB, ANALYSIS_JOB];
 
 /// A job's state: the API's own type (the catalog stores `as_str`).
 pub use lens_core::api::JobState;
@@ -418,19 +425,22 @@ pub(super) fn insert_job(
     Ok((n > 0).then_some(id))
 }
 
-/// The caption jobs of a deleted image: queued ones are removed (never started, nothing to keep:
-/// a rolled-back upload leaves no trace), a running one is cancelled (its worker's completion is
-/// then refused) — the image is gone, so none of them ends dead.
-pub(super) fn withdraw_caption_jobs(tx: &Transaction<'_>, image_id: &str, reason: &str) -> Result<()> {
-    tx.execute(
-        "DELETE FROM jobs WHERE kind = ?1 AND subject = ?2 AND state = 'queued' AND attempts = 0",
-        params![CAPTION_JOB, image_id],
-    )?;
-    tx.execute(
-        "UPDATE jobs SET state = 'cancelled', result = ?3, next_run_at = NULL, lease_until = NULL, updated_at = ?4
-         WHERE kind = ?1 AND subject = ?2 AND state IN ('queued', 'running')",
-        params![CAPTION_JOB, image_id, serde_json::json!({"reason": reason}).to_string(), now_ms()],
-    )?;
+/// The caption and analysis jobs of a deleted image: queued ones are removed (never started, nothing
+/// to keep: a rolled-back upload leaves no trace), a running one is cancelled (its worker's completion
+/// is then refused) — the image is gone, so none of them ends dead.
+pub(super) fn withdraw_image_jobs(tx: &Transaction<'_>, image_id: &str, reason: &str) -> Result<()> {
+    let result = serde_json::json!({"reason": reason}).to_string();
+    for kind in IMAGE_JOB_KINDS {
+        tx.execute(
+            "DELETE FROM jobs WHERE kind = ?1 AND subject = ?2 AND state = 'queued' AND attempts = 0",
+            params![kind, image_id],
+        )?;
+        tx.execute(
+            "UPDATE jobs SET state = 'cancelled', result = ?3, next_run_at = NULL, lease_until = NULL, updated_at = ?4
+             WHERE kind = ?1 AND subject = ?2 AND state IN ('queued', 'running')",
+            params![kind, image_id, result, now_ms()],
+        )?;
+    }
     Ok(())
 }
 
@@ -444,6 +454,11 @@ fn truncate_chars(text: &str, max: usize) -> String {
 /// A caption job's params: the image and the caption options.
 pub fn caption_job_params(image_id: &str, options: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({"image": image_id, "options": options})
+}
+
+/// An analysis job's params: the image and the prompt.
+pub fn analysis_job_params(image_id: &str, prompt: &str) -> serde_json::Value {
+    serde_json::json!({"image": image_id, "prompt": prompt})
 }
 
 fn to_i64(n: u64) -> Result<i64> {

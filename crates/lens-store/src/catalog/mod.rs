@@ -10,15 +10,18 @@
 //!
 //! - [`schema`]: the migrations, the schema version and the check that a file is a Lens catalog;
 //! - [`images`]: inserting, reading, listing and deleting images, and their tags;
-//! - [`captions`]: captions, their embeddings, the caption cache and keyword (FTS) search;
+//! - [`captions`]: captions, their embeddings, the caption cache and keyword (FTS) search over an
+//!   image's texts;
+//! - [`analyses`]: image analyses by the chat model and their embeddings;
 //! - [`vectors`]: the stored image embeddings, from which the vector index is rebuilt;
 //! - [`feed`]: the change feed of browser sync and the generation counter;
 //! - [`jobs`]: the job queue (claims, retries, restarts).
 //!
 //! Dependencies go one way: the parts use this file's [`Catalog`] and helpers; `images` uses `jobs`
-//! and `vectors`; `captions` and `feed` use `images` and `vectors`; `schema` uses none of them. This
+//! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `schema` uses none of them. This
 //! file uses `schema` (to open a catalog) and otherwise only re-exports the parts' public items.
 
+mod analyses;
 mod captions;
 mod feed;
 mod images;
@@ -38,12 +41,13 @@ use rusqlite::{Connection, Transaction};
 
 use crate::error::{Result, StoreError};
 
+pub use analyses::NewAnalysis;
 pub use captions::{MAX_QUERY_TERMS, MAX_TERM_CHARS, fts_query};
 pub use feed::{Change, ChangePage};
-pub use images::{ImagePage, ImageRecord, NewImage};
+pub use images::{ImageAnalysis, ImagePage, ImageRecord, NewImage};
 pub use jobs::{
-    CAPTION_JOB, INTERRUPTED_JOB_ERROR, JobFilter, JobRecord, JobState, RESUMABLE_JOB_KINDS, RetryPolicy,
-    caption_job_params,
+    ANALYSIS_JOB, CAPTION_JOB, INTERRUPTED_JOB_ERROR, JobFilter, JobRecord, JobState, RESUMABLE_JOB_KINDS, RetryPolicy,
+    analysis_job_params, caption_job_params,
 };
 pub use schema::SCHEMA_VERSION;
 use schema::{check_identity, migrate};

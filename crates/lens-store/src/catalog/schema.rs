@@ -191,6 +191,56 @@ const MIGRATIONS: &[&str] = &[
         INSERT OR REPLACE INTO sync_tombstones (id, seq) VALUES (old.id, (SELECT value FROM meta WHERE name = 'sync_seq'));
     END;
     "#,
+    // 4: image analysis by the chat model: the answer, the prompt it answered, the model and when, on the
+    // image; its CLIP text embedding beside the caption's. Keyword search covers an image's texts (caption
+    // and analysis) in one FTS5 table, so one bm25 ranks both; an analysis change is a change of the feed.
+    r#"
+    ALTER TABLE images ADD COLUMN analysis TEXT;
+    ALTER TABLE images ADD COLUMN analysis_prompt TEXT;
+    ALTER TABLE images ADD COLUMN analysis_model TEXT;
+    ALTER TABLE images ADD COLUMN analyzed_at INTEGER;    -- ms
+
+    CREATE TABLE analysis_embeddings (
+        image_key   INTEGER NOT NULL REFERENCES images (key) ON DELETE CASCADE,
+        model       TEXT    NOT NULL,
+        dim         INTEGER NOT NULL,
+        vector      BLOB    NOT NULL,                  -- dim little-endian f32
+        PRIMARY KEY (image_key, model)
+    );
+
+    DROP TRIGGER images_fts_insert;
+    DROP TRIGGER images_fts_delete;
+    DROP TRIGGER images_fts_update;
+    DROP TABLE captions_fts;
+    CREATE VIRTUAL TABLE image_texts_fts USING fts5 (
+        caption, analysis, content = 'images', content_rowid = 'key',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER images_texts_insert AFTER INSERT ON images
+        WHEN new.caption IS NOT NULL OR new.analysis IS NOT NULL BEGIN
+        INSERT INTO image_texts_fts (rowid, caption, analysis) VALUES (new.key, new.caption, new.analysis);
+    END;
+    CREATE TRIGGER images_texts_delete AFTER DELETE ON images
+        WHEN old.caption IS NOT NULL OR old.analysis IS NOT NULL BEGIN
+        INSERT INTO image_texts_fts (image_texts_fts, rowid, caption, analysis)
+            VALUES ('delete', old.key, old.caption, old.analysis);
+    END;
+    CREATE TRIGGER images_texts_update AFTER UPDATE OF caption, analysis ON images BEGIN
+        INSERT INTO image_texts_fts (image_texts_fts, rowid, caption, analysis)
+            SELECT 'delete', old.key, old.caption, old.analysis
+            WHERE old.caption IS NOT NULL OR old.analysis IS NOT NULL;
+        INSERT INTO image_texts_fts (rowid, caption, analysis)
+            SELECT new.key, new.caption, new.analysis WHERE new.caption IS NOT NULL OR new.analysis IS NOT NULL;
+    END;
+    INSERT INTO image_texts_fts (image_texts_fts) VALUES ('rebuild');
+
+    DROP TRIGGER images_sync_update;
+    CREATE TRIGGER images_sync_update AFTER UPDATE OF caption, tags, analysis ON images
+        WHEN old.caption IS NOT new.caption OR old.tags IS NOT new.tags OR old.analysis IS NOT new.analysis BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'sync_seq';
+        UPDATE images SET seq = (SELECT value FROM meta WHERE name = 'sync_seq') WHERE key = new.key;
+    END;
+    "#,
 ];
 
 /// Refuses SQLite files that are not Lens catalogs (before anything is written to them).
@@ -269,7 +319,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
@@ -277,7 +327,7 @@ mod tests {
         );
         assert_eq!(catalog.embedding(a.key, "m").unwrap(), Some(vec![1.0]));
         assert_eq!(catalog.generation().unwrap(), 7);
-        assert_eq!(catalog.search_captions("rocket", 10).unwrap().iter().map(|h| h.0).collect::<Vec<_>>(), vec![a.key]);
+        assert_eq!(catalog.search_texts("rocket", 10).unwrap().iter().map(|h| h.0).collect::<Vec<_>>(), vec![a.key]);
         let old = catalog.job("job_old").unwrap().unwrap();
         assert_eq!(
             (old.state, old.params.clone(), old.attempts),
@@ -287,7 +337,7 @@ mod tests {
         assert_eq!(catalog.job("job_cut").unwrap().unwrap().state, JobState::Failed);
         // The new parts work on the upgraded file.
         assert!(catalog.set_caption("bbbb", Some("a blue boat")).unwrap());
-        assert_eq!(catalog.search_captions("boat", 10).unwrap().len(), 1);
+        assert_eq!(catalog.search_texts("boat", 10).unwrap().len(), 1);
         let job = catalog.enqueue_job(CAPTION_JOB, "bbbb", &serde_json::json!(null)).unwrap().unwrap();
         let claimed = catalog.claim_next(CAPTION_JOB, now_ms(), 1000).unwrap().unwrap();
         assert_eq!(claimed.id, job.id);
@@ -323,7 +373,7 @@ mod tests {
             .unwrap();
         }
         let catalog = Catalog::open(&path).unwrap();
-        assert_eq!(catalog.schema_version().unwrap(), 3);
+        assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
         let page = catalog.changes_since(0, 10, "m").unwrap();
         let got: Vec<(u64, String, Vec<f32>)> = page
             .changes
@@ -335,7 +385,7 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(1, "cccc".into(), vec![1.0]), (3, "aaaa".into(), vec![2.0])]);
         assert_eq!((page.next_cursor, page.more), (3, false));
-        assert_eq!(catalog.search_captions("rocket", 10).unwrap().len(), 1, "v2 parts still work");
+        assert_eq!(catalog.search_texts("rocket", 10).unwrap().len(), 1, "v2 parts still work");
         // New changes number after the migrated ones, and survive a reopen.
         assert!(catalog.set_caption("cccc", Some("a cat")).unwrap());
         catalog.delete_image("aaaa").unwrap();
