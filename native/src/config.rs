@@ -15,7 +15,8 @@
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
-//! [chat]      # model, queue, max_tokens                              (--chat-model, ...)
+//! [chat]      # model, queue, max_tokens, provider, base_url, api_key_env, remote_model,
+//!             # upstream_timeout_s, allow_private_upstream            (--chat-model, --chat-provider, ...)
 //! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
 //!             #                                     (--analyze-prompt, --analysis-workers, ...)
 //! ```
@@ -300,6 +301,62 @@ pub struct ChatSettings {
     /// Most tokens one answer may ask for, and the default when it asks for none (default 256).
     #[arg(id = "chat_max_tokens", long = "chat-max-tokens", env = "LENS_CHAT_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
+    /// Where chat and image analysis run: `local` (default; --chat-model) or `openai`, an OpenAI-compatible
+    /// upstream (--chat-base-url, --chat-remote-model, --chat-api-key-env) that gets every conversation,
+    /// images as data URLs.
+    #[arg(id = "chat_provider", long = "chat-provider", env = "LENS_CHAT_PROVIDER")]
+    pub provider: Option<ChatProvider>,
+    /// The upstream's API base, e.g. `https://openrouter.ai/api/v1` (`/chat/completions` is appended).
+    #[arg(id = "chat_base_url", long = "chat-base-url", env = "LENS_CHAT_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The environment variable holding the upstream's API key (sent as a bearer token, never logged).
+    #[arg(id = "chat_api_key_env", long = "chat-api-key-env", env = "LENS_CHAT_API_KEY_ENV", value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// The upstream's model name; clients ask for it by this name.
+    #[arg(id = "chat_remote_model", long = "chat-remote-model", env = "LENS_CHAT_REMOTE_MODEL")]
+    pub remote_model: Option<String>,
+    /// Longest wait for the upstream's answer to begin, and between two of its chunks, seconds (default 60).
+    #[arg(id = "chat_upstream_timeout_s", long = "chat-upstream-timeout-s", env = "LENS_CHAT_UPSTREAM_TIMEOUT_S")]
+    pub upstream_timeout_s: Option<u64>,
+    /// Let --chat-base-url be a loopback or private address (tests, a provider on the same host).
+    #[arg(
+        id = "chat_allow_private_upstream",
+        long = "chat-allow-private-upstream",
+        env = "LENS_CHAT_ALLOW_PRIVATE_UPSTREAM",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_private_upstream: Option<bool>,
+}
+
+/// Where chat runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatProvider {
+    /// The checkpoint of --chat-model, in this process.
+    Local,
+    /// An OpenAI-compatible API.
+    Openai,
+}
+
+/// An OpenAI-compatible upstream for chat.
+#[derive(Debug, Clone)]
+pub struct RemoteChatConfig {
+    /// `…/chat/completions` under the base URL.
+    pub url: url::Url,
+    pub model: String,
+    /// The name of the variable holding the key (the key itself is read once, when the provider starts).
+    pub api_key_env: Option<String>,
+    pub timeout: Duration,
+    pub allow_private: bool,
+}
+
+/// Where the chat model is.
+#[derive(Debug, Clone)]
+pub enum ChatSource {
+    /// A checkpoint directory, a `.gguf` file or a hub id, loaded here.
+    Local(PathBuf),
+    Remote(RemoteChatConfig),
 }
 
 /// `[analysis]`: image analysis by the chat model (jobs per upload, `POST /v1/analyze`).
@@ -335,7 +392,7 @@ pub const MAX_ANALYZE_PROMPT_BYTES: usize = 4096;
 /// Chat settings, when a chat model is configured.
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
-    pub model: PathBuf,
+    pub source: ChatSource,
     pub queue: usize,
     pub max_tokens: usize,
     pub analysis: AnalysisConfig,
@@ -438,7 +495,17 @@ overlay!(LimitSettings {
     max_job_urls
 });
 overlay!(FetchSettings { connect_timeout_s, timeout_s, max_redirects, allow_private_urls });
-overlay!(ChatSettings { model, queue, max_tokens });
+overlay!(ChatSettings {
+    model,
+    queue,
+    max_tokens,
+    provider,
+    base_url,
+    api_key_env,
+    remote_model,
+    upstream_timeout_s,
+    allow_private_upstream
+});
 overlay!(AnalysisSettings { prompt, workers, max_tokens, max_attempts, retry_base_ms });
 overlay!(CaptionSettings {
     model,
@@ -497,6 +564,8 @@ const MOVED_KEYS: &[(&str, &str)] = &[
     ("chat_model", "[chat] model"),
     ("chat_queue", "[chat] queue"),
     ("chat_max_tokens", "[chat] max_tokens"),
+    ("chat_provider", "[chat] provider"),
+    ("chat_base_url", "[chat] base_url"),
     ("analyze_prompt", "[analysis] prompt"),
 ];
 
@@ -613,20 +682,16 @@ impl ServeSettings {
             || analysis.max_tokens.is_some()
             || analysis.max_attempts.is_some()
             || analysis.retry_base_ms.is_some();
-        let chat = match chat.model {
+        let chat = match resolve_chat_source(&chat)? {
             None => None,
-            Some(model) => {
+            Some(source) => {
                 let max_tokens = chat.max_tokens.unwrap_or(256);
                 if !(1..=lens_models::generation::MAX_NEW_TOKENS).contains(&max_tokens) {
                     bail!("chat_max_tokens must be between 1 and {}", lens_models::generation::MAX_NEW_TOKENS);
                 }
                 let analysis = resolve_analysis(analysis, max_tokens)?;
-                Some(ChatConfig {
-                    model,
-                    queue: positive("chat_queue", chat.queue.unwrap_or(8))?,
-                    max_tokens,
-                    analysis,
-                })
+                let queue = positive("chat_queue", chat.queue.unwrap_or(8))?;
+                Some(ChatConfig { source, queue, max_tokens, analysis })
             }
         };
         if chat.is_none() && analysis_given {
@@ -670,6 +735,50 @@ impl ServeSettings {
             cors: parse_cors_origins(server.cors_origin.unwrap_or_default())?,
             web_dir: server.web_dir,
         })
+    }
+}
+
+/// The chat model's place: `--chat-model` (local), or the upstream of `--chat-provider openai`; `None`
+/// without either. Settings of the other provider are refused, not ignored.
+fn resolve_chat_source(chat: &ChatSettings) -> Result<Option<ChatSource>> {
+    let remote_given = chat.base_url.is_some()
+        || chat.api_key_env.is_some()
+        || chat.remote_model.is_some()
+        || chat.upstream_timeout_s.is_some()
+        || chat.allow_private_upstream.is_some();
+    match chat.provider.unwrap_or(ChatProvider::Local) {
+        ChatProvider::Local => {
+            if remote_given {
+                bail!("--chat-base-url, --chat-remote-model, --chat-api-key-env need --chat-provider openai");
+            }
+            Ok(chat.model.clone().map(ChatSource::Local))
+        }
+        ChatProvider::Openai => {
+            if chat.model.is_some() {
+                bail!("--chat-provider openai sends chat upstream: drop --chat-model (or use --chat-provider local)");
+            }
+            let base = chat.base_url.as_deref().context("--chat-provider openai needs --chat-base-url")?;
+            let mut url = url::Url::parse(base).with_context(|| format!("chat_base_url `{base}` is not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !url.username().is_empty() {
+                bail!("chat_base_url must be an http(s) URL without credentials, like https://api.example.com/v1");
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                bail!("chat_base_url takes no query or fragment");
+            }
+            let path = format!("{}/chat/completions", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+            let model = chat.remote_model.clone().context("--chat-provider openai needs --chat-remote-model")?;
+            if model.is_empty() || model.len() > 256 {
+                bail!("chat_remote_model must be 1 to 256 bytes");
+            }
+            Ok(Some(ChatSource::Remote(RemoteChatConfig {
+                url,
+                model,
+                api_key_env: chat.api_key_env.clone(),
+                timeout: Duration::from_secs(chat.upstream_timeout_s.unwrap_or(60).max(1)),
+                allow_private: chat.allow_private_upstream.unwrap_or(false),
+            })))
+        }
     }
 }
 
@@ -945,5 +1054,51 @@ hybrid_weight = 0.5
         assert!(bad(&|s| s.search.hybrid_weight = Some(f32::NAN)).contains("hybrid_weight"));
         let (_dir, path) = file("[models]\nmodel = \"/m\"\n[captions]\nbeam = 2\n");
         assert!(format!("{:#}", ServeSettings::default().resolve(Some(&path)).unwrap_err()).contains("beam"));
+    }
+
+    #[test]
+    fn chat_runs_here_or_upstream_never_both_and_analysis_needs_it() {
+        let mut local = with_model();
+        local.chat.model = Some("/llava".into());
+        let c = local.resolve(None).unwrap().chat.unwrap();
+        assert!(matches!(&c.source, ChatSource::Local(p) if p == Path::new("/llava")));
+        assert_eq!((c.analysis.prompt.as_str(), c.analysis.every_upload), (DEFAULT_ANALYZE_PROMPT, false));
+
+        let remote = |edit: fn(&mut ServeSettings)| {
+            let mut s = with_model();
+            s.chat.provider = Some(ChatProvider::Openai);
+            s.chat.base_url = Some("https://api.example.com/v1/".into());
+            s.chat.remote_model = Some("llava-13b".into());
+            edit(&mut s);
+            s.resolve(None)
+        };
+        let c = remote(|_| {}).unwrap().chat.unwrap();
+        let ChatSource::Remote(r) = &c.source else { panic!("remote") };
+        assert_eq!(r.url.as_str(), "https://api.example.com/v1/chat/completions");
+        assert_eq!((r.model.as_str(), r.timeout, r.allow_private), ("llava-13b", Duration::from_secs(60), false));
+        for (edit, needle) in [
+            ((|s| s.chat.model = Some("/llava".into())) as fn(&mut ServeSettings), "drop --chat-model"),
+            (|s| s.chat.base_url = None, "--chat-base-url"),
+            (|s| s.chat.base_url = Some("ftp://x/v1".into()), "http(s)"),
+            (|s| s.chat.base_url = Some("https://user:pw@x/v1".into()), "without credentials"),
+            (|s| s.chat.remote_model = None, "--chat-remote-model"),
+        ] {
+            let err = format!("{:#}", remote(edit).unwrap_err());
+            assert!(err.contains(needle), "{err}");
+        }
+        let mut stray = with_model();
+        stray.chat.base_url = Some("https://api.example.com/v1".into());
+        assert!(stray.resolve(None).unwrap_err().to_string().contains("--chat-provider openai"));
+        let mut orphan = with_model();
+        orphan.analysis.prompt = Some("Describe.".into());
+        assert!(orphan.resolve(None).unwrap_err().to_string().contains("needs a chat model"));
+        let mut analysed = with_model();
+        analysed.chat.model = Some("/llava".into());
+        analysed.analysis.prompt = Some("Count the boats.".into());
+        analysed.analysis.max_tokens = Some(300);
+        assert!(analysed.clone().resolve(None).unwrap_err().to_string().contains("analysis_max_tokens"));
+        analysed.analysis.max_tokens = Some(64);
+        let a = analysed.resolve(None).unwrap().chat.unwrap().analysis;
+        assert_eq!((a.prompt.as_str(), a.every_upload, a.max_tokens, a.workers), ("Count the boats.", true, 64, 1));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -21,6 +22,7 @@ use lens_models::llava::LlavaPipeline;
 use tokio::sync::mpsc;
 
 use super::info::{ModelInfo, Role, backend_name};
+use super::remote_chat::RemoteChat;
 use super::worker::{ModelError, Queue, Stream, Worker, catch_panic};
 use crate::backend::{DeviceKind, with_backend};
 
@@ -34,8 +36,29 @@ pub enum ChatEvent {
     Started { prompt_tokens: usize },
     /// The next piece of the answer (whole characters, stop strings left out).
     Text(String),
-    /// The end: the whole completion (its text is the pieces put together).
-    Done(Completion),
+    /// The end: the whole answer (its text is the pieces put together).
+    Done(Finished),
+}
+
+/// How an answer ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub text: String,
+    /// `stop`, `length`, `cancelled` (the client went away), or what a remote provider said.
+    pub finish_reason: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+impl From<Completion> for Finished {
+    fn from(c: Completion) -> Self {
+        Finished {
+            finish_reason: c.finish_reason.as_str().to_string(),
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.token_ids.len(),
+            text: c.text,
+        }
+    }
 }
 
 /// A conversation to answer.
@@ -72,8 +95,17 @@ pub struct ChatLimits {
 /// Answers conversations; cheap to clone.
 #[derive(Clone)]
 pub struct ChatModel {
-    worker: Worker<Request>,
+    provider: Provider,
     pub limits: ChatLimits,
+}
+
+/// Where the answers come from.
+#[derive(Clone)]
+enum Provider {
+    /// A checkpoint on this process's model thread.
+    Local(Worker<Request>),
+    /// An OpenAI-compatible API.
+    Remote(Arc<RemoteChat>),
 }
 
 impl ChatModel {
@@ -111,7 +143,24 @@ impl ChatModel {
             )
             .map(|(worker, (limits, info))| ((worker, limits), info))
         })?;
-        Ok((Self { worker, limits }, info))
+        Ok((Self { provider: Provider::Local(worker), limits }, info))
+    }
+
+    /// A chat model behind an OpenAI-compatible API: it is assumed to see images; its context is its own
+    /// business (the upstream refuses what does not fit).
+    pub fn remote(remote: RemoteChat) -> (Self, ModelInfo) {
+        let name = remote.model().to_string();
+        let info = ModelInfo {
+            role: Role::Chat,
+            identity: ModelIdentity { id: name.clone(), name, revision: None },
+            backend: "remote",
+            device: "upstream".into(),
+            image_size: 0,
+            dims: None,
+            max_text_tokens: None,
+        };
+        let limits = ChatLimits { images: true, context: usize::MAX };
+        (Self { provider: Provider::Remote(Arc::new(remote)), limits }, info)
     }
 
     /// Queues a conversation; its answer comes as [`ChatEvent`]s on the receiver (an error ends it).
@@ -124,8 +173,12 @@ impl ChatModel {
         stop: Vec<String>,
         wait: bool,
     ) -> Result<mpsc::Receiver<Result<ChatEvent, ModelError>>, ModelError> {
+        let worker = match &self.provider {
+            Provider::Local(worker) => worker,
+            Provider::Remote(remote) => return remote.answer(prompt, config, stop, wait).await,
+        };
         metrics::gauge!("lens_chat_queue_depth").increment(1.0);
-        let queued = self.worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, wait).await;
+        let queued = worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, wait).await;
         if queued.is_err() {
             metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
         }
@@ -212,7 +265,7 @@ fn answer<B: Backend>(pipeline: &Pipeline<B>, request: Request) {
             if completion.finish_reason == FinishReason::Cancelled {
                 metrics::counter!("lens_chat_cancelled_total").increment(1);
             }
-            let _ = events.send(ChatEvent::Done(completion));
+            let _ = events.send(ChatEvent::Done(completion.into()));
         }
         Err(error) => events.fail(error),
     }

@@ -29,6 +29,12 @@ pub enum ModelError {
     /// The model code panicked (a bug); the thread lives on.
     #[error("the model panicked: {0}")]
     Panicked(String),
+    /// The remote chat provider refused the request or failed.
+    #[error("the chat provider failed: {0}")]
+    Upstream(String),
+    /// The remote chat provider did not answer within this many seconds.
+    #[error("the chat provider did not answer within {0} s")]
+    UpstreamTimeout(u64),
 }
 
 /// The sending side of a model thread's queue. Cheap to clone.

@@ -8,9 +8,9 @@ use axum::extract::{FromRequest, Multipart, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use lens_core::api::{AnalyzeRequest, AnalyzeResponse, ChatCompletionChunk, ErrorBody, ErrorCode, Usage};
+use lens_core::api::{AnalyzeRequest, AnalyzeResponse, ChatCompletionChunk, ErrorBody, ErrorCode};
 
-use super::chat::{finish_reason, started, stream};
+use super::chat::{started, stream, usage};
 use super::error::{ApiError, ApiResult};
 use super::extract::Json;
 use super::forms::read_field;
@@ -67,21 +67,21 @@ pub async fn create(
     if body.stream {
         return Ok(stream(analysis.answer, prompt_tokens, false));
     }
-    let (_, completion) = analysis.answer.finish().await.map_err(ChatError::Model)?;
+    let finished = analysis.answer.finish().await.map_err(ChatError::Model)?;
     let model = analysis.answer.model;
     let stored = match (&analysis.image_id, body.store) {
         (Some(id), true) => {
-            service::store(&lens, id, &completion.text, &analysis.prompt, &model).await?;
+            service::store(&lens, id, &finished.text, &analysis.prompt, &model).await?;
             true
         }
         _ => false,
     };
     Ok(axum::Json(AnalyzeResponse {
-        analysis: completion.text.clone(),
+        usage: usage(prompt_tokens, &finished),
+        analysis: finished.text,
         prompt: analysis.prompt,
         model,
-        finish_reason: finish_reason(&completion).into(),
-        usage: Usage::new(prompt_tokens, completion.token_ids.len()),
+        finish_reason: finished.finish_reason,
         image_id: analysis.image_id,
         stored,
     })

@@ -16,11 +16,10 @@ use lens_core::api::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta,
     ErrorBody, ErrorCode, Usage,
 };
-use lens_models::llama::Completion;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Json;
-use crate::runtime::{ChatEvent, ModelError};
+use crate::runtime::{ChatEvent, Finished, ModelError};
 use crate::services::Lens;
 use crate::services::chat::{self as service, ChatAnswer, ChatError};
 use crate::services::errors::Coded;
@@ -43,7 +42,7 @@ pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompl
         let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
         return Ok(stream(answer, prompt_tokens, include_usage));
     }
-    let (_, completion) = answer.finish().await.map_err(ChatError::Model)?;
+    let finished = answer.finish().await.map_err(ChatError::Model)?;
     let body = ChatCompletion {
         id: answer.id,
         object: "chat.completion".into(),
@@ -51,11 +50,11 @@ pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompl
         model: answer.model,
         choices: vec![ChatChoice {
             index: 0,
-            message: AssistantMessage { role: "assistant".into(), content: completion.text.clone() },
-            finish_reason: finish_reason(&completion).into(),
+            message: AssistantMessage { role: "assistant".into(), content: finished.text.clone() },
+            finish_reason: finished.finish_reason.clone(),
             logprobs: None,
         }],
-        usage: Usage::new(prompt_tokens, completion.token_ids.len()),
+        usage: usage(prompt_tokens, &finished),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -80,8 +79,13 @@ pub(super) fn stream(answer: ChatAnswer, prompt_tokens: usize, include_usage: bo
     response
 }
 
-pub(super) fn finish_reason(completion: &Completion) -> &'static str {
-    completion.finish_reason.as_str()
+/// The usage of a finished answer (the prompt's tokens as `Started` counted them, unless the end knows:
+/// a remote provider tells them only there).
+pub(super) fn usage(prompt_tokens: usize, finished: &Finished) -> Usage {
+    Usage::new(
+        if finished.prompt_tokens > 0 { finished.prompt_tokens } else { prompt_tokens },
+        finished.completion_tokens,
+    )
 }
 
 /// The events of a streamed answer.
@@ -119,11 +123,10 @@ fn chunks(
                 (vec![chunk(Delta { role: None, content: Some(text) }, None, None)], false)
             }
             Some(Ok(ChatEvent::Started { .. })) => (Vec::new(), false),
-            Some(Ok(ChatEvent::Done(completion))) => {
-                let mut items = vec![chunk(Delta::default(), Some(finish_reason(&completion).into()), None)];
+            Some(Ok(ChatEvent::Done(finished))) => {
+                let mut items = vec![chunk(Delta::default(), Some(finished.finish_reason.clone()), None)];
                 if include_usage {
-                    let usage = Usage::new(prompt_tokens, completion.token_ids.len());
-                    items.push(chunk(Delta::default(), None, Some(usage)));
+                    items.push(chunk(Delta::default(), None, Some(usage(prompt_tokens, &finished))));
                 }
                 items.push(Event::default().data("[DONE]"));
                 (items, true)

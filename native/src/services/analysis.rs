@@ -215,14 +215,14 @@ async fn analysis_job(lens: &Lens, job: &JobRecord) -> Result<Outcome, String> {
     let max_tokens = chat_config.analysis.max_tokens;
     let mut answer =
         queue(chat, question(image, &prompt), greedy(max_tokens), Vec::new(), true).await.map_err(|e| e.describe())?;
-    let (prompt_tokens, completion) = answer.finish().await.map_err(|e| e.describe())?;
+    let finished = answer.finish().await.map_err(|e| e.describe())?;
     let model = answer.model;
-    match store(lens, &image_id, &completion.text, &prompt, &model).await {
+    match store(lens, &image_id, &finished.text, &prompt, &model).await {
         Ok(()) => Ok(Outcome::Done(json!({
-            "analysis": completion.text,
+            "analysis": finished.text,
             "model": model,
-            "finish_reason": completion.finish_reason.as_str(),
-            "usage": api::Usage::new(prompt_tokens, completion.token_ids.len()),
+            "finish_reason": finished.finish_reason,
+            "usage": api::Usage::new(finished.prompt_tokens, finished.completion_tokens),
         }))),
         Err(AnalysisError::Deleted) => Ok(Outcome::Gone),
         Err(e) => Err(e.describe()),

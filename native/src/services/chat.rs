@@ -11,7 +11,6 @@ use lens_core::api::{self, ContentPart, ErrorCode, MessageContent, RequestError}
 use lens_core::image::RgbImage;
 use lens_models::chat_template::{ChatMessage, Content, Part};
 use lens_models::generation::{GenerationConfig, Sampling};
-use lens_models::llama::Completion;
 use lens_models::llava::MAX_IMAGES;
 use tokio::sync::mpsc;
 
@@ -20,7 +19,7 @@ use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, stored_image};
 use super::lens::Lens;
 use crate::config::ChatConfig;
-use crate::runtime::{ChatEvent, ChatModel, ChatPrompt, Loaded, ModelError};
+use crate::runtime::{ChatEvent, ChatModel, ChatPrompt, Finished, Loaded, ModelError};
 
 /// Most messages in one conversation.
 pub const MAX_MESSAGES: usize = 256;
@@ -89,15 +88,12 @@ pub struct ChatAnswer {
 }
 
 impl ChatAnswer {
-    /// Reads the events to the end: the prompt's tokens (0 when `Started` was read before) and the
-    /// completion.
-    pub async fn finish(&mut self) -> Result<(usize, Completion), ModelError> {
-        let mut prompt_tokens = 0;
+    /// Reads the events to the end: how the answer ended.
+    pub async fn finish(&mut self) -> Result<Finished, ModelError> {
         loop {
             match self.events.recv().await {
-                Some(Ok(ChatEvent::Started { prompt_tokens: n })) => prompt_tokens = n,
-                Some(Ok(ChatEvent::Text(_))) => {}
-                Some(Ok(ChatEvent::Done(completion))) => return Ok((prompt_tokens, completion)),
+                Some(Ok(ChatEvent::Started { .. } | ChatEvent::Text(_))) => {}
+                Some(Ok(ChatEvent::Done(finished))) => return Ok(finished),
                 Some(Err(e)) => return Err(e),
                 None => return Err(ModelError::Stopped),
             }

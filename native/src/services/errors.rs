@@ -87,6 +87,8 @@ impl Coded for ModelError {
             ModelError::Overloaded => ErrorCode::Overloaded,
             ModelError::Model(e) => e.code(),
             ModelError::Stopped | ModelError::Panicked(_) => ErrorCode::Internal,
+            ModelError::Upstream(_) => ErrorCode::UpstreamFailed,
+            ModelError::UpstreamTimeout(_) => ErrorCode::UpstreamTimeout,
         }
     }
 

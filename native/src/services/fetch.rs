@@ -146,6 +146,27 @@ impl Fetcher {
     }
 }
 
+/// A client for an upstream the operator configured (a remote chat provider): host names resolved through
+/// the same address checks as URL fetches (loopback and private addresses refused unless `allow_private`),
+/// no proxies, no redirects (an API that redirects is misconfigured, and a redirect would carry the key).
+pub fn upstream_client(
+    url: &reqwest::Url,
+    allow_private: bool,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    let policy =
+        FetchPolicy { connect_timeout, total_timeout: connect_timeout, max_redirects: 0, max_bytes: 0, allow_private };
+    check_url(url, &policy).map_err(|reason| format!("{url} refused: {reason}"))?;
+    reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(Arc::new(CheckedResolver { allow_private }))
+        .redirect(redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("lens/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 fn fetch_error(err: reqwest::Error) -> FetchError {
     // The chain carries the reason a redirect or an address was refused.
     let mut message = err.to_string();

@@ -12,8 +12,22 @@ use super::errors::NotReady;
 use super::fetch::Fetcher;
 use super::index::{self, IndexOrigin, SharedIndex, snapshot_meta};
 use super::thumbnails::{CACHE_BYTES, ThumbnailCache};
-use crate::config::{BlobBackend, ServeConfig};
-use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry};
+use crate::config::{BlobBackend, ChatSource, RemoteChatConfig, ServeConfig};
+use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry, RemoteChat};
+
+/// The upstream of `--chat-provider openai`: its address checked (loopback and private addresses refused
+/// unless allowed), the API key read from its variable once.
+fn remote_chat(remote: &RemoteChatConfig, concurrency: usize) -> Result<RemoteChat> {
+    let client = super::fetch::upstream_client(&remote.url, remote.allow_private, remote.timeout).map_err(|e| {
+        anyhow::anyhow!("--chat-base-url: {e} (pass --chat-allow-private-upstream for a local provider)")
+    })?;
+    let key = match &remote.api_key_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).with_context(|| format!("--chat-api-key-env: ${var} is not set"))?),
+    };
+    tracing::info!(url = %remote.url, model = remote.model, key = key.is_some(), "chat goes to an OpenAI-compatible upstream");
+    Ok(RemoteChat::new(client, remote.url.clone(), remote.model.clone(), key, remote.timeout, concurrency))
+}
 
 /// The service's state. Shared by the HTTP handlers and the background workers as `Arc<Lens>`.
 pub struct Lens {
@@ -120,8 +134,13 @@ impl Lens {
             None => None,
             Some(chat) => {
                 let started = Instant::now();
-                let path = crate::hub::resolve_model(&chat.model, "--chat-model")?;
-                let (model, info) = ChatModel::start(&path, config.device, chat.queue)?;
+                let (model, info) = match &chat.source {
+                    ChatSource::Local(path) => {
+                        let path = crate::hub::resolve_model(path, "--chat-model")?;
+                        ChatModel::start(&path, config.device, chat.queue)?
+                    }
+                    ChatSource::Remote(remote) => ChatModel::remote(remote_chat(remote, chat.queue)?),
+                };
                 tracing::info!(
                     model = info.id(),
                     backend = info.backend,

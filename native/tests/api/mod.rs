@@ -8,6 +8,7 @@ mod chat;
 mod errors;
 mod images;
 mod jobs;
+mod remote_chat;
 mod search;
 mod sync;
 mod system;

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     Overloaded,
     /// The request took longer than the server's limit.
     Timeout,
+    /// The remote chat provider refused the request or failed (its message is quoted).
+    UpstreamFailed,
+    /// The remote chat provider did not answer in time.
+    UpstreamTimeout,
     Internal,
     /// A code this build does not know (a newer server).
     #[serde(other)]
@@ -78,6 +82,8 @@ impl ErrorCode {
             Self::ChatDisabled => "chat_disabled",
             Self::Overloaded => "overloaded",
             Self::Timeout => "timeout",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }
@@ -101,7 +107,8 @@ impl ErrorCode {
             Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
             Self::Overloaded => 429,
             Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout => 503,
-            Self::FetchTimeout => 504,
+            Self::UpstreamFailed => 502,
+            Self::FetchTimeout | Self::UpstreamTimeout => 504,
             Self::Internal | Self::Unknown => 500,
         }
     }
