@@ -16,7 +16,8 @@
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
 //! [chat]      # model, queue, max_tokens, provider, base_url, api_key_env, remote_model,
-//!             # upstream_timeout_s, allow_private_upstream            (--chat-model, --chat-provider, ...)
+//!             # upstream_timeout_s, allow_private_upstream, history, history_entries
+//!             #                                                       (--chat-model, --chat-provider, ...)
 //! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
 //!             #                                     (--analyze-prompt, --analysis-workers, ...)
 //! ```
@@ -327,6 +328,13 @@ pub struct ChatSettings {
         default_missing_value = "true"
     )]
     pub allow_private_upstream: Option<bool>,
+    /// Keep the history of answered chats and analyses (`GET /v1/chats`), by the request's `user` (default
+    /// true; a request with `"store": false` is not kept either way).
+    #[arg(id = "chat_history", long = "chat-history", env = "LENS_CHAT_HISTORY", num_args = 0..=1, default_missing_value = "true")]
+    pub history: Option<bool>,
+    /// Most chats kept in the history, oldest dropped first (default 100 000).
+    #[arg(id = "chat_history_entries", long = "chat-history-entries", env = "LENS_CHAT_HISTORY_ENTRIES")]
+    pub history_entries: Option<u64>,
 }
 
 /// Where chat runs.
@@ -393,6 +401,8 @@ pub const MAX_ANALYZE_PROMPT_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     pub source: ChatSource,
+    /// Most chats kept in the history; `None`: no history.
+    pub history: Option<u64>,
     pub queue: usize,
     pub max_tokens: usize,
     pub analysis: AnalysisConfig,
@@ -504,7 +514,9 @@ overlay!(ChatSettings {
     api_key_env,
     remote_model,
     upstream_timeout_s,
-    allow_private_upstream
+    allow_private_upstream,
+    history,
+    history_entries
 });
 overlay!(AnalysisSettings { prompt, workers, max_tokens, max_attempts, retry_base_ms });
 overlay!(CaptionSettings {
@@ -691,7 +703,9 @@ impl ServeSettings {
                 }
                 let analysis = resolve_analysis(analysis, max_tokens)?;
                 let queue = positive("chat_queue", chat.queue.unwrap_or(8))?;
-                Some(ChatConfig { source, queue, max_tokens, analysis })
+                let entries = positive("chat_history_entries", chat.history_entries.unwrap_or(100_000) as usize)?;
+                let history = chat.history.unwrap_or(true).then_some(entries as u64);
+                Some(ChatConfig { source, history, queue, max_tokens, analysis })
             }
         };
         if chat.is_none() && analysis_given {

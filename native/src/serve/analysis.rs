@@ -18,6 +18,7 @@ use crate::config::MAX_ANALYZE_PROMPT_BYTES;
 use crate::services::Lens;
 use crate::services::analysis as service;
 use crate::services::chat::ChatError;
+use crate::services::history;
 
 /// The multipart form of `POST /v1/analyze` (for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
@@ -30,6 +31,7 @@ pub struct AnalyzeForm {
     max_tokens: Option<u32>,
     /// `true` to stream.
     stream: Option<bool>,
+    user: Option<String>,
 }
 
 /// Analyse one image: the chat model (a LLaVA) answers `prompt` (default: the server's `--analyze-prompt`)
@@ -64,10 +66,14 @@ pub async fn create(
     };
     let mut analysis = service::analyze(&lens, &body, upload).await?;
     let prompt_tokens = started(&mut analysis.answer).await?;
+    let pending = history::pending_analysis(&lens, body.user.clone(), &analysis.image_ref, &analysis.prompt);
     if body.stream {
-        return Ok(stream(analysis.answer, prompt_tokens, false));
+        return Ok(stream(&lens, analysis.answer, prompt_tokens, false, pending));
     }
     let finished = analysis.answer.finish().await.map_err(ChatError::Model)?;
+    if let Some(pending) = pending {
+        history::record(&lens, pending, &analysis.answer.id, &analysis.answer.model, &finished).await;
+    }
     let model = analysis.answer.model;
     let stored = match (&analysis.image_id, body.store) {
         (Some(id), true) => {
@@ -110,9 +116,10 @@ async fn read_form(lens: &Lens, mut multipart: Multipart) -> ApiResult<(AnalyzeR
             "prompt" => body.prompt = Some(text),
             "max_tokens" => body.max_tokens = Some(text.trim().parse().map_err(|_| invalid("a whole number"))?),
             "stream" => body.stream = text.trim().parse().map_err(|_| invalid("true or false"))?,
+            "user" => body.user = Some(text),
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unexpected form field `{}` (expected `file`, `prompt`, `max_tokens`, `stream`)",
+                    "unexpected form field `{}` (expected `file`, `prompt`, `max_tokens`, `stream`, `user`)",
                     other.chars().take(64).collect::<String>()
                 )));
             }

@@ -23,6 +23,7 @@ use crate::runtime::{ChatEvent, Finished, ModelError};
 use crate::services::Lens;
 use crate::services::chat::{self as service, ChatAnswer, ChatError};
 use crate::services::errors::Coded;
+use crate::services::history::{self, Pending};
 
 /// Answer a conversation (OpenAI's chat completions): text, and images as `image_url` parts (`data:` URLs,
 /// `http(s)` URLs, stored images as `lens://images/{id}`) when the chat model sees images.
@@ -38,11 +39,15 @@ use crate::services::errors::Coded;
 pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompletionRequest>) -> ApiResult<Response> {
     let mut answer = service::answer(&lens, &request).await?;
     let prompt_tokens = started(&mut answer).await?;
+    let pending = history::pending_chat(&lens, &request);
     if request.stream {
         let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        return Ok(stream(answer, prompt_tokens, include_usage));
+        return Ok(stream(&lens, answer, prompt_tokens, include_usage, pending));
     }
     let finished = answer.finish().await.map_err(ChatError::Model)?;
+    if let Some(pending) = pending {
+        history::record(&lens, pending, &answer.id, &answer.model, &finished).await;
+    }
     let body = ChatCompletion {
         id: answer.id,
         object: "chat.completion".into(),
@@ -69,9 +74,17 @@ pub(super) async fn started(answer: &mut ChatAnswer) -> Result<usize, ApiError> 
     }
 }
 
-/// The answer as server-sent `chat.completion.chunk`s, each sent as its tokens are produced.
-pub(super) fn stream(answer: ChatAnswer, prompt_tokens: usize, include_usage: bool) -> Response {
-    let sse = Sse::new(chunks(answer, prompt_tokens, include_usage)).keep_alive(KeepAlive::default());
+/// The answer as server-sent `chat.completion.chunk`s, each sent as its tokens are produced; kept in the
+/// history (`pending`) before its last chunk leaves.
+pub(super) fn stream(
+    lens: &Arc<Lens>,
+    answer: ChatAnswer,
+    prompt_tokens: usize,
+    include_usage: bool,
+    pending: Option<Pending>,
+) -> Response {
+    let history = pending.map(|p| (Arc::clone(lens), p));
+    let sse = Sse::new(chunks(answer, prompt_tokens, include_usage, history)).keep_alive(KeepAlive::default());
     let mut response = sse.into_response();
     // Proxies must pass each chunk on as it comes.
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
@@ -93,8 +106,10 @@ fn chunks(
     answer: ChatAnswer,
     prompt_tokens: usize,
     include_usage: bool,
+    history: Option<(Arc<Lens>, Pending)>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let ChatAnswer { id, created, model, events } = answer;
+    let (answer_id, answer_model) = (id.clone(), model.clone());
     let chunk = move |delta: Delta, finish_reason: Option<String>, usage: Option<Usage>| {
         let choices = if usage.is_some() {
             Vec::new()
@@ -112,29 +127,35 @@ fn chunks(
         Event::default().data(serde_json::to_string(&chunk).expect("a chunk serializes"))
     };
     let first = chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None);
-    let state = (events, Some(chunk), false);
-    let rest = futures::stream::unfold(state, move |(mut events, chunk, done)| async move {
-        let chunk = chunk?;
-        if done {
-            return None;
-        }
-        let (items, finished) = match events.recv().await {
-            Some(Ok(ChatEvent::Text(text))) => {
-                (vec![chunk(Delta { role: None, content: Some(text) }, None, None)], false)
+    let state = (events, Some(chunk), false, history);
+    let rest = futures::stream::unfold(state, move |(mut events, chunk, done, mut history)| {
+        let (answer_id, answer_model) = (answer_id.clone(), answer_model.clone());
+        async move {
+            let chunk = chunk?;
+            if done {
+                return None;
             }
-            Some(Ok(ChatEvent::Started { .. })) => (Vec::new(), false),
-            Some(Ok(ChatEvent::Done(finished))) => {
-                let mut items = vec![chunk(Delta::default(), Some(finished.finish_reason.clone()), None)];
-                if include_usage {
-                    items.push(chunk(Delta::default(), None, Some(usage(prompt_tokens, &finished))));
+            let (items, finished) = match events.recv().await {
+                Some(Ok(ChatEvent::Text(text))) => {
+                    (vec![chunk(Delta { role: None, content: Some(text) }, None, None)], false)
                 }
-                items.push(Event::default().data("[DONE]"));
-                (items, true)
-            }
-            Some(Err(e)) => (vec![error_event(&ChatError::Model(e))], true),
-            None => (vec![error_event(&ChatError::Model(ModelError::Stopped))], true),
-        };
-        Some((futures::stream::iter(items.into_iter().map(Ok)), (events, Some(chunk), finished)))
+                Some(Ok(ChatEvent::Started { .. })) => (Vec::new(), false),
+                Some(Ok(ChatEvent::Done(finished))) => {
+                    if let Some((lens, pending)) = history.take() {
+                        history::record(&lens, pending, &answer_id, &answer_model, &finished).await;
+                    }
+                    let mut items = vec![chunk(Delta::default(), Some(finished.finish_reason.clone()), None)];
+                    if include_usage {
+                        items.push(chunk(Delta::default(), None, Some(usage(prompt_tokens, &finished))));
+                    }
+                    items.push(Event::default().data("[DONE]"));
+                    (items, true)
+                }
+                Some(Err(e)) => (vec![error_event(&ChatError::Model(e))], true),
+                None => (vec![error_event(&ChatError::Model(ModelError::Stopped))], true),
+            };
+            Some((futures::stream::iter(items.into_iter().map(Ok)), (events, Some(chunk), finished, history)))
+        }
     });
     futures::StreamExt::chain(futures::stream::once(async move { Ok(first) }), futures::StreamExt::flatten(rest))
 }

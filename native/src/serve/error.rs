@@ -13,6 +13,7 @@ use crate::services::analysis::AnalysisError;
 use crate::services::captions::CaptionError;
 use crate::services::chat::ChatError;
 use crate::services::errors::{Coded, NotReady};
+use crate::services::history::HistoryError;
 use crate::services::images::ImageError;
 use crate::services::ingest::IngestError;
 use crate::services::jobs::JobError;
@@ -94,6 +95,7 @@ from_service!(
     CaptionError,
     ChatError,
     AnalysisError,
+    HistoryError,
     JobError,
     SyncError
 );

@@ -8,6 +8,7 @@ mod chat;
 pub mod error;
 mod extract;
 mod forms;
+mod history;
 mod images;
 mod jobs;
 pub mod openapi;
@@ -86,6 +87,8 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/captions", post(captions::create))
         .route("/chat/completions", post(chat::create))
         .route("/analyze", post(analysis::create))
+        .route("/chats", get(history::list).delete(history::delete_user))
+        .route("/chats/{id}", get(history::get).delete(history::delete))
         .route("/ingest", post(jobs::create_ingest))
         .route("/index/rebuild", post(jobs::create_rebuild))
         .route("/jobs", get(jobs::list))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{analysis, captions, chat, images, jobs, search, sync, system};
+use super::{analysis, captions, chat, history, images, jobs, search, sync, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,10 @@ calls for."
         captions::create,
         chat::create,
         analysis::create,
+        history::list,
+        history::get,
+        history::delete,
+        history::delete_user,
         jobs::create_ingest,
         jobs::create_rebuild,
         jobs::list,
@@ -42,7 +46,7 @@ calls for."
         (name = "images", description = "Ingest, list, read and delete images"),
         (name = "search", description = "Search by text or image, near-duplicates, embeddings"),
         (name = "captions", description = "BLIP captions"),
-        (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA, and image analysis"),
+        (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA, image analysis, the history"),
         (name = "jobs", description = "Batch URL ingest, index rebuilds, caption and analysis jobs"),
         (name = "sync", description = "The change feed a browser mirror pulls"),
         (name = "system", description = "Health, readiness, models, metrics"),

@@ -20,7 +20,7 @@ use lens_models::generation::GenerationConfig;
 use lens_store::{ANALYSIS_JOB, JobRecord, NewAnalysis, StoreError};
 use serde_json::json;
 
-use super::chat::{ChatAnswer, ChatError, STORED_PREFIX, chat_model, queue, resolve_image};
+use super::chat::{ChatAnswer, ChatError, MAX_NAME_BYTES, STORED_PREFIX, chat_model, queue, resolve_image};
 use super::errors::{Coded, NotReady};
 use super::images::{decode_checked, stored_image};
 use super::job_queue::{JobQueue, Outcome};
@@ -92,6 +92,9 @@ pub struct Analysis {
     pub prompt: String,
     /// The stored image it is about, when it is one.
     pub image_id: Option<String>,
+    /// The image as the history keeps it: its URL (`lens://images/{id}`, `http(s)`, `data:`), or the
+    /// size of an upload.
+    pub image_ref: String,
 }
 
 /// The prompt to use (the request's, else the server's), checked.
@@ -115,6 +118,9 @@ pub async fn analyze(
         return Err(RequestError::invalid(format!("the chat model `{}` takes no images", chat.info.id())).into());
     }
     let prompt = prompt_or_default(request.prompt.clone(), config)?;
+    if request.user.as_ref().is_some_and(|u| u.len() > MAX_NAME_BYTES) {
+        return Err(RequestError::invalid(format!("`user` is longer than {MAX_NAME_BYTES} bytes")).into());
+    }
     let max_tokens = match request.max_tokens.map(|n| n as usize) {
         None => config.max_tokens,
         Some(n) if (1..=config.max_tokens).contains(&n) => n,
@@ -137,9 +143,9 @@ pub async fn analyze(
             .into());
         }
     };
-    let image_id = match &image {
-        AnalyzeImage::Url(url) => url.strip_prefix(STORED_PREFIX).map(str::to_string),
-        AnalyzeImage::Upload(_) => None,
+    let (image_id, image_ref) = match &image {
+        AnalyzeImage::Url(url) => (url.strip_prefix(STORED_PREFIX).map(str::to_string), url.clone()),
+        AnalyzeImage::Upload(bytes) => (None, format!("upload ({} bytes)", bytes.len())),
     };
     if request.store && image_id.is_none() {
         return Err(RequestError::invalid("`store` needs a stored image (`image_id` or lens://images/{id})").into());
@@ -157,7 +163,7 @@ pub async fn analyze(
         AnalyzeImage::Url(url) => resolve_image(lens, &url).await?,
     };
     let answer = queue(chat, question(decoded, &prompt), greedy(max_tokens), Vec::new(), false).await?;
-    Ok(Analysis { answer, prompt, image_id })
+    Ok(Analysis { answer, prompt, image_id, image_ref })
 }
 
 /// One user turn: the image, then the prompt (LLaVA's usual order).

@@ -28,7 +28,7 @@ pub const MAX_STOP: usize = 4;
 /// Longest stop string, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
 /// Longest `model` and `user` fields.
-const MAX_NAME_BYTES: usize = 256;
+pub const MAX_NAME_BYTES: usize = 256;
 /// The scheme of stored images in `image_url`.
 pub const STORED_PREFIX: &str = "lens://images/";
 

@@ -5,7 +5,7 @@
 //! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
 //! others; [`lens`] holds them; [`images`] is what every input path does to image bytes and
 //! [`job_queue`] runs the per-image job queues; [`ingest`], [`search`], [`captions`], [`chat`],
-//! [`analysis`] (on [`chat`]), [`jobs`] and [`sync`] build on those.
+//! [`analysis`] (on [`chat`]), [`history`], [`jobs`] and [`sync`] build on those.
 
 pub mod analysis;
 pub mod caption_options;
@@ -13,6 +13,7 @@ pub mod captions;
 pub mod chat;
 pub mod errors;
 pub mod fetch;
+pub mod history;
 pub mod images;
 pub mod index;
 pub mod ingest;

@@ -6,6 +6,7 @@ mod analysis;
 mod captions;
 mod chat;
 mod errors;
+mod history;
 mod images;
 mod jobs;
 mod remote_chat;

@@ -40,6 +40,8 @@ pub struct AnalyzeRequest {
     /// Answer as server-sent `chat.completion.chunk`s, as `/v1/chat/completions` streams.
     #[serde(default)]
     pub stream: bool,
+    /// The end user, kept with the analysis in the history (`GET /v1/chats?kind=analysis`).
+    pub user: Option<String>,
 }
 
 /// `POST /v1/analyze`'s answer (without `stream`).

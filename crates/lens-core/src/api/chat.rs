@@ -40,6 +40,10 @@ pub struct ChatCompletionRequest {
     /// The end user, kept with the stored chat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// `false`: keep no history of this request (`GET /v1/chats`); absent or `true`: kept, unless the server
+    /// keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
     /// Choices to generate: only 1 is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,

@@ -10,6 +10,7 @@ mod analysis;
 mod captions;
 mod chat;
 mod error;
+mod history;
 mod images;
 mod jobs;
 mod models;
@@ -23,6 +24,7 @@ pub use chat::{
     ChunkChoice, ContentPart, Delta, ImageUrl, MessageContent, StopSequences, StreamOptions, Usage,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, RequestError};
+pub use history::{ChatList, ChatsQuery, DeletedChats, StoredChat};
 pub use images::{Image, ImageBatch, ImageList, ListQuery, ThumbnailQuery, UrlIngest};
 pub use jobs::{IngestJobRequest, Job, JobList, JobState, JobsQuery};
 pub use models::{Health, IndexInfo, ModelCard, ModelList, ModelTask, Ready};

@@ -415,15 +415,15 @@ pub(super) fn validate_sha256(sha256: &str) -> Result<()> {
     }
 }
 
-/// 32 hex characters: created_at ms and key, big-endian.
-fn encode_cursor(ms: i64, key: i64) -> String {
+/// 32 hex characters: created_at ms and key (a rowid), big-endian: the cursor of lists newest first.
+pub(super) fn encode_cursor(ms: i64, key: i64) -> String {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&ms.to_be_bytes());
     b[8..].copy_from_slice(&key.to_be_bytes());
     hex::encode(b)
 }
 
-fn decode_cursor(cursor: &str) -> Result<(i64, i64)> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<(i64, i64)> {
     let bad = || StoreError::InvalidInput(format!("malformed cursor {cursor:?}"));
     let b = hex::decode(cursor).map_err(|_| bad())?;
     let b: [u8; 16] = b.try_into().map_err(|_| bad())?;

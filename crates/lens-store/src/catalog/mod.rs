@@ -13,16 +13,18 @@
 //! - [`captions`]: captions, their embeddings, the caption cache and keyword (FTS) search over an
 //!   image's texts;
 //! - [`analyses`]: image analyses by the chat model and their embeddings;
+//! - [`chats`]: the history of answered chats and analyses;
 //! - [`vectors`]: the stored image embeddings, from which the vector index is rebuilt;
 //! - [`feed`]: the change feed of browser sync and the generation counter;
 //! - [`jobs`]: the job queue (claims, retries, restarts).
 //!
 //! Dependencies go one way: the parts use this file's [`Catalog`] and helpers; `images` uses `jobs`
-//! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `schema` uses none of them. This
+//! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `chats` uses `images`' cursors; `schema` uses none of them. This
 //! file uses `schema` (to open a catalog) and otherwise only re-exports the parts' public items.
 
 mod analyses;
 mod captions;
+mod chats;
 mod feed;
 mod images;
 mod jobs;
@@ -43,6 +45,7 @@ use crate::error::{Result, StoreError};
 
 pub use analyses::NewAnalysis;
 pub use captions::{MAX_QUERY_TERMS, MAX_TERM_CHARS, fts_query};
+pub use chats::{ChatPage, ChatRecord, NewChat};
 pub use feed::{Change, ChangePage};
 pub use images::{ImageAnalysis, ImagePage, ImageRecord, NewImage};
 pub use jobs::{

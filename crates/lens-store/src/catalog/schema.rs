@@ -241,6 +241,23 @@ const MIGRATIONS: &[&str] = &[
         UPDATE images SET seq = (SELECT value FROM meta WHERE name = 'sync_seq') WHERE key = new.key;
     END;
     "#,
+    // 5: the history of answered chats and analyses, by the request's user.
+    r#"
+    CREATE TABLE chats (
+        id              TEXT    PRIMARY KEY,           -- the answer's id (chatcmpl-...)
+        kind            TEXT    NOT NULL CHECK (kind IN ('chat', 'analysis')),
+        user            TEXT,                          -- the request's `user`
+        model           TEXT    NOT NULL,
+        messages        TEXT    NOT NULL,              -- JSON: the conversation, images as references
+        answer          TEXT    NOT NULL,
+        finish_reason   TEXT    NOT NULL,
+        prompt_tokens   INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL               -- ms
+    );
+    CREATE INDEX chats_newest ON chats (created_at DESC);
+    CREATE INDEX chats_by_user ON chats (user, created_at DESC);
+    "#,
 ];
 
 /// Refuses SQLite files that are not Lens catalogs (before anything is written to them).
@@ -319,7 +336,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
