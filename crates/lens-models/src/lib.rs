@@ -2,6 +2,8 @@
 //!
 //! - [`clip`]: CLIP vision and text towers, projections and the [`clip::ClipPipeline`] that turns images
 //!   and text into normalised embeddings.
+//! - [`bert`]: BERT-family encoders and [`bert::SentenceEmbedder`], sentence embeddings as
+//!   sentence-transformers computes them (all-MiniLM-L6-v2).
 //! - [`blip`]: BLIP captioning (ViT encoder, BERT decoder with cross-attention) and
 //!   [`blip::BlipPipeline`].
 //! - [`llama`]: the LLaMA 2/3 decoder (GQA, `llama3` RoPE scaling, preallocated KV cache) and
@@ -18,6 +20,7 @@
 //!   dequantized to f32, every count and offset checked.
 
 pub mod artifact;
+pub mod bert;
 pub mod blip;
 pub mod chat_template;
 pub mod clip;

@@ -7,6 +7,7 @@ mod common;
 
 mod clip_fixtures;
 
+mod bert_parity;
 mod blip_parity;
 mod chat_template;
 mod clip_parity;

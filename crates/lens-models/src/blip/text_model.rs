@@ -1,5 +1,6 @@
 //! BLIP's text decoder: BERT with causal self-attention, cross-attention to the image states in every
-//! layer, post-norm residuals, and the masked-LM head (tied to the word embeddings) as the LM head.
+//! layer, post-norm residuals (BERT's blocks, [`crate::bert::layers`]), and the masked-LM head (tied to the
+//! word embeddings) as the LM head.
 //!
 //! Reference: `BlipTextEmbeddings`, `BlipTextSelfAttention`, `BlipTextLayer`, `BlipTextModel`,
 //! `BlipTextLMHeadModel` in `transformers/models/blip/modeling_blip_text.py` (transformers v5.23.0).
@@ -9,123 +10,39 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{Bool, Int, Tensor, TensorData, activation::softmax, backend::Backend};
+use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::BlipTextConfig;
+use crate::bert::layers::{BertAttention, BertOutput};
 use crate::nn::{Activation, embedding, layer_norm, linear};
 use crate::{Error, Result, weights::VarBuilder};
-
-/// `query`, `key`, `value` of one attention block (`attention.self` or `crossattention.self`).
-#[derive(Module, Debug)]
-pub struct BlipTextSelfAttention<B: Backend> {
-    pub query: Linear<B>,
-    pub key: Linear<B>,
-    pub value: Linear<B>,
-    pub num_heads: usize,
-}
-
-impl<B: Backend> BlipTextSelfAttention<B> {
-    fn load(vb: &VarBuilder<B>, hidden: usize, kv_in: usize, num_heads: usize) -> Result<Self> {
-        Ok(BlipTextSelfAttention {
-            query: linear(&vb.pp("query"), hidden, hidden, true)?,
-            key: linear(&vb.pp("key"), kv_in, hidden, true)?,
-            value: linear(&vb.pp("value"), kv_in, hidden, true)?,
-            num_heads,
-        })
-    }
-
-    /// `[rows, seq, in]` → `[rows, heads, seq, head_dim]`.
-    fn heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
-        let [rows, seq, hidden] = x.dims();
-        x.reshape([rows, seq, self.num_heads, hidden / self.num_heads]).swap_dims(1, 2)
-    }
-
-    /// Keys (transposed, `[rows, heads, head_dim, seq]`, ready for `q · kᵀ`) and values
-    /// (`[rows, heads, seq, head_dim]`) of `states`.
-    fn key_value(&self, states: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        (self.heads(self.key.forward(states.clone())).swap_dims(2, 3), self.heads(self.value.forward(states)))
-    }
-
-    /// `softmax(q kᵀ / √d + mask) v`, heads merged back.
-    ///
-    /// # Shapes
-    /// - x: `[rows, seq, hidden]`; k_t: `[rows, heads, head_dim, keys]`; v: `[rows, heads, keys, head_dim]`
-    /// - mask: `[rows or 1, 1, seq, keys]`, `true` where a query must not see a key
-    fn attend(
-        &self,
-        x: Tensor<B, 3>,
-        k_t: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-        mask: Option<&Tensor<B, 4, Bool>>,
-    ) -> Tensor<B, 3> {
-        let [rows, seq, hidden] = x.dims();
-        let head_dim = hidden / self.num_heads;
-        let q = self.heads(self.query.forward(x));
-        let keys = k_t.dims()[3];
-        let mut scores = q.matmul(k_t) / (head_dim as f64).sqrt();
-        if let Some(mask) = mask {
-            scores = scores.mask_fill(mask.clone().expand([rows, self.num_heads, seq, keys]), f32::NEG_INFINITY);
-        }
-        softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([rows, seq, hidden])
-    }
-}
-
-/// `dense`, then `LayerNorm(dense(x) + residual)` (BERT's post-norm output blocks).
-#[derive(Module, Debug)]
-pub struct BlipTextOutput<B: Backend> {
-    pub dense: Linear<B>,
-    /// `LayerNorm`
-    pub layer_norm: LayerNorm<B>,
-}
-
-impl<B: Backend> BlipTextOutput<B> {
-    fn load(vb: &VarBuilder<B>, d_in: usize, hidden: usize, eps: f64) -> Result<Self> {
-        Ok(BlipTextOutput {
-            dense: linear(&vb.pp("dense"), d_in, hidden, true)?,
-            layer_norm: layer_norm(&vb.pp("LayerNorm"), hidden, eps)?,
-        })
-    }
-
-    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm.forward(self.dense.forward(x) + residual)
-    }
-}
-
-/// `attention.self` + `attention.output` (or the same under `crossattention`).
-#[derive(Module, Debug)]
-pub struct BlipTextAttention<B: Backend> {
-    pub attn: BlipTextSelfAttention<B>,
-    pub output: BlipTextOutput<B>,
-}
-
-impl<B: Backend> BlipTextAttention<B> {
-    fn load(vb: &VarBuilder<B>, c: &BlipTextConfig, kv_in: usize) -> Result<Self> {
-        Ok(BlipTextAttention {
-            attn: BlipTextSelfAttention::load(&vb.pp("self"), c.hidden_size, kv_in, c.num_attention_heads)?,
-            output: BlipTextOutput::load(&vb.pp("output"), c.hidden_size, c.hidden_size, c.layer_norm_eps)?,
-        })
-    }
-}
 
 /// One decoder layer: causal self-attention, cross-attention to the image, feed-forward.
 #[derive(Module, Debug)]
 pub struct BlipTextLayer<B: Backend> {
-    pub attention: BlipTextAttention<B>,
-    pub crossattention: BlipTextAttention<B>,
+    pub attention: BertAttention<B>,
+    pub crossattention: BertAttention<B>,
     /// `intermediate.dense`
     pub intermediate: Linear<B>,
-    pub output: BlipTextOutput<B>,
+    pub output: BertOutput<B>,
     #[module(skip)]
     pub act: Activation,
 }
 
 impl<B: Backend> BlipTextLayer<B> {
     fn load(vb: &VarBuilder<B>, c: &BlipTextConfig) -> Result<Self> {
+        let (heads, eps) = (c.num_attention_heads, c.layer_norm_eps);
         Ok(BlipTextLayer {
-            attention: BlipTextAttention::load(&vb.pp("attention"), c, c.hidden_size)?,
-            crossattention: BlipTextAttention::load(&vb.pp("crossattention"), c, c.encoder_hidden_size)?,
+            attention: BertAttention::load(&vb.pp("attention"), c.hidden_size, c.hidden_size, heads, eps)?,
+            crossattention: BertAttention::load(
+                &vb.pp("crossattention"),
+                c.hidden_size,
+                c.encoder_hidden_size,
+                heads,
+                eps,
+            )?,
             intermediate: linear(&vb.pp("intermediate").pp("dense"), c.hidden_size, c.intermediate_size, true)?,
-            output: BlipTextOutput::load(&vb.pp("output"), c.intermediate_size, c.hidden_size, c.layer_norm_eps)?,
+            output: BertOutput::load(&vb.pp("output"), c.intermediate_size, c.hidden_size, eps)?,
             act: c.hidden_act,
         })
     }
