@@ -19,6 +19,7 @@
 //!             # upstream_timeout_s, allow_private_upstream, history, history_entries
 //!             #                                                       (--chat-model, --chat-provider, ...)
 //! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
+//! [knowledge] # text_model, chunk_words, chunk_overlap                  (--text-model, --kb-chunk-*)
 //!             #                                     (--analyze-prompt, --analysis-workers, ...)
 //! ```
 //!
@@ -90,6 +91,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(default)]
     pub analysis: AnalysisSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub knowledge: KnowledgeSettings,
 }
 
 /// `[server]`
@@ -392,6 +396,32 @@ pub struct AnalysisSettings {
     pub retry_base_ms: Option<u64>,
 }
 
+/// `[knowledge]`: the knowledge base (`/v1/collections`, a chat request's `lens` field).
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Knowledge base")]
+pub struct KnowledgeSettings {
+    /// Sentence embedder for the knowledge base's passages and queries: a sentence-transformers directory
+    /// (BERT family, e.g. all-MiniLM-L6-v2) or a hub id pulled once like `--model`. Absent: collections are
+    /// searched by keywords alone.
+    #[arg(id = "text_model", long = "text-model", env = "LENS_TEXT_MODEL", value_name = "DIR|REPO")]
+    pub text_model: Option<PathBuf>,
+    /// Words per chunk of a document (default 128: well inside MiniLM's 256 word pieces).
+    #[arg(id = "kb_chunk_words", long = "kb-chunk-words", env = "LENS_KB_CHUNK_WORDS")]
+    pub chunk_words: Option<usize>,
+    /// Words a chunk shares with the one before it (default 32).
+    #[arg(id = "kb_chunk_overlap", long = "kb-chunk-overlap", env = "LENS_KB_CHUNK_OVERLAP")]
+    pub chunk_overlap: Option<usize>,
+}
+
+/// Knowledge-base settings.
+#[derive(Debug, Clone)]
+pub struct KnowledgeConfig {
+    pub text_model: Option<PathBuf>,
+    pub chunk_words: usize,
+    pub chunk_overlap: usize,
+}
+
 /// The prompt of analyses that name none.
 pub const DEFAULT_ANALYZE_PROMPT: &str = "Describe this image in detail.";
 /// Longest analysis prompt, in bytes.
@@ -472,6 +502,7 @@ pub struct ServeConfig {
     pub caption_retry: lens_store::RetryPolicy,
     /// `None`: no chat.
     pub chat: Option<ChatConfig>,
+    pub knowledge: KnowledgeConfig,
     pub hybrid_weight: f32,
     pub cors: CorsOrigins,
     /// The browser app to serve at `/`.
@@ -519,6 +550,7 @@ overlay!(ChatSettings {
     history_entries
 });
 overlay!(AnalysisSettings { prompt, workers, max_tokens, max_attempts, retry_base_ms });
+overlay!(KnowledgeSettings { text_model, chunk_words, chunk_overlap });
 overlay!(CaptionSettings {
     model,
     workers,
@@ -596,6 +628,7 @@ impl ServeSettings {
             search: self.search.or(other.search),
             chat: self.chat.or(other.chat),
             analysis: self.analysis.or(other.analysis),
+            knowledge: self.knowledge.or(other.knowledge),
         }
     }
 
@@ -623,7 +656,20 @@ impl ServeSettings {
             Some(path) => self.or(ServeSettings::from_file(path)?),
             None => self,
         };
-        let ServeSettings { server, models, storage, s3, index, limits, fetch, captions, search, chat, analysis } = s;
+        let ServeSettings {
+            server,
+            models,
+            storage,
+            s3,
+            index,
+            limits,
+            fetch,
+            captions,
+            search,
+            chat,
+            analysis,
+            knowledge,
+        } = s;
         let model = models
             .model
             .context("no model: pass --model DIR (or LENS_MODEL, or `model` under [models] in the config file)")?;
@@ -745,6 +791,14 @@ impl ServeSettings {
             caption,
             caption_retry,
             chat,
+            knowledge: {
+                let chunk_words = positive("kb_chunk_words", knowledge.chunk_words.unwrap_or(128))?;
+                let chunk_overlap = knowledge.chunk_overlap.unwrap_or(32);
+                if chunk_overlap >= chunk_words {
+                    bail!("kb_chunk_overlap ({chunk_overlap}) must be less than kb_chunk_words ({chunk_words})");
+                }
+                KnowledgeConfig { text_model: knowledge.text_model, chunk_words, chunk_overlap }
+            },
             hybrid_weight,
             cors: parse_cors_origins(server.cors_origin.unwrap_or_default())?,
             web_dir: server.web_dir,

@@ -13,10 +13,12 @@
 //! - [`preprocess`]: `CLIPImageProcessor`, bit-exact given the same decoded pixels.
 //! - [`vector`]: L2 normalisation, dot / cosine, softmax.
 //! - [`colors`]: dominant colours (k-means in CIE L*a*b*).
+//! - [`documents`]: knowledge-base uploads (JSON, JSON Lines, CSV) and their chunks.
 //! - [`metadata`]: format, upright size, orientation and basic EXIF tags, from the headers.
 
 pub mod api;
 pub mod colors;
+pub mod documents;
 pub mod error;
 pub mod ids;
 pub mod image;

@@ -188,6 +188,49 @@ pub fn semantic_score(query: &[f32], text_embedding: &[f32]) -> f32 {
     cosine(query, text_embedding).max(0.0)
 }
 
+/// How well a text matches a query: `(keyword + semantic) / 2`, the keyword score (bm25) relative to the best
+/// among the candidates, the semantic score 0 until embedded. In 0..=1.
+pub fn text_score(keyword: f64, best_keyword: f64, semantic: Option<f32>) -> f32 {
+    let keyword = if best_keyword > 0.0 { (keyword / best_keyword) as f32 } else { 0.0 };
+    (keyword + semantic.unwrap_or(0.0)) / 2.0
+}
+
+/// A passage of text found by its keywords (bm25, 0 without a match), its embedding, or both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextCandidate {
+    pub id: u64,
+    pub keyword: f64,
+    /// [`semantic_score`] of the passage's embedding; `None` without a text model.
+    pub semantic: Option<f32>,
+}
+
+/// A ranked passage: its [`text_score`] and the two halves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextScore {
+    pub id: u64,
+    pub score: f32,
+    pub keyword_score: f32,
+    pub semantic_score: Option<f32>,
+}
+
+/// Ranks passages by [`text_score`] — the caption half of hybrid image search, for text alone (the
+/// knowledge base) — and returns the best `k`, ties broken by the smaller id.
+pub fn rank_texts(candidates: &[TextCandidate], k: usize) -> Vec<TextScore> {
+    let best = candidates.iter().map(|c| c.keyword).fold(0.0, f64::max);
+    let mut scored: Vec<TextScore> = candidates
+        .iter()
+        .map(|c| TextScore {
+            id: c.id,
+            score: text_score(c.keyword, best, c.semantic),
+            keyword_score: if best > 0.0 { (c.keyword / best) as f32 } else { 0.0 },
+            semantic_score: c.semantic,
+        })
+        .collect();
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    scored.truncate(k);
+    scored
+}
+
 /// A ranked hybrid result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HybridScore {
@@ -209,10 +252,7 @@ pub fn rank_hybrid(
     let mut scored: Vec<HybridScore> = candidates
         .into_iter()
         .map(|c| {
-            let caption_score = c.has_text.then(|| {
-                let keyword = if best_keyword > 0.0 { (c.keyword / best_keyword) as f32 } else { 0.0 };
-                (keyword + c.semantic.unwrap_or(0.0)) / 2.0
-            });
+            let caption_score = c.has_text.then(|| text_score(c.keyword, best_keyword, c.semantic));
             let score = match caption_score {
                 Some(cs) => (1.0 - weight) * c.vector_score + weight * cs,
                 None => c.vector_score,
@@ -340,6 +380,21 @@ mod tests {
         assert!((ranked[0].score - 0.9).abs() < 1e-6 && ranked[0].caption_score == Some(1.0));
         assert_eq!(ranked[1].caption_score, None);
         assert_eq!(rank_hybrid(ranked_input(), 0.0, Some(0.75), 10).len(), 1, "threshold on the score");
+    }
+
+    #[test]
+    fn passages_rank_by_keywords_and_meaning() {
+        let candidates = [
+            TextCandidate { id: 1, keyword: 4.0, semantic: Some(0.2) },
+            TextCandidate { id: 2, keyword: 0.0, semantic: Some(0.9) },
+            TextCandidate { id: 3, keyword: 2.0, semantic: Some(0.8) },
+        ];
+        // 1: (1 + 0.2) / 2 = 0.6; 2: 0.45; 3: (0.5 + 0.8) / 2 = 0.65.
+        let ranked = rank_texts(&candidates, 2);
+        assert_eq!(ranked.iter().map(|s| s.id).collect::<Vec<_>>(), [3, 1]);
+        assert!((ranked[0].score - 0.65).abs() < 1e-6 && (ranked[0].keyword_score - 0.5).abs() < 1e-6);
+        let keywords_only = [TextCandidate { id: 5, keyword: 1.0, semantic: None }];
+        assert_eq!(rank_texts(&keywords_only, 3)[0].score, 0.5);
     }
 
     fn ranked_input() -> Vec<HybridCandidate> {

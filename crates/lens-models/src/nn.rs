@@ -17,6 +17,25 @@ use crate::int8::QuantizedMatrix;
 use crate::weights::Matrix;
 use crate::{Result, weights::VarBuilder};
 
+/// `(batch, seq)` of a batch of token ids for an encoder, after checking it: non-empty rows of one length, at
+/// most `max_positions` long, every id inside the vocabulary.
+pub fn check_token_ids(input_ids: &[Vec<u32>], max_positions: usize, vocab_size: usize) -> Result<(usize, usize)> {
+    let batch = input_ids.len();
+    let seq = input_ids.first().map_or(0, Vec::len);
+    if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {
+        return Err(crate::Error::invalid_input("token batch must be non-empty with rows of equal length"));
+    }
+    if seq > max_positions {
+        return Err(crate::Error::invalid_input(format!(
+            "{seq} tokens exceed max_position_embeddings {max_positions}"
+        )));
+    }
+    if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= vocab_size) {
+        return Err(crate::Error::invalid_input(format!("token id {bad} outside vocabulary of {vocab_size}")));
+    }
+    Ok((batch, seq))
+}
+
 /// A PyTorch `nn.Linear` at `vb` (`weight` `[out, in]`, optional `bias` `[out]`).
 pub fn linear<B: Backend>(vb: &VarBuilder<B>, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
     let weight = Param::from_tensor(vb.linear_weight("weight", d_in, d_out)?);

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use lens_core::image::RgbImage;
 use lens_models::chat_template::{ChatMessage, Content, Part};
 use lens_models::generation::GenerationConfig;
 use lens_models::identity::{ModelIdentity, identify_files};
 use lens_models::llama::pipeline::check_fits;
-use lens_models::llama::{Completion, FinishReason, LlamaPipeline};
+use lens_models::llama::{FinishReason, LlamaPipeline};
 use lens_models::llava::LlavaPipeline;
 use tokio::sync::mpsc;
 
+pub use super::conversation::{ChatEvent, ChatPrompt, Finished};
 use super::info::{ModelInfo, Role, backend_name};
 use super::remote_chat::RemoteChat;
 use super::worker::{ModelError, Queue, Stream, Worker, catch_panic};
@@ -28,47 +28,6 @@ use crate::backend::{DeviceKind, with_backend};
 
 /// Text pieces a client has not read yet before the model waits for it.
 const STREAM_BUFFER: usize = 64;
-
-/// What a chat request streams back.
-#[derive(Debug)]
-pub enum ChatEvent {
-    /// The prompt was rendered, fits the context, and generation begins.
-    Started { prompt_tokens: usize },
-    /// The next piece of the answer (whole characters, stop strings left out).
-    Text(String),
-    /// The end: the whole answer (its text is the pieces put together).
-    Done(Finished),
-}
-
-/// How an answer ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
-    pub text: String,
-    /// `stop`, `length`, `cancelled` (the client went away), or what a remote provider said.
-    pub finish_reason: String,
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-impl From<Completion> for Finished {
-    fn from(c: Completion) -> Self {
-        Finished {
-            finish_reason: c.finish_reason.as_str().to_string(),
-            prompt_tokens: c.prompt_tokens,
-            completion_tokens: c.token_ids.len(),
-            text: c.text,
-        }
-    }
-}
-
-/// A conversation to answer.
-#[derive(Debug, Clone)]
-pub struct ChatPrompt {
-    /// The turns; image parts stand where the images go, in order.
-    pub messages: Vec<ChatMessage>,
-    /// One per image part.
-    pub images: Vec<RgbImage>,
-}
 
 struct Request {
     prompt: ChatPrompt,

@@ -11,6 +11,8 @@ pub enum Role {
     Captioner,
     /// LLaMA or LLaVA: chat completions.
     Chat,
+    /// A sentence embedder (BERT family): the knowledge base.
+    TextEmbedder,
 }
 
 impl Role {
@@ -19,6 +21,7 @@ impl Role {
             Role::Embedder => "embedder",
             Role::Captioner => "captioner",
             Role::Chat => "chat",
+            Role::TextEmbedder => "text_embedder",
         }
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod captioner;
 pub mod chat;
+pub mod conversation;
 pub mod embedder;
 pub mod info;
 pub mod registry;
 pub mod remote_chat;
+pub mod text_embedder;
 pub mod worker;
 
 pub use captioner::Captioner;
@@ -17,4 +19,5 @@ pub use embedder::Embedder;
 pub use info::{ModelInfo, Role, backend_name};
 pub use registry::{Loaded, Registry};
 pub use remote_chat::RemoteChat;
+pub use text_embedder::TextEmbedder;
 pub use worker::ModelError;

@@ -4,6 +4,7 @@ use super::captioner::Captioner;
 use super::chat::ChatModel;
 use super::embedder::Embedder;
 use super::info::{ModelInfo, Role};
+use super::text_embedder::TextEmbedder;
 
 /// A running model and what is known of it.
 pub struct Loaded<M> {
@@ -11,11 +12,13 @@ pub struct Loaded<M> {
     pub info: ModelInfo,
 }
 
-/// The loaded models, by role: the embedder always, the captioner and the chat model when configured.
+/// The loaded models, by role: the embedder always, the captioner, the chat model and the text embedder
+/// when configured.
 pub struct Registry {
     embedder: Loaded<Embedder>,
     captioner: Option<Loaded<Captioner>>,
     chat: Option<Loaded<ChatModel>>,
+    text_embedder: Option<Loaded<TextEmbedder>>,
 }
 
 impl Registry {
@@ -23,8 +26,9 @@ impl Registry {
         embedder: Loaded<Embedder>,
         captioner: Option<Loaded<Captioner>>,
         chat: Option<Loaded<ChatModel>>,
+        text_embedder: Option<Loaded<TextEmbedder>>,
     ) -> Self {
-        Self { embedder, captioner, chat }
+        Self { embedder, captioner, chat, text_embedder }
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -54,12 +58,17 @@ impl Registry {
         self.chat.as_ref()
     }
 
+    pub fn text_embedder(&self) -> Option<&Loaded<TextEmbedder>> {
+        self.text_embedder.as_ref()
+    }
+
     /// The model in `role`, if loaded.
     pub fn info(&self, role: Role) -> Option<&ModelInfo> {
         match role {
             Role::Embedder => Some(&self.embedder.info),
             Role::Captioner => self.captioner.as_ref().map(|c| &c.info),
             Role::Chat => self.chat.as_ref().map(|c| &c.info),
+            Role::TextEmbedder => self.text_embedder.as_ref().map(|c| &c.info),
         }
     }
 
@@ -68,5 +77,6 @@ impl Registry {
         std::iter::once(&self.embedder.info)
             .chain(self.captioner.as_ref().map(|c| &c.info))
             .chain(self.chat.as_ref().map(|c| &c.info))
+            .chain(self.text_embedder.as_ref().map(|c| &c.info))
     }
 }

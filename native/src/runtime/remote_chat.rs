@@ -20,7 +20,7 @@ use lens_models::generation::GenerationConfig;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::chat::{ChatEvent, ChatPrompt, Finished};
+use super::conversation::{ChatEvent, ChatPrompt, Finished};
 use super::worker::ModelError;
 
 /// Pieces a client has not read yet before the relay stops reading the upstream.

@@ -13,8 +13,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use lens_core::api::{
-    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta,
-    ErrorBody, ErrorCode, Usage,
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatSources, ChunkChoice,
+    Delta, ErrorBody, ErrorCode, Usage,
 };
 
 use super::error::{ApiError, ApiResult};
@@ -60,6 +60,7 @@ pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompl
             logprobs: None,
         }],
         usage: usage(prompt_tokens, &finished),
+        lens: answer.sources.map(|sources| ChatSources { sources }),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -108,9 +109,9 @@ fn chunks(
     include_usage: bool,
     history: Option<(Arc<Lens>, Pending)>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let ChatAnswer { id, created, model, events } = answer;
+    let ChatAnswer { id, created, model, events, sources } = answer;
     let (answer_id, answer_model) = (id.clone(), model.clone());
-    let chunk = move |delta: Delta, finish_reason: Option<String>, usage: Option<Usage>| {
+    let chunk = move |delta: Delta, finish_reason: Option<String>, usage: Option<Usage>, lens: Option<ChatSources>| {
         let choices = if usage.is_some() {
             Vec::new()
         } else {
@@ -123,10 +124,16 @@ fn chunks(
             model: model.clone(),
             choices,
             usage,
+            lens,
         };
         Event::default().data(serde_json::to_string(&chunk).expect("a chunk serializes"))
     };
-    let first = chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None, None);
+    let first = chunk(
+        Delta { role: Some("assistant".into()), content: Some(String::new()) },
+        None,
+        None,
+        sources.map(|sources| ChatSources { sources }),
+    );
     let state = (events, Some(chunk), false, history);
     let rest = futures::stream::unfold(state, move |(mut events, chunk, done, mut history)| {
         let (answer_id, answer_model) = (answer_id.clone(), answer_model.clone());
@@ -137,16 +144,16 @@ fn chunks(
             }
             let (items, finished) = match events.recv().await {
                 Some(Ok(ChatEvent::Text(text))) => {
-                    (vec![chunk(Delta { role: None, content: Some(text) }, None, None)], false)
+                    (vec![chunk(Delta { role: None, content: Some(text) }, None, None, None)], false)
                 }
                 Some(Ok(ChatEvent::Started { .. })) => (Vec::new(), false),
                 Some(Ok(ChatEvent::Done(finished))) => {
                     if let Some((lens, pending)) = history.take() {
                         history::record(&lens, pending, &answer_id, &answer_model, &finished).await;
                     }
-                    let mut items = vec![chunk(Delta::default(), Some(finished.finish_reason.clone()), None)];
+                    let mut items = vec![chunk(Delta::default(), Some(finished.finish_reason.clone()), None, None)];
                     if include_usage {
-                        items.push(chunk(Delta::default(), None, Some(usage(prompt_tokens, &finished))));
+                        items.push(chunk(Delta::default(), None, Some(usage(prompt_tokens, &finished)), None));
                     }
                     items.push(Event::default().data("[DONE]"));
                     (items, true)

@@ -17,6 +17,7 @@ use crate::services::history::HistoryError;
 use crate::services::images::ImageError;
 use crate::services::ingest::IngestError;
 use crate::services::jobs::JobError;
+use crate::services::knowledge::KnowledgeError;
 use crate::services::search::SearchError;
 use crate::services::sync::SyncError;
 
@@ -96,6 +97,7 @@ from_service!(
     ChatError,
     AnalysisError,
     HistoryError,
+    KnowledgeError,
     JobError,
     SyncError
 );

@@ -11,6 +11,7 @@ mod forms;
 mod history;
 mod images;
 mod jobs;
+mod knowledge;
 pub mod openapi;
 mod search;
 mod sync;
@@ -89,6 +90,11 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/analyze", post(analysis::create))
         .route("/chats", get(history::list).delete(history::delete_user))
         .route("/chats/{id}", get(history::get).delete(history::delete))
+        .route("/collections", get(knowledge::list))
+        .route("/collections/{name}", get(knowledge::get).delete(knowledge::delete))
+        .route("/collections/{name}/documents", post(knowledge::add_documents))
+        .route("/collections/{name}/documents/{id}", axum::routing::delete(knowledge::delete_document))
+        .route("/collections/{name}/search", post(knowledge::search))
         .route("/ingest", post(jobs::create_ingest))
         .route("/index/rebuild", post(jobs::create_rebuild))
         .route("/jobs", get(jobs::list))

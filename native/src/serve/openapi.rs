@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{analysis, captions, chat, history, images, jobs, search, sync, system};
+use super::{analysis, captions, chat, history, images, jobs, knowledge, search, sync, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,12 @@ calls for."
         history::get,
         history::delete,
         history::delete_user,
+        knowledge::add_documents,
+        knowledge::list,
+        knowledge::get,
+        knowledge::delete,
+        knowledge::delete_document,
+        knowledge::search,
         jobs::create_ingest,
         jobs::create_rebuild,
         jobs::list,
@@ -48,6 +54,7 @@ calls for."
         (name = "captions", description = "BLIP captions"),
         (name = "chat", description = "Chat completions (OpenAI's API) with a LLaMA or LLaVA, image analysis, the history"),
         (name = "jobs", description = "Batch URL ingest, index rebuilds, caption and analysis jobs"),
+        (name = "knowledge", description = "The knowledge base: collections of documents, searched and given to chat"),
         (name = "sync", description = "The change feed a browser mirror pulls"),
         (name = "system", description = "Health, readiness, models, metrics"),
     )

@@ -47,7 +47,7 @@ pub async fn models(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<Model
                     card.blob_store = Some(lens.blobs.describe());
                 }
                 Role::Captioner => card.defaults = lens.caption_job_options(),
-                Role::Chat => {}
+                Role::Chat | Role::TextEmbedder => {}
             }
             card
         })
@@ -63,6 +63,7 @@ fn card(info: &ModelInfo) -> ModelCard {
             Role::Embedder => ModelTask::Embedding,
             Role::Captioner => ModelTask::Captioning,
             Role::Chat => ModelTask::Chat,
+            Role::TextEmbedder => ModelTask::TextEmbedding,
         },
         name: info.identity.name.clone(),
         revision: info.identity.revision.clone(),

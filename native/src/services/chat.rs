@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, stored_image};
+use super::knowledge::{self, KnowledgeError};
 use super::lens::Lens;
 use crate::config::ChatConfig;
 use crate::runtime::{ChatEvent, ChatModel, ChatPrompt, Finished, Loaded, ModelError};
@@ -50,6 +51,9 @@ pub enum ChatError {
     /// One image of several failed.
     #[error("image {number}: {source}")]
     InImage { number: usize, source: Box<ChatError> },
+    /// The `lens` field's retrieval failed.
+    #[error("lens: {0}")]
+    Knowledge(Box<KnowledgeError>),
 }
 
 impl Coded for ChatError {
@@ -62,6 +66,7 @@ impl Coded for ChatError {
             ChatError::Fetch(e) => e.code(),
             ChatError::Model(e) => e.code(),
             ChatError::InImage { source, .. } => source.code(),
+            ChatError::Knowledge(e) => e.code(),
         }
     }
 
@@ -71,6 +76,7 @@ impl Coded for ChatError {
             ChatError::Fetch(e) => e.public_message(),
             ChatError::Model(e) => e.public_message(),
             ChatError::InImage { number, source } => format!("image {number}: {}", source.public_message()),
+            ChatError::Knowledge(e) => format!("lens: {}", e.public_message()),
             other => other.to_string(),
         }
     }
@@ -85,6 +91,8 @@ pub struct ChatAnswer {
     /// The chat model's id.
     pub model: String,
     pub events: mpsc::Receiver<Result<ChatEvent, ModelError>>,
+    /// The passages retrieved for the request's `lens` field.
+    pub sources: Option<Vec<api::Passage>>,
 }
 
 impl ChatAnswer {
@@ -126,7 +134,20 @@ pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result
     }
     let config = generation_config(request, chat_config.max_tokens)?;
     let stop = stop_strings(request)?;
-    let (messages, image_urls) = conversation(request)?;
+    let (mut messages, image_urls) = conversation(request)?;
+    let sources = match &request.lens {
+        None => None,
+        Some(retrieval) => {
+            let query = last_user_text(request).ok_or_else(|| {
+                RequestError::invalid("`lens` retrieves for the last user message: there is none with text")
+            })?;
+            let passages = knowledge::chat_sources(lens, retrieval, &query)
+                .await
+                .map_err(|e| ChatError::Knowledge(Box::new(e)))?;
+            give_passages(&mut messages, &passages);
+            Some(passages)
+        }
+    };
     if !image_urls.is_empty() && !chat.model.limits.images {
         return Err(RequestError::invalid(format!("the chat model `{}` takes no images", served.id)).into());
     }
@@ -144,7 +165,41 @@ pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result
         })?;
         images.push(image);
     }
-    queue(chat, ChatPrompt { messages, images }, config, stop, false).await
+    let mut answer = queue(chat, ChatPrompt { messages, images }, config, stop, false).await?;
+    answer.sources = sources;
+    Ok(answer)
+}
+
+/// The text of the last user message (its text parts, joined by spaces).
+fn last_user_text(request: &api::ChatCompletionRequest) -> Option<String> {
+    let message = request.messages.iter().rev().find(|m| m.role == "user")?;
+    let text = match message.content.as_ref()? {
+        MessageContent::Text(text) => text.clone(),
+        MessageContent::Parts(parts) => parts
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Text { text } => Some(text.as_str()),
+                ContentPart::ImageUrl { .. } => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// Puts the passages in the system turn: appended to the conversation's own, or a new one first.
+fn give_passages(messages: &mut Vec<ChatMessage>, passages: &[api::Passage]) {
+    let prompt = knowledge::passages_prompt(passages);
+    match messages.first_mut() {
+        Some(first) if first.role == "system" => match &mut first.content {
+            Content::Text(text) => {
+                text.push_str("\n\n");
+                text.push_str(&prompt);
+            }
+            Content::Parts(parts) => parts.push(Part::Text { text: format!("\n\n{prompt}") }),
+        },
+        _ => messages.insert(0, ChatMessage { role: "system".into(), content: Content::Text(prompt) }),
+    }
 }
 
 /// Queues a checked prompt for the chat model (with `wait`, waits for room in a full queue).
@@ -162,6 +217,7 @@ pub async fn queue(
         created,
         model: chat.info.identity.id.clone(),
         events,
+        sources: None,
     })
 }
 

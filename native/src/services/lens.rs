@@ -13,7 +13,7 @@ use super::fetch::Fetcher;
 use super::index::{self, IndexOrigin, SharedIndex, snapshot_meta};
 use super::thumbnails::{CACHE_BYTES, ThumbnailCache};
 use crate::config::{BlobBackend, ChatSource, RemoteChatConfig, ServeConfig};
-use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry, RemoteChat};
+use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry, RemoteChat, TextEmbedder};
 
 /// The upstream of `--chat-provider openai`: its address checked (loopback and private addresses refused
 /// unless allowed), the API key read from its variable once.
@@ -152,7 +152,22 @@ impl Lens {
                 Some(Loaded { model, info })
             }
         };
-        let models = Registry::new(embedder, captioner, chat);
+        let text_embedder = match &config.knowledge.text_model {
+            None => None,
+            Some(dir) => {
+                let started = Instant::now();
+                let dir = crate::hub::resolve_model(dir, "--text-model")?;
+                let (model, info) = TextEmbedder::start(&dir, config.device, config.batch_size)?;
+                tracing::info!(
+                    model = info.id(),
+                    dims = info.dims,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "text model loaded"
+                );
+                Some(Loaded { model, info })
+            }
+        };
+        let models = Registry::new(embedder, captioner, chat, text_embedder);
         let started = Instant::now();
         let (index, index_origin) =
             index::open(config.index, &self.catalog, models.embedding_model(), models.dims(), &self.snapshot_dir())?;

@@ -5,7 +5,7 @@
 //! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
 //! others; [`lens`] holds them; [`images`] is what every input path does to image bytes and
 //! [`job_queue`] runs the per-image job queues; [`ingest`], [`search`], [`captions`], [`chat`],
-//! [`analysis`] (on [`chat`]), [`history`], [`jobs`] and [`sync`] build on those.
+//! [`analysis`] (on [`chat`]), [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
 
 pub mod analysis;
 pub mod caption_options;
@@ -19,6 +19,7 @@ pub mod index;
 pub mod ingest;
 pub mod job_queue;
 pub mod jobs;
+pub mod knowledge;
 pub mod lens;
 pub mod search;
 pub mod sync;

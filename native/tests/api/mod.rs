@@ -9,6 +9,7 @@ mod errors;
 mod history;
 mod images;
 mod jobs;
+mod knowledge;
 mod remote_chat;
 mod search;
 mod sync;

@@ -74,6 +74,12 @@ async fn the_openapi_document_lists_every_route_and_schema() {
         ("/v1/chats", "delete"),
         ("/v1/chats/{id}", "get"),
         ("/v1/chats/{id}", "delete"),
+        ("/v1/collections", "get"),
+        ("/v1/collections/{name}", "get"),
+        ("/v1/collections/{name}", "delete"),
+        ("/v1/collections/{name}/documents", "post"),
+        ("/v1/collections/{name}/documents/{id}", "delete"),
+        ("/v1/collections/{name}/search", "post"),
         ("/v1/ingest", "post"),
         ("/v1/index/rebuild", "post"),
         ("/v1/jobs", "get"),
@@ -104,5 +110,5 @@ async fn the_openapi_document_lists_every_route_and_schema() {
     assert!(schemas["AnalyzeResponse"]["properties"]["analysis"].is_object(), "{schemas}");
     assert!(schemas["Image"]["properties"]["analysis"].is_object(), "{schemas}");
     assert!(doc["paths"]["/v1/images"]["post"]["parameters"].is_array(), "?analyze=true is documented");
-    assert_eq!(routes, 22, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
+    assert_eq!(routes, 27, "{:?}", doc["paths"].as_object().unwrap().keys().collect::<Vec<_>>());
 }

@@ -14,6 +14,16 @@ pub fn fixture_model() -> PathBuf {
     root().join("models/fixtures/clip-tiny-quickgelu")
 }
 
+/// The tiny sentence embedder (random MiniLM-shaped BERT in sentence-transformers' layout).
+pub fn text_model() -> PathBuf {
+    root().join("models/fixtures/minilm-tiny")
+}
+
+/// The knowledge-base corpus: the Python Language Reference's topics, one JSON Lines document each.
+pub fn corpus() -> Vec<u8> {
+    std::fs::read(root().join("models/fixtures/corpus/python-reference.jsonl")).unwrap()
+}
+
 pub fn image_path(name: &str) -> PathBuf {
     root().join("models/fixtures/images").join(name)
 }

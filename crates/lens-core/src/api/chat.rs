@@ -44,6 +44,10 @@ pub struct ChatCompletionRequest {
     /// keeps none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<bool>,
+    /// Lens's extension: passages retrieved from knowledge-base collections for the last user message,
+    /// given to the model in a system turn and returned as `lens.sources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<super::ChatRetrieval>,
     /// Choices to generate: only 1 is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
@@ -149,6 +153,9 @@ pub struct ChatCompletion {
     pub model: String,
     pub choices: Vec<ChatChoice>,
     pub usage: Usage,
+    /// The passages retrieved for the request's `lens` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<super::ChatSources>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +191,9 @@ pub struct ChatCompletionChunk {
     /// Only in the last chunk, and only with `stream_options.include_usage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Only in the first chunk, for a request with a `lens` field: the passages retrieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<super::ChatSources>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +251,7 @@ mod tests {
                 logprobs: None,
             }],
             usage: None,
+            lens: None,
         };
         let json = serde_json::to_value(&chunk).unwrap();
         assert_eq!(json["choices"][0]["delta"], serde_json::json!({"content": "Hi"}));

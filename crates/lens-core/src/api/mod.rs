@@ -13,6 +13,7 @@ mod error;
 mod history;
 mod images;
 mod jobs;
+mod knowledge;
 mod models;
 mod search;
 mod sync;
@@ -27,6 +28,10 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail, RequestError};
 pub use history::{ChatList, ChatsQuery, DeletedChats, StoredChat};
 pub use images::{Image, ImageBatch, ImageList, ListQuery, ThumbnailQuery, UrlIngest};
 pub use jobs::{IngestJobRequest, Job, JobList, JobState, JobsQuery};
+pub use knowledge::{
+    ChatRetrieval, ChatSources, CollectionInfo, CollectionList, CollectionSearchRequest, CollectionSearchResponse,
+    DocumentsAdded, Passage,
+};
 pub use models::{Health, IndexInfo, ModelCard, ModelList, ModelTask, Ready};
 pub use search::{
     DuplicatesQuery, DuplicatesResponse, EmbeddingData, EmbeddingsRequest, EmbeddingsResponse, SearchRequest,

@@ -13,6 +13,8 @@ pub enum ModelTask {
     Captioning,
     /// LLaMA or LLaVA: chat completions (`POST /v1/chat/completions`).
     Chat,
+    /// A sentence embedder (BERT, MiniLM): the knowledge base's passages and queries.
+    TextEmbedding,
 }
 
 /// One loaded model.

@@ -11,7 +11,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::BertConfig;
 use super::layers::{BertAttention, BertOutput};
-use crate::nn::{Activation, embedding, layer_norm, linear};
+use crate::nn::{Activation, check_token_ids, embedding, layer_norm, linear};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// `embeddings`.
@@ -90,22 +90,9 @@ impl<B: Backend> BertModel<B> {
     /// - input_ids, attention_mask: `batch` rows of `seq` (1 = token, 0 = padding), `seq <= max_position_embeddings`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, input_ids: &[Vec<u32>], attention_mask: &[Vec<u32>]) -> Result<Tensor<B, 3>> {
-        let batch = input_ids.len();
-        let seq = input_ids.first().map_or(0, Vec::len);
-        if batch == 0 || seq == 0 || input_ids.iter().chain(attention_mask).any(|r| r.len() != seq) {
-            return Err(Error::invalid_input("token batch must be non-empty with ids and mask rows of equal length"));
-        }
-        if attention_mask.len() != batch {
-            return Err(Error::invalid_input("one attention mask row per row of ids"));
-        }
-        if seq > self.max_position_embeddings {
-            return Err(Error::invalid_input(format!(
-                "{seq} tokens exceed max_position_embeddings {}",
-                self.max_position_embeddings
-            )));
-        }
-        if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= self.vocab_size) {
-            return Err(Error::invalid_input(format!("token id {bad} outside vocabulary of {}", self.vocab_size)));
+        let (batch, seq) = check_token_ids(input_ids, self.max_position_embeddings, self.vocab_size)?;
+        if attention_mask.len() != batch || attention_mask.iter().any(|r| r.len() != seq) {
+            return Err(Error::invalid_input("one attention mask row, as long as its ids, per row of ids"));
         }
         let e = &self.embeddings;
         let device = e.word_embeddings.val().device();

@@ -13,8 +13,8 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::ClipTextConfig;
 use super::encoder::{BaseModelOutputWithPooling, ClipEncoder};
-use crate::nn::{Table, embedding, layer_norm, table};
-use crate::{Error, Result, weights::VarBuilder};
+use crate::nn::{Table, check_token_ids, embedding, layer_norm, table};
+use crate::{Result, weights::VarBuilder};
 
 /// `text_model.embeddings`.
 #[derive(Module, Debug)]
@@ -107,20 +107,7 @@ impl<B: Backend> ClipTextTransformer<B> {
         input_ids: &[Vec<u32>],
         attention_mask: Option<&[Vec<u32>]>,
     ) -> Result<(Tensor<B, 3>, Tensor<B, 4, Bool>)> {
-        let batch = input_ids.len();
-        let seq = input_ids.first().map(Vec::len).unwrap_or(0);
-        if batch == 0 || seq == 0 || input_ids.iter().any(|r| r.len() != seq) {
-            return Err(Error::invalid_input("token batch must be non-empty with rows of equal length"));
-        }
-        if seq > self.max_position_embeddings {
-            return Err(Error::invalid_input(format!(
-                "{seq} tokens exceed max_position_embeddings {}",
-                self.max_position_embeddings
-            )));
-        }
-        if let Some(&bad) = input_ids.iter().flatten().find(|&&id| id as usize >= self.vocab_size) {
-            return Err(Error::invalid_input(format!("token id {bad} outside vocabulary of {}", self.vocab_size)));
-        }
+        let (batch, seq) = check_token_ids(input_ids, self.max_position_embeddings, self.vocab_size)?;
         let device = self.embeddings.position_embedding.val().device();
         let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
         let hidden = self.embeddings.token_embedding.dims()[1];

@@ -14,12 +14,13 @@
 //!   image's texts;
 //! - [`analyses`]: image analyses by the chat model and their embeddings;
 //! - [`chats`]: the history of answered chats and analyses;
+//! - [`knowledge`]: the knowledge base's collections, documents, chunks and their vectors;
 //! - [`vectors`]: the stored image embeddings, from which the vector index is rebuilt;
 //! - [`feed`]: the change feed of browser sync and the generation counter;
 //! - [`jobs`]: the job queue (claims, retries, restarts).
 //!
 //! Dependencies go one way: the parts use this file's [`Catalog`] and helpers; `images` uses `jobs`
-//! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `chats` uses `images`' cursors; `schema` uses none of them. This
+//! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `chats` uses `images`' cursors; `knowledge` uses `captions`' query rules and `vectors`; `schema` uses none of them. This
 //! file uses `schema` (to open a catalog) and otherwise only re-exports the parts' public items.
 
 mod analyses;
@@ -28,6 +29,7 @@ mod chats;
 mod feed;
 mod images;
 mod jobs;
+mod knowledge;
 mod schema;
 mod vectors;
 
@@ -52,6 +54,7 @@ pub use jobs::{
     ANALYSIS_JOB, CAPTION_JOB, INTERRUPTED_JOB_ERROR, JobFilter, JobRecord, JobState, RESUMABLE_JOB_KINDS, RetryPolicy,
     analysis_job_params, caption_job_params,
 };
+pub use knowledge::{ChunkRecord, CollectionInfo, NewDocument};
 pub use schema::SCHEMA_VERSION;
 use schema::{check_identity, migrate};
 

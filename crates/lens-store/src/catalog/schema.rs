@@ -258,6 +258,48 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX chats_newest ON chats (created_at DESC);
     CREATE INDEX chats_by_user ON chats (user, created_at DESC);
     "#,
+    // 6: the knowledge base: named collections of text documents, cut into chunks that are embedded (per
+    // text model) and keyword-indexed (FTS5, kept by triggers; deleting a collection or a document cascades).
+    r#"
+    CREATE TABLE collections (
+        name        TEXT    PRIMARY KEY,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE documents (
+        key         INTEGER PRIMARY KEY,
+        collection  TEXT    NOT NULL REFERENCES collections (name) ON DELETE CASCADE,
+        id          TEXT    NOT NULL,
+        title       TEXT,
+        text        TEXT    NOT NULL,
+        metadata    TEXT,                              -- JSON object
+        created_at  INTEGER NOT NULL,
+        UNIQUE (collection, id)
+    );
+    CREATE TABLE chunks (
+        key         INTEGER PRIMARY KEY,
+        document_key INTEGER NOT NULL REFERENCES documents (key) ON DELETE CASCADE,
+        ordinal     INTEGER NOT NULL,
+        text        TEXT    NOT NULL
+    );
+    CREATE INDEX chunks_by_document ON chunks (document_key);
+    CREATE TABLE chunk_embeddings (
+        chunk_key   INTEGER NOT NULL REFERENCES chunks (key) ON DELETE CASCADE,
+        model       TEXT    NOT NULL,
+        dim         INTEGER NOT NULL,
+        vector      BLOB    NOT NULL,
+        PRIMARY KEY (chunk_key, model)
+    );
+    CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+        text, content = 'chunks', content_rowid = 'key',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, text) VALUES (new.key, new.text);
+    END;
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.key, old.text);
+    END;
+    "#,
 ];
 
 /// Refuses SQLite files that are not Lens catalogs (before anything is written to them).
@@ -336,7 +378,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),

@@ -88,12 +88,16 @@ impl Catalog {
 
 /// Into `embeddings` or `caption_embeddings` (replacing an older vector of the same model).
 pub(super) fn insert_vector(tx: &Transaction<'_>, table: &str, key: i64, model: &str, v: &[f32]) -> Result<()> {
-    let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     tx.execute(
         &format!("INSERT OR REPLACE INTO {table} (image_key, model, dim, vector) VALUES (?1, ?2, ?3, ?4)"),
-        params![key, model, v.len() as i64, blob],
+        params![key, model, v.len() as i64, encode_vector(v)],
     )?;
     Ok(())
+}
+
+/// A vector as stored: its values as little-endian f32.
+pub(super) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 pub(super) fn decode_vector(key: i64, model: &str, dim: i64, blob: &[u8]) -> Result<Vec<f32>> {
