@@ -13,21 +13,21 @@ use crate::services::history as service;
 
 /// Answered chats and analyses, newest first, a page at a time; `user` and `kind` filter.
 #[utoipa::path(get, path = "/v1/chats", operation_id = "list_chats", tag = "chat", params(ChatsQuery),
-    responses((status = 200, body = ChatList), (status = 400, description = "a bad limit, kind or cursor", body = ErrorBody)))]
+    responses((status = 200, description = "ok", body = ChatList), (status = 400, description = "a bad limit, kind or cursor", body = ErrorBody)))]
 pub async fn list(State(lens): State<Arc<Lens>>, Query(query): Query<ChatsQuery>) -> ApiResult<axum::Json<ChatList>> {
     Ok(axum::Json(service::list(&lens, query).await?))
 }
 
 /// One answered chat or analysis.
 #[utoipa::path(get, path = "/v1/chats/{id}", operation_id = "get_chat", tag = "chat", params(("id" = String, Path)),
-    responses((status = 200, body = StoredChat), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "ok", body = StoredChat), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn get(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<axum::Json<StoredChat>> {
     Ok(axum::Json(service::get(&lens, &id).await?))
 }
 
 /// Delete one chat from the history.
 #[utoipa::path(delete, path = "/v1/chats/{id}", operation_id = "delete_chat", tag = "chat", params(("id" = String, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn delete(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&lens, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -35,7 +35,7 @@ pub async fn delete(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> Ap
 
 /// Delete every chat of one user (`?user=NAME`, required).
 #[utoipa::path(delete, path = "/v1/chats", operation_id = "delete_user_chats", tag = "chat", params(ChatsQuery),
-    responses((status = 200, body = DeletedChats), (status = 400, description = "no `user`", body = ErrorBody)))]
+    responses((status = 200, description = "ok", body = DeletedChats), (status = 400, description = "no `user`", body = ErrorBody)))]
 pub async fn delete_user(
     State(lens): State<Arc<Lens>>,
     Query(query): Query<ChatsQuery>,

@@ -23,7 +23,7 @@ use crate::services::knowledge as service;
 #[utoipa::path(post, path = "/v1/collections/{name}/documents", operation_id = "add_documents", tag = "knowledge",
     params(("name" = String, Path, description = "1 to 64 lowercase letters, digits, `-`, `_`")),
     request_body(content((String = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
-    responses((status = 201, body = DocumentsAdded),
+    responses((status = 201, description = "stored", body = DocumentsAdded),
         (status = 400, description = "a bad name, document or format (the message names the document or line)", body = ErrorBody),
         (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 415, description = "another content type", body = ErrorBody),
         (status = 429, description = "the text model's queue is full", body = ErrorBody)))]
@@ -46,21 +46,21 @@ pub async fn add_documents(
 
 /// Every collection with its counts.
 #[utoipa::path(get, path = "/v1/collections", operation_id = "list_collections", tag = "knowledge",
-    responses((status = 200, body = CollectionList)))]
+    responses((status = 200, description = "ok", body = CollectionList)))]
 pub async fn list(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<CollectionList>> {
     Ok(axum::Json(service::list(&lens).await?))
 }
 
 /// One collection's counts.
 #[utoipa::path(get, path = "/v1/collections/{name}", operation_id = "get_collection", tag = "knowledge",
-    params(("name" = String, Path)), responses((status = 200, body = CollectionInfo), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path)), responses((status = 200, description = "ok", body = CollectionInfo), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn get(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> ApiResult<axum::Json<CollectionInfo>> {
     Ok(axum::Json(service::get(&lens, &name).await?))
 }
 
 /// Delete a collection and its documents.
 #[utoipa::path(delete, path = "/v1/collections/{name}", operation_id = "delete_collection", tag = "knowledge",
-    params(("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn delete(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     service::delete(&lens, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -69,7 +69,7 @@ pub async fn delete(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> 
 /// Delete one document.
 #[utoipa::path(delete, path = "/v1/collections/{name}/documents/{id}", operation_id = "delete_document", tag = "knowledge",
     params(("name" = String, Path), ("id" = String, Path)),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn delete_document(
     State(lens): State<Arc<Lens>>,
     Path((name, id)): Path<(String, String)>,
@@ -82,7 +82,7 @@ pub async fn delete_document(
 /// sentence embeddings, blended as image search blends caption scores.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", operation_id = "search_collection", tag = "knowledge",
     params(("name" = String, Path)), request_body = CollectionSearchRequest,
-    responses((status = 200, body = CollectionSearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "ok", body = CollectionSearchResponse), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn search(
     State(lens): State<Arc<Lens>>,
     Path(name): Path<String>,
