@@ -15,7 +15,7 @@
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
-//! [chat]      # model, queue, max_tokens, provider, base_url, api_key_env, remote_model,
+//! [chat]      # model, queue, max_tokens, parallel, provider, base_url, api_key_env, remote_model,
 //!             # upstream_timeout_s, allow_private_upstream, history, history_entries
 //!             #                                                       (--chat-model, --chat-provider, ...)
 //! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
@@ -306,6 +306,11 @@ pub struct ChatSettings {
     /// Most tokens one answer may ask for, and the default when it asks for none (default 256).
     #[arg(id = "chat_max_tokens", long = "chat-max-tokens", env = "LENS_CHAT_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
+    /// Conversations a local chat model answers at once, each by its own decoder over the same weights (each
+    /// holds its KV cache: prompt + answer positions). Default 2: a long answer or a slow reader no longer
+    /// holds the others back; 1 answers one at a time.
+    #[arg(id = "chat_parallel", long = "chat-parallel", env = "LENS_CHAT_PARALLEL")]
+    pub parallel: Option<usize>,
     /// Where chat and image analysis run: `local` (default; --chat-model) or `openai`, an OpenAI-compatible
     /// upstream (--chat-base-url, --chat-remote-model, --chat-api-key-env) that gets every conversation,
     /// images as data URLs.
@@ -431,6 +436,8 @@ pub const MAX_ANALYZE_PROMPT_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     pub source: ChatSource,
+    /// Decoders of a local model running at once.
+    pub parallel: usize,
     /// Most chats kept in the history; `None`: no history.
     pub history: Option<u64>,
     pub queue: usize,
@@ -540,6 +547,7 @@ overlay!(ChatSettings {
     model,
     queue,
     max_tokens,
+    parallel,
     provider,
     base_url,
     api_key_env,
@@ -751,7 +759,11 @@ impl ServeSettings {
                 let queue = positive("chat_queue", chat.queue.unwrap_or(8))?;
                 let entries = positive("chat_history_entries", chat.history_entries.unwrap_or(100_000) as usize)?;
                 let history = chat.history.unwrap_or(true).then_some(entries as u64);
-                Some(ChatConfig { source, history, queue, max_tokens, analysis })
+                let parallel = positive("chat_parallel", chat.parallel.unwrap_or(2))?;
+                if parallel > 64 {
+                    bail!("chat_parallel must be at most 64");
+                }
+                Some(ChatConfig { source, parallel, history, queue, max_tokens, analysis })
             }
         };
         if chat.is_none() && analysis_given {

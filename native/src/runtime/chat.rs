@@ -1,10 +1,11 @@
 //! The chat model (a LLaMA, or a LLaVA that also sees images) on its own [`Worker`]: a conversation in,
 //! its answer streamed out as text pieces, then the completion.
 //!
-//! Conversations are answered one at a time, in arrival order: a decoder's KV cache is per conversation and
-//! the CPU backend has nothing to gain from batching a second one in (both cores are busy with one); a full
-//! queue answers `overloaded` at once. A client that goes away (its receiver dropped) ends its generation at
-//! the next token.
+//! `parallel` conversations are answered at once, in arrival order, each by its own decoder thread over the one
+//! copy of the weights (each conversation has its own KV cache): a long answer, or a client that reads slowly,
+//! no longer holds every other conversation back, and the next one starts while earlier ones decode (on the CPU
+//! backend they share the cores). A full queue answers `overloaded` at once. A client that goes away (its
+//! receiver dropped) ends its generation at the next token.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -69,8 +70,8 @@ enum Provider {
 
 impl ChatModel {
     /// Loads the checkpoint (`dir` of a LLaMA or LLaVA, or a LLaMA `.gguf` file) on a new thread and starts
-    /// serving; at most `queue` conversations wait. Blocks until loaded.
-    pub fn start(path: &Path, device: DeviceKind, queue: usize) -> anyhow::Result<(Self, ModelInfo)> {
+    /// serving with `parallel` decoder threads; at most `queue` conversations wait. Blocks until loaded.
+    pub fn start(path: &Path, device: DeviceKind, queue: usize, parallel: usize) -> anyhow::Result<(Self, ModelInfo)> {
         let path = path.to_path_buf();
         let ((worker, limits), info) = with_backend!(device, |B, dev| {
             Worker::spawn(
@@ -98,7 +99,7 @@ impl ChatModel {
                     };
                     Ok((pipeline, (limits, info)))
                 },
-                move |pipeline, queue| serve(&pipeline, &queue),
+                move |pipeline, queue| serve_parallel(pipeline, queue, parallel),
             )
             .map(|(worker, (limits, info))| ((worker, limits), info))
         })?;
@@ -161,6 +162,26 @@ fn load<B: Backend>(path: &Path, device: &B::Device) -> anyhow::Result<(Pipeline
         Pipeline::Llama(LlamaPipeline::from_dir(path, device)?)
     };
     Ok((pipeline, identity))
+}
+
+/// Runs `parallel` decoders over one pipeline: this thread and `parallel - 1` more, until the queue closes.
+fn serve_parallel<B: Backend>(pipeline: Pipeline<B>, queue: Queue<Request>, parallel: usize) {
+    let pipeline = Arc::new(pipeline);
+    let helpers: Vec<_> = (1..parallel.max(1))
+        .filter_map(|i| {
+            let (pipeline, queue) = (Arc::clone(&pipeline), queue.clone());
+            let spawned =
+                std::thread::Builder::new().name(format!("lens-chat-{i}")).spawn(move || serve(&pipeline, &queue));
+            if let Err(e) = &spawned {
+                tracing::error!(error = %e, "cannot start a chat decoder thread; fewer conversations run at once");
+            }
+            spawned.ok()
+        })
+        .collect();
+    serve(&pipeline, &queue);
+    for helper in helpers {
+        let _ = helper.join();
+    }
 }
 
 fn serve<B: Backend>(pipeline: &Pipeline<B>, queue: &Queue<Request>) {

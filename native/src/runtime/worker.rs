@@ -7,6 +7,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -50,7 +51,14 @@ impl<R> Clone for Worker<R> {
 
 /// The model thread's side of the queue.
 pub struct Queue<R> {
-    rx: Receiver<R>,
+    /// Shared by the threads that serve one model (the chat model's decoders); one waits at a time.
+    rx: Arc<Mutex<Receiver<R>>>,
+}
+
+impl<R> Clone for Queue<R> {
+    fn clone(&self) -> Self {
+        Self { rx: Arc::clone(&self.rx) }
+    }
 }
 
 impl<R: Send + 'static> Worker<R> {
@@ -71,7 +79,7 @@ impl<R: Send + 'static> Worker<R> {
         std::thread::Builder::new().name(name.to_string()).spawn(move || match load() {
             Ok((model, info)) => {
                 let _ = loaded_tx.send(Ok(info));
-                serve(model, Queue { rx });
+                serve(model, Queue { rx: Arc::new(Mutex::new(rx)) });
             }
             Err(e) => {
                 let _ = loaded_tx.send(Err(e));
@@ -124,12 +132,13 @@ impl<R> Queue<R> {
     /// The next batch: blocks for a first request, then takes those already queued (and, with `wait`
     /// > 0, those arriving within it) until `max_items` inputs. `None` when every sender is gone.
     pub fn next_batch(&self, max_items: usize, wait: Duration, items: impl Fn(&R) -> usize) -> Option<Vec<R>> {
-        let first = self.rx.recv().ok()?;
+        let rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = rx.recv().ok()?;
         let mut count = items(&first);
         let mut batch = vec![first];
         let deadline = Instant::now() + wait;
         while count < max_items {
-            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(next) => {
                     count += items(&next);
                     batch.push(next);

@@ -137,7 +137,7 @@ impl Lens {
                 let (model, info) = match &chat.source {
                     ChatSource::Local(path) => {
                         let path = crate::hub::resolve_model(path, "--chat-model")?;
-                        ChatModel::start(&path, config.device, chat.queue)?
+                        ChatModel::start(&path, config.device, chat.queue, chat.parallel)?
                     }
                     ChatSource::Remote(remote) => ChatModel::remote(remote_chat(remote, chat.queue)?),
                 };

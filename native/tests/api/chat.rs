@@ -184,9 +184,11 @@ async fn bad_requests_get_openais_error_shape() {
 #[tokio::test]
 async fn a_full_queue_answers_429_and_a_dropped_stream_stops_generating() {
     let dir = llava_dir();
+    // One decoder: the second request waits behind the first (with two, it would run beside it).
     let app = chat_app(&dir, |s| {
         s.chat.queue = Some(1);
         s.chat.max_tokens = Some(200);
+        s.chat.parallel = Some(1);
     })
     .await;
     let model = chat_model_id(&app).await;
@@ -227,4 +229,35 @@ async fn a_full_queue_answers_429_and_a_dropped_stream_stops_generating() {
     let count: f64 = cancelled.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     assert!(count >= 1.0, "{cancelled}\n{metrics}");
     assert!(metrics.contains("lens_chat_time_to_first_token_seconds"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_does_not_hold_back_the_next_conversation() {
+    let dir = llava_dir();
+    let app = chat_app(&dir, |s| s.chat.max_tokens = Some(200)).await;
+    let model = chat_model_id(&app).await;
+    let coffee = data_url("coffee.jpg");
+    // A long sampled answer whose client reads nothing: its decoder waits on the client, and holds one of
+    // the two decoders (the default --chat-parallel 2).
+    let body = ask(&model, &coffee, json!({"stream": true, "max_tokens": 200, "temperature": 1, "seed": 7}));
+    let held = app
+        .respond(
+            Request::post("/v1/chat/completions")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(held.status(), 200);
+    // The next conversation is answered meanwhile, and equals the pipeline's answer.
+    let (expected, ..) = reference_answer(&dir, "coffee.jpg");
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        app.post_json("/v1/chat/completions", &ask(&model, &coffee, json!({}))),
+    )
+    .await
+    .expect("answered while the first is still open");
+    assert_eq!(answered.0, 200, "{}", answered.1);
+    assert_eq!(answered.1["choices"][0]["message"]["content"], expected.as_str());
+    drop(held);
 }
