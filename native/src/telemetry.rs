@@ -6,6 +6,19 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// JSON logs on stderr; `LENS_LOG` (e.g. `debug`, `lens=debug,tower_http=info`) sets the filter.
+/// An error and its causes, `error: cause: cause`, as logs and error messages quote it (a connect error's
+/// cause says why).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LENS_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();

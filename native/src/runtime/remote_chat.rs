@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::conversation::{ChatEvent, ChatPrompt, Finished};
 use super::worker::ModelError;
+use crate::telemetry::error_chain;
 
 /// Pieces a client has not read yet before the relay stops reading the upstream.
 const STREAM_BUFFER: usize = 64;
@@ -313,18 +314,6 @@ fn upstream_error_text(error: &Value) -> String {
         Some(message) => message.chars().take(2000).collect(),
         None => error.to_string().chars().take(2000).collect(),
     }
-}
-
-/// A reqwest error with its causes (the connect error says why).
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

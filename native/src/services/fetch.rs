@@ -169,13 +169,7 @@ pub fn upstream_client(
 
 fn fetch_error(err: reqwest::Error) -> FetchError {
     // The chain carries the reason a redirect or an address was refused.
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
+    let message = crate::telemetry::error_chain(&err);
     if err.is_timeout() {
         FetchError::Timeout(message)
     } else if message.contains("refused:") || err.is_redirect() {
