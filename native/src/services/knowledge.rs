@@ -180,7 +180,11 @@ pub async fn retrieve(
 ) -> Result<Vec<api::Passage>, KnowledgeError> {
     check_query_text(query, lens.config.max_text_bytes)?;
     for name in collections {
-        get(lens, name).await?;
+        check_collection_name(name)?;
+        let lookup = name.clone();
+        if !lens.catalog(move |c| c.has_collection(&lookup)).await? {
+            return Err(KnowledgeError::NoCollection(name.clone()));
+        }
     }
     let ready = lens.ready()?;
     let embedder = ready.models.text_embedder();

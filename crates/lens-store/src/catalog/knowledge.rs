@@ -88,14 +88,31 @@ impl Catalog {
 
     /// Every collection, by name, with its counts.
     pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
+        self.collections_where(None)
+    }
+
+    /// One collection's counts; `None` when there is none by that name.
+    pub fn collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
+        Ok(self.collections_where(Some(name))?.pop())
+    }
+
+    /// Whether a collection by that name exists (no counting: search asks this on every query).
+    pub fn has_collection(&self, name: &str) -> Result<bool> {
+        let found =
+            self.conn().query_row("SELECT 1 FROM collections WHERE name = ?1", params![name], |_| Ok(())).optional()?;
+        Ok(found.is_some())
+    }
+
+    /// Every collection, or the one named `name`, with its counts.
+    fn collections_where(&self, name: Option<&str>) -> Result<Vec<CollectionInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT c.name, c.created_at,
                     (SELECT COUNT(*) FROM documents d WHERE d.collection = c.name),
                     (SELECT COUNT(*) FROM chunks k JOIN documents d ON d.key = k.document_key WHERE d.collection = c.name)
-             FROM collections c ORDER BY c.name",
+             FROM collections c WHERE ?1 IS NULL OR c.name = ?1 ORDER BY c.name",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![name], |r| {
             Ok(CollectionInfo {
                 name: r.get(0)?,
                 created_at: format_rfc3339_ms(r.get(1)?),
@@ -104,11 +121,6 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// One collection's counts; `None` when there is none by that name.
-    pub fn collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
-        Ok(self.list_collections()?.into_iter().find(|c| c.name == name))
     }
 
     /// Deletes a collection with its documents; `false` when there was none.
@@ -226,6 +238,8 @@ mod tests {
         assert!(catalog.chunk_embeddings("other", "m").unwrap().is_empty());
         let info = catalog.collection("medical").unwrap().unwrap();
         assert_eq!((info.documents, info.chunks), (2, 3));
+        assert_eq!(catalog.collection("other").unwrap().map(|c| (c.documents, c.chunks)), Some((1, 1)));
+        assert!(catalog.has_collection("medical").unwrap() && !catalog.has_collection("nope").unwrap());
 
         // The same id replaces: old chunks, words and vectors go.
         let new = vec!["Aspirin is an NSAID.".to_string()];
@@ -237,6 +251,7 @@ mod tests {
         assert!(catalog.delete_document("medical", "i").unwrap());
         assert!(!catalog.delete_document("medical", "i").unwrap());
         assert!(catalog.delete_collection("medical").unwrap());
+        assert!(!catalog.has_collection("medical").unwrap());
         assert!(catalog.search_chunks("medical", "nsaid", 10).unwrap().is_empty());
         assert_eq!(catalog.list_collections().unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["other"]);
         // One embedding per chunk, or none.
