@@ -191,8 +191,12 @@ pub fn semantic_score(query: &[f32], text_embedding: &[f32]) -> f32 {
 /// How well a text matches a query: `(keyword + semantic) / 2`, the keyword score (bm25) relative to the best
 /// among the candidates, the semantic score 0 until embedded. In 0..=1.
 pub fn text_score(keyword: f64, best_keyword: f64, semantic: Option<f32>) -> f32 {
-    let keyword = if best_keyword > 0.0 { (keyword / best_keyword) as f32 } else { 0.0 };
-    (keyword + semantic.unwrap_or(0.0)) / 2.0
+    (keyword_score(keyword, best_keyword) + semantic.unwrap_or(0.0)) / 2.0
+}
+
+/// A bm25 keyword score relative to the best among the candidates: the best is 1, no match 0.
+pub fn keyword_score(keyword: f64, best_keyword: f64) -> f32 {
+    if best_keyword > 0.0 { (keyword / best_keyword) as f32 } else { 0.0 }
 }
 
 /// A passage of text found by its keywords (bm25, 0 without a match), its embedding, or both.
@@ -222,7 +226,7 @@ pub fn rank_texts(candidates: &[TextCandidate], k: usize) -> Vec<TextScore> {
         .map(|c| TextScore {
             id: c.id,
             score: text_score(c.keyword, best, c.semantic),
-            keyword_score: if best > 0.0 { (c.keyword / best) as f32 } else { 0.0 },
+            keyword_score: keyword_score(c.keyword, best),
             semantic_score: c.semantic,
         })
         .collect();
