@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
@@ -31,8 +32,10 @@ struct Seen {
     authorization: Vec<Option<String>>,
 }
 
-/// Serves `/ok`, `/refuses` (400 with OpenAI's error), `/busy` (429), `/silent` (never answers) under
-/// `…/chat/completions`; returns its base URL.
+/// Serves `/ok`, `/refuses` (404 with OpenAI's error), `/busy` (429), `/silent` (never answers) under
+/// `…/chat/completions`; returns its base URL. Every route reads the request body first, as a real upstream
+/// does: answering before it is read can close the connection under the client's upload (a broken pipe, not
+/// the status under test).
 async fn upstream(seen: Arc<Mutex<Seen>>) -> String {
     let record = move |headers: HeaderMap, body: Value| {
         let mut seen = seen.lock().unwrap();
@@ -58,16 +61,16 @@ async fn upstream(seen: Arc<Mutex<Seen>>) -> String {
         .route("/ok/chat/completions", post(ok))
         .route(
             "/refuses/chat/completions",
-            post(|| async {
+            post(|_body: Bytes| async {
                 let error =
                     json!({"error": {"message": "The model `x` does not exist", "type": "invalid_request_error"}});
                 (StatusCode::NOT_FOUND, axum::Json(error)).into_response()
             }),
         )
-        .route("/busy/chat/completions", post(|| async { StatusCode::TOO_MANY_REQUESTS }))
+        .route("/busy/chat/completions", post(|_body: Bytes| async { StatusCode::TOO_MANY_REQUESTS }))
         .route(
             "/silent/chat/completions",
-            post(|| async {
+            post(|_body: Bytes| async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 StatusCode::OK
             }),
