@@ -171,13 +171,15 @@ impl<'a> DecodeStream<'a> {
         Ok(Some(new_suffix(&before, &now).to_string()))
     }
 
-    /// What is left when no more ids come (an incomplete character decodes to U+FFFD, as in `decode`).
-    pub fn finish(self) -> Result<String> {
+    /// What is left when no more ids come (an incomplete character decodes to U+FFFD, as in `decode`); it
+    /// counts as handed out.
+    pub fn finish(&mut self) -> Result<String> {
         if self.read == self.ids.len() {
             return Ok(String::new());
         }
         let before = self.tokenizer.decode(&self.ids[self.prefix..self.read], self.skip_special_tokens)?;
         let now = self.tokenizer.decode(&self.ids[self.prefix..], self.skip_special_tokens)?;
+        (self.prefix, self.read) = (self.read, self.ids.len());
         Ok(new_suffix(&before, &now).to_string())
     }
 

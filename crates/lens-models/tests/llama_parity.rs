@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use lens_models::generation::{GenerationConfig, Sampling};
 use lens_models::llama::{
     FinishReason, KvCache, LlamaConfig, LlamaFiles, LlamaForCausalLM, LlamaPipeline, LlamaSpecialTokens,
-    RotaryEmbedding,
+    RotaryEmbedding, Sequence,
 };
 use lens_models::weights::Weights;
 use serde_json::Value;
@@ -589,4 +589,79 @@ fn stop_strings_end_generation_and_are_left_out() {
     let err =
         pipeline.generate_stream(&[1, 15043], &config, &[String::new()], &mut |_| std::ops::ControlFlow::Continue(()));
     assert!(err.unwrap_err().to_string().contains("stop string"));
+}
+
+#[test]
+fn sequences_decoded_together_give_each_its_reference_ids() {
+    for f in fixtures() {
+        let pipeline = f.pipeline();
+        let cases: Vec<_> = single_generation_cases()
+            .into_iter()
+            .filter(|(g, ..)| g.name == f.name)
+            .map(|(_, name, prompt, expected)| {
+                (generation_config(&f.meta["generation"][&name]["generate_kwargs"]), name, prompt, expected)
+            })
+            .collect();
+        assert!(cases.len() >= 3, "{}: {} cases", f.name, cases.len());
+        // The first two start together; the others join after two steps (continuous batching); each leaves
+        // when it ends. Prompts of different lengths, each sequence at its own position.
+        let mut sequences: Vec<(usize, Sequence<'_, B>, String)> = Vec::new();
+        let (mut next, mut widest, mut done) = (0, 0, Vec::new());
+        for step in 0.. {
+            let join = match step {
+                0 => 2,
+                2 => cases.len(),
+                _ => next,
+            };
+            for (i, (config, _, prompt, _)) in cases.iter().enumerate().take(join).skip(next) {
+                let mut sequence = pipeline.sequence(prompt, config, &[]).unwrap();
+                let first = sequence.prefill().unwrap();
+                if first.done { &mut done } else { &mut sequences }.push((i, sequence, first.text));
+            }
+            next = next.max(join);
+            if sequences.is_empty() && next == cases.len() {
+                break;
+            }
+            let mut rows: Vec<_> = sequences.iter_mut().map(|(_, s, _)| s).collect();
+            widest = widest.max(rows.len());
+            let steps = lens_models::llama::decode_together(&mut rows).unwrap();
+            for ((_, _, text), step) in sequences.iter_mut().zip(steps) {
+                text.push_str(&step.text);
+            }
+            let (ended, going) = sequences.into_iter().partition(|(_, s, _)| s.is_done());
+            done.extend(ended);
+            sequences = going;
+        }
+        assert_eq!(widest, cases.len(), "{}: every case was decoded together at some step", f.name);
+        assert_eq!(done.len(), cases.len());
+        for (i, sequence, text) in done {
+            let (_, name, _, expected) = &cases[i];
+            let completion = sequence.completion();
+            assert_eq!(&completion.token_ids, expected, "{}/{name}", f.name);
+            assert_eq!(text, pipeline.tokenizer.decode(expected, true).unwrap(), "{}/{name}", f.name);
+            assert_eq!(completion.text, text);
+        }
+
+        // Sampled with a seed: the same tokens alone and beside others.
+        let sampled = GenerationConfig {
+            max_new_tokens: 12,
+            sampling: Some(Sampling { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 11 }),
+            ..Default::default()
+        };
+        let prompt = &cases[0].2;
+        let alone = pipeline.generate_stream(prompt, &sampled, &[], &mut |_| std::ops::ControlFlow::Continue(()));
+        let mut together: Vec<_> = [(prompt, &sampled), (&cases[1].2, &cases[1].0)]
+            .into_iter()
+            .map(|(p, c)| pipeline.sequence(p, c, &[]).unwrap())
+            .collect();
+        together.iter_mut().for_each(|s| assert!(!s.prefill().unwrap().done));
+        while !together[0].is_done() {
+            let mut rows: Vec<_> = together.iter_mut().filter(|s| !s.is_done()).collect();
+            lens_models::llama::decode_together(&mut rows).unwrap();
+        }
+        assert_eq!(together[0].completion(), alone.unwrap(), "{}: sampled", f.name);
+        let mut rows: Vec<_> = together.iter_mut().collect();
+        let err = lens_models::llama::decode_together(&mut rows).unwrap_err();
+        assert!(err.to_string().contains("not ended"), "{err}");
+    }
 }

@@ -629,3 +629,30 @@ fn processor_settings_come_from_either_file_layout() {
     let err = LlavaPipeline::<B>::load(files, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("26 placeholders") && err.contains("25 features"), "{err}");
 }
+
+#[test]
+fn conversations_about_different_images_decoded_together_give_each_its_reference_ids() {
+    let f = default_old();
+    let pipeline = f.pipeline();
+    let cases = ["coffee_greedy_24", "two_images_greedy_24"];
+    let mut sequences: Vec<_> = cases
+        .iter()
+        .map(|name| {
+            let case = &f.meta["generation"][*name];
+            let images: Vec<RgbImage> = names(&case["images"]).iter().map(|n| image(n)).collect();
+            let config = generation_config(&case["generate_kwargs"]);
+            let mut sequence = pipeline.sequence(&ids(&case["input_ids"]), &images, &config, &[]).unwrap();
+            assert!(!sequence.prefill().unwrap().done);
+            sequence
+        })
+        .collect();
+    while sequences.iter().any(|s| !s.is_done()) {
+        let mut rows: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
+        lens_models::llama::decode_together(&mut rows).unwrap();
+    }
+    for (name, sequence) in cases.iter().zip(&sequences) {
+        let case = &f.meta["generation"][*name];
+        let (prompt, expected) = (ids(&case["input_ids"]), ids(&case["output_ids"]));
+        assert_eq!(sequence.completion().token_ids, expected[prompt.len()..].to_vec(), "{name}");
+    }
+}

@@ -10,7 +10,8 @@
 //!   and defaults;
 //! - [`Decoder`] and [`SpecialTokens`] (`decoder.rs`): what generation drives;
 //! - [`generate`] (`search.rs`): greedy and sampled search, and the dispatch to beam search
-//!   (`beam.rs`); [`generate_streaming`] hands each new token over as it is chosen; the logits processors are in `logits.rs`;
+//!   (`beam.rs`); [`TokenPicker`] picks one sequence's tokens for callers that run the model step by step
+//!   themselves (streaming, sequences decoded together); the logits processors are in `logits.rs`;
 //! - [`StopStrings`] (`stop.rs`): stop strings found in text that arrives in pieces.
 
 mod beam;
@@ -22,5 +23,5 @@ mod stop;
 
 pub use config::{GenerationConfig, MAX_BEAMS, MAX_NEW_TOKENS, Sampling};
 pub use decoder::{Decoder, SpecialTokens};
-pub use search::{generate, generate_streaming};
+pub use search::{TokenPicker, generate};
 pub use stop::{MAX_STOP_BYTES, MAX_STOP_STRINGS, Stop, StopStrings};

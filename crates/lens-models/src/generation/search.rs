@@ -2,8 +2,6 @@
 //! sampled search (`GenerationMixin._sample` in `transformers/generation/utils.py`, transformers
 //! v5.23.0); beam search is in `beam.rs`.
 
-use std::ops::ControlFlow;
-
 use super::beam;
 use super::config::GenerationConfig;
 use super::decoder::{Decoder, SpecialTokens};
@@ -23,26 +21,8 @@ pub fn generate<D: Decoder>(
     if config.num_beams > 1 {
         beam::beam_search(decoder, prompts, tokens, config)
     } else {
-        greedy_or_sample(decoder, prompts, tokens, config, &mut |_| ControlFlow::Continue(()))
+        greedy_or_sample(decoder, prompts, tokens, config)
     }
-}
-
-/// [`generate`] for greedy search and sampling, calling `on_tokens` with each row's new token as soon as it
-/// is chosen (rows that ended get `pad`). `ControlFlow::Break` stops generation there (a stop string was
-/// seen, the reader went away); the sequences so far are returned. Beam search cannot stream: which
-/// hypothesis wins is known only at the end, so `num_beams > 1` is refused.
-pub fn generate_streaming<D: Decoder>(
-    decoder: &mut D,
-    prompts: &[Vec<u32>],
-    tokens: SpecialTokens,
-    config: &GenerationConfig,
-    on_tokens: &mut dyn FnMut(&[u32]) -> ControlFlow<()>,
-) -> Result<Vec<Vec<u32>>> {
-    check_prompts(prompts, config)?;
-    if config.num_beams > 1 {
-        return Err(Error::invalid_input("beam search cannot stream tokens: use num_beams = 1"));
-    }
-    greedy_or_sample(decoder, prompts, tokens, config, on_tokens)
 }
 
 fn check_prompts(prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<()> {
@@ -61,40 +41,95 @@ fn greedy_or_sample<D: Decoder>(
     prompts: &[Vec<u32>],
     tokens: SpecialTokens,
     config: &GenerationConfig,
-    on_tokens: &mut dyn FnMut(&[u32]) -> ControlFlow<()>,
 ) -> Result<Vec<Vec<u32>>> {
     let vocab = decoder.vocab_size();
-    let prompt_len = prompts[0].len();
-    let max_len = prompt_len + config.max_new_tokens;
-    let mut sequences = prompts.to_vec();
+    let mut rows: Vec<TokenPicker> = prompts.iter().map(|p| TokenPicker::new(p, tokens.eos, config)).collect();
     let mut unfinished = vec![true; prompts.len()];
-    // One stream per row, all from the same seed: a row's text does not depend on what it is batched with.
-    let mut rngs: Vec<_> = prompts.iter().map(|_| config.sampling.map(|s| logits::SplitMix64::new(s.seed))).collect();
     let mut feed = prompts.to_vec();
     loop {
         let all_logits = decoder.step(&feed)?;
         if all_logits.len() != prompts.len() * vocab {
             return Err(Error::invalid_input("decoder returned logits of the wrong size"));
         }
-        let cur_len = sequences[0].len();
-        for (row, scores) in all_logits.chunks_exact(vocab).enumerate() {
-            let mut scores = scores.to_vec();
-            logits::process(&mut scores, &sequences[row], cur_len - prompt_len, tokens.eos, config);
-            let next = match (&config.sampling, rngs[row].as_mut()) {
-                (Some(sampling), Some(rng)) => logits::sample(&mut scores, sampling, rng),
-                _ => logits::argmax(&scores),
-            };
-            let next = if unfinished[row] { next } else { tokens.pad };
-            sequences[row].push(next);
-            unfinished[row] &= next != tokens.eos;
+        for ((row, scores), unfinished) in rows.iter_mut().zip(all_logits.chunks_exact(vocab)).zip(&mut unfinished) {
+            let next = row.choose(&mut scores.to_vec());
+            // An ended row still draws, so that every row's random stream stays where it would be alone.
+            let next = if *unfinished { next } else { tokens.pad };
+            row.push(next);
+            *unfinished &= next != tokens.eos;
         }
-        let newest: Vec<u32> = sequences.iter().map(|s| *s.last().expect("non-empty")).collect();
-        if on_tokens(&newest).is_break() {
-            return Ok(sequences);
+        if rows[0].generated() >= config.max_new_tokens || !unfinished.iter().any(|&u| u) {
+            return Ok(rows.into_iter().map(TokenPicker::into_sequence).collect());
         }
-        if sequences[0].len() >= max_len || !unfinished.iter().any(|&u| u) {
-            return Ok(sequences);
+        feed = rows.iter().map(|r| vec![r.last()]).collect();
+    }
+}
+
+/// Greedy search or sampling for one sequence, a token at a time: the logits processors, then the best
+/// token or a seeded draw. [`generate`] runs one per row; a caller that runs the model itself (sequences
+/// decoded together, each joining and leaving on its own) runs one per sequence and gets the same ids.
+#[derive(Debug, Clone)]
+pub struct TokenPicker {
+    /// The prompt, then every token pushed.
+    sequence: Vec<u32>,
+    prompt_len: usize,
+    /// One stream per sequence, from the request's seed: a sequence's text does not depend on what it is
+    /// decoded with.
+    rng: Option<logits::SplitMix64>,
+    eos: u32,
+    config: GenerationConfig,
+}
+
+impl TokenPicker {
+    /// A picker continuing `prompt` (non-empty), ending on `eos`; `config` is not checked here
+    /// ([`GenerationConfig::validate`]).
+    pub fn new(prompt: &[u32], eos: u32, config: &GenerationConfig) -> Self {
+        TokenPicker {
+            sequence: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            rng: config.sampling.map(|s| logits::SplitMix64::new(s.seed)),
+            eos,
+            config: config.clone(),
         }
-        feed = sequences.iter().map(|s| vec![*s.last().expect("non-empty")]).collect();
+    }
+
+    /// The next token for this step's `scores` (`[vocab]` logits of the last position, processed in place);
+    /// not yet part of the sequence ([`Self::push`]).
+    pub fn choose(&mut self, scores: &mut [f32]) -> u32 {
+        logits::process(scores, &self.sequence, self.generated(), self.eos, &self.config);
+        match (&self.config.sampling, self.rng.as_mut()) {
+            (Some(sampling), Some(rng)) => logits::sample(scores, sampling, rng),
+            _ => logits::argmax(scores),
+        }
+    }
+
+    /// Append `token` to the sequence.
+    pub fn push(&mut self, token: u32) {
+        self.sequence.push(token);
+    }
+
+    /// Tokens pushed after the prompt.
+    pub fn generated(&self) -> usize {
+        self.sequence.len() - self.prompt_len
+    }
+
+    /// The last token of the sequence (the prompt's before any was pushed).
+    pub fn last(&self) -> u32 {
+        *self.sequence.last().expect("a non-empty prompt")
+    }
+
+    /// The prompt.
+    pub fn prompt(&self) -> &[u32] {
+        &self.sequence[..self.prompt_len]
+    }
+
+    /// The tokens pushed after the prompt.
+    pub fn generated_ids(&self) -> &[u32] {
+        &self.sequence[self.prompt_len..]
+    }
+
+    /// The prompt and the tokens pushed.
+    pub fn into_sequence(self) -> Vec<u32> {
+        self.sequence
     }
 }

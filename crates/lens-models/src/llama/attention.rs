@@ -63,18 +63,73 @@ impl<B: Backend> LlamaAttention<B> {
         cache: Option<(&mut LayerCache<B>, usize)>,
         mask: Option<&Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
-        let [batch, seq, _] = x.dims();
-        let (heads, kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, head_dim]).swap_dims(1, 2);
-        let q = apply_rotary(split(self.q_proj.forward(x.clone()), heads), cos, sin);
-        let k = apply_rotary(split(self.k_proj.forward(x.clone()), kv_heads), cos, sin);
-        let v = split(self.v_proj.forward(x), kv_heads);
+        let (q, k, v) = self.project(x, cos, sin);
         let (k, v) = match cache {
             Some((cache, start)) => cache.update(start, k, v),
             None => (k, v),
         };
-        let keys = k.dims()[2];
+        self.o_proj.forward(self.attend(q, k, v, mask))
+    }
 
+    /// One new position per row, each row a sequence of its own with its own cache and position (sequences
+    /// decoded together): the projections run on every row at once, the attention row by row over its own
+    /// keys and values. Row `i` gives what [`Self::forward`] gives its token alone.
+    ///
+    /// # Shapes
+    /// - x: `[rows, 1, hidden]`; cos, sin: `[rows, 1, 1, head_dim]`; `caches`: one per row, with its start
+    /// - output: `[rows, 1, hidden]`
+    pub fn forward_rows(
+        &self,
+        x: Tensor<B, 3>,
+        (cos, sin): (&Tensor<B, 4>, &Tensor<B, 4>),
+        caches: Vec<(&mut LayerCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let (q, k, v) = self.project(x, cos, sin);
+        let contexts = caches
+            .into_iter()
+            .enumerate()
+            .map(|(i, (cache, start))| {
+                let row = |t: &Tensor<B, 4>| t.clone().narrow(0, i, 1);
+                let (k, v) = cache.update(start, row(&k), row(&v));
+                self.attend(row(&q), k, v, None)
+            })
+            .collect();
+        self.o_proj.forward(Tensor::cat(contexts, 0))
+    }
+
+    /// Queries, keys (both rotated) and values, heads split out.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`; cos, sin: broadcastable to `[batch, 1, seq, head_dim]`
+    /// - output: `[batch, heads, seq, head_dim]`, then twice `[batch, kv_heads, seq, head_dim]`
+    fn project(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let [batch, seq, _] = x.dims();
+        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, self.head_dim]).swap_dims(1, 2);
+        let q = apply_rotary(split(self.q_proj.forward(x.clone()), self.num_heads), cos, sin);
+        let k = apply_rotary(split(self.k_proj.forward(x.clone()), self.num_kv_heads), cos, sin);
+        let v = split(self.v_proj.forward(x), self.num_kv_heads);
+        (q, k, v)
+    }
+
+    /// `softmax(q kᵀ · head_dim^-0.5 + mask) v`, the query heads of each key/value head stacked, heads merged.
+    ///
+    /// # Shapes
+    /// - q: `[batch, heads, seq, head_dim]`; k, v: `[batch, kv_heads, keys, head_dim]`; mask: `[seq, keys]`
+    /// - output: `[batch, seq, heads · head_dim]`
+    fn attend(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: Option<&Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
+        let [batch, heads, seq, head_dim] = q.dims();
+        let (kv_heads, keys) = (k.dims()[1], k.dims()[2]);
         // Query heads grouped under their key/value head: [batch, kv_heads, n_rep * seq, head_dim].
         let n_rep = heads / kv_heads;
         let q = q.reshape([batch, kv_heads, n_rep * seq, head_dim]);
@@ -86,7 +141,7 @@ impl<B: Backend> LlamaAttention<B> {
         }
         let weights = softmax(scores, 3).reshape([batch, kv_heads, n_rep * seq, keys]);
         let context = weights.matmul(v).reshape([batch, heads, seq, head_dim]).swap_dims(1, 2);
-        self.o_proj.forward(context.reshape([batch, seq, heads * head_dim]))
+        context.reshape([batch, seq, heads * head_dim])
     }
 }
 

@@ -14,8 +14,6 @@
 //! column it may have added after every row had ended. Greedy and sampled ids come out as the reference's;
 //! beam search supports one EOS id only (an error otherwise).
 
-use std::ops::ControlFlow;
-
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use super::cache::KvCache;
@@ -49,6 +47,18 @@ impl LlamaSpecialTokens {
     /// The padding id `generate()` uses: `pad`, else the first EOS id, else 0 (never written then).
     pub fn pad_id(&self) -> u32 {
         self.pad.or(self.eos.first().copied()).unwrap_or(0)
+    }
+}
+
+/// Before `min_new_tokens` were generated, `ids` (the EOS ids other than the one the search forbids itself)
+/// cannot be chosen.
+pub(crate) fn forbid_early_eos(scores: &mut [f32], ids: &[u32], generated: usize, min_new_tokens: usize) {
+    if generated < min_new_tokens {
+        for &id in ids {
+            if let Some(s) = scores.get_mut(id as usize) {
+                *s = f32::NEG_INFINITY;
+            }
+        }
     }
 }
 
@@ -137,12 +147,8 @@ impl<B: Backend> Decoder for LlamaDecoder<'_, B> {
                     if let Some(s) = scores.get_mut(self.eos as usize) {
                         *s = 0.0;
                     }
-                } else if self.steps < self.min_new_tokens {
-                    for &id in &self.extra_eos {
-                        if let Some(s) = scores.get_mut(id as usize) {
-                            *s = f32::NEG_INFINITY;
-                        }
-                    }
+                } else {
+                    forbid_early_eos(scores, &self.extra_eos, self.steps, self.min_new_tokens);
                 }
             }
         }
@@ -229,52 +235,5 @@ impl<B: Backend> LlamaForCausalLM<B> {
             }
         }
         Ok(out)
-    }
-
-    /// Greedy search or sampling for one prompt, handing each new token to `on_token` as soon as it is chosen
-    /// (an end-of-sequence id included, after which generation ends). `ControlFlow::Break` from `on_token`
-    /// ends it at once. Returns the generated ids. The ids are those of [`Self::generate`].
-    pub fn generate_stream(
-        &self,
-        prompt: &[u32],
-        special: &LlamaSpecialTokens,
-        config: &GenerationConfig,
-        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
-    ) -> Result<Vec<u32>> {
-        self.generate_stream_from_embeds(prompt, None, special, config, on_token)
-    }
-
-    /// [`Self::generate_stream`] with the prompt's input embeddings given (`[1, prompt_len, hidden]`, as
-    /// [`Self::generate_from_embeds`] takes them).
-    pub fn generate_stream_from_embeds(
-        &self,
-        prompt: &[u32],
-        prompt_embeds: Option<Tensor<B, 3>>,
-        special: &LlamaSpecialTokens,
-        config: &GenerationConfig,
-        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
-    ) -> Result<Vec<u32>> {
-        // Before the cache is sized by it; beams and empty prompts are refused by the shared search.
-        config.validate()?;
-        let eos = special.unique_eos();
-        let mut decoder = LlamaDecoder::new(self, 1, prompt.len() + config.max_new_tokens, &eos, config.min_new_tokens);
-        if let Some(embeds) = prompt_embeds {
-            if embeds.dims()[..2] != [1, prompt.len()] {
-                return Err(Error::invalid_input("prompt embeddings do not match the prompt"));
-            }
-            decoder = decoder.with_prefill_embeds(embeds);
-        }
-        let search_tokens = SpecialTokens { eos: decoder.eos, pad: special.pad_id() };
-        let mut generated = Vec::with_capacity(config.max_new_tokens);
-        generation::generate_streaming(&mut decoder, &[prompt.to_vec()], search_tokens, config, &mut |tokens| {
-            let token = tokens[0];
-            generated.push(token);
-            // Any of the EOS ids ends the row (the search alone would stop on the first only).
-            match on_token(token) {
-                ControlFlow::Continue(()) if !eos.contains(&token) => ControlFlow::Continue(()),
-                _ => ControlFlow::Break(()),
-            }
-        })?;
-        Ok(generated)
     }
 }

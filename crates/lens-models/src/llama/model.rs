@@ -44,6 +44,20 @@ impl<B: Backend> LlamaDecoderLayer<B> {
             post_attention_layernorm: RmsNorm::load(&vb.pp("post_attention_layernorm"), hidden, eps)?,
         })
     }
+
+    /// The layer around its attention, which `attend` runs on the normed input (with or without a cache, one
+    /// sequence or several).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
+    fn forward_with(
+        &self,
+        x: Tensor<B, 3>,
+        attend: impl FnOnce(&LlamaAttention<B>, Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        let x_attn = x.clone() + attend(&self.self_attn, self.input_layernorm.forward(x));
+        x_attn.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x_attn))
+    }
 }
 
 /// `LlamaModel` (published under `model.`; LLaVA's under `language_model.model.` or `model.language_model.`).
@@ -132,18 +146,45 @@ impl<B: Backend> LlamaModel<B> {
         let mut x = embeds;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c.layer_mut(i), start));
-            let h = layer.self_attn.forward(
-                layer.input_layernorm.forward(x.clone()),
-                (&cos, &sin),
-                layer_cache,
-                mask.as_ref(),
-            );
-            let x_attn = x + h;
-            x = x_attn.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x_attn));
+            x = layer.forward_with(x, |attn, h| attn.forward(h, (&cos, &sin), layer_cache, mask.as_ref()));
         }
         if let Some(cache) = cache {
             cache.advance(seq);
         }
+        Ok(self.norm.forward(x))
+    }
+
+    /// One decoding step of several independent sequences at once (continuous batching): row `i` is the
+    /// embedding of sequence `i`'s next token, at position `caches[i].len()`, attending to its own cache (of one
+    /// row), which is extended in place. The linear layers see every row in one product, so the weights are
+    /// read once per step, not once per sequence. Row `i` equals [`Self::forward_embeds`] of its token alone.
+    ///
+    /// # Shapes
+    /// - embeds: `[rows, 1, hidden]`, `caches`: `rows` caches of one row each → `[rows, 1, hidden]`
+    pub fn forward_rows(&self, embeds: Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Result<Tensor<B, 3>> {
+        let [rows, seq, hidden] = embeds.dims();
+        if rows == 0 || seq != 1 || hidden != self.hidden_size || rows != caches.len() {
+            return Err(Error::invalid_input(format!(
+                "embeddings of shape [{rows}, {seq}, {hidden}] for {} caches: one new position per cache, hidden \
+                 size {}",
+                caches.len(),
+                self.hidden_size
+            )));
+        }
+        let mut starts = Vec::with_capacity(rows);
+        for cache in caches.iter() {
+            if cache.num_layers() != self.layers.len() {
+                return Err(Error::invalid_input("the cache was made for another model"));
+            }
+            starts.push(cache.start(1, 1)?);
+        }
+        let (cos, sin) = self.rotary_emb.cos_sin_rows::<B>(&starts, &embeds.device());
+        let mut x = embeds;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_caches = caches.iter_mut().zip(&starts).map(|(c, &start)| (c.layer_mut(i), start)).collect();
+            x = layer.forward_with(x, |attn, h| attn.forward_rows(h, (&cos, &sin), layer_caches));
+        }
+        caches.iter_mut().for_each(|c| c.advance(1));
         Ok(self.norm.forward(x))
     }
 

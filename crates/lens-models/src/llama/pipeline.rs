@@ -14,9 +14,10 @@ use serde::Deserialize;
 use super::config::{LlamaConfig, TokenIds};
 use super::decoder::LlamaSpecialTokens;
 use super::model::LlamaForCausalLM;
+use super::sequence::Sequence;
 use crate::chat_template::{ChatMessage, ChatTemplate};
-use crate::generation::{GenerationConfig, Stop, StopStrings};
-use crate::tokenizer::{DecodeStream, HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
+use crate::generation::GenerationConfig;
+use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
 use crate::weights::Weights;
 use crate::{Error, Result};
 
@@ -177,11 +178,16 @@ impl<B: Backend> LlamaPipeline<B> {
         stop: &[String],
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion> {
+        self.sequence(prompt, config, stop)?.run(on_text)
+    }
+
+    /// The generation after `prompt` as a [`Sequence`] to advance step by step, alone or decoded together with
+    /// others ([`crate::llama::decode_together`]); text as [`Self::generate_stream`] hands it out. Refuses a
+    /// prompt that, with `max_new_tokens`, does not fit the context.
+    pub fn sequence(&self, prompt: &[u32], config: &GenerationConfig, stop: &[String]) -> Result<Sequence<'_, B>> {
         check_fits(prompt.len(), config, self.context_length())?;
         let stops: Vec<String> = self.stop_strings.iter().chain(stop).cloned().collect();
-        stream_completion(&self.tokenizer, &self.special, &stops, prompt.len(), on_text, |on_token| {
-            self.model.generate_stream(prompt, &self.special, config, on_token)
-        })
+        Sequence::new(&self.model, prompt, None, &self.special, &stops, config, &self.tokenizer)
     }
 }
 
@@ -257,76 +263,6 @@ pub(crate) fn special_tokens_over(
         Some(OneOrMany::Many(v)) => v,
     };
     Ok((special, stop_strings))
-}
-
-/// Generated tokens as text, handed to `on_text` as it is produced (see [`LlamaPipeline::generate_stream`]):
-/// `generate` runs the model, giving each new token to the callback it is passed; generation ends at an EOS
-/// id, a stop string of `stop_strings`, `max_new_tokens` or a `Break` from `on_text`.
-pub(crate) fn stream_completion(
-    tokenizer: &HfTokenizer,
-    special: &LlamaSpecialTokens,
-    stop_strings: &[String],
-    prompt_len: usize,
-    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    generate: impl FnOnce(&mut dyn FnMut(u32) -> ControlFlow<()>) -> Result<Vec<u32>>,
-) -> Result<Completion> {
-    let mut stops = StopStrings::new(stop_strings)?;
-    let mut text = String::new();
-    let mut detokenizer = DecodeStream::new(tokenizer, true);
-    let mut finish = None;
-    let mut failure = None;
-    let mut emit = |piece: &str, text: &mut String| -> ControlFlow<()> {
-        if piece.is_empty() {
-            return ControlFlow::Continue(());
-        }
-        text.push_str(piece);
-        on_text(piece)
-    };
-    let token_ids = generate(&mut |token| {
-        let piece = match detokenizer.push(token) {
-            Ok(piece) => piece.unwrap_or_default(),
-            Err(e) => {
-                failure = Some(e);
-                return ControlFlow::Break(());
-            }
-        };
-        match stops.push(&piece) {
-            Stop::Continue(done) => {
-                if emit(&done, &mut text).is_break() {
-                    finish = Some(FinishReason::Cancelled);
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            }
-            Stop::Found(done) => {
-                finish = Some(FinishReason::Stop);
-                let _ = emit(&done, &mut text);
-                ControlFlow::Break(())
-            }
-        }
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let finish_reason = match finish {
-        Some(reason) => reason,
-        None => {
-            let mut rest = detokenizer.finish()?;
-            match stops.push(&rest) {
-                Stop::Found(done) => {
-                    let _ = emit(&done, &mut text);
-                    FinishReason::Stop
-                }
-                Stop::Continue(done) => {
-                    rest = done + &stops.finish();
-                    let _ = emit(&rest, &mut text);
-                    let ended = token_ids.last().is_some_and(|t| special.eos.contains(t));
-                    if ended { FinishReason::Stop } else { FinishReason::Length }
-                }
-            }
-        }
-    };
-    Ok(Completion { text, token_ids, prompt_tokens: prompt_len, finish_reason })
 }
 
 /// The completion in `ids` (the prompt's `prompt_len` ids, then the generated ones): the generated ids up to

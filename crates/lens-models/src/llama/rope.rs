@@ -70,10 +70,28 @@ impl RotaryEmbedding {
     /// # Shapes
     /// - output: two `[1, 1, n, head_dim]` tensors (broadcast over batch and heads)
     pub fn cos_sin<B: Backend>(&self, start: usize, n: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.tables(start..start + n, [1, 1, n, 2 * self.inv_freq.len()], device)
+    }
+
+    /// cos and sin of one position per row (sequences decoded together, each at its own length).
+    ///
+    /// # Shapes
+    /// - output: two `[rows, 1, 1, head_dim]` tensors (broadcast over heads)
+    pub fn cos_sin_rows<B: Backend>(&self, positions: &[usize], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.tables(positions.iter().copied(), [positions.len(), 1, 1, 2 * self.inv_freq.len()], device)
+    }
+
+    /// cos and sin of `positions`, one `head_dim` row each, in `shape`.
+    fn tables<B: Backend>(
+        &self,
+        positions: impl ExactSizeIterator<Item = usize>,
+        shape: [usize; 4],
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(n * 2 * half);
-        let mut sin = Vec::with_capacity(n * 2 * half);
-        for position in start..start + n {
+        let mut cos = Vec::with_capacity(positions.len() * 2 * half);
+        let mut sin = Vec::with_capacity(positions.len() * 2 * half);
+        for position in positions {
             let p = position as f32;
             for _ in 0..2 {
                 for &f in &self.inv_freq {
@@ -83,7 +101,6 @@ impl RotaryEmbedding {
                 }
             }
         }
-        let shape = [1, 1, n, 2 * half];
         (Tensor::from_data(TensorData::new(cos, shape), device), Tensor::from_data(TensorData::new(sin, shape), device))
     }
 }

@@ -16,7 +16,8 @@ use super::model::LlavaForConditionalGeneration;
 use super::processor::LlavaProcessor;
 use crate::chat_template::{ChatMessage, ChatTemplate};
 use crate::generation::GenerationConfig;
-use crate::llama::pipeline::{check_fits, completion, special_tokens_over, stream_completion};
+use crate::llama::pipeline::{check_fits, completion, special_tokens_over};
+use crate::llama::sequence::Sequence;
 use crate::llama::{Completion, LlamaSpecialTokens};
 use crate::weights::Weights;
 use crate::{Error, Result};
@@ -142,13 +143,24 @@ impl<B: Backend> LlavaPipeline<B> {
         stop: &[String],
         on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion> {
+        self.sequence(prompt, images, config, stop)?.run(on_text)
+    }
+
+    /// The generation after `prompt` about `images` as a [`Sequence`] to advance step by step, alone or decoded
+    /// together with others (see [`crate::llama::LlamaPipeline::sequence`]). The vision tower runs here: the
+    /// prompt's input embeddings, image features in place, wait for the prefill.
+    pub fn sequence(
+        &self,
+        prompt: &[u32],
+        images: &[RgbImage],
+        config: &GenerationConfig,
+        stop: &[String],
+    ) -> Result<Sequence<'_, B>> {
         check_fits(prompt.len(), config, self.context_length())?;
         let embeds = self.model.inputs_embeds(&[prompt.to_vec()], self.pixel_values(images))?;
         let stops: Vec<String> = self.stop_strings.iter().chain(stop).cloned().collect();
-        let tokenizer = &self.processor.tokenizer;
-        stream_completion(tokenizer, &self.special, &stops, prompt.len(), on_text, |on_token| {
-            self.model.language_model.generate_stream_from_embeds(prompt, Some(embeds), &self.special, config, on_token)
-        })
+        let (model, tokenizer) = (&self.model.language_model, &self.processor.tokenizer);
+        Sequence::new(model, prompt, Some(embeds), &self.special, &stops, config, tokenizer)
     }
 }
 
