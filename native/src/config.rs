@@ -306,9 +306,10 @@ pub struct ChatSettings {
     /// Most tokens one answer may ask for, and the default when it asks for none (default 256).
     #[arg(id = "chat_max_tokens", long = "chat-max-tokens", env = "LENS_CHAT_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
-    /// Conversations a local chat model answers at once, each by its own decoder over the same weights (each
-    /// holds its KV cache: prompt + answer positions). Default 2: a long answer or a slow reader no longer
-    /// holds the others back; 1 answers one at a time.
+    /// Conversations a local chat model decodes together (continuous batching: one forward pass per token
+    /// for all of them, each with its own KV cache of prompt + answer positions). Default 8: up to 8 rows a
+    /// step reads each weight once (the CPU kernel streams the weights past every row); 1 answers one at a
+    /// time.
     #[arg(id = "chat_parallel", long = "chat-parallel", env = "LENS_CHAT_PARALLEL")]
     pub parallel: Option<usize>,
     /// Where chat and image analysis run: `local` (default; --chat-model) or `openai`, an OpenAI-compatible
@@ -759,7 +760,7 @@ impl ServeSettings {
                 let queue = positive("chat_queue", chat.queue.unwrap_or(8))?;
                 let entries = positive("chat_history_entries", chat.history_entries.unwrap_or(100_000) as usize)?;
                 let history = chat.history.unwrap_or(true).then_some(entries as u64);
-                let parallel = positive("chat_parallel", chat.parallel.unwrap_or(2))?;
+                let parallel = positive("chat_parallel", chat.parallel.unwrap_or(8))?;
                 if parallel > 64 {
                     bail!("chat_parallel must be at most 64");
                 }

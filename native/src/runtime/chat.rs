@@ -1,30 +1,31 @@
 //! The chat model (a LLaMA, or a LLaVA that also sees images) on its own [`Worker`]: a conversation in,
 //! its answer streamed out as text pieces, then the completion.
 //!
-//! `parallel` conversations are answered at once, in arrival order, each by its own decoder thread over the one
-//! copy of the weights (each conversation has its own KV cache): a long answer, or a client that reads slowly,
-//! no longer holds every other conversation back, and the next one starts while earlier ones decode (on the CPU
-//! backend they share the cores). A full queue answers `overloaded` at once. A client that goes away (its
-//! receiver dropped) ends its generation at the next token.
+//! Conversations are decoded together (continuous batching): up to `parallel` at once, in arrival order. A
+//! new one joins as soon as it arrives (its prompt runs alone, the prefill, between two steps); then each
+//! step advances every conversation by one token in one forward pass, so the weights are read once per step
+//! however many conversations share it, and each conversation gets one token per step. A conversation
+//! leaves when its answer ends. One whose reader is slow waits (its text is held; it skips steps until the
+//! reader catches up) without holding back the others; one whose reader went away is dropped before the
+//! next step. A full queue answers `overloaded` at once.
 
-use std::ops::ControlFlow;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use lens_models::chat_template::{ChatMessage, Content, Part};
 use lens_models::generation::GenerationConfig;
 use lens_models::identity::{ModelIdentity, identify_files};
-use lens_models::llama::pipeline::check_fits;
-use lens_models::llama::{FinishReason, LlamaPipeline};
+use lens_models::llama::{LlamaPipeline, Sequence, Step, decode_together};
 use lens_models::llava::LlavaPipeline;
 use tokio::sync::mpsc;
 
 pub use super::conversation::{ChatEvent, ChatPrompt, Finished};
 use super::info::{ModelInfo, Role, backend_name};
 use super::remote_chat::RemoteChat;
-use super::worker::{ModelError, Queue, Stream, Worker, catch_panic};
+use super::worker::{ModelError, Offer, Queue, Stream, Worker, catch_panic};
 use crate::backend::{DeviceKind, with_backend};
 
 /// Text pieces a client has not read yet before the model waits for it.
@@ -56,6 +57,8 @@ pub struct ChatLimits {
 #[derive(Clone)]
 pub struct ChatModel {
     provider: Provider,
+    /// The model's id: the `model` label of the chat metrics.
+    model: String,
     pub limits: ChatLimits,
 }
 
@@ -70,7 +73,7 @@ enum Provider {
 
 impl ChatModel {
     /// Loads the checkpoint (`dir` of a LLaMA or LLaVA, or a LLaMA `.gguf` file) on a new thread and starts
-    /// serving with `parallel` decoder threads; at most `queue` conversations wait. Blocks until loaded.
+    /// serving, up to `parallel` conversations decoded together; at most `queue` more wait. Blocks until loaded.
     pub fn start(path: &Path, device: DeviceKind, queue: usize, parallel: usize) -> anyhow::Result<(Self, ModelInfo)> {
         let path = path.to_path_buf();
         let ((worker, limits), info) = with_backend!(device, |B, dev| {
@@ -97,13 +100,13 @@ impl ChatModel {
                         dims: None,
                         max_text_tokens: Some(limits.context),
                     };
-                    Ok((pipeline, (limits, info)))
+                    Ok(((pipeline, info.identity.id.clone()), (limits, info)))
                 },
-                move |pipeline, queue| serve_parallel(pipeline, queue, parallel),
+                move |(pipeline, model), queue| serve(pipeline, &model, queue, parallel),
             )
             .map(|(worker, (limits, info))| ((worker, limits), info))
         })?;
-        Ok((Self { provider: Provider::Local(worker), limits }, info))
+        Ok((Self { provider: Provider::Local(worker), model: info.identity.id.clone(), limits }, info))
     }
 
     /// A chat model behind an OpenAI-compatible API: it is assumed to see images; its context is its own
@@ -120,7 +123,7 @@ impl ChatModel {
             max_text_tokens: None,
         };
         let limits = ChatLimits { images: true, context: usize::MAX };
-        (Self { provider: Provider::Remote(Arc::new(remote)), limits }, info)
+        (Self { provider: Provider::Remote(Arc::new(remote)), model: info.identity.id.clone(), limits }, info)
     }
 
     /// Queues a conversation; its answer comes as [`ChatEvent`]s on the receiver (an error ends it).
@@ -137,10 +140,10 @@ impl ChatModel {
             Provider::Local(worker) => worker,
             Provider::Remote(remote) => return remote.answer(prompt, config, stop, wait).await,
         };
-        metrics::gauge!("lens_chat_queue_depth").increment(1.0);
+        metrics::gauge!("lens_chat_queue_depth", "model" => self.model.clone()).increment(1.0);
         let queued = worker.stream(|events| Request { prompt, config, stop, events }, STREAM_BUFFER, wait).await;
         if queued.is_err() {
-            metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
+            metrics::gauge!("lens_chat_queue_depth", "model" => self.model.clone()).decrement(1.0);
         }
         queued
     }
@@ -164,90 +167,165 @@ fn load<B: Backend>(path: &Path, device: &B::Device) -> anyhow::Result<(Pipeline
     Ok((pipeline, identity))
 }
 
-/// Runs `parallel` decoders over one pipeline: this thread and `parallel - 1` more, until the queue closes.
-fn serve_parallel<B: Backend>(pipeline: Pipeline<B>, queue: Queue<Request>, parallel: usize) {
-    let pipeline = Arc::new(pipeline);
-    let helpers: Vec<_> = (1..parallel.max(1))
-        .filter_map(|i| {
-            let (pipeline, queue) = (Arc::clone(&pipeline), queue.clone());
-            let spawned =
-                std::thread::Builder::new().name(format!("lens-chat-{i}")).spawn(move || serve(&pipeline, &queue));
-            if let Err(e) = &spawned {
-                tracing::error!(error = %e, "cannot start a chat decoder thread; fewer conversations run at once");
+/// Serves conversations, up to `parallel` decoded together, until the queue closes and every answer ended.
+/// `model` labels the metrics.
+fn serve<B: Backend>(pipeline: Pipeline<B>, model: &str, queue: Queue<Request>, parallel: usize) {
+    let pipeline = &pipeline;
+    let mut active: Vec<Active<'_, B>> = Vec::new();
+    let mut open = true;
+    while open || !active.is_empty() {
+        let room = parallel.max(1).saturating_sub(active.len());
+        if open && room > 0 {
+            // Idle: wait for a conversation. Busy: take only those already waiting.
+            let arrived =
+                if active.is_empty() { queue.next_batch(room, Duration::ZERO, |_| 1) } else { queue.try_take(room) };
+            match arrived {
+                Some(requests) => active.extend(requests.into_iter().filter_map(|r| admit(pipeline, model, r))),
+                None => open = false,
             }
-            spawned.ok()
-        })
-        .collect();
-    serve(&pipeline, &queue);
-    for helper in helpers {
-        let _ = helper.join();
+        }
+        active.retain_mut(Active::deliver);
+        let mut ready: Vec<&mut Active<'_, B>> = active.iter_mut().filter(|a| a.ready()).collect();
+        if ready.is_empty() {
+            if !active.is_empty() {
+                // Every reader is behind: give them a moment rather than spin.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            continue;
+        }
+        step(&mut ready);
     }
 }
 
-fn serve<B: Backend>(pipeline: &Pipeline<B>, queue: &Queue<Request>) {
-    while let Some(batch) = queue.next_batch(1, std::time::Duration::ZERO, |_| 1) {
-        for request in batch {
-            metrics::gauge!("lens_chat_queue_depth").decrement(1.0);
-            if request.events.is_cancelled() {
-                metrics::counter!("lens_chat_cancelled_total").increment(1);
-                continue;
+/// A conversation being answered.
+struct Active<'p, B: Backend> {
+    sequence: Sequence<'p, B>,
+    events: Stream<ChatEvent>,
+    /// Events its reader had no room for yet, oldest first; it decodes no further until they are taken.
+    held: VecDeque<Result<ChatEvent, ModelError>>,
+    /// The answer, or an error, is in `held`: the conversation leaves once it is taken.
+    ending: bool,
+    started: Instant,
+    first_text: Option<Duration>,
+    /// The `model` label of its metrics.
+    model: &'p str,
+}
+
+/// Renders and checks the conversation's prompt, announces it, and runs its prefill. `None` when it was
+/// refused (its reader has the error) or its reader has gone.
+fn admit<'p, B: Backend>(pipeline: &'p Pipeline<B>, model: &'p str, request: Request) -> Option<Active<'p, B>> {
+    metrics::gauge!("lens_chat_queue_depth", "model" => model.to_string()).decrement(1.0);
+    let Request { prompt, config, stop, events } = request;
+    if events.is_cancelled() {
+        metrics::counter!("lens_chat_cancelled_total", "model" => model.to_string()).increment(1);
+        return None;
+    }
+    let started = Instant::now();
+    // The prompt is checked against the context before `Started`, so that the client's error is a status.
+    let sequence = catch_panic(|| match pipeline {
+        Pipeline::Llama(p) => {
+            let ids = p.encode_chat(&text_messages(&prompt.messages)?)?;
+            Ok(p.sequence(&ids, &config, &stop)?)
+        }
+        Pipeline::Llava(p) => {
+            let ids = p.encode_chat(&part_messages(&prompt.messages), prompt.images.len())?;
+            Ok(p.sequence(&ids, &prompt.images, &config, &stop)?)
+        }
+    });
+    let mut sequence = match sequence {
+        Ok(sequence) => sequence,
+        Err(error) => {
+            events.fail(error);
+            return None;
+        }
+    };
+    let held = VecDeque::from([Ok(ChatEvent::Started { prompt_tokens: sequence.prompt_tokens() })]);
+    let prefill = catch_panic(|| Ok(sequence.prefill()?));
+    let mut active = Active { sequence, events, held, ending: false, started, first_text: None, model };
+    active.record(prefill);
+    Some(active)
+}
+
+/// One token for each of `ready`, decoded together. When the joint step fails, each conversation is stepped
+/// alone, so that one conversation's failure does not end the others.
+fn step<B: Backend>(ready: &mut [&mut Active<'_, B>]) {
+    if let Some(first) = ready.first() {
+        metrics::histogram!("lens_chat_decode_batch_rows", "model" => first.model.to_string())
+            .record(ready.len() as f64);
+    }
+    let mut rows: Vec<&mut Sequence<'_, B>> = ready.iter_mut().map(|a| &mut a.sequence).collect();
+    match catch_panic(|| Ok(decode_together(&mut rows)?)) {
+        Ok(steps) => ready.iter_mut().zip(steps).for_each(|(a, s)| a.record(Ok(s))),
+        Err(error) if ready.len() == 1 => ready[0].record(Err(error)),
+        Err(_) => {
+            for a in ready.iter_mut() {
+                let alone = catch_panic(|| Ok(decode_together(&mut [&mut a.sequence])?.remove(0)));
+                a.record(alone);
             }
-            answer(pipeline, request);
         }
     }
 }
 
-/// Generates one answer, streaming its pieces; records time to first token and tokens per second.
-fn answer<B: Backend>(pipeline: &Pipeline<B>, request: Request) {
-    let Request { prompt, config, stop, events } = request;
-    let started = Instant::now();
-    let mut first = None;
-    let result = catch_panic(|| {
-        let mut on_text = |piece: &str| {
-            first.get_or_insert_with(|| started.elapsed());
-            if events.send(ChatEvent::Text(piece.to_string())) {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
+impl<B: Backend> Active<'_, B> {
+    /// Whether it takes part in the next step.
+    fn ready(&self) -> bool {
+        self.held.is_empty() && !self.ending
+    }
+
+    /// Queues what a step gave for the reader; at the end, the completion and its metrics.
+    fn record(&mut self, step: Result<Step, ModelError>) {
+        let step = match step {
+            Ok(step) => step,
+            Err(error) => {
+                self.held.push_back(Err(error));
+                self.ending = true;
+                return;
             }
         };
-        // The prompt is checked against the context before `Started`, so that the client's error is a status.
-        let begin = |ids: &[u32], context: usize| -> Result<(), ModelError> {
-            check_fits(ids.len(), &config, context)?;
-            events.send(ChatEvent::Started { prompt_tokens: ids.len() });
-            Ok(())
-        };
-        let completion = match pipeline {
-            Pipeline::Llama(p) => {
-                let ids = p.encode_chat(&text_messages(&prompt.messages)?)?;
-                begin(&ids, p.context_length())?;
-                p.generate_stream(&ids, &config, &stop, &mut on_text)?
-            }
-            Pipeline::Llava(p) => {
-                let ids = p.encode_chat(&part_messages(&prompt.messages), prompt.images.len())?;
-                begin(&ids, p.context_length())?;
-                p.generate_stream(&ids, &prompt.images, &config, &stop, &mut on_text)?
-            }
-        };
-        Ok(completion)
-    });
-    match result {
-        Ok(completion) => {
-            let seconds = started.elapsed().as_secs_f64();
-            if let Some(ttft) = first {
-                metrics::histogram!("lens_chat_time_to_first_token_seconds").record(ttft.as_secs_f64());
+        if !step.text.is_empty() {
+            self.first_text.get_or_insert_with(|| self.started.elapsed());
+            self.held.push_back(Ok(ChatEvent::Text(step.text)));
+        }
+        if step.done {
+            let completion = self.sequence.completion();
+            let seconds = self.started.elapsed().as_secs_f64();
+            let model = self.model.to_string();
+            if let Some(ttft) = self.first_text {
+                metrics::histogram!("lens_chat_time_to_first_token_seconds", "model" => model.clone())
+                    .record(ttft.as_secs_f64());
             }
             if seconds > 0.0 {
                 let rate = completion.token_ids.len() as f64 / seconds;
-                metrics::histogram!("lens_chat_tokens_per_second").record(rate);
+                metrics::histogram!("lens_chat_tokens_per_second", "model" => model.clone()).record(rate);
             }
-            metrics::counter!("lens_chat_completion_tokens_total").increment(completion.token_ids.len() as u64);
-            if completion.finish_reason == FinishReason::Cancelled {
-                metrics::counter!("lens_chat_cancelled_total").increment(1);
-            }
-            let _ = events.send(ChatEvent::Done(completion.into()));
+            metrics::counter!("lens_chat_completion_tokens_total", "model" => model)
+                .increment(completion.token_ids.len() as u64);
+            self.held.push_back(Ok(ChatEvent::Done(completion.into())));
+            self.ending = true;
         }
-        Err(error) => events.fail(error),
+    }
+
+    /// Hands the reader what it has room for. `false` when the conversation is over: answered, or its reader
+    /// went away (the generation is cancelled).
+    fn deliver(&mut self) -> bool {
+        while let Some(event) = self.held.pop_front() {
+            match self.events.offer(event) {
+                Offer::Taken => {}
+                Offer::Full(event) => {
+                    self.held.push_front(event);
+                    return true;
+                }
+                Offer::Gone => break,
+            }
+        }
+        if self.events.is_cancelled() && !(self.ending && self.held.is_empty()) {
+            let model = self.model.to_string();
+            metrics::counter!("lens_chat_cancelled_total", "model" => model.clone()).increment(1);
+            metrics::counter!("lens_chat_completion_tokens_total", "model" => model)
+                .increment(self.sequence.generated() as u64);
+            return false;
+        }
+        !self.ending
     }
 }
 

@@ -102,6 +102,10 @@ impl RemoteChat {
         if !stop.is_empty() {
             body["stop"] = json!(stop);
         }
+        if config.min_new_tokens > 0 {
+            // Only when asked for: vLLM and Lens know it, OpenAI's own API does not.
+            body["min_tokens"] = json!(config.min_new_tokens);
+        }
         let mut request = self.client.post(self.url.clone()).json(&body);
         if let Some(ApiKey(key)) = &self.key {
             request = request.bearer_auth(key);
@@ -123,8 +127,8 @@ impl RemoteChat {
         }
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let _ = tx.send(Ok(ChatEvent::Started { prompt_tokens: 0 })).await;
-        let timeout = self.timeout;
-        tokio::spawn(async move { relay(response, tx, timeout, started, permit).await });
+        let (timeout, model) = (self.timeout, self.model.clone());
+        tokio::spawn(async move { relay(response, tx, timeout, started, model, permit).await });
         Ok(rx)
     }
 }
@@ -173,6 +177,8 @@ async fn relay(
     tx: mpsc::Sender<Result<ChatEvent, ModelError>>,
     timeout: Duration,
     started: Instant,
+    // The `model` label of the metrics.
+    model: String,
     _permit: OwnedSemaphorePermit,
 ) {
     let mut buffer: Vec<u8> = Vec::new();
@@ -198,7 +204,7 @@ async fn relay(
                 }
                 if tx.send(Ok(ChatEvent::Text(piece))).await.is_err() {
                     // The client went away: dropping the response closes the upstream connection.
-                    metrics::counter!("lens_chat_cancelled_total").increment(1);
+                    metrics::counter!("lens_chat_cancelled_total", "model" => model.clone()).increment(1);
                     return;
                 }
             }
@@ -215,9 +221,11 @@ async fn relay(
     match outcome {
         Ok(finished) => {
             if let Some(ttft) = answer.first_piece {
-                metrics::histogram!("lens_chat_time_to_first_token_seconds").record(ttft.as_secs_f64());
+                metrics::histogram!("lens_chat_time_to_first_token_seconds", "model" => model.clone())
+                    .record(ttft.as_secs_f64());
             }
-            metrics::counter!("lens_chat_completion_tokens_total").increment(finished.completion_tokens as u64);
+            metrics::counter!("lens_chat_completion_tokens_total", "model" => model)
+                .increment(finished.completion_tokens as u64);
             let _ = tx.send(Ok(ChatEvent::Done(finished))).await;
         }
         Err(e) => {

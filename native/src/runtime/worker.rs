@@ -6,7 +6,7 @@
 //! is cancelled when its receiver is dropped. A panicking model call fails its requests, not the thread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,24 @@ impl<R> Queue<R> {
     }
 }
 
+impl<R> Queue<R> {
+    /// Up to `max` requests already queued, without waiting; `None` when none is queued and every sender is
+    /// gone.
+    pub fn try_take(&self, max: usize) -> Option<Vec<R>> {
+        let rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            match rx.try_recv() {
+                Ok(request) => taken.push(request),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if taken.is_empty() => return None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        Some(taken)
+    }
+}
+
 /// Where one request's single answer goes.
 pub struct Once<O>(oneshot::Sender<Result<O, ModelError>>);
 
@@ -183,6 +201,26 @@ impl<O> Stream<O> {
     pub fn is_cancelled(&self) -> bool {
         self.0.is_closed()
     }
+
+    /// Hands over one item, or the error that ends the stream, without waiting: one thread serving many
+    /// streams must not stop for the slowest reader.
+    pub fn offer(&self, item: Result<O, ModelError>) -> Offer<Result<O, ModelError>> {
+        match self.0.try_send(item) {
+            Ok(()) => Offer::Taken,
+            Err(mpsc::error::TrySendError::Full(item)) => Offer::Full(item),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+        }
+    }
+}
+
+/// What became of an item offered to a stream.
+#[derive(Debug)]
+pub enum Offer<T> {
+    Taken,
+    /// The receiver has `buffer` unread items: here is the item back, offer it again later.
+    Full(T),
+    /// The receiver went away.
+    Gone,
 }
 
 /// Runs `f`, turning a panic into [`ModelError::Panicked`] with its message.

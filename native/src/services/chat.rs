@@ -229,7 +229,8 @@ pub fn truncated(s: &str) -> String {
     }
 }
 
-/// `max_completion_tokens` (or `max_tokens`, else the server's limit), `temperature`, `top_p`, `seed`.
+/// `max_completion_tokens` (or `max_tokens`, else the server's limit), `min_tokens`, `temperature`, `top_p`,
+/// `seed`.
 fn generation_config(request: &api::ChatCompletionRequest, max_tokens: usize) -> Result<GenerationConfig, ChatError> {
     if request.n.is_some_and(|n| n != 1) {
         return Err(RequestError::invalid("`n` must be 1: one choice per request").into());
@@ -259,7 +260,14 @@ fn generation_config(request: &api::ChatCompletionRequest, max_tokens: usize) ->
         top_k: 0,
         seed: request.seed.unwrap_or_else(rand::random),
     });
-    let config = GenerationConfig { max_new_tokens, sampling, ..Default::default() };
+    let min_new_tokens = request.min_tokens.unwrap_or(0) as usize;
+    if min_new_tokens > max_new_tokens {
+        return Err(RequestError::invalid(format!(
+            "`min_tokens` is {min_new_tokens}, more than the {max_new_tokens} tokens asked for"
+        ))
+        .into());
+    }
+    let config = GenerationConfig { max_new_tokens, min_new_tokens, sampling, ..Default::default() };
     config.validate().map_err(|e| RequestError::invalid(e.to_string()))?;
     Ok(config)
 }
@@ -399,12 +407,15 @@ mod tests {
         let sampled = generation_config(&request(None), 8).unwrap();
         assert_eq!(sampled.sampling.unwrap().temperature, 1.0);
         assert_eq!(sampled.max_new_tokens, 8, "the server's limit when none is asked");
+        let floor = api::ChatCompletionRequest { max_tokens: Some(6), min_tokens: Some(6), ..Default::default() };
+        assert_eq!(generation_config(&floor, 8).unwrap().min_new_tokens, 6);
         for bad in [
             api::ChatCompletionRequest { max_tokens: Some(9), ..Default::default() },
             api::ChatCompletionRequest { max_tokens: Some(0), ..Default::default() },
             api::ChatCompletionRequest { temperature: Some(2.5), ..Default::default() },
             api::ChatCompletionRequest { top_p: Some(0.0), ..Default::default() },
             api::ChatCompletionRequest { n: Some(2), ..Default::default() },
+            api::ChatCompletionRequest { max_tokens: Some(4), min_tokens: Some(5), ..Default::default() },
         ] {
             assert!(generation_config(&bad, 8).is_err(), "{bad:?}");
         }

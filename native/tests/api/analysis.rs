@@ -5,9 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::chat::{QUESTION, chat_app, chat_model_id, data_url, reference_answer, sse_data};
+use super::chat::{QUESTION, chat_app, chat_model_id, reference_answer, sse_data};
 use crate::common::app::TestApp;
 use crate::common::assert_error;
+use crate::common::files::data_url;
 use crate::common::files::{image_bytes, llava_dir};
 
 /// The chat test's question about images, answered in 12 tokens.

@@ -5,7 +5,6 @@
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use base64::Engine;
 use burn::backend::NdArray;
 use lens_core::image::{DecodeLimits, decode_image};
 use lens_models::chat_template::ChatMessage;
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::app::TestApp;
 use crate::common::assert_error;
-use crate::common::files::{FileServer, image_bytes, llava_dir};
+use crate::common::files::{FileServer, data_url, image_bytes, llava_dir};
 
 pub(super) const QUESTION: &str = "What is shown in this image?";
 
@@ -30,11 +29,6 @@ pub(super) async fn chat_app(
         configure(s);
     })
     .await
-}
-
-pub(super) fn data_url(name: &str) -> String {
-    let mime = if name.ends_with(".png") { "image/png" } else { "image/jpeg" };
-    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(image_bytes(name)))
 }
 
 /// A user turn: the image, then the question.
@@ -184,7 +178,7 @@ async fn bad_requests_get_openais_error_shape() {
 #[tokio::test]
 async fn a_full_queue_answers_429_and_a_dropped_stream_stops_generating() {
     let dir = llava_dir();
-    // One decoder: the second request waits behind the first (with two, it would run beside it).
+    // One conversation at a time: the second request waits behind the first (with more, it would join it).
     let app = chat_app(&dir, |s| {
         s.chat.queue = Some(1);
         s.chat.max_tokens = Some(200);
@@ -225,7 +219,10 @@ async fn a_full_queue_answers_429_and_a_dropped_stream_stops_generating() {
     let body = axum::body::to_bytes(queued.into_body(), usize::MAX).await.unwrap();
     assert_eq!(sse_data(&body).last().unwrap(), "[DONE]");
     let metrics = String::from_utf8(app.get_raw("/metrics").await.body.to_vec()).unwrap();
-    let cancelled = metrics.lines().find(|l| l.starts_with("lens_chat_cancelled_total")).unwrap_or_default();
+    // The metrics are the process's, shared by every test's server: this model's line.
+    let label = format!("model=\"{model}\"");
+    let cancelled =
+        metrics.lines().find(|l| l.starts_with("lens_chat_cancelled_total") && l.contains(&label)).unwrap_or_default();
     let count: f64 = cancelled.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     assert!(count >= 1.0, "{cancelled}\n{metrics}");
     assert!(metrics.contains("lens_chat_time_to_first_token_seconds"), "{metrics}");
@@ -237,8 +234,8 @@ async fn a_slow_reader_does_not_hold_back_the_next_conversation() {
     let app = chat_app(&dir, |s| s.chat.max_tokens = Some(200)).await;
     let model = chat_model_id(&app).await;
     let coffee = data_url("coffee.jpg");
-    // A long sampled answer whose client reads nothing: its decoder waits on the client, and holds one of
-    // the two decoders (the default --chat-parallel 2).
+    // A long sampled answer whose client reads nothing: it pauses once its stream's buffer is full, and the
+    // next conversation is decoded meanwhile (the default --chat-parallel 8).
     let body = ask(&model, &coffee, json!({"stream": true, "max_tokens": 200, "temperature": 1, "seed": 7}));
     let held = app
         .respond(
@@ -260,4 +257,61 @@ async fn a_slow_reader_does_not_hold_back_the_next_conversation() {
     assert_eq!(answered.0, 200, "{}", answered.1);
     assert_eq!(answered.1["choices"][0]["message"]["content"], expected.as_str());
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_that_overlap_are_decoded_together_and_each_gets_its_own_answer() {
+    let dir = llava_dir();
+    let app = chat_app(&dir, |s| s.chat.max_tokens = Some(200)).await;
+    let model = chat_model_id(&app).await;
+    // A long answer (exactly 200 tokens), read as it comes, so it takes part in every step...
+    let long = ask(&model, &data_url("coffee.jpg"), json!({"stream": true, "max_tokens": 200, "min_tokens": 200}));
+    let response = app
+        .respond(
+            Request::post("/v1/chat/completions")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(long.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mut stream = response.into_body().into_data_stream();
+    use futures::StreamExt;
+    let first = stream.next().await.unwrap().unwrap();
+    let long_done = tokio::spawn(async move {
+        let mut body = first.to_vec();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        body
+    });
+    // ...while two more conversations arrive and are answered, each as the pipeline answers it alone.
+    let (ask_coffee, ask_rocket) =
+        (ask(&model, &data_url("coffee.jpg"), json!({})), ask(&model, &data_url("rocket.jpg"), json!({})));
+    let (coffee, rocket) = tokio::join!(
+        app.post_json("/v1/chat/completions", &ask_coffee),
+        app.post_json("/v1/chat/completions", &ask_rocket),
+    );
+    assert!(!long_done.is_finished(), "the long answer was still being decoded");
+    for ((status, body), image) in [(coffee, "coffee.jpg"), (rocket, "rocket.jpg")] {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], reference_answer(&dir, image).0.as_str(), "{image}");
+    }
+    let events = sse_data(&long_done.await.unwrap());
+    let finish = events.iter().rev().find_map(|e| {
+        let chunk: Value = serde_json::from_str(e).ok()?;
+        chunk["choices"][0]["finish_reason"].as_str().map(str::to_string)
+    });
+    assert_eq!((finish.as_deref(), events.last().map(String::as_str)), (Some("length"), Some("[DONE]")));
+
+    // Steps of more than one row happened: the mean rows per step is above 1.
+    let metrics = String::from_utf8(app.get_raw("/metrics").await.body.to_vec()).unwrap();
+    let label = format!("model=\"{model}\"");
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name) && l.contains(&label));
+        let line = line.unwrap_or_else(|| panic!("{name}{{{label}}}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (rows, steps) = (value("lens_chat_decode_batch_rows_sum"), value("lens_chat_decode_batch_rows_count"));
+    assert!(rows > steps, "{rows} rows over {steps} steps");
 }

@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::chat::{QUESTION, chat_app, chat_model_id, data_url, sse_data};
+use super::chat::{QUESTION, chat_app, chat_model_id, sse_data};
 use crate::common::assert_error;
+use crate::common::files::data_url;
 use crate::common::files::llava_dir;
 
 fn ask(model: &str, extra: Value) -> Value {

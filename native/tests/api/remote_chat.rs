@@ -16,10 +16,10 @@ use base64::Engine;
 use lens_core::image::{DecodeLimits, decode_image};
 use serde_json::{Value, json};
 
-use super::chat::{data_url, sse_data};
+use super::chat::sse_data;
 use crate::common::app::TestApp;
 use crate::common::assert_error;
-use crate::common::files::{fixture_model, image_bytes};
+use crate::common::files::{data_url, fixture_model, image_bytes};
 
 const MODEL: &str = "upstream/llava-13b";
 /// The answer the stand-in streams, in these deltas.

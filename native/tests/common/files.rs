@@ -31,6 +31,13 @@ pub fn image_path(name: &str) -> PathBuf {
 pub fn image_bytes(name: &str) -> Vec<u8> {
     std::fs::read(image_path(name)).unwrap()
 }
+
+/// A fixture photo as a `data:` URL (PNG or JPEG by its name).
+pub fn data_url(name: &str) -> String {
+    use base64::Engine;
+    let mime = if name.ends_with(".png") { "image/png" } else { "image/jpeg" };
+    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(image_bytes(name)))
+}
 /// The tiny LLaVA checkpoint `llava-tiny/default-old` as a model directory: its tokenizer assembled as the
 /// LLaVA tests assemble it (llama-tiny's `tokenizer.json` plus LLaVA's added tokens), its chat template.
 pub fn llava_dir() -> tempfile::TempDir {

@@ -20,6 +20,10 @@ pub struct ChatCompletionRequest {
     pub max_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    /// Fewest tokens to generate before an end-of-sequence token may end the answer (vLLM's extension of the
+    /// API, by its name; at most the tokens asked for). Stop strings still end it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2; 0 or absent: greedy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
