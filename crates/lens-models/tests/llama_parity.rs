@@ -603,8 +603,9 @@ fn sequences_decoded_together_give_each_its_reference_ids() {
             })
             .collect();
         assert!(cases.len() >= 3, "{}: {} cases", f.name, cases.len());
-        // The first two start together; the others join after two steps (continuous batching); each leaves
-        // when it ends. Prompts of different lengths, each sequence at its own position.
+        // The first two start together (one pass prefills both); the others join after two steps (their
+        // prefills in the same pass as the first two's decoding); each leaves when it ends. Prompts of
+        // different lengths, each sequence at its own position.
         let mut sequences: Vec<(usize, Sequence<'_, B>, String)> = Vec::new();
         let (mut next, mut widest, mut done) = (0, 0, Vec::new());
         for step in 0.. {
@@ -613,10 +614,9 @@ fn sequences_decoded_together_give_each_its_reference_ids() {
                 2 => cases.len(),
                 _ => next,
             };
+            // Joining sequences are prefilled in the next step, beside the others' decoding.
             for (i, (config, _, prompt, _)) in cases.iter().enumerate().take(join).skip(next) {
-                let mut sequence = pipeline.sequence(prompt, config, &[]).unwrap();
-                let first = sequence.prefill().unwrap();
-                if first.done { &mut done } else { &mut sequences }.push((i, sequence, first.text));
+                sequences.push((i, pipeline.sequence(prompt, config, &[]).unwrap(), String::new()));
             }
             next = next.max(join);
             if sequences.is_empty() && next == cases.len() {
@@ -624,9 +624,9 @@ fn sequences_decoded_together_give_each_its_reference_ids() {
             }
             let mut rows: Vec<_> = sequences.iter_mut().map(|(_, s, _)| s).collect();
             widest = widest.max(rows.len());
-            let steps = lens_models::llama::decode_together(&mut rows).unwrap();
+            let steps = lens_models::llama::step_together(&mut rows).unwrap();
             for ((_, _, text), step) in sequences.iter_mut().zip(steps) {
-                text.push_str(&step.text);
+                text.push_str(&step.unwrap().text);
             }
             let (ended, going) = sequences.into_iter().partition(|(_, s, _)| s.is_done());
             done.extend(ended);
@@ -654,14 +654,13 @@ fn sequences_decoded_together_give_each_its_reference_ids() {
             .into_iter()
             .map(|(p, c)| pipeline.sequence(p, c, &[]).unwrap())
             .collect();
-        together.iter_mut().for_each(|s| assert!(!s.prefill().unwrap().done));
         while !together[0].is_done() {
             let mut rows: Vec<_> = together.iter_mut().filter(|s| !s.is_done()).collect();
-            lens_models::llama::decode_together(&mut rows).unwrap();
+            lens_models::llama::step_together(&mut rows).unwrap().into_iter().for_each(|s| assert!(s.is_ok()));
         }
         assert_eq!(together[0].completion(), alone.unwrap(), "{}: sampled", f.name);
         let mut rows: Vec<_> = together.iter_mut().collect();
-        let err = lens_models::llama::decode_together(&mut rows).unwrap_err();
+        let err = lens_models::llama::step_together(&mut rows).unwrap_err();
         assert!(err.to_string().contains("not ended"), "{err}");
     }
 }

@@ -641,14 +641,13 @@ fn conversations_about_different_images_decoded_together_give_each_its_reference
             let case = &f.meta["generation"][*name];
             let images: Vec<RgbImage> = names(&case["images"]).iter().map(|n| image(n)).collect();
             let config = generation_config(&case["generate_kwargs"]);
-            let mut sequence = pipeline.sequence(&ids(&case["input_ids"]), &images, &config, &[]).unwrap();
-            assert!(!sequence.prefill().unwrap().done);
-            sequence
+            pipeline.sequence(&ids(&case["input_ids"]), &images, &config, &[]).unwrap()
         })
         .collect();
+    // The first pass prefills both prompts (image features in place), each later one decodes both.
     while sequences.iter().any(|s| !s.is_done()) {
         let mut rows: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
-        lens_models::llama::decode_together(&mut rows).unwrap();
+        lens_models::llama::step_together(&mut rows).unwrap().into_iter().for_each(|s| assert!(s.is_ok()));
     }
     for (name, sequence) in cases.iter().zip(&sequences) {
         let case = &f.meta["generation"][*name];

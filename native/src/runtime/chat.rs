@@ -2,9 +2,9 @@
 //! its answer streamed out as text pieces, then the completion.
 //!
 //! Conversations are decoded together (continuous batching): up to `parallel` at once, in arrival order. A
-//! new one joins as soon as it arrives (its prompt runs alone, the prefill, between two steps); then each
-//! step advances every conversation by one token in one forward pass, so the weights are read once per step
-//! however many conversations share it, and each conversation gets one token per step. A conversation
+//! new one joins the next step, which runs its prompt (the prefill) in the same forward pass as the others'
+//! next tokens; every step gives each conversation one token, and the weights are read once per step however
+//! many conversations share it. A conversation
 //! leaves when its answer ends. One whose reader is slow waits (its text is held; it skips steps until the
 //! reader catches up) without holding back the others; one whose reader went away is dropped before the
 //! next step. A full queue answers `overloaded` at once.
@@ -18,7 +18,7 @@ use burn::tensor::backend::Backend;
 use lens_models::chat_template::{ChatMessage, Content, Part};
 use lens_models::generation::GenerationConfig;
 use lens_models::identity::{ModelIdentity, identify_files};
-use lens_models::llama::{LlamaPipeline, Sequence, Step, decode_together};
+use lens_models::llama::{LlamaPipeline, Sequence, Step, step_together};
 use lens_models::llava::LlavaPipeline;
 use tokio::sync::mpsc;
 
@@ -211,8 +211,8 @@ struct Active<'p, B: Backend> {
     model: &'p str,
 }
 
-/// Renders and checks the conversation's prompt, announces it, and runs its prefill. `None` when it was
-/// refused (its reader has the error) or its reader has gone.
+/// Renders and checks the conversation's prompt and announces it; its prefill is part of the next step.
+/// `None` when it was refused (its reader has the error) or its reader has gone.
 fn admit<'p, B: Backend>(pipeline: &'p Pipeline<B>, model: &'p str, request: Request) -> Option<Active<'p, B>> {
     metrics::gauge!("lens_chat_queue_depth", "model" => model.to_string()).decrement(1.0);
     let Request { prompt, config, stop, events } = request;
@@ -232,7 +232,7 @@ fn admit<'p, B: Backend>(pipeline: &'p Pipeline<B>, model: &'p str, request: Req
             Ok(p.sequence(&ids, &prompt.images, &config, &stop)?)
         }
     });
-    let mut sequence = match sequence {
+    let sequence = match sequence {
         Ok(sequence) => sequence,
         Err(error) => {
             events.fail(error);
@@ -240,26 +240,23 @@ fn admit<'p, B: Backend>(pipeline: &'p Pipeline<B>, model: &'p str, request: Req
         }
     };
     let held = VecDeque::from([Ok(ChatEvent::Started { prompt_tokens: sequence.prompt_tokens() })]);
-    let prefill = catch_panic(|| Ok(sequence.prefill()?));
-    let mut active = Active { sequence, events, held, ending: false, started, first_text: None, model };
-    active.record(prefill);
-    Some(active)
+    Some(Active { sequence, events, held, ending: false, started, first_text: None, model })
 }
 
-/// One token for each of `ready`, decoded together. When the joint step fails, each conversation is stepped
-/// alone, so that one conversation's failure does not end the others.
+/// One step for each of `ready` in one forward pass: the prompts of those that just arrived (their prefill),
+/// the next token of the others. When the pass fails, each conversation is stepped alone, so that one
+/// conversation's failure does not end the others.
 fn step<B: Backend>(ready: &mut [&mut Active<'_, B>]) {
     if let Some(first) = ready.first() {
-        metrics::histogram!("lens_chat_decode_batch_rows", "model" => first.model.to_string())
-            .record(ready.len() as f64);
+        metrics::histogram!("lens_chat_step_rows", "model" => first.model.to_string()).record(ready.len() as f64);
     }
     let mut rows: Vec<&mut Sequence<'_, B>> = ready.iter_mut().map(|a| &mut a.sequence).collect();
-    match catch_panic(|| Ok(decode_together(&mut rows)?)) {
-        Ok(steps) => ready.iter_mut().zip(steps).for_each(|(a, s)| a.record(Ok(s))),
+    match catch_panic(|| Ok(step_together(&mut rows)?)) {
+        Ok(steps) => ready.iter_mut().zip(steps).for_each(|(a, s)| a.record(s.map_err(ModelError::from))),
         Err(error) if ready.len() == 1 => ready[0].record(Err(error)),
         Err(_) => {
             for a in ready.iter_mut() {
-                let alone = catch_panic(|| Ok(decode_together(&mut [&mut a.sequence])?.remove(0)));
+                let alone = catch_panic(|| Ok(step_together(&mut [&mut a.sequence])?.remove(0)?));
                 a.record(alone);
             }
         }

@@ -312,6 +312,6 @@ async fn conversations_that_overlap_are_decoded_together_and_each_gets_its_own_a
         let line = line.unwrap_or_else(|| panic!("{name}{{{label}}}:\n{metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let (rows, steps) = (value("lens_chat_decode_batch_rows_sum"), value("lens_chat_decode_batch_rows_count"));
+    let (rows, steps) = (value("lens_chat_step_rows_sum"), value("lens_chat_step_rows_count"));
     assert!(rows > steps, "{rows} rows over {steps} steps");
 }

@@ -71,30 +71,33 @@ impl<B: Backend> LlamaAttention<B> {
         self.o_proj.forward(self.attend(q, k, v, mask))
     }
 
-    /// One new position per row, each row a sequence of its own with its own cache and position (sequences
-    /// decoded together): the projections run on every row at once, the attention row by row over its own
-    /// keys and values. Row `i` gives what [`Self::forward`] gives its token alone.
+    /// Several sequences at once, each with its own cache (continuous batching): `x` holds their new positions
+    /// one segment after another; the projections run on all of them together, the attention segment by
+    /// segment over its own cache (`(cache, start, len, causal mask)` each). Segment `i` gives what
+    /// [`Self::forward`] gives its positions alone.
     ///
     /// # Shapes
-    /// - x: `[rows, 1, hidden]`; cos, sin: `[rows, 1, 1, head_dim]`; `caches`: one per row, with its start
-    /// - output: `[rows, 1, hidden]`
-    pub fn forward_rows(
+    /// - x: `[1, Σ len, hidden]`; cos, sin: `[1, 1, Σ len, head_dim]` (each segment's positions)
+    /// - output: `[1, Σ len, hidden]`
+    pub fn forward_segments(
         &self,
         x: Tensor<B, 3>,
         (cos, sin): (&Tensor<B, 4>, &Tensor<B, 4>),
-        caches: Vec<(&mut LayerCache<B>, usize)>,
+        segments: Vec<(&mut LayerCache<B>, usize, usize, Option<&Tensor<B, 2, Bool>>)>,
     ) -> Tensor<B, 3> {
         let (q, k, v) = self.project(x, cos, sin);
-        let contexts = caches
+        let mut offset = 0;
+        let contexts = segments
             .into_iter()
-            .enumerate()
-            .map(|(i, (cache, start))| {
-                let row = |t: &Tensor<B, 4>| t.clone().narrow(0, i, 1);
-                let (k, v) = cache.update(start, row(&k), row(&v));
-                self.attend(row(&q), k, v, None)
+            .map(|(cache, start, len, mask)| {
+                let part = |t: &Tensor<B, 4>| t.clone().narrow(2, offset, len);
+                let (k, v) = cache.update(start, part(&k), part(&v));
+                let context = self.attend(part(&q), k, v, mask);
+                offset += len;
+                context
             })
             .collect();
-        self.o_proj.forward(Tensor::cat(contexts, 0))
+        self.o_proj.forward(Tensor::cat(contexts, 1))
     }
 
     /// Queries, keys (both rotated) and values, heads split out.

@@ -11,8 +11,8 @@
 //! - [`model`]: [`LlamaModel`] and [`LlamaForCausalLM`], loadable under any prefix (LLaVA's too);
 //! - [`decoder`]: [`LlamaDecoder`] for the shared [`crate::generation`] search, and `generate()`;
 //! - [`pipeline`]: [`LlamaPipeline`], text in, text out, with the checkpoint's tokenizer and EOS ids;
-//! - [`sequence`]: one answer generated step by step as text ([`Sequence`]), and several decoded together in
-//!   one forward pass ([`decode_together`]: continuous batching);
+//! - [`sequence`]: one answer generated step by step as text ([`Sequence`]), and several stepped together in
+//!   one forward pass ([`step_together`]: continuous batching, prefills and decoding steps mixed);
 //! - [`gguf`]: the same pipeline from a llama.cpp GGUF file ([`LlamaPipeline::from_gguf`]): config, tokenizer and
 //!   weights from its metadata and tensors, as transformers loads them.
 
@@ -35,4 +35,4 @@ pub use gguf::{GgufLlamaWeights, GgufSpecialIds};
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use pipeline::{Completion, FinishReason, LlamaFiles, LlamaPipeline};
 pub use rope::RotaryEmbedding;
-pub use sequence::{Sequence, Step, decode_together};
+pub use sequence::{Sequence, Step, step_together};

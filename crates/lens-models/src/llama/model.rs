@@ -154,37 +154,51 @@ impl<B: Backend> LlamaModel<B> {
         Ok(self.norm.forward(x))
     }
 
-    /// One decoding step of several independent sequences at once (continuous batching): row `i` is the
-    /// embedding of sequence `i`'s next token, at position `caches[i].len()`, attending to its own cache (of one
-    /// row), which is extended in place. The linear layers see every row in one product, so the weights are
-    /// read once per step, not once per sequence. Row `i` equals [`Self::forward_embeds`] of its token alone.
+    /// One forward pass over several independent sequences at once (continuous batching): segment `i` is
+    /// `lens[i]` new positions of sequence `i` (its whole prompt, or its last token), continuing its own cache
+    /// (of one row), which is extended in place. The linear layers see every segment's positions in one
+    /// product, so the weights are read once per pass however many sequences share it. Segment `i` equals
+    /// [`Self::forward_embeds`] of its positions alone.
     ///
     /// # Shapes
-    /// - embeds: `[rows, 1, hidden]`, `caches`: `rows` caches of one row each → `[rows, 1, hidden]`
-    pub fn forward_rows(&self, embeds: Tensor<B, 3>, caches: &mut [&mut KvCache<B>]) -> Result<Tensor<B, 3>> {
-        let [rows, seq, hidden] = embeds.dims();
-        if rows == 0 || seq != 1 || hidden != self.hidden_size || rows != caches.len() {
+    /// - embeds: `[1, Σ lens, hidden]`, the segments one after another; `caches`: one per segment
+    /// - output: `[1, Σ lens, hidden]`
+    pub fn forward_segments(
+        &self,
+        embeds: Tensor<B, 3>,
+        caches: &mut [&mut KvCache<B>],
+        lens: &[usize],
+    ) -> Result<Tensor<B, 3>> {
+        let [batch, total, hidden] = embeds.dims();
+        let fits = batch == 1 && hidden == self.hidden_size && lens.len() == caches.len() && !lens.is_empty();
+        if !fits || lens.contains(&0) || lens.iter().sum::<usize>() != total {
             return Err(Error::invalid_input(format!(
-                "embeddings of shape [{rows}, {seq}, {hidden}] for {} caches: one new position per cache, hidden \
-                 size {}",
-                caches.len(),
+                "embeddings of shape [{batch}, {total}, {hidden}] for segments of {lens:?} positions: one row, \
+                 hidden size {}, one cache per segment",
                 self.hidden_size
             )));
         }
-        let mut starts = Vec::with_capacity(rows);
-        for cache in caches.iter() {
+        let mut starts = Vec::with_capacity(lens.len());
+        for (cache, &len) in caches.iter().zip(lens) {
             if cache.num_layers() != self.layers.len() {
                 return Err(Error::invalid_input("the cache was made for another model"));
             }
-            starts.push(cache.start(1, 1)?);
+            starts.push(cache.start(1, len)?);
         }
-        let (cos, sin) = self.rotary_emb.cos_sin_rows::<B>(&starts, &embeds.device());
+        let device = embeds.device();
+        let positions: Vec<usize> = starts.iter().zip(lens).flat_map(|(&s, &len)| s..s + len).collect();
+        let (cos, sin) = self.rotary_emb.cos_sin_at::<B>(&positions, &device);
+        let masks: Vec<_> = starts.iter().zip(lens).map(|(&s, &len)| causal_mask::<B>(s, len, &device)).collect();
         let mut x = embeds;
         for (i, layer) in self.layers.iter().enumerate() {
-            let layer_caches = caches.iter_mut().zip(&starts).map(|(c, &start)| (c.layer_mut(i), start)).collect();
-            x = layer.forward_with(x, |attn, h| attn.forward_rows(h, (&cos, &sin), layer_caches));
+            let segments = caches
+                .iter_mut()
+                .zip(starts.iter().zip(lens).zip(&masks))
+                .map(|(c, ((&start, &len), mask))| (c.layer_mut(i), start, len, mask.as_ref()))
+                .collect();
+            x = layer.forward_with(x, |attn, h| attn.forward_segments(h, (&cos, &sin), segments));
         }
-        caches.iter_mut().for_each(|c| c.advance(1));
+        caches.iter_mut().zip(lens).for_each(|(c, &len)| c.advance(len));
         Ok(self.norm.forward(x))
     }
 

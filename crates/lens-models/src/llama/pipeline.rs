@@ -182,7 +182,7 @@ impl<B: Backend> LlamaPipeline<B> {
     }
 
     /// The generation after `prompt` as a [`Sequence`] to advance step by step, alone or decoded together with
-    /// others ([`crate::llama::decode_together`]); text as [`Self::generate_stream`] hands it out. Refuses a
+    /// others ([`crate::llama::step_together`]); text as [`Self::generate_stream`] hands it out. Refuses a
     /// prompt that, with `max_new_tokens`, does not fit the context.
     pub fn sequence(&self, prompt: &[u32], config: &GenerationConfig, stop: &[String]) -> Result<Sequence<'_, B>> {
         check_fits(prompt.len(), config, self.context_length())?;

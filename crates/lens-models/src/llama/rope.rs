@@ -73,12 +73,12 @@ impl RotaryEmbedding {
         self.tables(start..start + n, [1, 1, n, 2 * self.inv_freq.len()], device)
     }
 
-    /// cos and sin of one position per row (sequences decoded together, each at its own length).
+    /// cos and sin of any positions (the new positions of several sequences, one after another).
     ///
     /// # Shapes
-    /// - output: two `[rows, 1, 1, head_dim]` tensors (broadcast over heads)
-    pub fn cos_sin_rows<B: Backend>(&self, positions: &[usize], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        self.tables(positions.iter().copied(), [positions.len(), 1, 1, 2 * self.inv_freq.len()], device)
+    /// - output: two `[1, 1, positions, head_dim]` tensors (broadcast over batch and heads)
+    pub fn cos_sin_at<B: Backend>(&self, positions: &[usize], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        self.tables(positions.iter().copied(), [1, 1, positions.len(), 2 * self.inv_freq.len()], device)
     }
 
     /// cos and sin of `positions`, one `head_dim` row each, in `shape`.

@@ -1,16 +1,16 @@
 //! One answer being generated, step by step, as text: [`Sequence`] holds a prompt's own KV cache, its
-//! [`TokenPicker`] and its text so far, and [`decode_together`] advances several sequences by one token each in
-//! one forward pass (continuous batching: sequences of any lengths join after their prefill and leave when
-//! done, each decoding as it would alone).
+//! [`TokenPicker`] and its text so far, and [`step_together`] advances several sequences in one forward pass
+//! (continuous batching): a sequence's first step runs its whole prompt (the prefill), each later one its last
+//! token; sequences of any lengths join and leave between steps, each decoding as it would alone.
 //!
 //! A pipeline makes a sequence ([`crate::llama::LlamaPipeline::sequence`],
-//! [`crate::llava::LlavaPipeline::sequence`]); [`Sequence::prefill`] runs its prompt and picks the first token;
-//! each step after it hands back the new text: every piece whole (a character spread over byte tokens comes
-//! when complete), special tokens left out, nothing after a stop string nor the stop string itself. The ids are
-//! those of [`LlamaForCausalLM::generate`] for the same prompt and settings (greedy or seeded sampling), any of
-//! the checkpoint's EOS ids ending the answer.
+//! [`crate::llava::LlavaPipeline::sequence`]). Each step picks one token per sequence and hands back the new
+//! text: every piece whole (a character spread over byte tokens comes when complete), special tokens left out,
+//! nothing after a stop string nor the stop string itself. The ids are those of
+//! [`LlamaForCausalLM::generate`] for the same prompt and settings (greedy or seeded sampling), any of the
+//! checkpoint's EOS ids ending the answer.
 
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use super::cache::KvCache;
 use super::decoder::{LlamaSpecialTokens, forbid_early_eos};
@@ -29,7 +29,7 @@ pub struct Step {
     pub done: bool,
 }
 
-/// One prompt's generation, advanced by [`Sequence::prefill`] and then [`decode_together`].
+/// One prompt's generation, advanced by [`step_together`] (or [`Sequence::prefill`] alone, first).
 pub struct Sequence<'p, B: Backend> {
     model: &'p LlamaForCausalLM<B>,
     /// One row, `prompt + max_new_tokens` positions.
@@ -87,20 +87,24 @@ impl<'p, B: Backend> Sequence<'p, B> {
         })
     }
 
-    /// Runs the prompt through the model and picks the first token.
+    /// Runs the prompt through the model and picks the first token (a step of this sequence alone).
     pub fn prefill(&mut self) -> Result<Step> {
         if self.prefilled {
             return Err(Error::invalid_input("the sequence was prefilled already"));
         }
-        self.prefilled = true;
-        let decoder = &self.model.model;
-        let hidden = match self.prompt_embeds.take() {
-            Some(embeds) => decoder.forward_embeds(embeds, Some(&mut self.cache))?,
-            None => decoder.forward(&[self.picker.prompt().to_vec()], Some(&mut self.cache))?,
-        };
-        let [_, n, d] = hidden.dims();
-        let mut logits = host(self.model.logits(hidden.slice([0..1, n - 1..n, 0..d])))?;
-        self.take(&mut logits)
+        step_together(&mut [self])?.remove(0)
+    }
+
+    /// This step's input embeddings: the prompt's (first step) or the last token's.
+    ///
+    /// # Shapes
+    /// - output: `[1, positions, hidden]`
+    fn step_embeds(&self) -> Result<Tensor<B, 3>> {
+        match (&self.prompt_embeds, self.prefilled) {
+            (_, true) => self.model.model.embed(&[vec![self.picker.last()]]),
+            (Some(embeds), false) => Ok(embeds.clone()),
+            (None, false) => self.model.model.embed(&[self.picker.prompt().to_vec()]),
+        }
     }
 
     /// Whether the answer ended (EOS, a stop string, `max_new_tokens`).
@@ -137,7 +141,7 @@ impl<'p, B: Backend> Sequence<'p, B> {
             if step.done || stopped {
                 return Ok(self.completion());
             }
-            step = decode_together(&mut [&mut self])?.remove(0);
+            step = step_together(&mut [&mut self])?.remove(0)?;
         }
     }
 
@@ -158,24 +162,41 @@ impl<'p, B: Backend> Sequence<'p, B> {
     }
 }
 
-/// One decoding step of every sequence in `rows` (each prefilled and not done, all of one model): their last
-/// tokens go through the model as one batch, each attending to its own cache. Returns each row's [`Step`].
-pub fn decode_together<B: Backend>(rows: &mut [&mut Sequence<'_, B>]) -> Result<Vec<Step>> {
+/// One step of every sequence in `rows` (none ended, all of one model) in one forward pass: the prompt of each
+/// that was not prefilled yet, the last token of the others, each attending to its own cache. Returns each
+/// row's [`Step`], or the error that ended that row (its text could not be decoded). When the forward pass
+/// fails, no sequence has moved (their caches may hold unused positions past their length).
+pub fn step_together<B: Backend>(rows: &mut [&mut Sequence<'_, B>]) -> Result<Vec<Result<Step>>> {
     let Some(first) = rows.first() else { return Ok(Vec::new()) };
     let model = first.model;
     for row in rows.iter() {
         if !std::ptr::eq(row.model, model) {
-            return Err(Error::invalid_input("sequences of different models cannot be decoded together"));
+            return Err(Error::invalid_input("sequences of different models cannot be stepped together"));
         }
-        if !row.prefilled || row.is_done() {
-            return Err(Error::invalid_input("only prefilled sequences that have not ended can be decoded"));
+        if row.is_done() {
+            return Err(Error::invalid_input("only sequences that have not ended can be stepped"));
         }
     }
-    let last: Vec<Vec<u32>> = rows.iter().map(|r| vec![r.picker.last()]).collect();
-    let embeds = model.model.embed(&last)?;
+    let embeds = rows.iter().map(|r| r.step_embeds()).collect::<Result<Vec<_>>>()?;
+    let lens: Vec<usize> = embeds.iter().map(|e| e.dims()[1]).collect();
+    // The last position of each segment: where its next token's logits are.
+    let last: Vec<i64> = lens
+        .iter()
+        .scan(0, |end, &len| {
+            *end += len;
+            Some(*end as i64 - 1)
+        })
+        .collect();
+    let device = embeds[0].device();
     let mut caches: Vec<&mut KvCache<B>> = rows.iter_mut().map(|r| &mut r.cache).collect();
-    let mut logits = host(model.logits(model.model.forward_rows(embeds, &mut caches)?))?;
-    rows.iter_mut().zip(logits.chunks_exact_mut(model.vocab_size())).map(|(row, scores)| row.take(scores)).collect()
+    let hidden = model.model.forward_segments(Tensor::cat(embeds, 1), &mut caches, &lens)?;
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [lens.len()]), &device);
+    let mut logits = host(model.logits(hidden.select(1, index)))?;
+    for row in rows.iter_mut() {
+        row.prompt_embeds = None;
+        row.prefilled = true;
+    }
+    Ok(rows.iter_mut().zip(logits.chunks_exact_mut(model.vocab_size())).map(|(row, scores)| row.take(scores)).collect())
 }
 
 /// The values of a tensor, on the host.
