@@ -33,6 +33,6 @@ pub use config::{LlamaConfig, RopeParameters, RopeScaling};
 pub use decoder::{LlamaDecoder, LlamaSpecialTokens};
 pub use gguf::{GgufLlamaWeights, GgufSpecialIds};
 pub use model::{LlamaForCausalLM, LlamaModel};
-pub use pipeline::{Completion, FinishReason, LlamaFiles, LlamaPipeline};
+pub use pipeline::{LlamaFiles, LlamaPipeline};
 pub use rope::RotaryEmbedding;
-pub use sequence::{Sequence, Step, step_together};
+pub use sequence::{Completion, FinishReason, Sequence, Step, step_together};

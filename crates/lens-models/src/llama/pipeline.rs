@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::config::{LlamaConfig, TokenIds};
 use super::decoder::LlamaSpecialTokens;
 use super::model::LlamaForCausalLM;
-use super::sequence::Sequence;
+use super::sequence::{Completion, FinishReason, Sequence};
 use crate::chat_template::{ChatMessage, ChatTemplate};
 use crate::generation::GenerationConfig;
 use crate::tokenizer::{HfTokenizer, MAX_TEXT_BYTES, TextTokenizer};
@@ -37,40 +37,6 @@ pub struct LlamaFiles {
     pub generation_config: Option<Vec<u8>>,
     /// `chat_template.jinja`, when present (else the template of `tokenizer_config.json`, if any).
     pub chat_template: Option<Vec<u8>>,
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// An end-of-sequence id was generated (it is the last of `token_ids`).
-    Stop,
-    /// `max_new_tokens` were generated.
-    Length,
-    /// The caller's callback asked to stop.
-    Cancelled,
-}
-
-impl FinishReason {
-    /// `"stop"` or `"length"`, as OpenAI-style APIs name them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// One completion.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    /// The generated tokens decoded, special tokens left out.
-    pub text: String,
-    /// The generated ids only (an ending EOS id included).
-    pub token_ids: Vec<u32>,
-    /// Length of the tokenized prompt, BOS included.
-    pub prompt_tokens: usize,
-    pub finish_reason: FinishReason,
 }
 
 /// The ids of `generation_config.json` that generation reads.

@@ -15,10 +15,43 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use super::cache::KvCache;
 use super::decoder::{LlamaSpecialTokens, forbid_early_eos};
 use super::model::LlamaForCausalLM;
-use super::pipeline::{Completion, FinishReason};
 use crate::generation::{GenerationConfig, Stop, StopStrings, TokenPicker};
 use crate::tokenizer::{DecodeStream, HfTokenizer};
 use crate::{Error, Result};
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence id was generated (it is the last of `token_ids`).
+    Stop,
+    /// `max_new_tokens` were generated.
+    Length,
+    /// The caller's callback asked to stop.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// `"stop"` or `"length"`, as OpenAI-style APIs name them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The generated tokens decoded, special tokens left out.
+    pub text: String,
+    /// The generated ids only (an ending EOS id included).
+    pub token_ids: Vec<u32>,
+    /// Length of the tokenized prompt, BOS included.
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+}
 
 /// What one step gave one sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
