@@ -8,8 +8,8 @@
 //! [storage]   # data, blob_store, blob_redirect
 //! [s3]        # bucket, region, endpoint, path_style, prefix          (--s3-bucket, ...)
 //! [index]     # kind                                                  (--index)
-//! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, formats,
-//!             # max_text_bytes, max_k, max_job_urls
+//! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, allow_truncated_images,
+//!             # formats, max_text_bytes, max_k, max_job_urls
 //! [fetch]     # connect_timeout_s, timeout_s, max_redirects, allow_private_urls
 //!             #                                                       (--fetch-timeout-s, --allow-private-urls)
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
@@ -206,6 +206,10 @@ pub struct LimitSettings {
     /// Longest image side, in pixels (default 12 000).
     #[arg(long, env = "LENS_MAX_SIDE")]
     pub max_side: Option<u32>,
+    /// Accept JPEGs whose data stops before the image is complete (the rest grey, as Pillow accepts them);
+    /// default false: refused as `corrupt_image`, so that a few bytes cannot stand for a huge image.
+    #[arg(long, env = "LENS_ALLOW_TRUNCATED_IMAGES", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_truncated_images: Option<bool>,
     /// Accepted formats, comma-separated among jpeg,png,gif,webp (default all four).
     #[arg(long, env = "LENS_FORMATS", value_delimiter = ',')]
     pub formats: Option<Vec<String>>,
@@ -538,6 +542,7 @@ overlay!(LimitSettings {
     max_files,
     max_pixels,
     max_side,
+    allow_truncated_images,
     formats,
     max_text_bytes,
     max_k,
@@ -596,6 +601,7 @@ const MOVED_KEYS: &[(&str, &str)] = &[
     ("max_files", "[limits] max_files"),
     ("max_pixels", "[limits] max_pixels"),
     ("max_side", "[limits] max_side"),
+    ("allow_truncated_images", "[limits] allow_truncated_images"),
     ("formats", "[limits] formats"),
     ("max_text_bytes", "[limits] max_text_bytes"),
     ("max_k", "[limits] max_k"),
@@ -786,6 +792,7 @@ impl ServeSettings {
                 max_bytes: max_file_bytes,
                 max_pixels: limits.max_pixels.unwrap_or(40_000_000),
                 max_dimension: limits.max_side.unwrap_or(12_000),
+                allow_incomplete: limits.allow_truncated_images.unwrap_or(false),
             },
             formats,
             max_text_bytes: positive("max_text_bytes", limits.max_text_bytes.unwrap_or(2000))?,

@@ -1,6 +1,7 @@
 //! `lens serve` as a process, for what only a process shows: start-up (models pulled from a hub once),
 //! SIGTERM (requests drained, the index snapshot saved), kill -9 (nothing acknowledged lost, jobs
-//! resumed), S3 from the binary's environment, and the `lens ingest` / `lens search` clients. Every
+//! resumed), S3 from the binary's environment, the `lens ingest` / `lens search` clients, and URLs refused
+//! before the binary connects anywhere. Every
 //! other behaviour of the API is tested in process (`tests/api`).
 
 use std::collections::HashSet;
@@ -384,4 +385,35 @@ fn cli_ingest_and_search_talk_to_a_server() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("400") && stderr.contains("invalid_request"), "{stderr}");
+}
+
+#[test]
+fn ipv6_spellings_of_internal_addresses_and_jpegs_cut_short_are_refused() {
+    // A listener that records whether anything connected: the server must not even try.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    for url in [
+        format!("http://[::127.0.0.1]:{port}/a.png"),      // IPv4-compatible
+        format!("http://[::ffff:127.0.0.1]:{port}/a.png"), // IPv4-mapped
+        format!("http://[2002:7f00:1::1]:{port}/a.png"),   // 6to4 of 127.0.0.1
+        format!("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]:{port}/a.png"), // Teredo
+        format!("http://[fec0::1]:{port}/a.png"),          // site-local
+        format!("http://[64:ff9b::7f00:1]:{port}/a.png"),  // NAT64 of 127.0.0.1
+    ] {
+        let (status, body) = server.post_json("/v1/images", &json!({"url": url}));
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("url_refused")), "{url}: {body}");
+    }
+    assert!(listener.accept().is_err(), "nothing connected to the listener");
+    // A JPEG whose scan stops early, an end-of-image marker after it (Pillow would keep it, the rest grey).
+    let whole = image_bytes("coffee.jpg");
+    let sos = whole.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut cut = whole[..sos + 200].to_vec();
+    cut.extend([0xFF, 0xD9]);
+    let (status, body) = server.upload("/v1/images", &[("cut.jpg", cut)], None);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("corrupt_image")), "{body}");
+    let (_, listed) = server.get("/v1/images");
+    assert_eq!(listed["images"].as_array().map(Vec::len), Some(0), "nothing stored: {listed}");
 }

@@ -110,6 +110,26 @@ fn progressive_jpeg_without_end_marker_is_truncated() {
     assert_eq!(decode_image(&baseline[..baseline.len() - 2], &limits()).unwrap(), full);
 }
 
+#[test]
+fn a_jpeg_whose_data_stops_at_a_marker_is_refused_unless_allowed() {
+    // The scan cut halfway and the end-of-image marker put right after: libjpeg blanks the missing rows
+    // and Pillow accepts the grey result; refused here by default (a few bytes must not become a large
+    // grey image), decoded as libjpeg does with `allow_incomplete`.
+    let whole = edge_file("jpeg_444");
+    let sos = whole.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a scan");
+    let mut cut = whole[..sos + (whole.len() - sos) / 2].to_vec();
+    cut.extend([0xFF, 0xD9]);
+    let err = decode_image(&cut, &limits()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { format: ImageFormat::Jpeg, detail } if detail.contains("before the image is complete")),
+        "{err}"
+    );
+    let allowed = DecodeLimits { allow_incomplete: true, ..limits() };
+    let (full, grey) = (decode_image(&whole, &limits()).unwrap(), decode_image(&cut, &allowed).unwrap());
+    assert_eq!((grey.width, grey.height), (full.width, full.height));
+    assert_ne!(grey, full, "the missing part is blank");
+}
+
 /// xorshift64*, so the mutations are the same on every run without a `rand` dependency.
 struct Rng(u64);
 

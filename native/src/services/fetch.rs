@@ -4,8 +4,11 @@
 //! - every address a host name resolves to is checked *after* DNS resolution (our resolver drops
 //!   refused addresses, so a name that points at 127.0.0.1 cannot be used to reach it), and literal IPs in
 //!   the URL or in a redirect are checked before connecting;
-//! - loopback, private, link-local, CGNAT, multicast, reserved and cloud metadata addresses are refused
-//!   unless `allow_private` (metadata addresses are refused even then);
+//! - loopback, private, link-local and CGNAT addresses are refused unless `allow_private`; cloud metadata
+//!   addresses and every special-purpose range that is not a plain public host (multicast, reserved,
+//!   documentation, IPv4-compatible, 6to4, Teredo, NAT64, site-local, …) are refused even then;
+//! - a failed connection is one answer whatever the reason (refused, reset, silent), so that URLs cannot
+//!   map a host's ports by it;
 //! - connect and total timeouts; the body is read in chunks and refused past `max_bytes`;
 //! - no proxies from the environment (a proxy would resolve names itself, past our checks).
 
@@ -170,10 +173,15 @@ pub fn upstream_client(
 fn fetch_error(err: reqwest::Error) -> FetchError {
     // The chain carries the reason a redirect or an address was refused.
     let message = crate::telemetry::error_chain(&err);
-    if err.is_timeout() {
-        FetchError::Timeout(message)
-    } else if message.contains("refused:") || err.is_redirect() {
+    if message.contains("refused:") || err.is_redirect() {
         FetchError::Refused(message)
+    } else if err.is_connect() {
+        // Refused, reset, unreachable or silent: one answer, so that URLs cannot map which ports of a host
+        // are open or filtered by the reason (the time it takes still differs).
+        let host = err.url().and_then(|u| u.host_str()).unwrap_or("the host").to_string();
+        FetchError::Failed(format!("could not connect to {host}"))
+    } else if err.is_timeout() {
+        FetchError::Timeout(message)
     } else {
         FetchError::Failed(message)
     }
@@ -230,7 +238,9 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
     ip.is_loopback() || ip.is_private() || ip.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
 }
 
-/// Never a web server: unspecified, broadcast, multicast, documentation, benchmarking, reserved, "this network".
+/// Never a web server: unspecified, broadcast, multicast, documentation, benchmarking, reserved, "this network",
+/// IETF protocol assignments (192.0.0.0/24), the deprecated 6to4 relay anycast (192.88.99.0/24): the ranges of
+/// IANA's IPv4 special-purpose registry that are not globally reachable, beside the private ones.
 fn is_unroutable_v4(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
     o[0] == 0
@@ -240,6 +250,7 @@ fn is_unroutable_v4(ip: Ipv4Addr) -> bool {
         || (o[0] == 198 && (o[1] & 0xfe) == 18)
         || o[0] >= 240
         || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
 }
 
 fn is_private_v6(ip: Ipv6Addr) -> bool {
@@ -247,9 +258,20 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
     ip.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
 }
 
+/// Everything but global unicast (2000::/3) and the private ranges, and inside 2000::/3 the special-purpose
+/// blocks of IANA's IPv6 registry that are not plain unicast hosts: IETF protocol assignments (2001::/23:
+/// Teredo, benchmarking, ORCHID…), documentation (2001:db8::/32, 3fff::/20) and 6to4 (2002::/16, which
+/// tunnels to any IPv4 address). Outside it: IPv4-compatible (::/96), NAT64 (64:ff9b::/96, 64:ff9b:1::/48),
+/// discard-only (100::/64), SRv6 SIDs (5f00::/16), site-local (fec0::/10), multicast and the rest of the
+/// unassigned space. IPv4-mapped addresses never reach here (they are checked as the IPv4 address they are).
 fn is_unroutable_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    ip.is_unspecified() || ip.is_multicast() || (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x64 && s[1] == 0xff9b)
+    let global_unicast = (s[0] & 0xe000) == 0x2000;
+    if !global_unicast {
+        return !is_private_v6(ip);
+    }
+    let (ietf, documentation) = (s[0] == 0x2001 && s[1] < 0x0200, s[0] == 0x2001 && s[1] == 0x0db8);
+    ietf || documentation || s[0] == 0x2002 || (s[0] == 0x3fff && s[1] < 0x1000)
 }
 
 /// The system resolver, keeping only the addresses the policy allows.
@@ -319,7 +341,31 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(check_ip(ip, true).is_err(), "{ip} must be refused even with allow_private");
         }
-        for ip in ["93.184.215.14", "8.8.8.8", "2606:4700::1111"] {
+        // Special-purpose IPv6 (IANA's registry) and IPv4 embedded in IPv6 some other way than mapped.
+        for ip in [
+            "::127.0.0.1",                          // IPv4-compatible
+            "::8.8.8.8",                            // IPv4-compatible
+            "2002:7f00:1::1",                       // 6to4 of 127.0.0.1
+            "2002:808:808::1",                      // 6to4 of a public address
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
+            "2001:2::1",                            // benchmarking
+            "2001:db8::1",                          // documentation
+            "3fff::1",                              // documentation
+            "fec0::1",                              // site-local
+            "64:ff9b::7f00:1",                      // NAT64 of 127.0.0.1
+            "64:ff9b:1::1",                         // local-use NAT64
+            "100::1",                               // discard-only
+            "5f00::1",                              // SRv6 SIDs
+            "4000::1",                              // unassigned
+            "192.88.99.1",                          // 6to4 relay anycast
+            "192.0.0.170",                          // IETF protocol assignments
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(check_ip(ip, true).is_err(), "{ip} must be refused even with allow_private");
+        }
+        for ip in
+            ["93.184.215.14", "8.8.8.8", "2606:4700::1111", "2a00:1450:4001:82b::200e", "3ff0::1", "::ffff:8.8.8.8"]
+        {
             assert!(check_ip(ip.parse().unwrap(), false).is_ok(), "{ip} is public");
         }
     }

@@ -50,6 +50,13 @@ async fn a_truncated_image_is_corrupt() {
     let app = open().await;
     let truncated = app.upload("/v1/images", &[("t.jpg", image_bytes("corrupt_truncated.jpg"))], None).await;
     assert_error(&truncated, 422, "corrupt_image");
+    // Data cut and an end-of-image marker after it: Pillow would accept it, the rest grey.
+    let whole = image_bytes("coffee.jpg");
+    let sos = whole.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut cut = whole[..sos + 200].to_vec();
+    cut.extend([0xFF, 0xD9]);
+    let stopped = app.upload("/v1/images", &[("cut.jpg", cut)], None).await;
+    assert_error(&stopped, 422, "corrupt_image");
     let search = app.upload("/v1/search/image", &[("c.jpg", image_bytes("corrupt_truncated.jpg"))], None).await;
     assert_error(&search, 422, "corrupt_image");
     app.assert_nothing_stored().await;
@@ -104,8 +111,17 @@ async fn urls_into_the_servers_network_are_refused() {
         (format!("http://localhost:{port}/img/rocket.jpg"), "url_refused"), // resolves to loopback
         ("http://169.254.169.254/latest/meta-data/".to_string(), "url_refused"),
         ("http://[::1]/".to_string(), "url_refused"),
+        // IPv4 inside IPv6 and other special-purpose IPv6 ranges: refused before any connection.
+        (format!("http://[::127.0.0.1]:{port}/img/rocket.jpg"), "url_refused"),
+        (format!("http://[::ffff:127.0.0.1]:{port}/img/rocket.jpg"), "url_refused"),
+        ("http://[2002:7f00:1::1]/".to_string(), "url_refused"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/".to_string(), "url_refused"),
+        ("http://[fec0::1]/".to_string(), "url_refused"),
+        ("http://[64:ff9b::7f00:1]/".to_string(), "url_refused"),
     ] {
-        assert_error(&app.post_json("/v1/images", &json!({"url": url})).await, 400, code);
+        let result = app.post_json("/v1/images", &json!({"url": url})).await;
+        assert_error(&result, 400, code);
+        assert!(!result.1["error"]["message"].as_str().unwrap().contains("connect"), "{url}: {}", result.1);
     }
     app.assert_nothing_stored().await;
 }
@@ -124,8 +140,11 @@ async fn with_private_urls_allowed_redirects_sizes_and_time_are_still_checked() 
     ] {
         assert_error(&app.post_json("/v1/images", &json!({"url": files.url(path)})).await, status, code);
     }
+    // A closed port says only that the connection failed: no reason (refused, reset, unreachable) to tell
+    // closed ports from filtered ones.
     let nothing_listens = app.post_json("/v1/images", &json!({"url": "http://127.0.0.1:1/a.png"})).await;
     assert_error(&nothing_listens, 422, "fetch_failed");
+    assert_eq!(nothing_listens.1["error"]["message"], "could not connect to 127.0.0.1");
     app.assert_nothing_stored().await;
     let (status, ok) = app.post_json("/v1/images", &json!({"url": files.url("/redirect/1/rocket.jpg")})).await;
     assert_eq!(status, 201, "{ok}");

@@ -13,7 +13,10 @@
 //!
 //! Arithmetic coding, lossless and 12-bit JPEG are rejected as unsupported (Pillow's 8-bit libjpeg
 //! build rejects 12-bit too). As in Pillow, a file whose data ends before the image is complete is an
-//! error ("image file is truncated"), and so is a multi-scan file without its end-of-image marker.
+//! error ("image file is truncated"), and so is a multi-scan file without its end-of-image marker. Unlike
+//! Pillow, a scan whose data runs into a marker before the image is complete (libjpeg warns and leaves the
+//! rest grey) is refused too, unless [`DecodeLimits::allow_incomplete`]: a few hundred bytes must not
+//! become a 36-megapixel grey image.
 
 mod pixels;
 mod tables;
@@ -290,6 +293,9 @@ struct Decoder {
     saw_jfif: bool,
     adobe_transform: Option<u8>,
     eobrun: u32,
+    /// A scan's data ran into a marker before its last MCU: libjpeg blanks the rest (a warning, which
+    /// Pillow ignores); refused unless `DecodeLimits::allow_incomplete`.
+    incomplete: bool,
 }
 
 /// One scan's header (`get_sos`).
@@ -377,6 +383,9 @@ impl Decoder {
         }
         if scans == 0 {
             return Err(corrupt("no image data"));
+        }
+        if self.incomplete && !limits.allow_incomplete {
+            return Err(corrupt("truncated: the image data stops before the image is complete"));
         }
         self.output()
     }
@@ -560,6 +569,7 @@ impl Decoder {
                 restarts_to_go -= 1;
             }
             if r.insufficient {
+                self.incomplete = true;
                 continue; // out of data in this segment: leave the MCU blank, as libjpeg does
             }
             let (mx, my) = (mcu % mcus_x, mcu / mcus_x);
@@ -576,6 +586,7 @@ impl Decoder {
                 }
             }
         }
+        self.incomplete |= r.insufficient;
         Ok(())
     }
 
@@ -587,6 +598,7 @@ impl Decoder {
             return Err(corrupt("expected a restart marker"));
         }
         r.pos = at + 2;
+        self.incomplete |= r.insufficient;
         r.insufficient = false;
         self.eobrun = 0;
         Ok(())

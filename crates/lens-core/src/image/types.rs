@@ -14,12 +14,15 @@ pub struct DecodeLimits {
     pub max_pixels: u64,
     /// Largest accepted width or height.
     pub max_dimension: u32,
+    /// Accept a JPEG whose data stops (at a marker) before the image is complete, the rest grey, as libjpeg
+    /// and Pillow do; `false`: refused as corrupt, so that a tiny file cannot stand for a huge image.
+    pub allow_incomplete: bool,
 }
 
 impl Default for DecodeLimits {
-    /// 64 MiB, 64 megapixels, 16384 pixels a side.
+    /// 64 MiB, 64 megapixels, 16384 pixels a side, incomplete images refused.
     fn default() -> Self {
-        Self { max_bytes: 64 << 20, max_pixels: 64 << 20, max_dimension: 16384 }
+        Self { max_bytes: 64 << 20, max_pixels: 64 << 20, max_dimension: 16384, allow_incomplete: false }
     }
 }
 
