@@ -187,12 +187,6 @@ impl<O> Once<O> {
 pub struct Stream<O>(mpsc::Sender<Result<O, ModelError>>);
 
 impl<O> Stream<O> {
-    /// Hands over one item, waiting while the receiver has `buffer` unread ones. `false` when the
-    /// receiver is gone: stop producing.
-    pub fn send(&self, item: O) -> bool {
-        self.0.blocking_send(Ok(item)).is_ok()
-    }
-
     /// Ends the stream with an error.
     pub fn fail(self, error: ModelError) {
         let _ = self.0.blocking_send(Err(error));
@@ -305,9 +299,17 @@ mod tests {
                         match request {
                             Request::Double(v, reply) => doubles.push((v, reply)),
                             Request::Count(n, stream) => {
-                                for i in 0..n {
-                                    if !stream.send(i) {
-                                        break;
+                                // As the chat model hands out text: offered, and offered again while the
+                                // reader is behind.
+                                'count: for i in 0..n {
+                                    let mut item = Ok(i);
+                                    loop {
+                                        match stream.offer(item) {
+                                            Offer::Taken => break,
+                                            Offer::Full(back) => item = back,
+                                            Offer::Gone => break 'count,
+                                        }
+                                        std::thread::sleep(Duration::from_millis(1));
                                     }
                                     produced.fetch_add(1, Ordering::SeqCst);
                                 }
@@ -372,7 +374,7 @@ mod tests {
         // One slot, and the thread held busy by a stream nobody reads (buffer 1).
         let worker = start(Arc::default(), 1);
         let _held = worker.stream(|s| Request::Count(3, s), 1, false).await.unwrap();
-        // The thread takes the stream request and blocks on its second item; the slot fills next.
+        // The thread takes the stream request and waits to hand over its second item; the slot fills next.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (reply, _rx) = oneshot::channel();
         worker.submit(Request::Double(vec![1], Once(reply)), false).await.unwrap();

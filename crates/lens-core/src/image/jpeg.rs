@@ -569,7 +569,6 @@ impl Decoder {
                 restarts_to_go -= 1;
             }
             if r.insufficient {
-                self.incomplete = true;
                 continue; // out of data in this segment: leave the MCU blank, as libjpeg does
             }
             let (mx, my) = (mcu % mcus_x, mcu / mcus_x);

@@ -70,7 +70,7 @@ impl RotaryEmbedding {
     /// # Shapes
     /// - output: two `[1, 1, n, head_dim]` tensors (broadcast over batch and heads)
     pub fn cos_sin<B: Backend>(&self, start: usize, n: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        self.tables(start..start + n, [1, 1, n, 2 * self.inv_freq.len()], device)
+        self.tables(start..start + n, device)
     }
 
     /// cos and sin of any positions (the new positions of several sequences, one after another).
@@ -78,17 +78,17 @@ impl RotaryEmbedding {
     /// # Shapes
     /// - output: two `[1, 1, positions, head_dim]` tensors (broadcast over batch and heads)
     pub fn cos_sin_at<B: Backend>(&self, positions: &[usize], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        self.tables(positions.iter().copied(), [1, 1, positions.len(), 2 * self.inv_freq.len()], device)
+        self.tables(positions.iter().copied(), device)
     }
 
-    /// cos and sin of `positions`, one `head_dim` row each, in `shape`.
+    /// cos and sin of `positions`, one `head_dim` row each: two `[1, 1, positions, head_dim]` tensors.
     fn tables<B: Backend>(
         &self,
         positions: impl ExactSizeIterator<Item = usize>,
-        shape: [usize; 4],
         device: &B::Device,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let half = self.inv_freq.len();
+        let shape = [1, 1, positions.len(), 2 * half];
         let mut cos = Vec::with_capacity(positions.len() * 2 * half);
         let mut sin = Vec::with_capacity(positions.len() * 2 * half);
         for position in positions {

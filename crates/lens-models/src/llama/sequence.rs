@@ -75,7 +75,6 @@ pub struct Sequence<'p, B: Backend> {
     /// `inputs_embeds` of the prompt (`[1, prompt, hidden]`: LLaVA's, image features in place) until the
     /// prefill; `None` after it, or when the prompt's own token embeddings are fed.
     prompt_embeds: Option<Tensor<B, 3>>,
-    prefilled: bool,
     text: TextStream<'p>,
     finish: Option<FinishReason>,
 }
@@ -83,7 +82,8 @@ pub struct Sequence<'p, B: Backend> {
 impl<'p, B: Backend> Sequence<'p, B> {
     /// A sequence continuing `prompt` (ids; `prompt_embeds` its input embeddings when they are not the ids'
     /// own), decoded by `tokenizer`, ending at any of `special.eos`, a stop string or `max_new_tokens`. The
-    /// caller checked that the prompt and `max_new_tokens` fit the context.
+    /// caller checked the prompt and `config` with [`super::pipeline::check_fits`] (before any vision tower
+    /// runs).
     pub(crate) fn new(
         model: &'p LlamaForCausalLM<B>,
         prompt: &[u32],
@@ -93,12 +93,8 @@ impl<'p, B: Backend> Sequence<'p, B> {
         config: &GenerationConfig,
         tokenizer: &'p HfTokenizer,
     ) -> Result<Self> {
-        config.validate()?;
         if config.num_beams > 1 {
             return Err(Error::invalid_input("beam search cannot stream tokens: use num_beams = 1"));
-        }
-        if prompt.is_empty() {
-            return Err(Error::invalid_input("the prompt has no tokens"));
         }
         if let Some(embeds) = &prompt_embeds
             && embeds.dims()[..2] != [1, prompt.len()]
@@ -114,7 +110,6 @@ impl<'p, B: Backend> Sequence<'p, B> {
             max_new_tokens: config.max_new_tokens,
             min_new_tokens: config.min_new_tokens,
             prompt_embeds,
-            prefilled: false,
             text: TextStream::new(tokenizer, stop_strings)?,
             finish: None,
         })
@@ -122,7 +117,7 @@ impl<'p, B: Backend> Sequence<'p, B> {
 
     /// Runs the prompt through the model and picks the first token (a step of this sequence alone).
     pub fn prefill(&mut self) -> Result<Step> {
-        if self.prefilled {
+        if self.prefilled() {
             return Err(Error::invalid_input("the sequence was prefilled already"));
         }
         step_together(&mut [self])?.remove(0)
@@ -133,11 +128,16 @@ impl<'p, B: Backend> Sequence<'p, B> {
     /// # Shapes
     /// - output: `[1, positions, hidden]`
     fn step_embeds(&self) -> Result<Tensor<B, 3>> {
-        match (&self.prompt_embeds, self.prefilled) {
+        match (&self.prompt_embeds, self.prefilled()) {
             (_, true) => self.model.model.embed(&[vec![self.picker.last()]]),
             (Some(embeds), false) => Ok(embeds.clone()),
             (None, false) => self.model.model.embed(&[self.picker.prompt().to_vec()]),
         }
+    }
+
+    /// Whether the prompt has run: every step, the prefill included, picks a token.
+    fn prefilled(&self) -> bool {
+        self.picker.generated() > 0
     }
 
     /// Whether the answer ended (EOS, a stop string, `max_new_tokens`).
@@ -184,10 +184,11 @@ impl<'p, B: Backend> Sequence<'p, B> {
         let token = self.picker.choose(logits);
         self.picker.push(token);
         let (mut text, stop_found) = self.text.push(token)?;
+        let eos = self.eos.contains(&token);
         if stop_found {
             self.finish = Some(FinishReason::Stop);
-        } else if self.eos.contains(&token) || self.generated() >= self.max_new_tokens {
-            let (rest, reason) = self.text.finish(self.eos.contains(&token))?;
+        } else if eos || self.generated() >= self.max_new_tokens {
+            let (rest, reason) = self.text.finish(eos)?;
             text.push_str(&rest);
             self.finish = Some(reason);
         }
@@ -226,8 +227,7 @@ pub fn step_together<B: Backend>(rows: &mut [&mut Sequence<'_, B>]) -> Result<Ve
     let index = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [lens.len()]), &device);
     let mut logits = host(model.logits(hidden.select(1, index)))?;
     for row in rows.iter_mut() {
-        row.prompt_embeds = None;
-        row.prefilled = true;
+        row.prompt_embeds = None; // prefilled: each row picks its token below
     }
     Ok(rows.iter_mut().zip(logits.chunks_exact_mut(model.vocab_size())).map(|(row, scores)| row.take(scores)).collect())
 }
