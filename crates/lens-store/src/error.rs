@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in lens-store.
 ///
-/// How the server may map them: `InvalidInput` -> 400, `NotFound` -> 404, the rest -> 500
+/// How the server may map them: `InvalidInput` -> 400, `NotFound` -> 404, `Conflict` -> 409, the rest -> 500
 /// (`Config` at start-up: refuse to start with the message).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +30,9 @@ pub enum StoreError {
     /// sha256, a non-finite embedding, an impossible job state change.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The name is held by another tenant (collection names are global).
+    #[error("{0}")]
+    Conflict(String),
     /// The store cannot be used as configured: unreachable or missing bucket, a catalog written
     /// by a newer Lens, a file that is not a Lens catalog.
     #[error("configuration: {0}")]

@@ -19,10 +19,11 @@ pub mod testing;
 
 pub use blob::{BlobStore, LocalBlobStore, validate_key};
 pub use catalog::{
-    ANALYSIS_JOB, CAPTION_JOB, Catalog, Change, ChangePage, ChatPage, ChatRecord, ChunkRecord, CollectionInfo,
-    INTERRUPTED_JOB_ERROR, ImageAnalysis, ImagePage, ImageRecord, JobFilter, JobRecord, JobState, MAX_QUERY_TERMS,
-    MAX_TERM_CHARS, NewAnalysis, NewChat, NewDocument, NewImage, RESUMABLE_JOB_KINDS, RetryPolicy, SCHEMA_VERSION,
-    analysis_job_params, caption_job_params, fts_query,
+    ANALYSIS_JOB, CAPTION_JOB, Catalog, Change, ChangePage, ChatPage, ChatRecord, ChunkRecord, CollectionInfo, Deleted,
+    INTERRUPTED_JOB_ERROR, ImageAnalysis, ImagePage, ImageRecord, JobFilter, JobRecord, JobState, KeyRecord,
+    MAX_QUERY_TERMS, MAX_TERM_CHARS, NewAnalysis, NewChat, NewDocument, NewImage, NewKey, RESUMABLE_JOB_KINDS,
+    RetryPolicy, SCHEMA_VERSION, SECRET_PREFIX, Scope, Visible, analysis_job_params, caption_job_params, fts_query,
+    secret_hash,
 };
 pub use error::{Result, StoreError};
 pub use s3::{S3BlobStore, S3Config};

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use lens_store::{Catalog, NewImage, StoreError};
+use lens_store::{Catalog, NewImage, StoreError, Visible};
 use serde_json::json;
 
 use crate::common::{MODEL, new_image, vector};
@@ -45,7 +45,7 @@ fn bad_input_is_rejected() {
     let img = new_image("bad", &[]);
     assert!(matches!(catalog.insert_image(&img, MODEL, &[]), Err(StoreError::InvalidInput(_))));
     assert!(matches!(catalog.insert_image(&img, MODEL, &[f32::NAN]), Err(StoreError::InvalidInput(_))));
-    assert!(matches!(catalog.list_images(10, Some("nope"), None), Err(StoreError::InvalidInput(_))));
+    assert!(matches!(catalog.list_images(10, Some("nope"), None, Visible::All), Err(StoreError::InvalidInput(_))));
     assert_eq!(catalog.count_images().unwrap(), 0);
     assert_eq!(catalog.generation().unwrap(), 0);
 }
@@ -66,7 +66,7 @@ fn list_pages_newest_first_with_cursor_and_tag_filter_stable_under_inserts() {
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = catalog.list_images(10, cursor.as_deref(), None).unwrap();
+        let page = catalog.list_images(10, cursor.as_deref(), None, Visible::All).unwrap();
         pages += 1;
         seen.extend(page.images.iter().map(|r| r.key));
         if pages == 1 {
@@ -84,17 +84,18 @@ fn list_pages_newest_first_with_cursor_and_tag_filter_stable_under_inserts() {
     assert_eq!(seen, expected);
 
     // Exactly a page's worth: no dangling cursor on the last page.
-    let page = catalog.list_images(28, None, None).unwrap();
+    let page = catalog.list_images(28, None, None, Visible::All).unwrap();
     assert_eq!(page.images.len(), 28);
     assert!(page.next_cursor.is_none());
 
     // Tag filter, paged.
-    let red: Vec<i64> = catalog.list_images(100, None, Some("red")).unwrap().images.iter().map(|r| r.key).collect();
+    let red: Vec<i64> =
+        catalog.list_images(100, None, Some("red"), Visible::All).unwrap().images.iter().map(|r| r.key).collect();
     assert_eq!(red.len(), 9 + 3);
     let mut paged = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = catalog.list_images(4, cursor.as_deref(), Some("red")).unwrap();
+        let page = catalog.list_images(4, cursor.as_deref(), Some("red"), Visible::All).unwrap();
         assert!(page.images.iter().all(|r| r.tags.contains(&"red".to_string())));
         paged.extend(page.images.iter().map(|r| r.key));
         cursor = page.next_cursor;
@@ -103,16 +104,16 @@ fn list_pages_newest_first_with_cursor_and_tag_filter_stable_under_inserts() {
         }
     }
     assert_eq!(paged, red);
-    assert!(catalog.list_images(10, None, Some("re")).unwrap().images.is_empty());
+    assert!(catalog.list_images(10, None, Some("re"), Visible::All).unwrap().images.is_empty());
 
     // Tags can be replaced; the filter follows.
     let first = catalog.images_by_keys(&[keys[1]]).unwrap().remove(0);
     assert!(catalog.set_tags(&first.id, &["green".into(), "green".into(), "red".into()]).unwrap());
     assert_eq!(catalog.image(&first.id).unwrap().unwrap().tags, vec!["green", "red"]);
-    let green = catalog.list_images(10, None, Some("green")).unwrap().images;
+    let green = catalog.list_images(10, None, Some("green"), Visible::All).unwrap().images;
     assert_eq!(green.len(), 1);
     assert_eq!(green[0].key, keys[1]);
-    assert_eq!(catalog.list_images(100, None, Some("red")).unwrap().images.len(), 13);
+    assert_eq!(catalog.list_images(100, None, Some("red"), Visible::All).unwrap().images.len(), 13);
     assert!(!catalog.set_tags("missing", &[]).unwrap());
     assert!(!catalog.set_caption("missing", Some("x")).unwrap());
 }
@@ -154,7 +155,7 @@ fn delete_cascades_to_embeddings_and_tags_and_bumps_generation() {
     let count = |sql: &str| raw.query_row(sql, [a.key], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count("SELECT COUNT(*) FROM embeddings WHERE image_key = ?1"), 0);
     assert_eq!(count("SELECT COUNT(*) FROM image_tags WHERE image_key = ?1"), 0);
-    let tagged = catalog.list_images(10, None, Some("t")).unwrap().images;
+    let tagged = catalog.list_images(10, None, Some("t"), Visible::All).unwrap().images;
     assert_eq!(tagged.iter().map(|r| r.key).collect::<Vec<_>>(), vec![b.key]);
 
     // Keys are never reused: the vector index may still hold a deleted one.
@@ -182,4 +183,47 @@ fn colors_and_metadata_round_trip() {
     assert_eq!(json["metadata"]["format"], "png");
     let (bare, _) = catalog.insert_image(&new_image("d", &[]), MODEL, &vector(1.0, 4)).unwrap();
     assert_eq!(serde_json::to_value(&bare).unwrap()["colors"], json!(null));
+}
+
+/// Identical bytes stored by two tenants are one image held by both: each sees it (`created` for each the
+/// first time), lists and counts only its own, and a delete by one lets go of it until the last holder's
+/// delete removes it. An image stored without an owner is seen by neither.
+#[test]
+fn tenants_hold_images_and_see_only_their_own() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let held = |seed: &str, owner: Option<&str>| NewImage { owner: owner.map(str::to_string), ..new_image(seed, &[]) };
+    let (shared, created) = catalog.insert_image(&held("shared", Some("ann")), MODEL, &vector(1.0, 4)).unwrap();
+    assert!(created);
+    let (again, created) = catalog.insert_image(&held("shared", Some("bob")), MODEL, &vector(1.0, 4)).unwrap();
+    assert!(created, "new to bob");
+    assert_eq!(again.key, shared.key);
+    assert!(!catalog.insert_image(&held("shared", Some("bob")), MODEL, &vector(1.0, 4)).unwrap().1);
+    let (anns, _) = catalog.insert_image(&held("ann only", Some("ann")), MODEL, &vector(2.0, 4)).unwrap();
+    let (nobodys, _) = catalog.insert_image(&held("no owner", None), MODEL, &vector(3.0, 4)).unwrap();
+    let (ann, bob) = (Visible::To("ann"), Visible::To("bob"));
+
+    assert!(catalog.visible_image(&anns.id, ann).unwrap().is_some());
+    assert!(catalog.visible_image(&anns.id, bob).unwrap().is_none());
+    assert!(catalog.visible_image(&nobodys.id, ann).unwrap().is_none());
+    assert!(catalog.visible_image(&nobodys.id, Visible::All).unwrap().is_some());
+    let listed =
+        |v| catalog.list_images(10, None, None, v).unwrap().images.iter().map(|r| r.key).collect::<HashSet<_>>();
+    assert_eq!(listed(ann), HashSet::from([shared.key, anns.key]));
+    assert_eq!(listed(bob), HashSet::from([shared.key]));
+    assert_eq!(listed(Visible::All).len(), 3);
+    assert_eq!((catalog.count_visible_images(ann).unwrap(), catalog.count_visible_images(bob).unwrap()), (2, 1));
+    let keys = [shared.key, anns.key, nobodys.key];
+    assert_eq!(catalog.visible_images_by_keys(&keys, bob).unwrap().len(), 1);
+
+    assert_eq!(catalog.release_image(&anns.id, bob).unwrap(), lens_store::Deleted::NotFound);
+    assert_eq!(catalog.release_image(&shared.id, ann).unwrap(), lens_store::Deleted::Released);
+    assert!(catalog.visible_image(&shared.id, ann).unwrap().is_none());
+    assert!(catalog.visible_image(&shared.id, bob).unwrap().is_some(), "bob still holds it");
+    let generation = catalog.generation().unwrap();
+    assert!(
+        matches!(catalog.release_image(&shared.id, bob).unwrap(), lens_store::Deleted::Removed(r) if r.key == shared.key)
+    );
+    assert!(catalog.image(&shared.id).unwrap().is_none());
+    assert_eq!(catalog.generation().unwrap(), generation + 1);
+    assert!(matches!(catalog.release_image(&nobodys.id, Visible::All).unwrap(), lens_store::Deleted::Removed(_)));
 }

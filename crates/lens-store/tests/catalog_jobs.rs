@@ -141,10 +141,13 @@ fn a_failing_job_backs_off_then_goes_dead_with_its_last_error() {
     // Dead jobs are never claimed again, and are listed by the dead-letter filter.
     assert!(catalog.claim_next(CAPTION_JOB, now + 10_000_000, 60_000).unwrap().is_none());
     assert_eq!(catalog.next_job_due(CAPTION_JOB).unwrap(), None);
-    let dead =
-        catalog.list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: Some(JobState::Dead) }).unwrap();
+    let dead = catalog
+        .list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: Some(JobState::Dead), tenant: None })
+        .unwrap();
     assert_eq!(dead.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), vec![job.id.as_str()]);
-    assert!(catalog.list_jobs_where(10, &JobFilter { kind: Some("ingest"), state: None }).unwrap().is_empty());
+    assert!(
+        catalog.list_jobs_where(10, &JobFilter { kind: Some("ingest"), state: None, tenant: None }).unwrap().is_empty()
+    );
     let counts = catalog.count_jobs(CAPTION_JOB).unwrap();
     assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Dead).unwrap().1, 1);
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1);
@@ -250,7 +253,7 @@ fn ingest_queues_one_caption_job_and_delete_withdraws_it() {
     let catalog = Catalog::open_in_memory().unwrap();
     let (a, created) = catalog.insert_image(&captioned("a"), MODEL, &vector(1.0, 4)).unwrap();
     assert!(created);
-    let jobs = catalog.list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: None }).unwrap();
+    let jobs = catalog.list_jobs_where(10, &JobFilter { kind: Some(CAPTION_JOB), state: None, tenant: None }).unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].params, json!({"image": a.id, "options": {"num_beams": 3}}));
     // The same bytes again: no second job while one is pending.
@@ -274,4 +277,21 @@ fn ingest_queues_one_caption_job_and_delete_withdraws_it() {
     assert_eq!(catalog.job(&job.id).unwrap().unwrap().state, JobState::Cancelled);
     assert!(!catalog.complete_job(&job.id, job.attempts, JobState::Succeeded, &json!(null)).unwrap());
     assert_eq!(catalog.job(&job.id).unwrap().unwrap().state, JobState::Cancelled);
+}
+
+/// A singleton kind has one queued or running job at a time: asking again gives that job back until it
+/// finishes; then a new one is made.
+#[test]
+fn singleton_jobs_are_not_duplicated_while_one_is_pending() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let (first, created) = catalog.create_singleton_job("index_rebuild", 3, &json!({})).unwrap();
+    assert!(created);
+    let (again, created) = catalog.create_singleton_job("index_rebuild", 3, &json!({})).unwrap();
+    assert_eq!((again.id.as_str(), created), (first.id.as_str(), false));
+    catalog.start_job(&first.id).unwrap();
+    assert!(!catalog.create_singleton_job("index_rebuild", 3, &json!({})).unwrap().1, "running");
+    assert!(catalog.create_singleton_job("other", 1, &json!({})).unwrap().1, "per kind");
+    catalog.finish_job(&first.id, JobState::Succeeded, None, &json!({})).unwrap();
+    let (next, created) = catalog.create_singleton_job("index_rebuild", 3, &json!({})).unwrap();
+    assert!(created && next.id != first.id);
 }

@@ -20,6 +20,14 @@ pub enum ErrorCode {
     InvalidUrl,
     NotFound,
     MethodNotAllowed,
+    /// No API key, or one this server does not know (or revoked): send `Authorization: Bearer KEY`.
+    Unauthorized,
+    /// The key's scope does not cover the route, or a browser request from another site or for another host.
+    Forbidden,
+    /// The name is taken (collection names are shared by every tenant).
+    Conflict,
+    /// Over the key's (or the address's) request or byte rate: retry after `Retry-After` seconds.
+    RateLimited,
     /// A body, file, text or count over its limit.
     TooLarge,
     /// An image over the pixel or side limit.
@@ -68,6 +76,10 @@ impl ErrorCode {
             Self::InvalidUrl => "invalid_url",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Conflict => "conflict",
+            Self::RateLimited => "rate_limited",
             Self::TooLarge => "too_large",
             Self::TooManyPixels => "too_many_pixels",
             Self::UnsupportedFormat => "unsupported_format",
@@ -99,13 +111,15 @@ impl ErrorCode {
             | Self::InvalidCursor
             | Self::InvalidUrl
             | Self::UrlRefused => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::NotEmbedded => 409,
+            Self::NotEmbedded | Self::Conflict => 409,
             Self::TooLarge => 413,
             Self::UnsupportedFormat | Self::UnsupportedMediaType => 415,
             Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
-            Self::Overloaded => 429,
+            Self::Overloaded | Self::RateLimited => 429,
             Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout => 503,
             Self::UpstreamFailed => 502,
             Self::FetchTimeout | Self::UpstreamTimeout => 504,
@@ -115,10 +129,12 @@ impl ErrorCode {
 }
 
 impl ErrorCode {
-    /// OpenAI's `type` for an error of this code: `invalid_request_error` (4xx but 404 and 429),
-    /// `not_found_error`, `rate_limit_error` (429), `server_error` (5xx).
+    /// OpenAI's `type` for an error of this code: `invalid_request_error` (4xx but 401, 403, 404 and 429),
+    /// `authentication_error`, `permission_error`, `not_found_error`, `rate_limit_error` (429), `server_error` (5xx).
     pub fn kind(self) -> &'static str {
         match self.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
             404 => "not_found_error",
             429 => "rate_limit_error",
             400..=499 => "invalid_request_error",
@@ -199,7 +215,9 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_names_and_unknown_ones_parse() {
-        for code in [ErrorCode::InvalidRequest, ErrorCode::TooManyPixels, ErrorCode::CaptioningDisabled] {
+        for code in
+            [ErrorCode::InvalidRequest, ErrorCode::TooManyPixels, ErrorCode::RateLimited, ErrorCode::Unauthorized]
+        {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
         let body: ErrorBody = serde_json::from_str(r#"{"error":{"code":"brand_new","message":"m"}}"#).unwrap();

@@ -4,8 +4,8 @@
 
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
-use super::Catalog;
 use super::images::{decode_cursor, encode_cursor};
+use super::{Catalog, Visible};
 use crate::error::{Result, StoreError};
 use crate::time::{format_rfc3339_ms, now_ms};
 
@@ -18,6 +18,8 @@ pub struct NewChat<'a> {
     /// `chat` or `analysis`.
     pub kind: &'a str,
     pub user: Option<&'a str>,
+    /// The tenant of the key that asked (see [`Visible`]).
+    pub tenant: Option<&'a str>,
     pub model: &'a str,
     pub messages: &'a serde_json::Value,
     pub answer: &'a str,
@@ -46,8 +48,8 @@ impl Catalog {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR REPLACE INTO chats (id, kind, user, model, messages, answer, finish_reason, prompt_tokens,
-                                           completion_tokens, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                           completion_tokens, created_at, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 chat.id,
                 chat.kind,
@@ -58,7 +60,8 @@ impl Catalog {
                 chat.finish_reason,
                 chat.prompt_tokens as i64,
                 chat.completion_tokens as i64,
-                now_ms()
+                now_ms(),
+                chat.tenant,
             ],
         )?;
         let count: i64 = tx.query_row("SELECT COUNT(*) FROM chats", [], |r| r.get(0))?;
@@ -73,17 +76,18 @@ impl Catalog {
         Ok(())
     }
 
-    /// Newest first, `limit` per page, optionally one user's and one kind's; `cursor` is the previous
-    /// page's `next_cursor`.
+    /// Newest first, `limit` per page, optionally one user's and one kind's, those `visible` sees; `cursor` is
+    /// the previous page's `next_cursor`.
     pub fn list_chats(
         &self,
         user: Option<&str>,
         kind: Option<&str>,
         limit: usize,
         cursor: Option<&str>,
+        visible: Visible<'_>,
     ) -> Result<ChatPage> {
-        let mut sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE {}", visible.tenant_is("tenant"));
+        let mut args: Vec<rusqlite::types::Value> = visible.args();
         if let Some(cursor) = cursor {
             let (ms, rowid) = decode_cursor(cursor)?;
             sql.push_str(" AND (created_at, rowid) < (?, ?)");
@@ -118,24 +122,33 @@ impl Catalog {
         Ok(ChatPage { chats, next_cursor })
     }
 
-    /// The chat with this id.
-    pub fn chat(&self, id: &str) -> Result<Option<ChatRecord>> {
+    /// The chat with this id, when `visible` sees it.
+    pub fn chat(&self, id: &str, visible: Visible<'_>) -> Result<Option<ChatRecord>> {
         let conn = self.conn();
-        let row = conn
-            .query_row(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ?1"), params![id], raw_chat)
-            .optional()?;
+        let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND {}", visible.tenant_is("tenant"));
+        let args = with_visible(id, visible);
+        let row = conn.query_row(&sql, rusqlite::params_from_iter(args), raw_chat).optional()?;
         row.map(|(_, _, record)| record).transpose()
     }
 
-    /// Deletes one chat; `false` when there was none.
-    pub fn delete_chat(&self, id: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM chats WHERE id = ?1", params![id])? > 0)
+    /// Deletes one chat `visible` sees; `false` when there was none.
+    pub fn delete_chat(&self, id: &str, visible: Visible<'_>) -> Result<bool> {
+        let sql = format!("DELETE FROM chats WHERE id = ? AND {}", visible.tenant_is("tenant"));
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(with_visible(id, visible)))? > 0)
     }
 
-    /// Deletes every chat of `user`; how many.
-    pub fn delete_user_chats(&self, user: &str) -> Result<u64> {
-        Ok(self.conn().execute("DELETE FROM chats WHERE user = ?1", params![user])? as u64)
+    /// Deletes every chat of `user` that `visible` sees; how many.
+    pub fn delete_user_chats(&self, user: &str, visible: Visible<'_>) -> Result<u64> {
+        let sql = format!("DELETE FROM chats WHERE user = ? AND {}", visible.tenant_is("tenant"));
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(with_visible(user, visible)))? as u64)
     }
+}
+
+/// `value` then the tenant of `visible`, as query arguments.
+fn with_visible(value: &str, visible: Visible<'_>) -> Vec<rusqlite::types::Value> {
+    let mut args: Vec<rusqlite::types::Value> = vec![value.to_string().into()];
+    args.extend(visible.args());
+    args
 }
 
 /// (rowid, created ms, the record) of a row of [`CHAT_COLUMNS`].
@@ -170,6 +183,7 @@ mod tests {
             id,
             kind,
             user,
+            tenant: None,
             model: "llava",
             messages,
             answer: "A rocket.",
@@ -191,27 +205,60 @@ mod tests {
             catalog.store_chat(&chat(&format!("chatcmpl-{i}"), *user, kind, &messages), 100).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let one = catalog.chat("chatcmpl-0").unwrap().unwrap();
+        let one = catalog.chat("chatcmpl-0", Visible::All).unwrap().unwrap();
         assert_eq!((one.user.as_deref(), one.kind.as_str(), one.answer.as_str()), (Some("ann"), "chat", "A rocket."));
         assert_eq!((one.messages.clone(), one.usage.total_tokens), (messages.clone(), 15));
         let ids = |page: &ChatPage| page.chats.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
-        let first = catalog.list_chats(None, None, 3, None).unwrap();
+        let first = catalog.list_chats(None, None, 3, None, Visible::All).unwrap();
         assert_eq!(ids(&first), ["chatcmpl-3", "chatcmpl-2", "chatcmpl-1"]);
-        let rest = catalog.list_chats(None, None, 3, first.next_cursor.as_deref()).unwrap();
+        let rest = catalog.list_chats(None, None, 3, first.next_cursor.as_deref(), Visible::All).unwrap();
         assert_eq!((ids(&rest), rest.next_cursor), (vec!["chatcmpl-0".to_string()], None));
-        assert_eq!(ids(&catalog.list_chats(Some("ann"), None, 10, None).unwrap()), ["chatcmpl-2", "chatcmpl-0"]);
-        assert_eq!(ids(&catalog.list_chats(Some("ann"), Some("analysis"), 10, None).unwrap()), ["chatcmpl-2"]);
-        assert!(catalog.list_chats(None, None, 1, Some("zz")).is_err(), "a cursor this server did not give");
+        assert_eq!(
+            ids(&catalog.list_chats(Some("ann"), None, 10, None, Visible::All).unwrap()),
+            ["chatcmpl-2", "chatcmpl-0"]
+        );
+        assert_eq!(
+            ids(&catalog.list_chats(Some("ann"), Some("analysis"), 10, None, Visible::All).unwrap()),
+            ["chatcmpl-2"]
+        );
+        assert!(
+            catalog.list_chats(None, None, 1, Some("zz"), Visible::All).is_err(),
+            "a cursor this server did not give"
+        );
 
-        assert!(catalog.delete_chat("chatcmpl-1").unwrap());
-        assert!(!catalog.delete_chat("chatcmpl-1").unwrap());
-        assert_eq!(catalog.delete_user_chats("ann").unwrap(), 2);
-        assert_eq!(ids(&catalog.list_chats(None, None, 10, None).unwrap()), ["chatcmpl-3"]);
+        assert!(catalog.delete_chat("chatcmpl-1", Visible::All).unwrap());
+        assert!(!catalog.delete_chat("chatcmpl-1", Visible::All).unwrap());
+        assert_eq!(catalog.delete_user_chats("ann", Visible::All).unwrap(), 2);
+        assert_eq!(ids(&catalog.list_chats(None, None, 10, None, Visible::All).unwrap()), ["chatcmpl-3"]);
         for i in 10..13 {
             catalog.store_chat(&chat(&format!("chatcmpl-{i}"), None, "chat", &messages), 2).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        assert_eq!(ids(&catalog.list_chats(None, None, 10, None).unwrap()), ["chatcmpl-12", "chatcmpl-11"]);
+        assert_eq!(
+            ids(&catalog.list_chats(None, None, 10, None, Visible::All).unwrap()),
+            ["chatcmpl-12", "chatcmpl-11"]
+        );
         assert!(catalog.store_chat(&chat("x", None, "other", &messages), 2).is_err());
+    }
+
+    /// A tenant's chats are seen, listed and deleted only by that tenant (and `Visible::All`).
+    #[test]
+    fn chats_belong_to_their_tenant() {
+        let catalog = Catalog::open_in_memory().unwrap();
+        let messages = serde_json::json!([]);
+        catalog
+            .store_chat(&NewChat { tenant: Some("a"), ..chat("chatcmpl-a", Some("u"), "chat", &messages) }, 10)
+            .unwrap();
+        catalog
+            .store_chat(&NewChat { tenant: Some("b"), ..chat("chatcmpl-b", Some("u"), "chat", &messages) }, 10)
+            .unwrap();
+        let (a, b) = (Visible::To("a"), Visible::To("b"));
+        assert!(catalog.chat("chatcmpl-a", a).unwrap().is_some());
+        assert!(catalog.chat("chatcmpl-a", b).unwrap().is_none());
+        let listed = catalog.list_chats(Some("u"), None, 10, None, b).unwrap();
+        assert_eq!(listed.chats.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["chatcmpl-b"]);
+        assert!(!catalog.delete_chat("chatcmpl-a", b).unwrap());
+        assert_eq!(catalog.delete_user_chats("u", b).unwrap(), 1);
+        assert!(catalog.chat("chatcmpl-a", Visible::All).unwrap().is_some());
     }
 }

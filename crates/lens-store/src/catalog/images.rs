@@ -12,7 +12,7 @@ use super::jobs::{
     ANALYSIS_JOB, CAPTION_JOB, analysis_job_params, caption_job_params, insert_job, withdraw_image_jobs,
 };
 use super::vectors::{insert_vector, validate_embedding};
-use super::{Catalog, bump_generation};
+use super::{Catalog, Visible, bump_generation};
 use crate::error::{Result, StoreError};
 use crate::time::{format_rfc3339_ms, now_ms};
 
@@ -38,6 +38,20 @@ pub struct NewImage {
     /// When set, an [`ANALYSIS_JOB`] with this prompt is queued in the same transaction: for a new
     /// image, and for an existing one whose analysis (if any) answered another prompt.
     pub analysis_prompt: Option<String>,
+    /// The tenant the image is stored for (it then holds the image; an existing image is `created` for a
+    /// tenant that did not hold it). `None`: stored without an owner (authentication off).
+    pub owner: Option<String>,
+}
+
+/// What [`Catalog::release_image`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deleted {
+    /// The image was not visible to the caller.
+    NotFound,
+    /// The caller let go of it; other tenants still hold it.
+    Released,
+    /// Nobody holds it any more: the row, its tags, vectors and image jobs are gone (the blob is the caller's).
+    Removed(ImageRecord),
 }
 
 /// An image in the catalog.
@@ -108,19 +122,37 @@ impl Catalog {
         query_image(&self.conn(), "id = ?1", params![id])
     }
 
+    /// The image with public id `id` when `visible` sees it.
+    pub fn visible_image(&self, id: &str, visible: Visible<'_>) -> Result<Option<ImageRecord>> {
+        let mut args: Vec<rusqlite::types::Value> = vec![id.to_string().into()];
+        args.extend(visible.args());
+        let condition = format!("id = ? AND {}", visible.condition("images.key"));
+        query_image(&self.conn(), &condition, rusqlite::params_from_iter(args))
+    }
+
     pub fn image_by_sha256(&self, sha256: &str) -> Result<Option<ImageRecord>> {
         query_image(&self.conn(), "sha256 = ?1", params![sha256])
     }
 
     /// The images with these keys, in any order; missing keys are skipped.
     pub fn images_by_keys(&self, keys: &[i64]) -> Result<Vec<ImageRecord>> {
+        self.visible_images_by_keys(keys, Visible::All)
+    }
+
+    /// [`images_by_keys`](Self::images_by_keys), only those `visible` sees.
+    pub fn visible_images_by_keys(&self, keys: &[i64], visible: Visible<'_>) -> Result<Vec<ImageRecord>> {
         let conn = self.conn();
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT {IMAGE_COLUMNS} FROM images WHERE key IN ({marks})");
+            let sql = format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE key IN ({marks}) AND {}",
+                visible.condition("images.key")
+            );
+            let mut args: Vec<rusqlite::types::Value> = chunk.iter().map(|&k| k.into()).collect();
+            args.extend(visible.args());
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(chunk), RawImage::from_row)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), RawImage::from_row)?;
             for row in rows {
                 out.push(row?.into_record()?.0);
             }
@@ -130,14 +162,20 @@ impl Catalog {
 
     /// Newest first (created_at desc, key desc), `limit` per page. `cursor` is the `next_cursor`
     /// of the previous page (opaque; stable under inserts: new images land before page one).
-    /// `tag`: only images with exactly this tag.
-    pub fn list_images(&self, limit: usize, cursor: Option<&str>, tag: Option<&str>) -> Result<ImagePage> {
+    /// `tag`: only images with exactly this tag; only those `visible` sees.
+    pub fn list_images(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+        tag: Option<&str>,
+        visible: Visible<'_>,
+    ) -> Result<ImagePage> {
         let after = cursor.map(decode_cursor).transpose()?;
         if limit == 0 {
             return Ok(ImagePage { images: Vec::new(), next_cursor: cursor.map(str::to_string) });
         }
-        let mut sql = format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut sql = format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE {}", visible.condition("i.key"));
+        let mut args: Vec<rusqlite::types::Value> = visible.args();
         if let Some((ms, key)) = after {
             sql.push_str(" AND (i.created_at, i.key) < (?, ?)");
             args.push(ms.into());
@@ -169,8 +207,58 @@ impl Catalog {
     }
 
     pub fn count_images(&self) -> Result<u64> {
-        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))?;
+        self.count_visible_images(Visible::All)
+    }
+
+    /// `tenant` holds the image with this key from now on; whether it did not before.
+    pub fn hold_image(&self, key: i64, tenant: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM images WHERE key = ?1)", params![key], |r| r.get(0))?;
+        if !exists {
+            return Err(StoreError::NotFound(format!("image key {key}")));
+        }
+        let newly = insert_owner(&tx, Some(tenant), key)?;
+        tx.commit()?;
+        Ok(newly)
+    }
+
+    /// The images `visible` sees.
+    pub fn count_visible_images(&self, visible: Visible<'_>) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) FROM images WHERE {}", visible.condition("images.key"));
+        let n: i64 = self.conn().query_row(&sql, rusqlite::params_from_iter(visible.args()), |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    /// A delete by one tenant (`Visible::To`): it lets go of the image, which is removed when no tenant holds
+    /// it any more. `Visible::All` removes it whoever holds it. Bumps the generation when removed.
+    pub fn release_image(&self, id: &str, visible: Visible<'_>) -> Result<Deleted> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut args: Vec<rusqlite::types::Value> = vec![id.to_string().into()];
+        args.extend(visible.args());
+        let condition = format!("id = ? AND {}", visible.condition("images.key"));
+        let Some(record) = query_image(&tx, &condition, rusqlite::params_from_iter(args))? else {
+            return Ok(Deleted::NotFound);
+        };
+        if let Visible::To(tenant) = visible {
+            tx.execute("DELETE FROM image_owners WHERE tenant = ?1 AND image_key = ?2", params![tenant, record.key])?;
+            let held: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM image_owners WHERE image_key = ?1)",
+                params![record.key],
+                |r| r.get(0),
+            )?;
+            if held {
+                tx.commit()?;
+                return Ok(Deleted::Released);
+            }
+        }
+        tx.execute("DELETE FROM images WHERE key = ?1", params![record.key])?;
+        withdraw_image_jobs(&tx, &record.id, "the image was deleted")?;
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(Deleted::Removed(record))
     }
 
     /// Deletes the image, its tags and its embeddings; returns the deleted record. Bumps the generation.
@@ -312,6 +400,12 @@ pub(super) fn query_image(
 
 // --- helpers --------------------------------------------------------------------------------------
 
+/// Records that `owner` holds the image; whether it did not before (`false` without an owner).
+fn insert_owner(tx: &Transaction<'_>, owner: Option<&str>, key: i64) -> Result<bool> {
+    let Some(owner) = owner else { return Ok(false) };
+    Ok(tx.execute("INSERT OR IGNORE INTO image_owners (tenant, image_key) VALUES (?1, ?2)", params![owner, key])? > 0)
+}
+
 /// One image of [`Catalog::insert_images`], inside its transaction (inputs already validated).
 fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[f32]) -> Result<(ImageRecord, bool)> {
     let bytes = image.bytes;
@@ -335,7 +429,8 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         {
             insert_job(tx, ANALYSIS_JOB, Some(&existing.id), 1, &analysis_job_params(&existing.id, prompt))?;
         }
-        return Ok((existing, false));
+        let newly_held = insert_owner(tx, image.owner.as_deref(), existing.key)?;
+        return Ok((existing, newly_held));
     }
     let created_ms = now_ms();
     let tags = normalize_tags(&image.tags);
@@ -360,6 +455,7 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         ],
     )?;
     let key = tx.last_insert_rowid();
+    insert_owner(tx, image.owner.as_deref(), key)?;
     insert_tag_rows(tx, key, &tags)?;
     insert_vector(tx, "embeddings", key, model, embedding)?;
     bump_generation(tx)?;

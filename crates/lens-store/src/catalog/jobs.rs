@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::Catalog;
+use super::{Catalog, Visible};
 use crate::error::{Result, StoreError};
 use crate::time::{format_rfc3339_ms, now_ms};
 
@@ -73,14 +73,70 @@ impl RetryPolicy {
 pub struct JobFilter<'a> {
     pub kind: Option<&'a str>,
     pub state: Option<JobState>,
+    /// Only this tenant's jobs.
+    pub tenant: Option<&'a str>,
 }
 
 impl Catalog {
     /// A new queued job.
     pub fn create_job(&self, kind: &str, total: u64, params: &serde_json::Value) -> Result<JobRecord> {
+        self.create_tenant_job(kind, total, params, None)
+    }
+
+    /// A new queued job that belongs to `tenant` (see [`JobFilter::tenant`], [`Catalog::visible_job`]).
+    pub fn create_tenant_job(
+        &self,
+        kind: &str,
+        total: u64,
+        params: &serde_json::Value,
+        tenant: Option<&str>,
+    ) -> Result<JobRecord> {
         let conn = self.conn();
         let id = insert_job(&conn, kind, None, total, params)?.expect("no subject, no conflict");
+        conn.execute("UPDATE jobs SET tenant = ?2 WHERE id = ?1", params![id, tenant])?;
         query_job(&conn, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    }
+
+    /// A new queued job of `kind` unless one of that kind is queued or running: then that one, and `false`.
+    /// One transaction, so two callers at once get the same job.
+    pub fn create_singleton_job(
+        &self,
+        kind: &str,
+        total: u64,
+        params: &serde_json::Value,
+    ) -> Result<(JobRecord, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let running: Option<String> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE kind = ?1 AND state IN ('queued', 'running') ORDER BY created_at LIMIT 1",
+                params![kind],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let (id, created) = match running {
+            Some(id) => (id, false),
+            None => (insert_job(&tx, kind, None, total, params)?.expect("no subject, no conflict"), true),
+        };
+        let job = query_job(&tx, &id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+        tx.commit()?;
+        Ok((job, created))
+    }
+
+    /// The job when `visible` sees it (its tenant's, or any for [`Visible::All`]).
+    pub fn visible_job(&self, id: &str, visible: Visible<'_>) -> Result<Option<JobRecord>> {
+        let conn = self.conn();
+        if let Visible::To(tenant) = visible {
+            let theirs: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND tenant = ?2)",
+                params![id, tenant],
+                |r| r.get(0),
+            )?;
+            if !theirs {
+                return Ok(None);
+            }
+        }
+        query_job(&conn, id)
     }
 
     /// Queues a job about `subject` (e.g. a caption job about an image id), runnable at once, unless
@@ -279,10 +335,12 @@ impl Catalog {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR state = ?2)
+               AND (?4 IS NULL OR tenant = ?4)
              ORDER BY created_at DESC, rowid DESC LIMIT ?3"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![filter.kind, filter.state.map(JobState::as_str), limit], RawJob::from_row)?;
+        let args = params![filter.kind, filter.state.map(JobState::as_str), limit, filter.tenant];
+        let rows = stmt.query_map(args, RawJob::from_row)?;
         rows.map(|r| r?.into_record()).collect()
     }
 

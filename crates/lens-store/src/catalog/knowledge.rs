@@ -6,9 +6,9 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::Catalog;
 use super::captions::fts_query;
 use super::vectors::{decode_vector, encode_vector, validate_embedding};
+use super::{Catalog, Visible};
 use crate::error::{Result, StoreError};
 use crate::time::{format_rfc3339_ms, now_ms};
 
@@ -41,9 +41,16 @@ pub struct ChunkRecord {
 }
 
 impl Catalog {
-    /// Stores `documents` in `collection` (created when new) in one transaction: all or nothing. Each
-    /// replaces a document of the same id. `model` names the text model of the embeddings.
-    pub fn add_documents(&self, collection: &str, documents: &[NewDocument<'_>], model: Option<&str>) -> Result<u64> {
+    /// Stores `documents` in `collection` (created when new, for `owner`) in one transaction: all or nothing.
+    /// Each replaces a document of the same id. `model` names the text model of the embeddings. With an
+    /// owner, a collection of that name that is not the owner's is [`StoreError::Conflict`] (names are global).
+    pub fn add_documents(
+        &self,
+        collection: &str,
+        documents: &[NewDocument<'_>],
+        model: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<u64> {
         for d in documents {
             if !d.embeddings.is_empty() {
                 if d.embeddings.len() != d.chunks.len() {
@@ -58,7 +65,17 @@ impl Catalog {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
-        tx.execute("INSERT OR IGNORE INTO collections (name, created_at) VALUES (?1, ?2)", params![collection, now])?;
+        tx.execute(
+            "INSERT OR IGNORE INTO collections (name, created_at, tenant) VALUES (?1, ?2, ?3)",
+            params![collection, now, owner],
+        )?;
+        if owner.is_some() {
+            let holder: Option<String> =
+                tx.query_row("SELECT tenant FROM collections WHERE name = ?1", params![collection], |r| r.get(0))?;
+            if holder.as_deref() != owner {
+                return Err(StoreError::Conflict(format!("the collection name {collection:?} is taken")));
+            }
+        }
         let mut chunks = 0;
         for d in documents {
             tx.execute("DELETE FROM documents WHERE collection = ?1 AND id = ?2", params![collection, d.id])?;
@@ -86,33 +103,38 @@ impl Catalog {
         Ok(chunks)
     }
 
-    /// Every collection, by name, with its counts.
-    pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        self.collections_where(None)
+    /// Every collection `visible` sees, by name, with its counts.
+    pub fn list_collections(&self, visible: Visible<'_>) -> Result<Vec<CollectionInfo>> {
+        self.collections_where(None, visible)
     }
 
-    /// One collection's counts; `None` when there is none by that name.
-    pub fn collection(&self, name: &str) -> Result<Option<CollectionInfo>> {
-        Ok(self.collections_where(Some(name))?.pop())
+    /// One collection's counts; `None` when `visible` sees none by that name.
+    pub fn collection(&self, name: &str, visible: Visible<'_>) -> Result<Option<CollectionInfo>> {
+        Ok(self.collections_where(Some(name), visible)?.pop())
     }
 
-    /// Whether a collection by that name exists (no counting: search asks this on every query).
-    pub fn has_collection(&self, name: &str) -> Result<bool> {
-        let found =
-            self.conn().query_row("SELECT 1 FROM collections WHERE name = ?1", params![name], |_| Ok(())).optional()?;
+    /// Whether `visible` sees a collection by that name (no counting: search asks this on every query).
+    pub fn has_collection(&self, name: &str, visible: Visible<'_>) -> Result<bool> {
+        let sql = format!("SELECT 1 FROM collections WHERE name = ? AND {}", visible.tenant_is("tenant"));
+        let mut args: Vec<rusqlite::types::Value> = vec![name.to_string().into()];
+        args.extend(visible.args());
+        let found = self.conn().query_row(&sql, rusqlite::params_from_iter(args), |_| Ok(())).optional()?;
         Ok(found.is_some())
     }
 
     /// Every collection, or the one named `name`, with its counts.
-    fn collections_where(&self, name: Option<&str>) -> Result<Vec<CollectionInfo>> {
+    fn collections_where(&self, name: Option<&str>, visible: Visible<'_>) -> Result<Vec<CollectionInfo>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT c.name, c.created_at,
                     (SELECT COUNT(*) FROM documents d WHERE d.collection = c.name),
                     (SELECT COUNT(*) FROM chunks k JOIN documents d ON d.key = k.document_key WHERE d.collection = c.name)
-             FROM collections c WHERE ?1 IS NULL OR c.name = ?1 ORDER BY c.name",
-        )?;
-        let rows = stmt.query_map(params![name], |r| {
+             FROM collections c WHERE (?1 IS NULL OR c.name = ?1) AND {} ORDER BY c.name",
+            visible.tenant_is("c.tenant").replace('?', "?2")
+        ))?;
+        let mut args: Vec<rusqlite::types::Value> = vec![name.map(str::to_string).into()];
+        args.extend(visible.args());
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok(CollectionInfo {
                 name: r.get(0)?,
                 created_at: format_rfc3339_ms(r.get(1)?),
@@ -123,14 +145,24 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Deletes a collection with its documents; `false` when there was none.
-    pub fn delete_collection(&self, name: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM collections WHERE name = ?1", params![name])? > 0)
+    /// Deletes a collection `visible` sees, with its documents; `false` when there was none.
+    pub fn delete_collection(&self, name: &str, visible: Visible<'_>) -> Result<bool> {
+        let sql = format!("DELETE FROM collections WHERE name = ? AND {}", visible.tenant_is("tenant"));
+        let mut args: Vec<rusqlite::types::Value> = vec![name.to_string().into()];
+        args.extend(visible.args());
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(args))? > 0)
     }
 
-    /// Deletes one document; `false` when there was none.
-    pub fn delete_document(&self, collection: &str, id: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM documents WHERE collection = ?1 AND id = ?2", params![collection, id])? > 0)
+    /// Deletes one document of a collection `visible` sees; `false` when there was none.
+    pub fn delete_document(&self, collection: &str, id: &str, visible: Visible<'_>) -> Result<bool> {
+        let sql = format!(
+            "DELETE FROM documents WHERE collection = ? AND id = ?
+               AND EXISTS (SELECT 1 FROM collections c WHERE c.name = documents.collection AND {})",
+            visible.tenant_is("c.tenant")
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![collection.to_string().into(), id.to_string().into()];
+        args.extend(visible.args());
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(args))? > 0)
     }
 
     /// Keyword search over a collection's chunks (the same query rules as [`Catalog::search_texts`]):
@@ -224,38 +256,68 @@ mod tests {
                 .add_documents(
                     "medical",
                     &[doc("a", "…", &aspirin, &vectors), doc("i", "…", &insulin, &vectors[..1])],
-                    Some("m")
+                    Some("m"),
+                    None
                 )
                 .unwrap(),
             3
         );
-        catalog.add_documents("other", &[doc("x", "…", &insulin, &[])], None).unwrap();
+        catalog.add_documents("other", &[doc("x", "…", &insulin, &[])], None, None).unwrap();
         let found = catalog.search_chunks("medical", "blood", 10).unwrap();
         assert_eq!(found.len(), 2, "both blood chunks of `medical`, not `other`'s");
         let records = catalog.chunks_by_keys(&found.iter().map(|f| f.0).collect::<Vec<_>>()).unwrap();
         assert!(records.iter().all(|r| r.collection == "medical" && r.title.as_deref() == Some("T")));
         assert_eq!(catalog.chunk_embeddings("medical", "m").unwrap().len(), 3);
         assert!(catalog.chunk_embeddings("other", "m").unwrap().is_empty());
-        let info = catalog.collection("medical").unwrap().unwrap();
+        let info = catalog.collection("medical", Visible::All).unwrap().unwrap();
         assert_eq!((info.documents, info.chunks), (2, 3));
-        assert_eq!(catalog.collection("other").unwrap().map(|c| (c.documents, c.chunks)), Some((1, 1)));
-        assert!(catalog.has_collection("medical").unwrap() && !catalog.has_collection("nope").unwrap());
+        assert_eq!(catalog.collection("other", Visible::All).unwrap().map(|c| (c.documents, c.chunks)), Some((1, 1)));
+        assert!(
+            catalog.has_collection("medical", Visible::All).unwrap()
+                && !catalog.has_collection("nope", Visible::All).unwrap()
+        );
 
         // The same id replaces: old chunks, words and vectors go.
         let new = vec!["Aspirin is an NSAID.".to_string()];
-        catalog.add_documents("medical", &[doc("a", "…", &new, &vectors[..1])], Some("m")).unwrap();
+        catalog.add_documents("medical", &[doc("a", "…", &new, &vectors[..1])], Some("m"), None).unwrap();
         assert!(catalog.search_chunks("medical", "fever", 10).unwrap().is_empty());
         assert_eq!(catalog.search_chunks("medical", "nsaid", 10).unwrap().len(), 1);
         assert_eq!(catalog.chunk_embeddings("medical", "m").unwrap().len(), 2);
 
-        assert!(catalog.delete_document("medical", "i").unwrap());
-        assert!(!catalog.delete_document("medical", "i").unwrap());
-        assert!(catalog.delete_collection("medical").unwrap());
-        assert!(!catalog.has_collection("medical").unwrap());
+        assert!(catalog.delete_document("medical", "i", Visible::All).unwrap());
+        assert!(!catalog.delete_document("medical", "i", Visible::All).unwrap());
+        assert!(catalog.delete_collection("medical", Visible::All).unwrap());
+        assert!(!catalog.has_collection("medical", Visible::All).unwrap());
         assert!(catalog.search_chunks("medical", "nsaid", 10).unwrap().is_empty());
-        assert_eq!(catalog.list_collections().unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["other"]);
+        assert_eq!(
+            catalog.list_collections(Visible::All).unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["other"]
+        );
         // One embedding per chunk, or none.
-        assert!(catalog.add_documents("m2", &[doc("a", "…", &aspirin, &vectors[..1])], Some("m")).is_err());
-        assert!(catalog.collection("m2").unwrap().is_none(), "a refused upload creates nothing");
+        assert!(catalog.add_documents("m2", &[doc("a", "…", &aspirin, &vectors[..1])], Some("m"), None).is_err());
+        assert!(catalog.collection("m2", Visible::All).unwrap().is_none(), "a refused upload creates nothing");
+    }
+
+    /// A tenant's collection is seen and changed only by that tenant; its name is refused to another.
+    #[test]
+    fn collections_belong_to_their_tenant() {
+        let catalog = Catalog::open_in_memory().unwrap();
+        let chunks = vec!["Aspirin reduces fever.".to_string()];
+        catalog.add_documents("notes", &[doc("a", "…", &chunks, &[])], None, Some("ann")).unwrap();
+        let (ann, bob) = (Visible::To("ann"), Visible::To("bob"));
+        assert!(matches!(
+            catalog.add_documents("notes", &[doc("b", "…", &chunks, &[])], None, Some("bob")),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(catalog.collection("notes", ann).unwrap().map(|c| c.documents), Some(1), "bob's add was undone");
+        assert!(catalog.collection("notes", bob).unwrap().is_none() && !catalog.has_collection("notes", bob).unwrap());
+        assert!(catalog.list_collections(bob).unwrap().is_empty());
+        assert!(
+            !catalog.delete_document("notes", "a", bob).unwrap() && !catalog.delete_collection("notes", bob).unwrap()
+        );
+        assert_eq!(catalog.list_collections(Visible::All).unwrap().len(), 1);
+        assert!(
+            catalog.delete_document("notes", "a", ann).unwrap() && catalog.delete_collection("notes", ann).unwrap()
+        );
     }
 }

@@ -17,7 +17,8 @@
 //! - [`knowledge`]: the knowledge base's collections, documents, chunks and their vectors;
 //! - [`vectors`]: the stored image embeddings, from which the vector index is rebuilt;
 //! - [`feed`]: the change feed of browser sync and the generation counter;
-//! - [`jobs`]: the job queue (claims, retries, restarts).
+//! - [`jobs`]: the job queue (claims, retries, restarts);
+//! - [`keys`]: API keys, their tenants and scopes.
 //!
 //! Dependencies go one way: the parts use this file's [`Catalog`] and helpers; `images` uses `jobs`
 //! and `vectors`; `captions`, `analyses` and `feed` use `images` and `vectors`; `chats` uses `images`' cursors; `knowledge` uses `captions`' query rules and `vectors`; `schema` uses none of them. This
@@ -29,6 +30,7 @@ mod chats;
 mod feed;
 mod images;
 mod jobs;
+mod keys;
 mod knowledge;
 mod schema;
 mod vectors;
@@ -49,11 +51,12 @@ pub use analyses::NewAnalysis;
 pub use captions::{MAX_QUERY_TERMS, MAX_TERM_CHARS, fts_query};
 pub use chats::{ChatPage, ChatRecord, NewChat};
 pub use feed::{Change, ChangePage};
-pub use images::{ImageAnalysis, ImagePage, ImageRecord, NewImage};
+pub use images::{Deleted, ImageAnalysis, ImagePage, ImageRecord, NewImage};
 pub use jobs::{
     ANALYSIS_JOB, CAPTION_JOB, INTERRUPTED_JOB_ERROR, JobFilter, JobRecord, JobState, RESUMABLE_JOB_KINDS, RetryPolicy,
     analysis_job_params, caption_job_params,
 };
+pub use keys::{KeyRecord, NewKey, SECRET_PREFIX, Scope, secret_hash};
 pub use knowledge::{ChunkRecord, CollectionInfo, NewDocument};
 pub use schema::SCHEMA_VERSION;
 use schema::{check_identity, migrate};
@@ -120,6 +123,42 @@ impl Catalog {
     /// The schema version of the open database (equal to [`SCHEMA_VERSION`] after `open`).
     pub fn schema_version(&self) -> Result<u32> {
         Ok(self.conn().pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// Whose images, jobs, chats and collections a read sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible<'a> {
+    /// Every image (authentication off, or an admin).
+    All,
+    /// The images this tenant holds.
+    To(&'a str),
+}
+
+impl Visible<'_> {
+    /// The SQL condition on the image key column `key` (one `?` for the tenant, bound by [`Self::args`]).
+    pub(super) fn condition(self, key: &str) -> String {
+        match self {
+            Visible::All => "1".to_string(),
+            Visible::To(_) => {
+                format!("EXISTS (SELECT 1 FROM image_owners o WHERE o.tenant = ? AND o.image_key = {key})")
+            }
+        }
+    }
+
+    /// The SQL condition on a table's own `tenant` column (one `?`, bound by [`Self::args`]).
+    pub(super) fn tenant_is(self, column: &str) -> String {
+        match self {
+            Visible::All => "1".to_string(),
+            Visible::To(_) => format!("{column} = ?"),
+        }
+    }
+
+    pub(super) fn args(self) -> Vec<rusqlite::types::Value> {
+        match self {
+            Visible::All => Vec::new(),
+            Visible::To(tenant) => vec![tenant.to_string().into()],
+        }
     }
 }
 

@@ -300,6 +300,30 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.key, old.text);
     END;
     "#,
+    // 7: API keys (only the secret's sha256 is kept) and what belongs to whom: the tenants holding an
+    // image (identical bytes are one image held by several), and the tenant of a job, a chat, a collection.
+    // NULL tenant: made with authentication off, seen only without it or by an admin.
+    r#"
+    CREATE TABLE api_keys (
+        id              TEXT    PRIMARY KEY,           -- key_ + 16 hex, public
+        name            TEXT    NOT NULL,
+        tenant          TEXT    NOT NULL,
+        scope           TEXT    NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+        secret_sha256   TEXT    NOT NULL UNIQUE,
+        rate            REAL,                          -- requests/s; NULL: the server's default
+        created_at      INTEGER NOT NULL,              -- ms
+        revoked_at      INTEGER
+    );
+    CREATE TABLE image_owners (
+        tenant      TEXT    NOT NULL,
+        image_key   INTEGER NOT NULL REFERENCES images (key) ON DELETE CASCADE,
+        PRIMARY KEY (tenant, image_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_owners_by_image ON image_owners (image_key);
+    ALTER TABLE jobs ADD COLUMN tenant TEXT;
+    ALTER TABLE chats ADD COLUMN tenant TEXT;
+    ALTER TABLE collections ADD COLUMN tenant TEXT;
+    "#,
 ];
 
 /// Refuses SQLite files that are not Lens catalogs (before anything is written to them).
@@ -378,7 +402,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(SCHEMA_VERSION, 7);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
