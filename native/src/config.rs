@@ -21,6 +21,8 @@
 //! [analysis]  # prompt, workers, max_tokens, max_attempts, retry_base_ms
 //! [knowledge] # text_model, chunk_words, chunk_overlap                  (--text-model, --kb-chunk-*)
 //!             #                                     (--analyze-prompt, --analysis-workers, ...)
+//! [security]  # auth, allowed_host, rate_limit, anonymous_rate_limit, job_rate_limit, upload_bytes_per_s
+//!             #                                     (--auth, --allowed-host, --rate-limit, ...)
 //! ```
 //!
 //! One struct per section serves as both the flags and the section's schema.
@@ -94,6 +96,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(default)]
     pub knowledge: KnowledgeSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub security: SecuritySettings,
 }
 
 /// `[server]`
@@ -281,6 +286,46 @@ pub struct CaptionSettings {
     /// (default 100 000).
     #[arg(id = "caption_cache_entries", long = "caption-cache-entries", env = "LENS_CAPTION_CACHE_ENTRIES")]
     pub cache_entries: Option<u64>,
+}
+
+/// `[security]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Security")]
+pub struct SecuritySettings {
+    /// API keys (`lens keys create`): `required` (every route but /healthz, /readyz, /v1/openapi.json and the
+    /// browser app needs `Authorization: Bearer KEY` or `X-Api-Key`) or `off` (anyone reaching the port may do
+    /// anything). Default: required, unless listening on a loopback address.
+    #[arg(long, env = "LENS_AUTH")]
+    pub auth: Option<AuthMode>,
+    /// Host names the server answers to (the `Host` header), against DNS rebinding: repeatable or
+    /// comma-separated; `*` answers any. Default: loopback names when listening on loopback, the listen
+    /// address when on one address, any when on all (0.0.0.0, ::).
+    #[arg(long, env = "LENS_ALLOWED_HOST", value_delimiter = ',', value_name = "HOST")]
+    pub allowed_host: Option<Vec<String>>,
+    /// Requests per second per API key (a key's own `--rate` wins); bursts of twice that. Default 20.
+    #[arg(long, env = "LENS_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+    /// Requests per second per client address without a key; 0 turns it off. Default: off on loopback, 10
+    /// otherwise.
+    #[arg(long, env = "LENS_ANONYMOUS_RATE_LIMIT")]
+    pub anonymous_rate_limit: Option<f64>,
+    /// Jobs started per minute per key or address (ingest, captions, analyses, rebuilds); 0: no limit.
+    /// Default 30.
+    #[arg(long, env = "LENS_JOB_RATE_LIMIT")]
+    pub job_rate_limit: Option<f64>,
+    /// Request body bytes per second per key or address (bursts of one whole body); 0: no limit.
+    /// Default 20 MiB/s.
+    #[arg(long, env = "LENS_UPLOAD_BYTES_PER_S")]
+    pub upload_bytes_per_s: Option<u64>,
+}
+
+/// `--auth`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Required,
+    Off,
 }
 
 /// `[search]`
@@ -517,6 +562,7 @@ pub struct ServeConfig {
     pub knowledge: KnowledgeConfig,
     pub hybrid_weight: f32,
     pub cors: CorsOrigins,
+    pub security: SecurityConfig,
     /// The browser app to serve at `/`.
     pub web_dir: Option<PathBuf>,
 }
@@ -577,6 +623,7 @@ overlay!(CaptionSettings {
     cache_entries
 });
 overlay!(SearchSettings { hybrid_weight });
+overlay!(SecuritySettings { auth, allowed_host, rate_limit, anonymous_rate_limit, job_rate_limit, upload_bytes_per_s });
 
 /// Where each key of the old flat file format went, for a clear error instead of "unknown field".
 const MOVED_KEYS: &[(&str, &str)] = &[
@@ -644,6 +691,7 @@ impl ServeSettings {
             chat: self.chat.or(other.chat),
             analysis: self.analysis.or(other.analysis),
             knowledge: self.knowledge.or(other.knowledge),
+            security: self.security.or(other.security),
         }
     }
 
@@ -684,6 +732,7 @@ impl ServeSettings {
             chat,
             analysis,
             knowledge,
+            security,
         } = s;
         let model = models
             .model
@@ -776,10 +825,13 @@ impl ServeSettings {
         if chat.is_none() && analysis_given {
             bail!("image analysis (--analyze-prompt, --analysis-*) needs a chat model: add --chat-model");
         }
+        let listen = server.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap());
+        let security = security_config(security, listen)?;
         Ok(ServeConfig {
+            security,
             model,
             data: storage.data.unwrap_or_else(|| PathBuf::from("lens-data")),
-            listen: server.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+            listen,
             device: models.device.unwrap_or(DeviceKind::Cpu),
             blob_store,
             s3,
@@ -903,6 +955,71 @@ impl ServeConfig {
 }
 
 /// `*` (alone) or origins: `http(s)://host[:port]`, no path, query or user; a trailing `/` is dropped.
+/// API keys, host names and rate limits (`[security]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// Whether requests need an API key.
+    pub auth_required: bool,
+    /// Host names (lowercase, no port) the server answers to; `None`: any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Requests/s per key without its own rate.
+    pub key_rate: f64,
+    /// Requests/s per client address without a key; `None`: unlimited.
+    pub anonymous_rate: Option<f64>,
+    /// Jobs per minute per caller; `None`: unlimited.
+    pub jobs_per_minute: Option<f64>,
+    /// Body bytes/s per caller; `None`: unlimited.
+    pub upload_bytes_per_s: Option<u64>,
+}
+
+fn security_config(s: SecuritySettings, listen: SocketAddr) -> Result<SecurityConfig> {
+    let loopback = listen.ip().is_loopback();
+    let auth_required = match s.auth {
+        Some(mode) => mode == AuthMode::Required,
+        None => !loopback,
+    };
+    let rate = |name: &str, v: f64| -> Result<Option<f64>> {
+        if !v.is_finite() || v < 0.0 {
+            bail!("{name} must be 0 (off) or more, not {v}");
+        }
+        Ok((v > 0.0).then_some(v))
+    };
+    let key_rate = s.rate_limit.unwrap_or(20.0);
+    if !(key_rate.is_finite() && key_rate > 0.0) {
+        bail!("rate_limit must be above 0 requests/s, not {key_rate}");
+    }
+    let allowed_hosts = match s.allowed_host {
+        Some(names) if names.iter().any(|n| n.trim() == "*") => None,
+        Some(names) => Some(names.iter().map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()),
+        None if loopback => Some(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into(), host_name(listen)]),
+        None if listen.ip().is_unspecified() => None,
+        None => Some(vec![host_name(listen)]),
+    };
+    Ok(SecurityConfig {
+        auth_required,
+        allowed_hosts: allowed_hosts.map(|mut v: Vec<String>| {
+            v.sort();
+            v.dedup();
+            v
+        }),
+        key_rate,
+        anonymous_rate: rate(
+            "anonymous_rate_limit",
+            s.anonymous_rate_limit.unwrap_or(if loopback { 0.0 } else { 10.0 }),
+        )?,
+        jobs_per_minute: rate("job_rate_limit", s.job_rate_limit.unwrap_or(30.0))?,
+        upload_bytes_per_s: Some(s.upload_bytes_per_s.unwrap_or(20 << 20)).filter(|&b| b > 0),
+    })
+}
+
+/// The address as a `Host` header names it, without the port (`[::1]` for IPv6).
+fn host_name(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
 fn parse_cors_origins(items: Vec<String>) -> Result<CorsOrigins> {
     let items: Vec<String> = items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if items.is_empty() {
@@ -1142,6 +1259,31 @@ hybrid_weight = 0.5
         assert!(bad(&|s| s.search.hybrid_weight = Some(f32::NAN)).contains("hybrid_weight"));
         let (_dir, path) = file("[models]\nmodel = \"/m\"\n[captions]\nbeam = 2\n");
         assert!(format!("{:#}", ServeSettings::default().resolve(Some(&path)).unwrap_err()).contains("beam"));
+    }
+
+    /// Keys are required and anonymous callers limited unless the server listens on loopback only; the
+    /// host allow-list follows the listen address.
+    #[test]
+    fn security_defaults_follow_the_listen_address() {
+        let at = |listen: &str, edit: fn(&mut ServeSettings)| {
+            let mut s = with_model();
+            s.server.listen = Some(listen.parse().unwrap());
+            edit(&mut s);
+            s.resolve(None).map(|c| c.security)
+        };
+        let local = at("127.0.0.1:8080", |_| {}).unwrap();
+        assert!(!local.auth_required && local.anonymous_rate.is_none());
+        assert_eq!(local.allowed_hosts.unwrap(), ["127.0.0.1", "[::1]", "localhost"]);
+        let public = at("0.0.0.0:8080", |_| {}).unwrap();
+        assert!(public.auth_required && public.anonymous_rate == Some(10.0) && public.allowed_hosts.is_none());
+        assert_eq!(at("10.1.2.3:80", |_| {}).unwrap().allowed_hosts.unwrap(), ["10.1.2.3"]);
+        let named = at("0.0.0.0:80", |s| s.security.allowed_host = Some(vec!["Lens.Example".into()])).unwrap();
+        assert_eq!(named.allowed_hosts.unwrap(), ["lens.example"]);
+        assert!(!at("0.0.0.0:80", |s| s.security.auth = Some(AuthMode::Off)).unwrap().auth_required);
+        assert!(at("127.0.0.1:80", |s| s.security.auth = Some(AuthMode::Required)).unwrap().auth_required);
+        assert!(at("127.0.0.1:80", |s| s.security.rate_limit = Some(0.0)).is_err());
+        assert!(at("127.0.0.1:80", |s| s.security.anonymous_rate_limit = Some(-1.0)).is_err());
+        assert_eq!(at("0.0.0.0:80", |s| s.security.job_rate_limit = Some(0.0)).unwrap().jobs_per_minute, None);
     }
 
     #[test]

@@ -13,3 +13,4 @@ mod openai;
 mod process;
 mod pull;
 mod quant_accuracy;
+mod security;

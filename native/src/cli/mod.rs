@@ -14,6 +14,8 @@
 //! - `lens models pack --model DIR --out FILE`: an ONNX CLIP export (visual.onnx, textual.onnx, config,
 //!   tokenizer, pre-processor) as one `onnx` artifact; `lens embed --model` runs it, or the directory.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.
+//! - `lens keys create --data DIR --name NAME --scope read|write|admin [--tenant T] [--rate R]`, `lens keys
+//!   list`, `lens keys revoke ID`: API keys (the secret printed once, its sha256 kept in the catalog).
 //! - `lens openapi`: the HTTP API's OpenAPI document.
 //! - `lens ingest PATH|URL...`, `lens search TEXT`, `lens chat [PROMPT]`: clients of a running server
 //!   (`lens chat` streams the chat model's answer; without a prompt, a conversation from stdin).
@@ -25,6 +27,7 @@ mod chat;
 mod client;
 mod embed;
 mod generate;
+mod keys;
 mod models;
 
 use std::path::PathBuf;
@@ -68,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Manage the API keys of a data directory (create, list, revoke).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Caption(args) => caption::caption(&args),
         Command::Generate(args) => generate::generate(&args),
         Command::Models { command } => models::run(command),
+        Command::Keys { command } => keys::run(command),
         Command::Serve(args) => serve(args),
         Command::Openapi => openapi(),
         Command::Ingest(args) => client::ingest(&args),

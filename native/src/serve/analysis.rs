@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Multipart, State};
+use axum::extract::{Extension, FromRequest, Multipart, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -15,10 +15,10 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Json;
 use super::forms::read_field;
 use crate::config::MAX_ANALYZE_PROMPT_BYTES;
-use crate::services::Lens;
 use crate::services::analysis as service;
 use crate::services::chat::ChatError;
 use crate::services::history;
+use crate::services::{Caller, Lens};
 
 /// The multipart form of `POST /v1/analyze` (for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
@@ -49,6 +49,7 @@ pub struct AnalyzeForm {
         (status = 503, description = "models loading, or no chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "an image URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
@@ -64,9 +65,9 @@ pub async fn create(
             "send application/json with `image` or `image_id`, or multipart/form-data with a `file`",
         ));
     };
-    let mut analysis = service::analyze(&lens, &body, upload).await?;
+    let mut analysis = service::analyze(&lens, &caller, &body, upload).await?;
     let prompt_tokens = started(&mut analysis.answer).await?;
-    let pending = history::pending_analysis(&lens, body.user.clone(), &analysis.image_ref, &analysis.prompt);
+    let pending = history::pending_analysis(&lens, &caller, body.user.clone(), &analysis.image_ref, &analysis.prompt);
     if body.stream {
         return Ok(stream(&lens, analysis.answer, prompt_tokens, false, pending));
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Multipart, State};
+use axum::extract::{Extension, FromRequest, Multipart, State};
 use axum::http::{HeaderMap, header};
 use lens_core::api::{CaptionRequest, CaptionsResponse, ErrorBody, ErrorCode};
 use lens_models::blip::pipeline::MAX_PROMPT_BYTES;
@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::extract::Json;
 use super::forms::read_field;
-use crate::services::Lens;
 use crate::services::captions::{self as service, CaptionUpload, MAX_CAPTION_IMAGES};
+use crate::services::{Caller, Lens};
 
 /// The option fields a form may carry beside `file`.
 const FORM_FIELDS: [&str; 11] = [
@@ -59,6 +59,7 @@ pub struct CaptionForm {
         (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> ApiResult<axum::Json<CaptionsResponse>> {
@@ -79,7 +80,7 @@ pub async fn create(
             "send multipart/form-data with `file` fields, or application/json with {\"images\": [...]}",
         ));
     };
-    Ok(axum::Json(service::caption(&lens, caption_request, uploads).await?))
+    Ok(axum::Json(service::caption(&lens, &caller, caption_request, uploads).await?))
 }
 
 /// Form fields: `file` (repeatable) and the option fields of [`CaptionRequest`] as text.

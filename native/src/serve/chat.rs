@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,10 +20,10 @@ use lens_core::api::{
 use super::error::{ApiError, ApiResult};
 use super::extract::Json;
 use crate::runtime::{ChatEvent, Finished, ModelError};
-use crate::services::Lens;
 use crate::services::chat::{self as service, ChatAnswer, ChatError};
 use crate::services::errors::Coded;
 use crate::services::history::{self, Pending};
+use crate::services::{Caller, Lens};
 
 /// Answer a conversation (OpenAI's chat completions): text, and images as `image_url` parts (`data:` URLs,
 /// `http(s)` URLs, stored images as `lens://images/{id}`) when the chat model sees images.
@@ -36,10 +36,14 @@ use crate::services::history::{self, Pending};
         (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody),
         (status = 429, description = "the chat model's queue is full (see Retry-After)", body = ErrorBody),
         (status = 503, description = "models loading, or no chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "an image URL fetch timed out", body = ErrorBody)))]
-pub async fn create(State(lens): State<Arc<Lens>>, Json(request): Json<ChatCompletionRequest>) -> ApiResult<Response> {
-    let mut answer = service::answer(&lens, &request).await?;
+pub async fn create(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<ChatCompletionRequest>,
+) -> ApiResult<Response> {
+    let mut answer = service::answer(&lens, &caller, &request).await?;
     let prompt_tokens = started(&mut answer).await?;
-    let pending = history::pending_chat(&lens, &request);
+    let pending = history::pending_chat(&lens, &caller, &request);
     if request.stream {
         let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
         return Ok(stream(&lens, answer, prompt_tokens, include_usage, pending));

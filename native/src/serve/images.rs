@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, State};
+use axum::extract::{Extension, FromRequest, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use super::forms::read_field;
 use crate::services::images::{self as service, Blob, to_api};
 use crate::services::ingest::{Upload, ingest_all, ingest_url};
 use crate::services::search;
-use crate::services::{Lens, analysis};
+use crate::services::{Caller, Lens, analysis};
 
 /// The multipart form of `POST /v1/images` (for the OpenAPI document).
 #[derive(utoipa::ToSchema)]
@@ -47,6 +47,7 @@ pub struct UploadForm {
         (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or analysis asked of a server without a chat model (chat_disabled)", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn create(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<IngestQuery>,
     headers: HeaderMap,
     request: axum::extract::Request,
@@ -64,7 +65,7 @@ pub async fn create(
             .into_iter()
             .map(|(name, bytes)| Upload { name, bytes, source_url: None, tags: tags.clone(), analyze: analyze.clone() })
             .collect();
-        let ingested = ingest_all(&lens, uploads).await?;
+        let ingested = ingest_all(&lens, &caller, uploads).await?;
         let status = if ingested.iter().any(|i| i.created) { StatusCode::CREATED } else { StatusCode::OK };
         if single {
             return Ok((status, axum::Json(to_api(&ingested[0].record))).into_response());
@@ -74,7 +75,7 @@ pub async fn create(
     } else if content_type.starts_with("application/json") {
         let Json(body): Json<UrlIngest> = Json::from_request(request, &()).await?;
         let tags = clean_tags(body.tags)?;
-        let ingested = ingest_url(&lens, body.url, tags, analyze).await?;
+        let ingested = ingest_url(&lens, &caller, body.url, tags, analyze).await?;
         let status = if ingested.created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((status, axum::Json(to_api(&ingested.record))).into_response())
     } else {
@@ -123,23 +124,35 @@ async fn read_upload_form(lens: &Lens, mut multipart: Multipart) -> ApiResult<(V
 /// Images, newest first, a page at a time.
 #[utoipa::path(get, path = "/v1/images", operation_id = "list_images", tag = "images", params(ListQuery),
     responses((status = 200, description = "a page of images, newest first", body = ImageList), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody)))]
-pub async fn list(State(lens): State<Arc<Lens>>, Query(query): Query<ListQuery>) -> ApiResult<axum::Json<ImageList>> {
-    Ok(axum::Json(service::list(&lens, query).await?))
+pub async fn list(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<ImageList>> {
+    Ok(axum::Json(service::list(&lens, &caller, query).await?))
 }
 
 /// One image.
 #[utoipa::path(get, path = "/v1/images/{id}", operation_id = "get_image", tag = "images", params(("id" = String, Path)),
     responses((status = 200, description = "the image", body = Image), (status = 404, description = "not found", body = ErrorBody)))]
-pub async fn get(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<axum::Json<Image>> {
-    Ok(axum::Json(to_api(&service::find(&lens, &id).await?)))
+pub async fn get(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Image>> {
+    Ok(axum::Json(to_api(&service::find(&lens, &caller, &id).await?)))
 }
 
 /// The image's bytes (or a 307 to a presigned URL with `--blob-redirect`); immutable, with an ETag.
 #[utoipa::path(get, path = "/v1/images/{id}/blob", operation_id = "get_image_blob", tag = "images", params(("id" = String, Path)),
     responses((status = 200, description = "the bytes", content_type = "image/*", body = [u8]),
         (status = 307, description = "to a presigned URL of the store"), (status = 404, description = "not found", body = ErrorBody)))]
-pub async fn blob(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(match service::blob(&lens, &id).await? {
+pub async fn blob(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(match service::blob(&lens, &caller, &id).await? {
         Blob::Redirect(url) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response(),
         Blob::Bytes { record, bytes } => (
             [
@@ -169,6 +182,7 @@ fn etag(sha256: &str, size: u32) -> String {
         (status = 404, description = "not found", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody)))]
 pub async fn thumbnail(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(query): Query<ThumbnailQuery>,
@@ -176,14 +190,14 @@ pub async fn thumbnail(
     let size = query.size.unwrap_or(DEFAULT_SIZE);
     service::check_thumbnail_size(size)?;
     // The record first (cheap), so a client holding the thumbnail gets its 304 without a render.
-    let record = service::find(&lens, &id).await?;
+    let record = service::find(&lens, &caller, &id).await?;
     let tag = etag(&record.sha256, size);
     let cache_headers =
         [(header::CACHE_CONTROL, "public, max-age=31536000, immutable".to_string()), (header::ETAG, tag.clone())];
     if if_none_match(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
-    let (_, jpeg) = service::thumbnail(&lens, &id, size).await?;
+    let (_, jpeg) = service::thumbnail(&lens, &caller, &id, size).await?;
     let mut response = (cache_headers, Body::from(jpeg)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("image/jpeg"));
     Ok(response)
@@ -204,17 +218,22 @@ fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
     responses((status = 200, description = "the near-duplicates, closest first", body = DuplicatesResponse), (status = 400, description = "invalid request (the error's code says what)", body = ErrorBody), (status = 404, description = "not found", body = ErrorBody)))]
 pub async fn duplicates(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<DuplicatesQuery>,
 ) -> ApiResult<axum::Json<DuplicatesResponse>> {
-    Ok(axum::Json(search::duplicates(&lens, &id, query).await?))
+    Ok(axum::Json(search::duplicates(&lens, &caller, &id, query).await?))
 }
 
 /// Deletes an image: catalog row, index entry and blob.
 #[utoipa::path(delete, path = "/v1/images/{id}", operation_id = "delete_image", tag = "images", params(("id" = String, Path)),
     responses((status = 204, description = "deleted"), (status = 404, description = "not found", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or analysis asked of a server without a chat model (chat_disabled)", body = ErrorBody)))]
-pub async fn delete(State(lens): State<Arc<Lens>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    service::delete(&lens, &id).await?;
+pub async fn delete(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    service::delete(&lens, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use lens_core::api::{
@@ -13,8 +13,8 @@ use lens_core::documents::DocumentFormat;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path};
-use crate::services::Lens;
 use crate::services::knowledge as service;
+use crate::services::{Caller, Lens};
 
 /// Add documents to a collection (created when new): `{"documents": [{"text", "id"?, "title"?, "metadata"?}]}` as
 /// `application/json`, one such object per line as `application/x-ndjson`, or `text/csv` with a header naming
@@ -29,6 +29,7 @@ use crate::services::knowledge as service;
         (status = 429, description = "the text model's queue is full", body = ErrorBody)))]
 pub async fn add_documents(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -40,29 +41,40 @@ pub async fn add_documents(
             "send application/json ({\"documents\": [...]}), application/x-ndjson (one document per line) or text/csv",
         )
     })?;
-    let added = service::add_documents(&lens, &name, format, body).await?;
+    let added = service::add_documents(&lens, &caller, &name, format, body).await?;
     Ok((StatusCode::CREATED, axum::Json(added)))
 }
 
 /// Every collection with its counts.
 #[utoipa::path(get, path = "/v1/collections", operation_id = "list_collections", tag = "knowledge",
     responses((status = 200, description = "ok", body = CollectionList)))]
-pub async fn list(State(lens): State<Arc<Lens>>) -> ApiResult<axum::Json<CollectionList>> {
-    Ok(axum::Json(service::list(&lens).await?))
+pub async fn list(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<axum::Json<CollectionList>> {
+    Ok(axum::Json(service::list(&lens, &caller).await?))
 }
 
 /// One collection's counts.
 #[utoipa::path(get, path = "/v1/collections/{name}", operation_id = "get_collection", tag = "knowledge",
     params(("name" = String, Path)), responses((status = 200, description = "ok", body = CollectionInfo), (status = 404, description = "no such item", body = ErrorBody)))]
-pub async fn get(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> ApiResult<axum::Json<CollectionInfo>> {
-    Ok(axum::Json(service::get(&lens, &name).await?))
+pub async fn get(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<CollectionInfo>> {
+    Ok(axum::Json(service::get(&lens, &caller, &name).await?))
 }
 
 /// Delete a collection and its documents.
 #[utoipa::path(delete, path = "/v1/collections/{name}", operation_id = "delete_collection", tag = "knowledge",
     params(("name" = String, Path)), responses((status = 204, description = "deleted"), (status = 404, description = "no such item", body = ErrorBody)))]
-pub async fn delete(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    service::delete(&lens, &name).await?;
+pub async fn delete(
+    State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    service::delete(&lens, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -72,9 +84,10 @@ pub async fn delete(State(lens): State<Arc<Lens>>, Path(name): Path<String>) -> 
     responses((status = 204, description = "deleted"), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn delete_document(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    service::delete_document(&lens, &name, &id).await?;
+    service::delete_document(&lens, &caller, &name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -85,8 +98,9 @@ pub async fn delete_document(
     responses((status = 200, description = "ok", body = CollectionSearchResponse), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such item", body = ErrorBody)))]
 pub async fn search(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(request): Json<CollectionSearchRequest>,
 ) -> ApiResult<axum::Json<CollectionSearchResponse>> {
-    Ok(axum::Json(service::search(&lens, &name, request).await?))
+    Ok(axum::Json(service::search(&lens, &caller, &name, request).await?))
 }

@@ -8,6 +8,7 @@ mod chat;
 pub mod error;
 mod extract;
 mod forms;
+pub mod guard;
 mod history;
 mod images;
 mod jobs;
@@ -43,6 +44,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, blob_store = lens.blobs.describe(), data = %lens.config.data.display(), "listening");
+    if !lens.config.security.auth_required {
+        tracing::warn!(
+            %addr,
+            "AUTHENTICATION IS OFF: anyone who reaches this address may read, change and delete everything \
+             (--auth required, and lens keys create, to turn it on)"
+        );
+    }
 
     // The models and the index load in the background; /healthz answers now, /readyz once they are
     // up; then the caption workers start.
@@ -60,7 +68,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         }
     });
 
-    axum::serve(listener, app(Arc::clone(&lens))).with_graceful_shutdown(shutdown_signal()).await?;
+    let service = app(Arc::clone(&lens)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped accepting requests");
     lens.stop();
     if lens.save_index()? {
@@ -69,11 +78,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
-/// The router: every route, with request metrics, the request time limit, the body limit, CORS for
-/// the configured origins, panics answered as 500s, and a trace span per request.
+/// The router: every route, with request metrics, the [`guard`]s (host and cross-site checks, API keys,
+/// scopes, rate limits), the request time limit, the body limit, CORS for the configured origins, panics
+/// answered as 500s, and a trace span per request.
 pub fn app(lens: Arc<Lens>) -> Router {
     // The recorder is installed before the first request records anything.
     crate::telemetry::prometheus();
+    let gate = Arc::new(guard::Gate { lens: Arc::clone(&lens), limits: guard::RateLimits::new() });
     let config = &lens.config;
     let timeout = config.request_timeout;
     let v1 = Router::new()
@@ -107,6 +118,7 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&gate), guard::authenticate))
         .route_layer(middleware::from_fn(track));
     app = match &config.web_dir {
         Some(dir) => app.fallback_service(
@@ -123,6 +135,7 @@ pub fn app(lens: Arc<Lens>) -> Router {
             )
         })
         .layer(middleware::from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)))
+        .layer(middleware::from_fn_with_state(gate, guard::check_site))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::coded(ErrorCode::Internal, "internal error (see the server log)").into_response()
@@ -160,8 +173,19 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
-            .allow_headers([header::CONTENT_TYPE, header::IF_NONE_MATCH, header::AUTHORIZATION])
-            .expose_headers([header::ETAG])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("ratelimit-limit"),
+                header::HeaderName::from_static("ratelimit-remaining"),
+                header::HeaderName::from_static("ratelimit-reset"),
+            ])
             .max_age(Duration::from_secs(3600)),
     )
 }

@@ -12,8 +12,11 @@ use super::{analysis, captions, chat, history, images, jobs, knowledge, search, 
         title = "Lens",
         description = "Image ingest, BLIP captions, image analysis by a LLaVA, hybrid CLIP + text search and \
 OpenAI-compatible chat about images. Errors are {\"error\": {\"code\", \"message\", \"type\", \"param\"}} with the status the code \
-calls for."
+calls for. With authentication on (the default off loopback), every route but /healthz, /readyz and \
+/v1/openapi.json needs an API key (`Authorization: Bearer KEY` or `X-Api-Key`): 401 unauthorized without one, 403 \
+forbidden when its scope is too small, 429 rate_limited (with Retry-After) over its rate."
     ),
+    modifiers(&ApiKeys),
     paths(
         images::create,
         images::list,
@@ -60,6 +63,35 @@ calls for."
     )
 )]
 pub struct ApiDoc;
+
+/// The API key schemes (bearer or `X-Api-Key`), required by default on every operation; the public ones say so.
+struct ApiKeys;
+
+impl utoipa::Modify for ApiKeys {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("lens_…").build()),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ]);
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if matches!(path.as_str(), "/healthz" | "/readyz") {
+                for op in [&mut item.get, &mut item.head].into_iter().flatten() {
+                    op.security = Some(vec![SecurityRequirement::default()]);
+                }
+            }
+        }
+    }
+}
 
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Multipart, State};
+use axum::extract::{Extension, Multipart, State};
 use lens_core::api::{EmbeddingsRequest, EmbeddingsResponse, ErrorBody, SearchRequest, SearchResponse};
 use lens_core::ranking::SearchOptions;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Json;
 use super::forms::read_field;
-use crate::services::Lens;
 use crate::services::search as service;
+use crate::services::{Caller, Lens};
 
 /// Search by text (hybrid with caption matches), by an image URL or by a stored image.
 #[utoipa::path(post, path = "/v1/search", operation_id = "search", tag = "search", request_body = SearchRequest,
@@ -20,9 +20,10 @@ use crate::services::search as service;
         (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody), (status = 504, description = "a URL fetch timed out", body = ErrorBody)))]
 pub async fn search(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<SearchRequest>,
 ) -> ApiResult<axum::Json<SearchResponse>> {
-    Ok(axum::Json(service::search(&lens, request).await?))
+    Ok(axum::Json(service::search(&lens, &caller, request).await?))
 }
 
 /// The multipart form of `POST /v1/search/image` (for the OpenAPI document).
@@ -44,6 +45,7 @@ pub struct ImageSearchForm {
         (status = 415, description = "unsupported image format or content type", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn search_image(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<axum::Json<SearchResponse>> {
     let mut multipart = multipart?;
@@ -71,7 +73,7 @@ pub async fn search_image(
     }
     let options = SearchOptions::new(k, threshold, tag, lens.config.max_k)?;
     let bytes = file.ok_or_else(|| ApiError::bad_request("no `file` field in the form"))?;
-    Ok(axum::Json(service::search_bytes(&lens, bytes, options).await?))
+    Ok(axum::Json(service::search_bytes(&lens, &caller, bytes, options).await?))
 }
 
 /// Embeddings of texts and images, as OpenAI's API: `input` a string or an array of strings and
@@ -81,7 +83,8 @@ pub async fn search_image(
         (status = 413, description = "over a size or count limit", body = ErrorBody), (status = 422, description = "a corrupt image, too many pixels, or a URL whose fetch failed", body = ErrorBody), (status = 503, description = "models loading, the model queue full, or captioning disabled", body = ErrorBody)))]
 pub async fn embeddings(
     State(lens): State<Arc<Lens>>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<EmbeddingsRequest>,
 ) -> ApiResult<axum::Json<EmbeddingsResponse>> {
-    Ok(axum::Json(service::embeddings(&lens, request).await?))
+    Ok(axum::Json(service::embeddings(&lens, &caller, request).await?))
 }

@@ -20,6 +20,7 @@ use lens_models::generation::GenerationConfig;
 use lens_store::{ANALYSIS_JOB, JobRecord, NewAnalysis, StoreError};
 use serde_json::json;
 
+use super::caller::Caller;
 use super::chat::{ChatAnswer, ChatError, MAX_NAME_BYTES, STORED_PREFIX, chat_model, queue, resolve_image};
 use super::errors::{Coded, NotReady};
 use super::images::{decode_checked, stored_image};
@@ -109,6 +110,7 @@ pub fn prompt_or_default(prompt: Option<String>, config: &AnalysisConfig) -> Res
 /// Checks a `POST /v1/analyze`, resolves and decodes its image, and queues the question for the chat model.
 pub async fn analyze(
     lens: &Lens,
+    caller: &Caller,
     request: &api::AnalyzeRequest,
     upload: Option<Bytes>,
 ) -> Result<Analysis, AnalysisError> {
@@ -160,7 +162,7 @@ pub async fn analyze(
             lens_core::limits::check_file_size(bytes.len(), lens.config.max_file_bytes).map_err(ChatError::from)?;
             decode_checked(lens, bytes).await.map_err(ChatError::from)?.1
         }
-        AnalyzeImage::Url(url) => resolve_image(lens, &url).await?,
+        AnalyzeImage::Url(url) => resolve_image(lens, caller, &url).await?,
     };
     let answer = queue(chat, question(decoded, &prompt), greedy(max_tokens), Vec::new(), false).await?;
     Ok(Analysis { answer, prompt, image_id, image_ref })

@@ -19,6 +19,7 @@ use lens_models::blip::CaptionOptions;
 use lens_store::{CAPTION_JOB, ImageRecord, JobRecord, StoreError};
 use serde_json::json;
 
+use super::caller::Caller;
 use super::caption_options::{merge_options, options_json, options_key};
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
@@ -124,6 +125,7 @@ struct Captioned {
 /// uploads and URLs decoded) before any model runs.
 pub async fn caption(
     lens: &Lens,
+    caller: &Caller,
     request: api::CaptionRequest,
     uploads: Vec<CaptionUpload>,
 ) -> Result<api::CaptionsResponse, CaptionError> {
@@ -163,7 +165,7 @@ pub async fn caption(
                 Ok(fetched) => upload_source(lens, url.clone(), fetched.bytes).await,
                 Err(e) => Err(e.into()),
             },
-            (_, Some(id)) => find(lens, id).await.map_err(CaptionError::from).map(|record| Source {
+            (_, Some(id)) => find(lens, caller, id).await.map_err(CaptionError::from).map(|record| Source {
                 input: id.clone(),
                 sha256: record.sha256.clone(),
                 record: Some(record),

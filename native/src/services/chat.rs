@@ -14,6 +14,7 @@ use lens_models::generation::{GenerationConfig, Sampling};
 use lens_models::llava::MAX_IMAGES;
 use tokio::sync::mpsc;
 
+use super::caller::Caller;
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, stored_image};
@@ -118,7 +119,11 @@ pub fn chat_model(lens: &Lens) -> Result<(&ChatConfig, &Loaded<ChatModel>), Chat
 }
 
 /// Checks `request`, resolves its images and queues it for the chat model.
-pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result<ChatAnswer, ChatError> {
+pub async fn answer(
+    lens: &Lens,
+    caller: &Caller,
+    request: &api::ChatCompletionRequest,
+) -> Result<ChatAnswer, ChatError> {
     let (chat_config, chat) = chat_model(lens)?;
     let served = &chat.info.identity;
     if request.model.len() > MAX_NAME_BYTES || (request.model != served.id && request.model != served.name) {
@@ -141,7 +146,7 @@ pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result
             let query = last_user_text(request).ok_or_else(|| {
                 RequestError::invalid("`lens` retrieves for the last user message: there is none with text")
             })?;
-            let passages = knowledge::chat_sources(lens, retrieval, &query)
+            let passages = knowledge::chat_sources(lens, caller, retrieval, &query)
                 .await
                 .map_err(|e| ChatError::Knowledge(Box::new(e)))?;
             give_passages(&mut messages, &passages);
@@ -160,7 +165,7 @@ pub async fn answer(lens: &Lens, request: &api::ChatCompletionRequest) -> Result
     }
     let mut images = Vec::with_capacity(image_urls.len());
     for (i, url) in image_urls.iter().enumerate() {
-        let image = resolve_image(lens, url).await.map_err(|e| {
+        let image = resolve_image(lens, caller, url).await.map_err(|e| {
             if image_urls.len() > 1 { ChatError::InImage { number: i + 1, source: Box::new(e) } } else { e }
         })?;
         images.push(image);
@@ -339,9 +344,10 @@ fn conversation(request: &api::ChatCompletionRequest) -> Result<(Vec<ChatMessage
 }
 
 /// The decoded image an `image_url` names.
-pub async fn resolve_image(lens: &Lens, url: &str) -> Result<RgbImage, ChatError> {
+/// A stored image must be one the caller sees.
+pub async fn resolve_image(lens: &Lens, caller: &Caller, url: &str) -> Result<RgbImage, ChatError> {
     if let Some(id) = url.strip_prefix(STORED_PREFIX) {
-        let record = find(lens, id).await?;
+        let record = find(lens, caller, id).await?;
         return Ok(stored_image(lens, &record).await?);
     }
     if let Some(rest) = url.strip_prefix("data:") {

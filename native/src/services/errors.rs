@@ -106,13 +106,16 @@ impl Coded for StoreError {
             // e.g. a malformed page cursor
             StoreError::InvalidInput(_) => ErrorCode::InvalidRequest,
             StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::Conflict(_) => ErrorCode::Conflict,
             _ => ErrorCode::Internal,
         }
     }
 
     fn public_message(&self) -> String {
         match self {
-            StoreError::InvalidInput(message) | StoreError::NotFound(message) => message.clone(),
+            StoreError::InvalidInput(message) | StoreError::NotFound(message) | StoreError::Conflict(message) => {
+                message.clone()
+            }
             other => other.to_string(),
         }
     }

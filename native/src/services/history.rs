@@ -8,6 +8,7 @@ use lens_core::api::{self, ErrorCode, RequestError};
 use lens_store::{NewChat, StoreError};
 use serde_json::{Value, json};
 
+use super::caller::Caller;
 use super::chat::truncated;
 use super::errors::coded_enum;
 use super::lens::Lens;
@@ -35,11 +36,13 @@ coded_enum!(HistoryError { wraps: [Invalid, Store], own: [HistoryError::NotFound
 pub struct Pending {
     pub kind: &'static str,
     pub user: Option<String>,
+    /// The asking key's tenant, whose history it joins.
+    pub tenant: Option<String>,
     pub messages: Value,
 }
 
 /// What to keep of a chat completion request, or `None` when it is not kept.
-pub fn pending_chat(lens: &Lens, request: &api::ChatCompletionRequest) -> Option<Pending> {
+pub fn pending_chat(lens: &Lens, caller: &Caller, request: &api::ChatCompletionRequest) -> Option<Pending> {
     if !history_on(lens) || request.store == Some(false) {
         return None;
     }
@@ -51,14 +54,21 @@ pub fn pending_chat(lens: &Lens, request: &api::ChatCompletionRequest) -> Option
             }
         }
     }
-    Some(Pending { kind: "chat", user: request.user.clone(), messages })
+    Some(Pending { kind: "chat", user: request.user.clone(), tenant: caller.tenant.clone(), messages })
 }
 
 /// What to keep of an analysis: the image (as a reference) and the prompt, as a user turn.
-pub fn pending_analysis(lens: &Lens, user: Option<String>, image: &str, prompt: &str) -> Option<Pending> {
+pub fn pending_analysis(
+    lens: &Lens,
+    caller: &Caller,
+    user: Option<String>,
+    image: &str,
+    prompt: &str,
+) -> Option<Pending> {
     history_on(lens).then(|| Pending {
         kind: "analysis",
         user,
+        tenant: caller.tenant.clone(),
         messages: json!([{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": image_reference(image)}},
             {"type": "text", "text": prompt}]}]),
@@ -87,6 +97,7 @@ pub async fn record(lens: &Lens, pending: Pending, id: &str, model: &str, finish
                 id: &id,
                 kind: pending.kind,
                 user: pending.user.as_deref(),
+                tenant: pending.tenant.as_deref(),
                 model: &model,
                 messages: &pending.messages,
                 answer: &finished.text,
@@ -103,34 +114,45 @@ pub async fn record(lens: &Lens, pending: Pending, id: &str, model: &str, finish
 }
 
 /// `GET /v1/chats`
-pub async fn list(lens: &Lens, query: api::ChatsQuery) -> Result<api::ChatList, HistoryError> {
+pub async fn list(lens: &Lens, caller: &Caller, query: api::ChatsQuery) -> Result<api::ChatList, HistoryError> {
     let limit = query.limit.unwrap_or(20);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(RequestError::invalid(format!("limit must be between 1 and {MAX_LIMIT}")).into());
     }
     check_kind(query.kind.as_deref())?;
+    let who = caller.clone();
     let page = lens
-        .catalog(move |c| c.list_chats(query.user.as_deref(), query.kind.as_deref(), limit, query.cursor.as_deref()))
+        .catalog(move |c| {
+            c.list_chats(query.user.as_deref(), query.kind.as_deref(), limit, query.cursor.as_deref(), who.visible())
+        })
         .await?;
     Ok(api::ChatList { chats: page.chats, next_cursor: page.next_cursor })
 }
 
 /// `GET /v1/chats/{id}`
-pub async fn get(lens: &Lens, id: &str) -> Result<api::StoredChat, HistoryError> {
+pub async fn get(lens: &Lens, caller: &Caller, id: &str) -> Result<api::StoredChat, HistoryError> {
     let id = checked_id(id)?;
-    let lookup = id.clone();
-    lens.catalog(move |c| c.chat(&lookup)).await?.ok_or(HistoryError::NotFound(id))
+    let (lookup, who) = (id.clone(), caller.clone());
+    lens.catalog(move |c| c.chat(&lookup, who.visible())).await?.ok_or(HistoryError::NotFound(id))
 }
 
 /// `DELETE /v1/chats/{id}`
-pub async fn delete(lens: &Lens, id: &str) -> Result<(), HistoryError> {
+pub async fn delete(lens: &Lens, caller: &Caller, id: &str) -> Result<(), HistoryError> {
     let id = checked_id(id)?;
-    let lookup = id.clone();
-    if lens.catalog(move |c| c.delete_chat(&lookup)).await? { Ok(()) } else { Err(HistoryError::NotFound(id)) }
+    let (lookup, who) = (id.clone(), caller.clone());
+    if lens.catalog(move |c| c.delete_chat(&lookup, who.visible())).await? {
+        Ok(())
+    } else {
+        Err(HistoryError::NotFound(id))
+    }
 }
 
 /// `DELETE /v1/chats?user=…`: every chat of one user.
-pub async fn delete_user(lens: &Lens, query: api::ChatsQuery) -> Result<api::DeletedChats, HistoryError> {
+pub async fn delete_user(
+    lens: &Lens,
+    caller: &Caller,
+    query: api::ChatsQuery,
+) -> Result<api::DeletedChats, HistoryError> {
     let Some(user) = query.user else {
         return Err(
             RequestError::invalid("`user` is required: DELETE /v1/chats?user=NAME deletes that user's chats").into()
@@ -139,7 +161,8 @@ pub async fn delete_user(lens: &Lens, query: api::ChatsQuery) -> Result<api::Del
     if query.kind.is_some() || query.limit.is_some() || query.cursor.is_some() {
         return Err(RequestError::invalid("DELETE /v1/chats takes `user` only").into());
     }
-    let deleted = lens.catalog(move |c| c.delete_user_chats(&user)).await?;
+    let who = caller.clone();
+    let deleted = lens.catalog(move |c| c.delete_user_chats(&user, who.visible())).await?;
     Ok(api::DeletedChats { deleted })
 }
 

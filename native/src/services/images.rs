@@ -8,8 +8,9 @@ use lens_core::api::{self, ErrorCode, RequestError};
 use lens_core::image::{ImageFormat, RgbImage, decode_image, probe_image};
 use lens_core::limits::check_id;
 use lens_index::IndexError;
-use lens_store::{ImageRecord, StoreError};
+use lens_store::{Deleted, ImageRecord, StoreError};
 
+use super::caller::Caller;
 use super::errors::{NotReady, coded_enum};
 use super::lens::Lens;
 
@@ -72,21 +73,28 @@ pub fn typed<T: serde::de::DeserializeOwned>(value: &Option<serde_json::Value>, 
     }
 }
 
-/// The stored image `id`.
-pub async fn find(lens: &Lens, id: &str) -> Result<ImageRecord, ImageError> {
+/// The stored image `id`, when the caller sees it (another tenant's image is not found).
+pub async fn find(lens: &Lens, caller: &Caller, id: &str) -> Result<ImageRecord, ImageError> {
     check_id(id, "image")?;
-    let key = id.to_string();
-    lens.catalog(move |c| c.image(&key)).await?.ok_or_else(|| ImageError::NotFound(id.to_string()))
+    let (key, caller) = (id.to_string(), caller.clone());
+    lens.catalog(move |c| c.visible_image(&key, caller.visible()))
+        .await?
+        .ok_or_else(|| ImageError::NotFound(id.to_string()))
 }
 
 /// Newest first, `limit` 1..=1000 (default 50), after `cursor`, with `tag`.
-pub async fn list(lens: &Lens, query: api::ListQuery) -> Result<api::ImageList, ImageError> {
+pub async fn list(lens: &Lens, caller: &Caller, query: api::ListQuery) -> Result<api::ImageList, ImageError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(RequestError::invalid("limit must be between 1 and 1000").into());
     }
+    let caller = caller.clone();
     let (page, total) = lens
-        .catalog(move |c| Ok((c.list_images(limit, query.cursor.as_deref(), query.tag.as_deref())?, c.count_images()?)))
+        .catalog(move |c| {
+            let visible = caller.visible();
+            let page = c.list_images(limit, query.cursor.as_deref(), query.tag.as_deref(), visible)?;
+            Ok((page, c.count_visible_images(visible)?))
+        })
         .await?;
     Ok(api::ImageList { images: page.images.iter().map(to_api).collect(), next_cursor: page.next_cursor, total })
 }
@@ -102,8 +110,8 @@ pub enum Blob {
 }
 
 /// The bytes of image `id`.
-pub async fn blob(lens: &Lens, id: &str) -> Result<Blob, ImageError> {
-    let record = find(lens, id).await?;
+pub async fn blob(lens: &Lens, caller: &Caller, id: &str) -> Result<Blob, ImageError> {
+    let record = find(lens, caller, id).await?;
     if lens.config.blob_redirect
         && let Some(url) = lens.blobs.presigned_get(&record.sha256, Duration::from_secs(900)).await?
     {
@@ -140,9 +148,9 @@ pub fn check_thumbnail_size(size: u32) -> Result<(), RequestError> {
 }
 
 /// The JPEG thumbnail of image `id` fitted in `size` x `size` (cached), with its record.
-pub async fn thumbnail(lens: &Lens, id: &str, size: u32) -> Result<(ImageRecord, Bytes), ImageError> {
+pub async fn thumbnail(lens: &Lens, caller: &Caller, id: &str, size: u32) -> Result<(ImageRecord, Bytes), ImageError> {
     check_thumbnail_size(size)?;
-    let record = find(lens, id).await?;
+    let record = find(lens, caller, id).await?;
     if let Some(hit) = lens.thumbnails.get(&record.sha256, size) {
         return Ok((record, hit));
     }
@@ -157,18 +165,29 @@ pub async fn thumbnail(lens: &Lens, id: &str, size: u32) -> Result<(ImageRecord,
     Ok((record, jpeg))
 }
 
-/// Deletes image `id`: row (the source of truth) first, then index entry, then blob.
-pub async fn delete(lens: &Lens, id: &str) -> Result<(), ImageError> {
-    let ready = lens.ready()?;
+/// Deletes image `id` for the caller. When no other tenant holds it: row (the source of truth) first, then
+/// index entry, then blob; otherwise the caller only lets go of it.
+pub async fn delete(lens: &Lens, caller: &Caller, id: &str) -> Result<(), ImageError> {
+    lens.ready()?;
     check_id(id, "image")?;
-    let key = id.to_string();
-    let record = lens.catalog(move |c| c.delete_image(&key)).await?.ok_or_else(|| ImageError::NotFound(id.into()))?;
-    ready.index.remove(record.key as u64);
-    if let Err(e) = lens.blobs.delete(&record.sha256).await {
-        tracing::warn!(error = %e, id = record.id, "image deleted but its blob could not be removed");
+    let (key, who) = (id.to_string(), caller.clone());
+    match lens.catalog(move |c| c.release_image(&key, who.visible())).await? {
+        Deleted::NotFound => return Err(ImageError::NotFound(id.into())),
+        Deleted::Released => {}
+        Deleted::Removed(record) => forget(lens, &record).await,
     }
     metrics::counter!("lens_images_deleted_total").increment(1);
     Ok(())
+}
+
+/// After a removed row: the index entry and the blob.
+pub async fn forget(lens: &Lens, record: &ImageRecord) {
+    if let Ok(ready) = lens.ready() {
+        ready.index.remove(record.key as u64);
+    }
+    if let Err(e) = lens.blobs.delete(&record.sha256).await {
+        tracing::warn!(error = %e, id = record.id, "image deleted but its blob could not be removed");
+    }
 }
 
 /// Checks size, format and pixel limits from the header, then decodes (on a blocking thread).

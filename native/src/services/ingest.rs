@@ -15,6 +15,7 @@ use lens_core::image::{ImageFormat, RgbImage};
 use lens_index::IndexError;
 use lens_store::{ImageRecord, NewImage, StoreError};
 
+use super::caller::Caller;
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, blocking, decode_checked, sha256};
@@ -115,22 +116,24 @@ struct NewUpload {
 /// Fetches `url` (through the SSRF-safe fetcher) and ingests it (`analyze`: see [`Upload`]).
 pub async fn ingest_url(
     lens: &Lens,
+    caller: &Caller,
     url: String,
     tags: Vec<String>,
     analyze: Option<String>,
 ) -> Result<Ingested, IngestError> {
     let fetched = lens.fetcher.fetch(&url).await?;
     let upload = Upload { name: url.clone(), bytes: fetched.bytes, source_url: Some(url), tags, analyze };
-    ingest_one(lens, upload).await
+    ingest_one(lens, caller, upload).await
 }
 
 /// The whole ingest path for one image.
-pub async fn ingest_one(lens: &Lens, upload: Upload) -> Result<Ingested, IngestError> {
-    Ok(ingest_all(lens, vec![upload]).await?.remove(0))
+pub async fn ingest_one(lens: &Lens, caller: &Caller, upload: Upload) -> Result<Ingested, IngestError> {
+    Ok(ingest_all(lens, caller, vec![upload]).await?.remove(0))
 }
 
-/// Ingests several uploads as one request (see the module docs).
-pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingested>, IngestError> {
+/// Ingests several uploads as one request (see the module docs), for the caller's tenant: an image
+/// already stored is `created` when the tenant did not hold it.
+pub async fn ingest_all(lens: &Lens, caller: &Caller, uploads: Vec<Upload>) -> Result<Vec<Ingested>, IngestError> {
     let ready = lens.ready()?;
     let count = uploads.len();
     let analysis_prompts: Vec<Option<String>> =
@@ -157,7 +160,7 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
     let mut done: Vec<Ingested> = Vec::with_capacity(count);
     for p in prepared {
         let result = match p {
-            Prepared::Existing(record) => Ok(Ingested { record, created: false }),
+            Prepared::Existing(record) => hold(lens, caller, record).await,
             Prepared::New(new) => {
                 let NewUpload { sha256, format, bytes, source_url, tags, colors, metadata, analysis_prompt, .. } = *new;
                 let embedding = embeddings.next().expect("one embedding per new image");
@@ -174,6 +177,7 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
                     metadata,
                     caption_options: lens.caption_job_options(),
                     analysis_prompt,
+                    owner: caller.owner().map(str::to_string),
                 };
                 store(lens, new, bytes, embedding).await
             }
@@ -183,7 +187,7 @@ pub async fn ingest_all(lens: &Lens, uploads: Vec<Upload>) -> Result<Vec<Ingeste
             Err(e) => {
                 for ingested in &done {
                     if ingested.created {
-                        remove(lens, ingested.record.id.clone()).await;
+                        remove(lens, caller, ingested.record.id.clone()).await;
                     }
                 }
                 return Err(e);
@@ -283,13 +287,26 @@ async fn store(lens: &Lens, new: NewImage, bytes: Bytes, embedding: Vec<f32>) ->
     Ok(Ingested { record, created })
 }
 
-/// Best-effort removal of an image this request created (rolling back a failed multi-file upload).
-async fn remove(lens: &Lens, id: String) {
-    if let Ok(Some(record)) = lens.catalog(move |c| c.delete_image(&id)).await {
-        if let Ok(ready) = lens.ready() {
-            ready.index.remove(record.key as u64);
-        }
-        let _ = lens.blobs.delete(&record.sha256).await;
+/// An image already stored: the caller's tenant holds it from now on (`created` when it did not before).
+async fn hold(lens: &Lens, caller: &Caller, record: ImageRecord) -> Result<Ingested, IngestError> {
+    let Some(owner) = caller.owner().map(str::to_string) else { return Ok(Ingested { record, created: false }) };
+    let key = record.key;
+    let created = lens.catalog(move |c| c.hold_image(key, &owner)).await?;
+    Ok(Ingested { record, created })
+}
+
+/// Best-effort undoing of what this request did to an image it `created` (rolling back a failed
+/// multi-file upload): the tenant lets go of it, and it is removed when nobody else holds it.
+async fn remove(lens: &Lens, caller: &Caller, id: String) {
+    let owner = caller.owner().map(str::to_string);
+    let released = lens
+        .catalog(move |c| match &owner {
+            Some(tenant) => c.release_image(&id, lens_store::Visible::To(tenant)),
+            None => c.release_image(&id, lens_store::Visible::All),
+        })
+        .await;
+    if let Ok(lens_store::Deleted::Removed(record)) = released {
+        super::images::forget(lens, &record).await;
     }
 }
 

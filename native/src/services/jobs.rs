@@ -7,15 +7,18 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lens_core::api::{self, ErrorCode, RequestError};
 use lens_core::limits::{check_id, clean_tags};
-use lens_store::{JobFilter, JobState, StoreError};
+use lens_store::{JobFilter, JobState, StoreError, Visible};
 use serde_json::{Value, json};
 
+use super::caller::Caller;
 use super::errors::{Coded, NotReady, coded_enum};
 use super::fetch::MAX_URL_BYTES;
 use super::index;
 use super::ingest::ingest_url;
 use super::lens::Lens;
 
+/// The kind of index rebuild jobs (one at a time).
+const REBUILD_JOB: &str = "index_rebuild";
 /// URLs fetched and ingested at once by one job.
 const INGEST_CONCURRENCY: usize = 4;
 /// Per-item errors kept in a job's result.
@@ -37,7 +40,12 @@ pub enum JobError {
 coded_enum!(JobError { wraps: [Invalid, NotReady, Store], own: [JobError::NotFound(_) => ErrorCode::NotFound] });
 
 /// Queues a job that fetches and ingests `urls` (at most `--max-job-urls`) with `tags`.
-pub async fn create_ingest(lens: &Arc<Lens>, request: api::IngestJobRequest) -> Result<api::Job, JobError> {
+/// The job and its images belong to the caller's tenant.
+pub async fn create_ingest(
+    lens: &Arc<Lens>,
+    caller: &Caller,
+    request: api::IngestJobRequest,
+) -> Result<api::Job, JobError> {
     lens.ready()?;
     if request.urls.is_empty() || request.urls.len() > lens.config.max_job_urls {
         return Err(RequestError::invalid(format!("`urls` must have 1 to {} items", lens.config.max_job_urls)).into());
@@ -48,13 +56,14 @@ pub async fn create_ingest(lens: &Arc<Lens>, request: api::IngestJobRequest) -> 
     let tags = clean_tags(request.tags)?;
     let params = json!({"urls": request.urls.len(), "tags": tags});
     let total = request.urls.len() as u64;
-    let job = lens.catalog(move |c| c.create_job("ingest", total, &params)).await?;
-    let (worker, id) = (Arc::clone(lens), job.id.clone());
-    tokio::spawn(async move { run_ingest(worker, id, request.urls, tags).await });
+    let owner = caller.owner().map(str::to_string);
+    let job = lens.catalog(move |c| c.create_tenant_job("ingest", total, &params, owner.as_deref())).await?;
+    let (worker, id, caller) = (Arc::clone(lens), job.id.clone(), caller.clone());
+    tokio::spawn(async move { run_ingest(worker, caller, id, request.urls, tags).await });
     Ok(job)
 }
 
-async fn run_ingest(lens: Arc<Lens>, job: String, urls: Vec<String>, tags: Vec<String>) {
+async fn run_ingest(lens: Arc<Lens>, caller: Caller, job: String, urls: Vec<String>, tags: Vec<String>) {
     let id = job.clone();
     if let Err(e) = lens.catalog(move |c| c.start_job(&id)).await {
         tracing::error!(job, error = %e, "cannot start job");
@@ -65,9 +74,9 @@ async fn run_ingest(lens: Arc<Lens>, job: String, urls: Vec<String>, tags: Vec<S
     let mut errors = Vec::new();
     let mut results = futures::stream::iter(urls.into_iter().map(|url| {
         let lens = Arc::clone(&lens);
-        let tags = tags.clone();
+        let (tags, caller) = (tags.clone(), caller.clone());
         async move {
-            let outcome = ingest_url(&lens, url.clone(), tags, None).await;
+            let outcome = ingest_url(&lens, &caller, url.clone(), tags, None).await;
             (url, outcome)
         }
     }))
@@ -103,13 +112,16 @@ async fn run_ingest(lens: Arc<Lens>, job: String, urls: Vec<String>, tags: Vec<S
 }
 
 /// Queues an index rebuild from the catalog's embeddings (no model run); writes made meanwhile are
-/// replayed onto the new index before it replaces the old one.
-pub async fn create_rebuild(lens: &Arc<Lens>) -> Result<api::Job, JobError> {
+/// replayed onto the new index before it replaces the old one. One at a time: while one is queued or
+/// running, that one is returned (`false`).
+pub async fn create_rebuild(lens: &Arc<Lens>) -> Result<(api::Job, bool), JobError> {
     let total = lens.ready()?.index.len() as u64;
-    let job = lens.catalog(move |c| c.create_job("index_rebuild", total, &json!({}))).await?;
-    let (worker, id) = (Arc::clone(lens), job.id.clone());
-    tokio::spawn(async move { run_rebuild(worker, id).await });
-    Ok(job)
+    let (job, created) = lens.catalog(move |c| c.create_singleton_job(REBUILD_JOB, total, &json!({}))).await?;
+    if created {
+        let (worker, id) = (Arc::clone(lens), job.id.clone());
+        tokio::spawn(async move { run_rebuild(worker, id).await });
+    }
+    Ok((job, created))
 }
 
 async fn run_rebuild(lens: Arc<Lens>, job: String) {
@@ -148,7 +160,8 @@ async fn run_rebuild(lens: Arc<Lens>, job: String) {
 }
 
 /// Recent jobs, newest first, by kind and state; `?kind=caption&state=dead` is the dead-letter queue.
-pub async fn list(lens: &Lens, query: api::JobsQuery) -> Result<api::JobList, JobError> {
+/// Only the caller's tenant's jobs (an admin's: all).
+pub async fn list(lens: &Lens, caller: &Caller, query: api::JobsQuery) -> Result<api::JobList, JobError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let state = match query.state.as_deref() {
         None => None,
@@ -164,14 +177,22 @@ pub async fn list(lens: &Lens, query: api::JobsQuery) -> Result<api::JobList, Jo
     if query.kind.as_ref().is_some_and(|k| k.len() > 64) {
         return Err(RequestError::invalid("kind too long").into());
     }
-    let jobs =
-        lens.catalog(move |c| c.list_jobs_where(limit, &JobFilter { kind: query.kind.as_deref(), state })).await?;
+    let who = caller.clone();
+    let jobs = lens
+        .catalog(move |c| {
+            let tenant = match who.visible() {
+                Visible::All => None,
+                Visible::To(tenant) => Some(tenant),
+            };
+            c.list_jobs_where(limit, &JobFilter { kind: query.kind.as_deref(), state, tenant })
+        })
+        .await?;
     Ok(api::JobList { jobs: jobs.into_iter().collect() })
 }
 
 /// Job `id`.
-pub async fn get(lens: &Lens, id: &str) -> Result<api::Job, JobError> {
+pub async fn get(lens: &Lens, caller: &Caller, id: &str) -> Result<api::Job, JobError> {
     check_id(id, "job")?;
-    let key = id.to_string();
-    lens.catalog(move |c| c.job(&key)).await?.ok_or_else(|| JobError::NotFound(id.to_string()))
+    let (key, who) = (id.to_string(), caller.clone());
+    lens.catalog(move |c| c.visible_job(&key, who.visible())).await?.ok_or_else(|| JobError::NotFound(id.to_string()))
 }

@@ -16,6 +16,7 @@ use lens_core::limits::check_query_text;
 use lens_core::ranking::{TextCandidate, rank_texts, semantic_score};
 use lens_store::{NewDocument, StoreError};
 
+use super::caller::Caller;
 use super::errors::{NotReady, coded_enum};
 use super::lens::Lens;
 use crate::runtime::ModelError;
@@ -56,6 +57,7 @@ coded_enum!(KnowledgeError {
 /// `POST /v1/collections/{name}/documents`: parses, chunks, embeds and stores an upload, all or nothing.
 pub async fn add_documents(
     lens: &Lens,
+    caller: &Caller,
     collection: &str,
     format: DocumentFormat,
     body: Bytes,
@@ -97,6 +99,7 @@ pub async fn add_documents(
     let name = collection.to_string();
     let ids: Vec<String> = parsed.iter().map(|(id, _, _)| id.clone()).collect();
     let stored_model = model.clone();
+    let owner = caller.owner().map(str::to_string);
     let chunks = lens
         .catalog(move |c| {
             let metadata: Vec<Option<serde_json::Value>> =
@@ -115,7 +118,7 @@ pub async fn add_documents(
                     embeddings,
                 });
             }
-            c.add_documents(&name, &documents, stored_model.as_deref())
+            c.add_documents(&name, &documents, stored_model.as_deref(), owner.as_deref())
         })
         .await?;
     metrics::counter!("lens_kb_chunks_added_total").increment(chunks);
@@ -123,22 +126,25 @@ pub async fn add_documents(
 }
 
 /// `GET /v1/collections`
-pub async fn list(lens: &Lens) -> Result<api::CollectionList, KnowledgeError> {
-    Ok(api::CollectionList { collections: lens.catalog(|c| c.list_collections()).await? })
+pub async fn list(lens: &Lens, caller: &Caller) -> Result<api::CollectionList, KnowledgeError> {
+    let who = caller.clone();
+    Ok(api::CollectionList { collections: lens.catalog(move |c| c.list_collections(who.visible())).await? })
 }
 
 /// `GET /v1/collections/{name}`
-pub async fn get(lens: &Lens, name: &str) -> Result<api::CollectionInfo, KnowledgeError> {
+pub async fn get(lens: &Lens, caller: &Caller, name: &str) -> Result<api::CollectionInfo, KnowledgeError> {
     check_collection_name(name)?;
-    let lookup = name.to_string();
-    lens.catalog(move |c| c.collection(&lookup)).await?.ok_or_else(|| KnowledgeError::NoCollection(name.into()))
+    let (lookup, who) = (name.to_string(), caller.clone());
+    lens.catalog(move |c| c.collection(&lookup, who.visible()))
+        .await?
+        .ok_or_else(|| KnowledgeError::NoCollection(name.into()))
 }
 
 /// `DELETE /v1/collections/{name}`: the collection and its documents.
-pub async fn delete(lens: &Lens, name: &str) -> Result<(), KnowledgeError> {
+pub async fn delete(lens: &Lens, caller: &Caller, name: &str) -> Result<(), KnowledgeError> {
     check_collection_name(name)?;
-    let lookup = name.to_string();
-    if lens.catalog(move |c| c.delete_collection(&lookup)).await? {
+    let (lookup, who) = (name.to_string(), caller.clone());
+    if lens.catalog(move |c| c.delete_collection(&lookup, who.visible())).await? {
         Ok(())
     } else {
         Err(KnowledgeError::NoCollection(name.into()))
@@ -146,11 +152,11 @@ pub async fn delete(lens: &Lens, name: &str) -> Result<(), KnowledgeError> {
 }
 
 /// `DELETE /v1/collections/{name}/documents/{id}`
-pub async fn delete_document(lens: &Lens, name: &str, id: &str) -> Result<(), KnowledgeError> {
+pub async fn delete_document(lens: &Lens, caller: &Caller, name: &str, id: &str) -> Result<(), KnowledgeError> {
     check_collection_name(name)?;
     let (collection, document) = (name.to_string(), id.to_string());
-    let (c2, d2) = (collection.clone(), document.clone());
-    if lens.catalog(move |c| c.delete_document(&c2, &d2)).await? {
+    let (c2, d2, who) = (collection.clone(), document.clone(), caller.clone());
+    if lens.catalog(move |c| c.delete_document(&c2, &d2, who.visible())).await? {
         Ok(())
     } else {
         Err(KnowledgeError::NoDocument { collection, document })
@@ -160,6 +166,7 @@ pub async fn delete_document(lens: &Lens, name: &str, id: &str) -> Result<(), Kn
 /// `POST /v1/collections/{name}/search`
 pub async fn search(
     lens: &Lens,
+    caller: &Caller,
     name: &str,
     request: api::CollectionSearchRequest,
 ) -> Result<api::CollectionSearchResponse, KnowledgeError> {
@@ -167,13 +174,14 @@ pub async fn search(
     if !(1..=MAX_K).contains(&k) {
         return Err(RequestError::invalid(format!("k must be between 1 and {MAX_K}")).into());
     }
-    let results = retrieve(lens, &[name.to_string()], &request.query, k).await?;
+    let results = retrieve(lens, caller, &[name.to_string()], &request.query, k).await?;
     Ok(api::CollectionSearchResponse { results })
 }
 
 /// The best `k` passages of `collections` for `query` (every collection must exist).
 pub async fn retrieve(
     lens: &Lens,
+    caller: &Caller,
     collections: &[String],
     query: &str,
     k: usize,
@@ -181,8 +189,8 @@ pub async fn retrieve(
     check_query_text(query, lens.config.max_text_bytes)?;
     for name in collections {
         check_collection_name(name)?;
-        let lookup = name.clone();
-        if !lens.catalog(move |c| c.has_collection(&lookup)).await? {
+        let (lookup, who) = (name.clone(), caller.clone());
+        if !lens.catalog(move |c| c.has_collection(&lookup, who.visible())).await? {
             return Err(KnowledgeError::NoCollection(name.clone()));
         }
     }
@@ -257,6 +265,7 @@ pub async fn retrieve(
 /// The passages a chat request's `lens` field asks for, retrieved for `query` (its last user message).
 pub async fn chat_sources(
     lens: &Lens,
+    caller: &Caller,
     retrieval: &api::ChatRetrieval,
     query: &str,
 ) -> Result<Vec<api::Passage>, KnowledgeError> {
@@ -273,7 +282,7 @@ pub async fn chat_sources(
     if !(1..=MAX_CHAT_PASSAGES).contains(&k) {
         return Err(RequestError::invalid(format!("`lens.top_k` must be between 1 and {MAX_CHAT_PASSAGES}")).into());
     }
-    retrieve(lens, &retrieval.collections, query, k).await
+    retrieve(lens, caller, &retrieval.collections, query, k).await
 }
 
 /// The system turn that gives the model the passages (numbered, with their titles).

@@ -2,12 +2,13 @@
 //! inputs with lens-core's limits, and returns lens-core's wire types or its own error enum (with a
 //! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
 //!
-//! Layers: [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
+//! Layers: [`caller`], [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
 //! others; [`lens`] holds them; [`images`] is what every input path does to image bytes and
 //! [`job_queue`] runs the per-image job queues; [`ingest`], [`search`], [`captions`], [`chat`],
 //! [`analysis`] (on [`chat`]), [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
 
 pub mod analysis;
+pub mod caller;
 pub mod caption_options;
 pub mod captions;
 pub mod chat;
@@ -25,6 +26,7 @@ pub mod search;
 pub mod sync;
 pub mod thumbnails;
 
+pub use caller::Caller;
 pub use errors::{Coded, NotReady};
 pub use lens::{Lens, Ready};
 

@@ -14,6 +14,7 @@ use lens_core::ranking::{
 use lens_index::{Hit, IndexError};
 use lens_store::{ImageRecord, StoreError};
 
+use super::caller::Caller;
 use super::errors::{NotReady, coded_enum};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_checked, find, typed};
@@ -57,7 +58,11 @@ coded_enum!(SearchError {
 });
 
 /// `POST /v1/search`: a text (hybrid when the text weight is above 0), an image URL or a stored image.
-pub async fn search(lens: &Lens, request: api::SearchRequest) -> Result<api::SearchResponse, SearchError> {
+pub async fn search(
+    lens: &Lens,
+    caller: &Caller,
+    request: api::SearchRequest,
+) -> Result<api::SearchResponse, SearchError> {
     let options = SearchOptions::new(request.k, request.threshold, request.tag, lens.config.max_k)?;
     check_hybrid_weight(request.hybrid_weight, request.text.is_some())?;
     let query = match (request.text, request.image_url, request.image_id) {
@@ -65,31 +70,33 @@ pub async fn search(lens: &Lens, request: api::SearchRequest) -> Result<api::Sea
             let weight = request.hybrid_weight.unwrap_or(lens.config.hybrid_weight);
             let query = text_embedding(lens, text.clone()).await?;
             if weight > 0.0 {
-                return Ok(api::SearchResponse { results: hybrid(lens, text, query, weight, options).await? });
+                return Ok(api::SearchResponse { results: hybrid(lens, caller, text, query, weight, options).await? });
             }
             query
         }
         (None, Some(url), None) => url_embedding(lens, &url).await?,
         // The image itself scores 1 and is kept (a search "by this image"); duplicates excludes it.
-        (None, None, Some(id)) => stored_embedding(lens, &id).await?.1,
+        (None, None, Some(id)) => stored_embedding(lens, caller, &id).await?.1,
         _ => return Err(RequestError::invalid("give exactly one of `text`, `image_url`, `image_id`").into()),
     };
-    Ok(api::SearchResponse { results: vector(lens, query, options).await? })
+    Ok(api::SearchResponse { results: vector(lens, caller, query, options).await? })
 }
 
 /// `POST /v1/search/image`: an uploaded image's neighbours.
 pub async fn search_bytes(
     lens: &Lens,
+    caller: &Caller,
     bytes: Bytes,
     options: SearchOptions,
 ) -> Result<api::SearchResponse, SearchError> {
     let query = bytes_embedding(lens, bytes).await?;
-    Ok(api::SearchResponse { results: vector(lens, query, options).await? })
+    Ok(api::SearchResponse { results: vector(lens, caller, query, options).await? })
 }
 
 /// Other images within `threshold` (default 0.95) of image `id`, at most `k` (default 20).
 pub async fn duplicates(
     lens: &Lens,
+    caller: &Caller,
     id: &str,
     query: api::DuplicatesQuery,
 ) -> Result<api::DuplicatesResponse, SearchError> {
@@ -99,14 +106,18 @@ pub async fn duplicates(
         None,
         lens.config.max_k,
     )?;
-    let (record, embedding) = stored_embedding(lens, id).await?;
+    let (record, embedding) = stored_embedding(lens, caller, id).await?;
     options.exclude = Some(record.key as u64);
-    let duplicates = vector(lens, embedding, options).await?;
+    let duplicates = vector(lens, caller, embedding, options).await?;
     Ok(api::DuplicatesResponse { id: record.id, sha256: record.sha256, duplicates })
 }
 
 /// `POST /v1/embeddings`, OpenAI-shaped: strings, `{"image_url"}` and `{"image_id"}` items.
-pub async fn embeddings(lens: &Lens, request: api::EmbeddingsRequest) -> Result<api::EmbeddingsResponse, SearchError> {
+pub async fn embeddings(
+    lens: &Lens,
+    caller: &Caller,
+    request: api::EmbeddingsRequest,
+) -> Result<api::EmbeddingsResponse, SearchError> {
     let ready = lens.ready()?;
     let loaded = ready.models.embedder_info();
     if let Some(model) = &request.model
@@ -134,7 +145,7 @@ pub async fn embeddings(lens: &Lens, request: api::EmbeddingsRequest) -> Result<
             Value::Object(obj) => {
                 match (obj.get("image_url").and_then(Value::as_str), obj.get("image_id").and_then(Value::as_str)) {
                     (Some(url), None) if obj.len() == 1 => url_embedding(lens, url).await?,
-                    (None, Some(id)) if obj.len() == 1 => stored_embedding(lens, id).await?.1,
+                    (None, Some(id)) if obj.len() == 1 => stored_embedding(lens, caller, id).await?.1,
                     _ => {
                         return Err(RequestError::invalid(format!(
                             "input {index}: an object needs exactly one of `image_url`, `image_id`"
@@ -172,8 +183,8 @@ async fn bytes_embedding(lens: &Lens, bytes: Bytes) -> Result<Vec<f32>, SearchEr
 }
 
 /// A stored image's embedding, read from the catalog (no model run).
-async fn stored_embedding(lens: &Lens, id: &str) -> Result<(ImageRecord, Vec<f32>), SearchError> {
-    let record = find(lens, id).await?;
+async fn stored_embedding(lens: &Lens, caller: &Caller, id: &str) -> Result<(ImageRecord, Vec<f32>), SearchError> {
+    let record = find(lens, caller, id).await?;
     let (key, model) = (record.key, lens.ready()?.models.embedding_model().to_string());
     let vector = lens.catalog(move |c| c.embedding(key, &model)).await?;
     match vector {
@@ -190,8 +201,13 @@ fn scored(hits: Vec<Hit>) -> Vec<Scored> {
     hits.into_iter().map(|h| Scored { id: h.id, score: h.score }).collect()
 }
 
-/// k-NN, threshold, tag filter and catalog join, in [`VectorRounds`].
-async fn vector(lens: &Lens, query: Vec<f32>, options: SearchOptions) -> Result<Vec<api::SearchResult>, SearchError> {
+/// k-NN, threshold, tag filter and catalog join (only the images the caller sees), in [`VectorRounds`].
+async fn vector(
+    lens: &Lens,
+    caller: &Caller,
+    query: Vec<f32>,
+    options: SearchOptions,
+) -> Result<Vec<api::SearchResult>, SearchError> {
     let ready = lens.ready()?;
     let started = std::time::Instant::now();
     let mut rounds = VectorRounds::new(&options, ready.index.len());
@@ -199,9 +215,13 @@ async fn vector(lens: &Lens, query: Vec<f32>, options: SearchOptions) -> Result<
         let exclude = options.exclude;
         let filter = move |id: u64| Some(id) != exclude;
         let hits = rounds.admit(scored(ready.index.search(&query, rounds.request(), Some(&filter))?));
-        let keys: Vec<i64> = hits.iter().map(|h| h.id as i64).collect();
-        let records: HashMap<u64, ImageRecord> =
-            lens.catalog(move |c| c.images_by_keys(&keys)).await?.into_iter().map(|r| (r.key as u64, r)).collect();
+        let (keys, who) = (hits.iter().map(|h| h.id as i64).collect::<Vec<_>>(), caller.clone());
+        let records: HashMap<u64, ImageRecord> = lens
+            .catalog(move |c| c.visible_images_by_keys(&keys, who.visible()))
+            .await?
+            .into_iter()
+            .map(|r| (r.key as u64, r))
+            .collect();
         let keep =
             |id: u64| records.get(&id).is_some_and(|r| options.tag.as_ref().is_none_or(|tag| r.tags.contains(tag)));
         if let Round::Done(found) = rounds.select(hits, keep) {
@@ -215,6 +235,7 @@ async fn vector(lens: &Lens, query: Vec<f32>, options: SearchOptions) -> Result<
 /// [`HybridRounds`].
 async fn hybrid(
     lens: &Lens,
+    caller: &Caller,
     text: String,
     query: Vec<f32>,
     weight: f32,
@@ -232,11 +253,11 @@ async fn hybrid(
         let only_keyword: Vec<i64> = keyword_hits.iter().map(|h| h.0).filter(|k| !seen.contains(k)).collect();
         keys.extend(&only_keyword);
         let model = ready.models.embedding_model().to_string();
-        let (fts_text, lookup) = (text.clone(), keys.clone());
+        let (fts_text, lookup, who) = (text.clone(), keys.clone(), caller.clone());
         let (records, keyword, captions, analyses, images) = lens
             .catalog(move |c| {
                 Ok((
-                    c.images_by_keys(&lookup)?,
+                    c.visible_images_by_keys(&lookup, who.visible())?,
                     c.text_match_scores(&fts_text, &lookup)?,
                     c.caption_embeddings(&lookup, &model)?,
                     c.analysis_embeddings(&lookup, &model)?,

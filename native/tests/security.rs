@@ -1,0 +1,269 @@
+//! `lens serve` as a hostile user meets it, against the real binary: API keys made by `lens keys` while
+//! the server runs, scopes, what belongs to which tenant, rate limits (429 with `Retry-After`), the `Host`
+//! allow-list and cross-site writes.
+
+use std::process::Command;
+
+use reqwest::blocking::RequestBuilder;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::common::files::{image_bytes, synthetic_png};
+use crate::common::server::{Server, into_json};
+
+fn keys(data: &std::path::Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_lens")).arg("keys").args(args).arg("--data").arg(data).output().unwrap();
+    assert!(out.status.success(), "lens keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// `lens keys create`'s secret.
+fn create_key(data: &std::path::Path, name: &str, scope: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", "--name", name, "--scope", scope];
+    args.extend(extra);
+    let key = keys(data, &args);
+    assert!(key["id"].as_str().unwrap().starts_with("key_"), "{key}");
+    key["key"].as_str().unwrap().to_string()
+}
+
+fn with_key(request: RequestBuilder, key: &str) -> RequestBuilder {
+    request.bearer_auth(key)
+}
+
+fn send(request: RequestBuilder) -> (u16, Value) {
+    into_json(request.send().unwrap())
+}
+
+fn upload(server: &Server, key: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let form = reqwest::blocking::multipart::Form::new()
+        .part("file", reqwest::blocking::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    send(with_key(server.http.post(server.url("/v1/images")), key).multipart(form))
+}
+
+fn image_ids(server: &Server, key: &str) -> Vec<String> {
+    let (status, list) = send(with_key(server.http.get(server.url("/v1/images")), key));
+    assert_eq!(status, 200, "{list}");
+    list["images"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Keys, scopes and tenants: nothing but health answers without a key; a key sees and deletes only its
+/// tenant's images, jobs, chats' and collections (another's ids are 404), a read key cannot write, only an
+/// admin reads the sync feed, metrics or starts a rebuild; identical bytes uploaded by two tenants are one
+/// image each lets go of; a revoked key stops working at once.
+#[test]
+fn keys_scope_routes_and_tenants_see_only_their_own() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--auth", "required"]);
+    let admin = create_key(data.path(), "ops", "admin", &[]);
+    let ann = create_key(data.path(), "ann", "write", &[]);
+    let ann_reader = create_key(data.path(), "ann-dashboard", "read", &["--tenant", "ann"]);
+    let bob = create_key(data.path(), "bob", "write", &[]);
+
+    // Without a key: 401 with a challenge, except health and the API's description.
+    let r = server.http.get(server.url("/v1/images")).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"lens\"");
+    assert_eq!(into_json(r).1["error"]["code"], "unauthorized");
+    for path in ["/v1/sync", "/metrics", "/v1/jobs", "/v1/chats", "/v1/collections"] {
+        assert_eq!(server.get(path).0, 401, "{path}");
+    }
+    assert_eq!(server.post_json("/v1/index/rebuild", &json!({})).0, 401);
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/images")), "lens_not-a-key")).0, 401);
+    for path in ["/healthz", "/readyz", "/v1/openapi.json"] {
+        assert_eq!(server.get(path).0, 200, "{path}");
+    }
+
+    // Ann's image: hers and her read key's, not Bob's.
+    let (status, rocket) = upload(&server, &ann, "rocket.jpg", image_bytes("rocket.jpg"));
+    assert_eq!(status, 201, "{rocket}");
+    let id = rocket["id"].as_str().unwrap().to_string();
+    assert_eq!(image_ids(&server, &ann), [id.clone()]);
+    assert_eq!(image_ids(&server, &ann_reader), [id.clone()]);
+    assert!(image_ids(&server, &bob).is_empty());
+    for path in [format!("/v1/images/{id}"), format!("/v1/images/{id}/blob"), format!("/v1/images/{id}/thumbnail")] {
+        assert_eq!(send(with_key(server.http.get(server.url(&path)), &bob)).0, 404, "{path}");
+        assert_eq!(send(with_key(server.http.get(server.url(&path)), &ann_reader)).0, 200, "{path}");
+    }
+    assert_eq!(send(with_key(server.http.delete(server.url(&format!("/v1/images/{id}"))), &bob)).0, 404);
+    let search = json!({"image_id": id});
+    assert_eq!(send(with_key(server.http.post(server.url("/v1/search")).json(&search), &bob)).0, 404);
+    let by_text = json!({"text": "a rocket", "k": 10});
+    let (_, found) = send(with_key(server.http.post(server.url("/v1/search")).json(&by_text), &bob));
+    assert!(found["results"].as_array().unwrap().is_empty(), "{found}");
+    let (_, found) = send(with_key(server.http.post(server.url("/v1/search")).json(&by_text), &ann_reader));
+    assert_eq!(found["results"][0]["id"], id.as_str());
+
+    // Scopes: a read key cannot write; only an admin reads the feed and metrics or rebuilds.
+    let (status, refused) = upload(&server, &ann_reader, "cat.png", synthetic_png(1));
+    assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("forbidden")), "{refused}");
+    for key in [&ann, &ann_reader] {
+        assert_eq!(send(with_key(server.http.get(server.url("/v1/sync")), key)).0, 403);
+        assert_eq!(send(with_key(server.http.get(server.url("/metrics")), key)).0, 403);
+        assert_eq!(send(with_key(server.http.post(server.url("/v1/index/rebuild")), key)).0, 403);
+    }
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/sync")), &admin)).0, 200);
+    let metrics = server.http.get(server.url("/metrics")).bearer_auth(&admin).send().unwrap();
+    assert_eq!(metrics.status(), 200);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_str(&admin).unwrap());
+    assert_eq!(send(server.http.get(server.url("/v1/images")).headers(headers)).1["images"][0]["id"], id.as_str());
+
+    // One rebuild at a time: while one runs, the same job comes back.
+    let (status, first) = send(with_key(server.http.post(server.url("/v1/index/rebuild")), &admin));
+    assert_eq!(status, 202, "{first}");
+    let (status, second) = send(with_key(server.http.post(server.url("/v1/index/rebuild")), &admin));
+    assert!(status == 200 && second["id"] == first["id"] || status == 202 && second["id"] != first["id"]);
+    // Jobs belong to their tenant.
+    let job = first["id"].as_str().unwrap();
+    assert_eq!(send(with_key(server.http.get(server.url(&format!("/v1/jobs/{job}"))), &bob)).0, 404);
+    assert_eq!(send(with_key(server.http.get(server.url(&format!("/v1/jobs/{job}"))), &admin)).0, 200);
+    let (_, bob_jobs) = send(with_key(server.http.get(server.url("/v1/jobs")), &bob));
+    assert!(bob_jobs["jobs"].as_array().unwrap().is_empty(), "{bob_jobs}");
+
+    // The same bytes from Bob: new to him (201); his delete lets go of it, Ann keeps hers.
+    let (status, again) = upload(&server, &bob, "rocket.jpg", image_bytes("rocket.jpg"));
+    assert_eq!((status, again["id"].as_str()), (201, Some(id.as_str())));
+    assert_eq!(send(with_key(server.http.delete(server.url(&format!("/v1/images/{id}"))), &bob)).0, 204);
+    assert!(image_ids(&server, &bob).is_empty());
+    let blob = with_key(server.http.get(server.url(&format!("/v1/images/{id}/blob"))), &ann).send().unwrap();
+    assert_eq!(blob.bytes().unwrap().to_vec(), image_bytes("rocket.jpg"), "Ann's image is whole");
+
+    // Collections: names are global; Bob neither sees nor adds to Ann's.
+    let docs = |key: &str, name: &str| {
+        let body = json!({"documents": [{"id": "d1", "text": "The rocket launched at dawn."}]});
+        send(with_key(server.http.post(server.url(&format!("/v1/collections/{name}/documents"))).json(&body), key))
+    };
+    assert_eq!(docs(&ann, "notes").0, 201);
+    let (status, taken) = docs(&bob, "notes");
+    assert_eq!((status, taken["error"]["code"].as_str()), (409, Some("conflict")), "{taken}");
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/collections/notes")), &bob)).0, 404);
+    let (_, listed) = send(with_key(server.http.get(server.url("/v1/collections")), &bob));
+    assert!(listed["collections"].as_array().unwrap().is_empty(), "{listed}");
+    assert_eq!(send(with_key(server.http.delete(server.url("/v1/collections/notes")), &bob)).0, 404);
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/collections/notes")), &ann)).1["documents"], 1);
+
+    // Ann's delete removes it; a revoked key is refused from the next request on.
+    assert_eq!(send(with_key(server.http.delete(server.url(&format!("/v1/images/{id}"))), &ann)).0, 204);
+    assert!(image_ids(&server, &admin).is_empty());
+    let listed: Vec<Value> = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_lens"))
+            .args(["keys", "list", "--data"])
+            .arg(data.path())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(listed.len(), 4);
+    assert!(listed.iter().all(|k| k.get("key").is_none() && !k.to_string().contains(&ann)), "no secret is listed");
+    let ann_id = listed.iter().find(|k| k["name"] == "ann").unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(keys(data.path(), &["revoke", &ann_id])["revoked"], true);
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/images")), &ann)).0, 401);
+    assert_eq!(send(with_key(server.http.get(server.url("/v1/images")), &ann_reader)).0, 200, "other keys work");
+}
+
+/// Rate limits: a key over its own rate, an address without a key over the anonymous rate, jobs over the
+/// job rate and bodies over the byte rate get 429 with `Retry-After` and `RateLimit-*`; under them the
+/// headers count down.
+#[test]
+fn floods_get_429_with_retry_after() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--auth", "required", "--job-rate-limit", "2"]);
+    let slow = create_key(data.path(), "slow", "write", &["--rate", "2"]);
+    let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = with_key(server.http.get(server.url("/v1/images")), &slow).send().unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 200 {
+            remaining.push(r.headers()["ratelimit-remaining"].to_str().unwrap().parse::<u32>().unwrap());
+            assert_eq!(r.headers()["ratelimit-limit"], "4");
+        } else if limited.is_none() {
+            limited = Some(r);
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(limited.headers()["ratelimit-remaining"], "0");
+    assert_eq!(into_json(limited).1["error"]["code"], "rate_limited");
+    assert!(remaining.windows(2).all(|w| w[1] < w[0]), "{remaining:?}");
+    assert!(statuses.iter().filter(|&&s| s == 200).count() <= 5, "{statuses:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(with_key(server.http.get(server.url("/v1/images")), &slow).send().unwrap().status(), 200, "refilled");
+
+    // Jobs: two a minute here; the third ingest job is refused, nothing queued for it.
+    let busy = create_key(data.path(), "busy", "write", &[]);
+    let ingest = json!({"urls": ["http://127.0.0.1:1/a.png"]});
+    let job = |key: &str| send(with_key(server.http.post(server.url("/v1/ingest")).json(&ingest), key));
+    assert_eq!(job(&busy).0, 202);
+    assert_eq!(job(&busy).0, 202);
+    let (status, refused) = job(&busy);
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("rate_limited")), "{refused}");
+    let (_, jobs) = send(with_key(server.http.get(server.url("/v1/jobs")), &busy));
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 2);
+    drop(server);
+
+    // Without keys (auth off): per client address.
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &["--auth", "off", "--anonymous-rate-limit", "3", "--upload-bytes-per-s", "3000", "--max-body-bytes", "4000"],
+    );
+    let statuses: Vec<u16> = (0..12).map(|_| server.get("/v1/images").0).collect();
+    assert!(statuses.contains(&429) && statuses[0] == 200, "{statuses:?}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Bodies: 3000 bytes/s, a burst of one 4000-byte body.
+    let body = vec![b'x'; 3500];
+    let post =
+        || server.http.post(server.url("/v1/search")).header("content-type", "application/json").body(body.clone());
+    assert_ne!(post().send().unwrap().status(), 429, "the first body fits the burst");
+    let r = post().send().unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+/// A `Host` this server does not answer to (DNS rebinding) is refused; so are state-changing requests a
+/// page on another site sends (a form's `text/plain` or multipart POST needs no preflight), and they change
+/// nothing. Same-origin pages and `--cors-origin` ones may.
+#[test]
+fn rebinding_hosts_and_cross_site_writes_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--cors-origin", "http://app.example"]);
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let r = server.http.get(server.url("/v1/images")).header("host", format!("rebind.attacker.example:{port}"));
+    let (status, refused) = send(r);
+    assert_eq!((status, refused["error"]["code"].as_str()), (403, Some("forbidden")), "{refused}");
+    let r = server.http.get(server.url("/v1/images")).header("host", format!("localhost:{port}"));
+    assert_eq!(send(r).0, 200);
+
+    let evil = "http://evil.example";
+    let (status, _) = send(
+        server
+            .http
+            .post(server.url("/v1/index/rebuild"))
+            .header("origin", evil)
+            .header("content-type", "text/plain")
+            .body("x"),
+    );
+    assert_eq!(status, 403);
+    let form = reqwest::blocking::multipart::Form::new()
+        .part("file", reqwest::blocking::multipart::Part::bytes(image_bytes("rocket.jpg")).file_name("rocket.jpg"));
+    assert_eq!(send(server.http.post(server.url("/v1/images")).header("origin", evil).multipart(form)).0, 403);
+    let r = server.http.delete(server.url("/v1/chats?user=x")).header("sec-fetch-site", "cross-site");
+    assert_eq!(send(r).0, 403);
+    assert!(server.get("/v1/images").1["images"].as_array().unwrap().is_empty(), "nothing stored");
+    assert!(server.get("/v1/jobs").1["jobs"].as_array().unwrap().is_empty(), "no rebuild started");
+
+    for origin in [server.base.as_str(), "http://app.example"] {
+        let form = reqwest::blocking::multipart::Form::new()
+            .part("file", reqwest::blocking::multipart::Part::bytes(synthetic_png(7)).file_name("a.png"));
+        let (status, body) = send(server.http.post(server.url("/v1/images")).header("origin", origin).multipart(form));
+        assert!(status == 201 || status == 200, "{origin}: {status} {body}");
+    }
+}
