@@ -311,7 +311,7 @@ pub struct SecuritySettings {
     #[arg(long, env = "LENS_ANONYMOUS_RATE_LIMIT")]
     pub anonymous_rate_limit: Option<f64>,
     /// Jobs started per minute per key or address (ingest, captions, analyses, rebuilds); 0: no limit.
-    /// Default 30.
+    /// Default 30; off on loopback with authentication off (one trusted user).
     #[arg(long, env = "LENS_JOB_RATE_LIMIT")]
     pub job_rate_limit: Option<f64>,
     /// Request body bytes per second per key or address (bursts of one whole body); 0: no limit.
@@ -1007,7 +1007,10 @@ fn security_config(s: SecuritySettings, listen: SocketAddr) -> Result<SecurityCo
             "anonymous_rate_limit",
             s.anonymous_rate_limit.unwrap_or(if loopback { 0.0 } else { 10.0 }),
         )?,
-        jobs_per_minute: rate("job_rate_limit", s.job_rate_limit.unwrap_or(30.0))?,
+        jobs_per_minute: rate(
+            "job_rate_limit",
+            s.job_rate_limit.unwrap_or(if loopback && !auth_required { 0.0 } else { 30.0 }),
+        )?,
         upload_bytes_per_s: Some(s.upload_bytes_per_s.unwrap_or(20 << 20)).filter(|&b| b > 0),
     })
 }
@@ -1272,7 +1275,9 @@ hybrid_weight = 0.5
             s.resolve(None).map(|c| c.security)
         };
         let local = at("127.0.0.1:8080", |_| {}).unwrap();
-        assert!(!local.auth_required && local.anonymous_rate.is_none());
+        assert!(!local.auth_required && local.anonymous_rate.is_none() && local.jobs_per_minute.is_none());
+        let keyed = at("127.0.0.1:8080", |s| s.security.auth = Some(AuthMode::Required)).unwrap();
+        assert_eq!(keyed.jobs_per_minute, Some(30.0));
         assert_eq!(local.allowed_hosts.unwrap(), ["127.0.0.1", "[::1]", "localhost"]);
         let public = at("0.0.0.0:8080", |_| {}).unwrap();
         assert!(public.auth_required && public.anonymous_rate == Some(10.0) && public.allowed_hosts.is_none());
