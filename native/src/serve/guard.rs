@@ -128,13 +128,14 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, n
     let Some(needed) = required_scope(&method, &route) else { return next.run(request).await };
     let security = &gate.lens.config.security;
     let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let caller = if security.auth_required {
+    // The key's own rate comes with it; a caller without a key is limited by its address.
+    let (caller, own_rate) = if security.auth_required {
         match identify(&gate.lens, request.headers()).await {
-            Ok(caller) => caller,
+            Ok(identified) => identified,
             Err(refused) => return refused,
         }
     } else {
-        Caller::anonymous()
+        (Caller::anonymous(), None)
     };
     if !caller.may(needed) {
         return ApiError::coded(
@@ -144,7 +145,7 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, n
         .into_response();
     }
     let (bucket, rate) = match (&caller.key, address) {
-        (Some(key), _) => (key.clone(), Some(gate.limits.key_rate(&gate.lens, key).await)),
+        (Some(key), _) => (key.clone(), Some(own_rate.unwrap_or(security.key_rate))),
         (None, Some(ip)) => (address_bucket(ip), security.anonymous_rate),
         (None, None) => ("in-process".to_string(), security.anonymous_rate),
     };
@@ -177,8 +178,8 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, n
     response
 }
 
-/// The caller a request's key names, or the 401 to answer.
-async fn identify(lens: &Lens, headers: &HeaderMap) -> Result<Caller, Response> {
+/// The caller a request's key names and the key's own rate, or the 401 to answer.
+async fn identify(lens: &Lens, headers: &HeaderMap) -> Result<(Caller, Option<f64>), Response> {
     let unauthorized = |message: &str| {
         let mut response = ApiError::coded(ErrorCode::Unauthorized, message).into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"lens\""));
@@ -197,7 +198,7 @@ async fn identify(lens: &Lens, headers: &HeaderMap) -> Result<Caller, Response> 
     }
     let secret = secret.to_string();
     match lens.catalog(move |c| c.key_by_secret(&secret)).await {
-        Ok(Some(key)) => Ok(Caller { key: Some(key.id), tenant: Some(key.tenant), scope: key.scope }),
+        Ok(Some(key)) => Ok((Caller { key: Some(key.id), tenant: Some(key.tenant), scope: key.scope }, key.rate)),
         Ok(None) => Err(unauthorized("unknown or revoked API key")),
         Err(e) => Err(ApiError::service(&e).into_response()),
     }
@@ -217,46 +218,12 @@ fn address_bucket(ip: IpAddr) -> String {
     }
 }
 
-/// The token buckets of [`authenticate`], and each key's own rate (read from the catalog once).
+/// The token buckets of [`authenticate`]: requests, job starts and body bytes, by caller.
+#[derive(Default)]
 pub struct RateLimits {
     requests: Buckets,
     jobs: Buckets,
     bytes: Buckets,
-    key_rates: Mutex<HashMap<String, f64>>,
-}
-
-impl RateLimits {
-    pub fn new() -> RateLimits {
-        RateLimits {
-            requests: Buckets::default(),
-            jobs: Buckets::default(),
-            bytes: Buckets::default(),
-            key_rates: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The key's requests/s: its own, else the server's.
-    async fn key_rate(&self, lens: &Lens, id: &str) -> f64 {
-        if let Some(rate) = self.key_rates.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
-            return *rate;
-        }
-        let default = lens.config.security.key_rate;
-        let key = id.to_string();
-        let own = lens
-            .catalog(move |c| Ok(c.list_keys()?.into_iter().find(|k| k.id == key).and_then(|k| k.rate)))
-            .await
-            .ok()
-            .flatten();
-        let rate = own.unwrap_or(default);
-        self.key_rates.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_string(), rate);
-        rate
-    }
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Buckets kept before idle ones are dropped (a full bucket holds no information).

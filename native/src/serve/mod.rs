@@ -84,7 +84,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
 pub fn app(lens: Arc<Lens>) -> Router {
     // The recorder is installed before the first request records anything.
     crate::telemetry::prometheus();
-    let gate = Arc::new(guard::Gate { lens: Arc::clone(&lens), limits: guard::RateLimits::new() });
+    let gate = Arc::new(guard::Gate { lens: Arc::clone(&lens), limits: guard::RateLimits::default() });
     let config = &lens.config;
     let timeout = config.request_timeout;
     let v1 = Router::new()

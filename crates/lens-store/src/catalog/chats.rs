@@ -126,29 +126,21 @@ impl Catalog {
     pub fn chat(&self, id: &str, visible: Visible<'_>) -> Result<Option<ChatRecord>> {
         let conn = self.conn();
         let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = ? AND {}", visible.tenant_is("tenant"));
-        let args = with_visible(id, visible);
-        let row = conn.query_row(&sql, rusqlite::params_from_iter(args), raw_chat).optional()?;
+        let row = conn.query_row(&sql, rusqlite::params_from_iter(visible.args_after(&[id])), raw_chat).optional()?;
         row.map(|(_, _, record)| record).transpose()
     }
 
     /// Deletes one chat `visible` sees; `false` when there was none.
     pub fn delete_chat(&self, id: &str, visible: Visible<'_>) -> Result<bool> {
         let sql = format!("DELETE FROM chats WHERE id = ? AND {}", visible.tenant_is("tenant"));
-        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(with_visible(id, visible)))? > 0)
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(visible.args_after(&[id])))? > 0)
     }
 
     /// Deletes every chat of `user` that `visible` sees; how many.
     pub fn delete_user_chats(&self, user: &str, visible: Visible<'_>) -> Result<u64> {
         let sql = format!("DELETE FROM chats WHERE user = ? AND {}", visible.tenant_is("tenant"));
-        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(with_visible(user, visible)))? as u64)
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(visible.args_after(&[user])))? as u64)
     }
-}
-
-/// `value` then the tenant of `visible`, as query arguments.
-fn with_visible(value: &str, visible: Visible<'_>) -> Vec<rusqlite::types::Value> {
-    let mut args: Vec<rusqlite::types::Value> = vec![value.to_string().into()];
-    args.extend(visible.args());
-    args
 }
 
 /// (rowid, created ms, the record) of a row of [`CHAT_COLUMNS`].

@@ -124,10 +124,7 @@ impl Catalog {
 
     /// The image with public id `id` when `visible` sees it.
     pub fn visible_image(&self, id: &str, visible: Visible<'_>) -> Result<Option<ImageRecord>> {
-        let mut args: Vec<rusqlite::types::Value> = vec![id.to_string().into()];
-        args.extend(visible.args());
-        let condition = format!("id = ? AND {}", visible.condition("images.key"));
-        query_image(&self.conn(), &condition, rusqlite::params_from_iter(args))
+        query_visible_image(&self.conn(), id, visible)
     }
 
     pub fn image_by_sha256(&self, sha256: &str) -> Result<Option<ImageRecord>> {
@@ -236,10 +233,7 @@ impl Catalog {
     pub fn release_image(&self, id: &str, visible: Visible<'_>) -> Result<Deleted> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut args: Vec<rusqlite::types::Value> = vec![id.to_string().into()];
-        args.extend(visible.args());
-        let condition = format!("id = ? AND {}", visible.condition("images.key"));
-        let Some(record) = query_image(&tx, &condition, rusqlite::params_from_iter(args))? else {
+        let Some(record) = query_visible_image(&tx, id, visible)? else {
             return Ok(Deleted::NotFound);
         };
         if let Visible::To(tenant) = visible {
@@ -261,18 +255,13 @@ impl Catalog {
         Ok(Deleted::Removed(record))
     }
 
-    /// Deletes the image, its tags and its embeddings; returns the deleted record. Bumps the generation.
+    /// Deletes the image, its tags and its embeddings, whoever holds it; returns the deleted record. Bumps
+    /// the generation.
     pub fn delete_image(&self, id: &str) -> Result<Option<ImageRecord>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(record) = query_image(&tx, "id = ?1", params![id])? else {
-            return Ok(None);
-        };
-        tx.execute("DELETE FROM images WHERE key = ?1", params![record.key])?;
-        withdraw_image_jobs(&tx, &record.id, "the image was deleted")?;
-        bump_generation(&tx)?;
-        tx.commit()?;
-        Ok(Some(record))
+        match self.release_image(id, Visible::All)? {
+            Deleted::Removed(record) => Ok(Some(record)),
+            Deleted::NotFound | Deleted::Released => Ok(None),
+        }
     }
 
     /// Replaces the tags (order kept, duplicates dropped); `false` when there is no such image.
@@ -399,6 +388,12 @@ pub(super) fn query_image(
 }
 
 // --- helpers --------------------------------------------------------------------------------------
+
+/// The image with public id `id` when `visible` sees it.
+fn query_visible_image(conn: &Connection, id: &str, visible: Visible<'_>) -> Result<Option<ImageRecord>> {
+    let condition = format!("id = ? AND {}", visible.condition("images.key"));
+    query_image(conn, &condition, rusqlite::params_from_iter(visible.args_after(&[id])))
+}
 
 /// Records that `owner` holds the image; whether it did not before (`false` without an owner).
 fn insert_owner(tx: &Transaction<'_>, owner: Option<&str>, key: i64) -> Result<bool> {

@@ -116,8 +116,7 @@ impl Catalog {
     /// Whether `visible` sees a collection by that name (no counting: search asks this on every query).
     pub fn has_collection(&self, name: &str, visible: Visible<'_>) -> Result<bool> {
         let sql = format!("SELECT 1 FROM collections WHERE name = ? AND {}", visible.tenant_is("tenant"));
-        let mut args: Vec<rusqlite::types::Value> = vec![name.to_string().into()];
-        args.extend(visible.args());
+        let args = visible.args_after(&[name]);
         let found = self.conn().query_row(&sql, rusqlite::params_from_iter(args), |_| Ok(())).optional()?;
         Ok(found.is_some())
     }
@@ -148,9 +147,7 @@ impl Catalog {
     /// Deletes a collection `visible` sees, with its documents; `false` when there was none.
     pub fn delete_collection(&self, name: &str, visible: Visible<'_>) -> Result<bool> {
         let sql = format!("DELETE FROM collections WHERE name = ? AND {}", visible.tenant_is("tenant"));
-        let mut args: Vec<rusqlite::types::Value> = vec![name.to_string().into()];
-        args.extend(visible.args());
-        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(args))? > 0)
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(visible.args_after(&[name])))? > 0)
     }
 
     /// Deletes one document of a collection `visible` sees; `false` when there was none.
@@ -160,9 +157,7 @@ impl Catalog {
                AND EXISTS (SELECT 1 FROM collections c WHERE c.name = documents.collection AND {})",
             visible.tenant_is("c.tenant")
         );
-        let mut args: Vec<rusqlite::types::Value> = vec![collection.to_string().into(), id.to_string().into()];
-        args.extend(visible.args());
-        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(args))? > 0)
+        Ok(self.conn().execute(&sql, rusqlite::params_from_iter(visible.args_after(&[collection, id])))? > 0)
     }
 
     /// Keyword search over a collection's chunks (the same query rules as [`Catalog::search_texts`]):

@@ -154,6 +154,14 @@ impl Visible<'_> {
         }
     }
 
+    /// `first` as text arguments, then [`Self::args`]: the arguments of a query whose `?`s before the
+    /// condition take `first`.
+    pub(super) fn args_after(self, first: &[&str]) -> Vec<rusqlite::types::Value> {
+        let mut args: Vec<rusqlite::types::Value> = first.iter().map(|v| v.to_string().into()).collect();
+        args.extend(self.args());
+        args
+    }
+
     pub(super) fn args(self) -> Vec<rusqlite::types::Value> {
         match self {
             Visible::All => Vec::new(),
