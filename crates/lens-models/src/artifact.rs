@@ -36,7 +36,8 @@ pub const ALIGN: usize = 64;
 /// Largest header accepted: a CLIP has a few hundred sections, far below this.
 pub const MAX_HEADER_BYTES: usize = 16 << 20;
 const CHECKSUM_BYTES: usize = 32;
-const PREFIX_BYTES: usize = 16;
+/// The magic, the format version and the header length: what [`Artifact::header_len`] reads.
+pub const PREFIX_BYTES: usize = 16;
 
 /// Which engine runs an artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,20 +139,38 @@ impl Artifact {
         prefix.starts_with(MAGIC)
     }
 
-    /// Parse and verify an artifact. Refuses another magic or version, a header that is not valid JSON
-    /// or points outside the payload, overlapping or duplicate sections, and a checksum mismatch.
-    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        if bytes.len() < PREFIX_BYTES + CHECKSUM_BYTES || !Self::sniff(&bytes) {
+    /// The header's length, from an artifact's first [`PREFIX_BYTES`] bytes (or more): refuses another
+    /// magic or version and a header over [`MAX_HEADER_BYTES`].
+    pub fn header_len(prefix: &[u8]) -> Result<usize> {
+        if prefix.len() < PREFIX_BYTES || !Self::sniff(prefix) {
             return Err(bad("not a Lens model artifact (no LENSART header)"));
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
         if version != FORMAT_VERSION {
             return Err(bad(format!("format version {version}; this build reads version {FORMAT_VERSION}")));
         }
-        let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+        let header_len = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) as usize;
         if header_len > MAX_HEADER_BYTES {
             return Err(bad(format!("header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")));
         }
+        Ok(header_len)
+    }
+
+    /// The header alone, from the artifact's first [`PREFIX_BYTES`] + [`Artifact::header_len`] bytes:
+    /// what a model is, without reading (or verifying) its weights.
+    pub fn read_header(prefix: &[u8]) -> Result<ArtifactHeader> {
+        let header_len = Self::header_len(prefix)?;
+        let json = prefix.get(PREFIX_BYTES..PREFIX_BYTES + header_len).ok_or_else(|| bad("truncated header"))?;
+        serde_json::from_slice(json).map_err(|e| bad(format!("header: {e}")))
+    }
+
+    /// Parse and verify an artifact. Refuses another magic or version, a header that is not valid JSON
+    /// or points outside the payload, overlapping or duplicate sections, and a checksum mismatch.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.len() < PREFIX_BYTES + CHECKSUM_BYTES {
+            return Err(bad("not a Lens model artifact (no LENSART header)"));
+        }
+        let header_len = Self::header_len(&bytes)?;
         let body_end = bytes.len() - CHECKSUM_BYTES;
         let payload_start = payload_start(header_len);
         if payload_start > body_end {
@@ -161,8 +180,7 @@ impl Artifact {
         if digest.as_slice() != &bytes[body_end..] {
             return Err(bad("checksum mismatch: the file is corrupted or incomplete"));
         }
-        let header: ArtifactHeader = serde_json::from_slice(&bytes[PREFIX_BYTES..PREFIX_BYTES + header_len])
-            .map_err(|e| bad(format!("header: {e}")))?;
+        let header = Self::read_header(&bytes[..PREFIX_BYTES + header_len])?;
         let payload_len = (body_end - payload_start) as u64;
         let mut index = HashMap::with_capacity(header.sections.len());
         let mut spans: Vec<(u64, u64)> = Vec::with_capacity(header.sections.len());

@@ -153,7 +153,7 @@ fn hidden_states_of_every_layer_match_reference() {
         let (mask, _) = f.reference.i64_values("attention_mask").unwrap();
         let rows = |v: &[i64]| v.chunks_exact(shape[1]).map(|r| r.iter().map(|&x| x as u32).collect()).collect();
         let (ids, mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) = (rows(&ids), rows(&mask));
-        let states = pipeline.model.text_model.hidden_states(&ids, Some(&mask)).unwrap();
+        let states = pipeline.model.text.text_model.hidden_states(&ids, Some(&mask)).unwrap();
         assert_eq!(states.len(), pipeline.config.text_config.num_hidden_layers + 1);
         worst = worst.max(assert_hidden_states_close(f.name, states, &reference, "text_hidden_states"));
     }

@@ -10,7 +10,7 @@
 
 use burn::backend::NdArray;
 use lens_models::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
-use lens_models::clip::{ClipPipeline, quantize_clip};
+use lens_models::clip::{ClipPipeline, ClipTextPipeline, TEXT_FAMILY, quantize_clip, quantize_clip_text};
 use lens_models::int8::{QuantizedMatrix, quantize_rows, summarize};
 
 #[cfg(target_arch = "wasm32")]
@@ -63,7 +63,7 @@ fn int8_image_and_text_embeddings_match_fp32_reference() {
         let pipeline = f.int8();
         assert_eq!(pipeline.artifact_source(), Some(&source(f.name)));
         assert!(
-            pipeline.model.text_projection.is_int8()
+            pipeline.model.text.text_projection.is_int8()
                 && pipeline.model.vision_model.embeddings.patch_embedding.is_int8()
         );
         let (pixels, shape) = f.tensor("pixel_values");
@@ -81,6 +81,38 @@ fn int8_image_and_text_embeddings_match_fp32_reference() {
         let alone = values(pipeline.text_features(&refs[..1]).unwrap());
         let d = rshape[1];
         assert!(cosine(&alone, &ours[..d]) > 0.99999, "batch and single text differ");
+    }
+}
+
+#[test]
+fn the_text_only_artifact_gives_the_full_artifacts_text_embeddings_bit_for_bit() {
+    for f in fixtures() {
+        let full = f.int8();
+        let bytes = quantize_clip_text(f.files.clone(), source(f.name)).unwrap();
+        let text = Artifact::parse(bytes).unwrap();
+        assert_eq!(text.header().family, TEXT_FAMILY);
+        assert_eq!(text.header().source, source(f.name), "the same model id as the full artifact");
+        assert!(text.section("preprocessor_config.json").is_none());
+        assert!(
+            text.header()
+                .sections
+                .iter()
+                .all(|s| !s.name.starts_with("vision_model.") && !s.name.starts_with("visual_projection"))
+        );
+        assert!(text.len() < f.artifact_bytes().len());
+        // A text-only artifact is not a CLIP the image side can load: refused by name, not by a missing tensor.
+        let refusal = ClipPipeline::<B>::from_artifact(text.clone(), &Default::default()).unwrap_err().to_string();
+        assert!(refusal.contains(TEXT_FAMILY), "{refusal}");
+
+        let texts = ["a photo of a cat", "two dogs playing in the snow", ""];
+        let alone = ClipTextPipeline::<B>::from_artifact(text, &Default::default()).unwrap();
+        assert_eq!(alone.dim(), full.dim());
+        assert_eq!(alone.embed_texts(&texts).unwrap(), full.embed_texts(&texts).unwrap(), "{}", f.name);
+        // The text half of a full artifact loads too (the same numbers again).
+        let half =
+            ClipTextPipeline::<B>::from_artifact(Artifact::parse(f.artifact_bytes()).unwrap(), &Default::default())
+                .unwrap();
+        assert_eq!(half.embed_texts(&texts).unwrap(), full.embed_texts(&texts).unwrap());
     }
 }
 

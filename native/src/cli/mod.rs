@@ -9,8 +9,9 @@
 //!   [--top-p P] [--seed S] [--stop TEXT]... [--json]`: LLaMA text through the checkpoint's chat template,
 //!   streamed to stdout; `--json` prints `{"text", "token_ids", "prompt_tokens", "finish_reason"}` at the end.
 //! - `lens models pull REPO_ID [--revision R] [--dir D]`: download a checkpoint from a HuggingFace hub.
-//! - `lens models quantize --model DIR|ORG/NAME --out FILE`: write an int8 model artifact (browser, edge);
-//!   `lens embed` and `lens classify` take such a file as `--model` too.
+//! - `lens models quantize --model DIR|ORG/NAME --out FILE [--text-only]`: write an int8 model artifact
+//!   (browser; `--text-only`: the text half, for the edge); `lens embed` and `lens classify` take a full
+//!   one as `--model` too.
 //! - `lens models pack --model DIR --out FILE`: an ONNX CLIP export (visual.onnx, textual.onnx, config,
 //!   tokenizer, pre-processor) as one `onnx` artifact; `lens embed --model` runs it, or the directory.
 //! - `lens serve --model DIR [--data DIR] [--listen ADDR] [--config FILE]`: the HTTP service.

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use lens_models::artifact::{Artifact, ArtifactSource};
 use lens_models::clip::onnx::{OnnxClip, OnnxClipFiles, TEXTUAL, VISUAL};
-use lens_models::clip::{ClipFiles, quantize_clip};
+use lens_models::clip::{ClipFiles, quantize_clip, quantize_clip_text};
 use lens_models::identity::{directory_name, identify};
 use lens_models::int8::summarize;
 use serde::Serialize;
@@ -50,6 +50,10 @@ pub struct QuantizeArgs {
     /// The artifact to write (`.lens`); replaced only once it is complete.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Only the text tower, its projection and the tokenizer (family `clip-text`, same model id): what
+    /// the edge Worker searches with — a ViT-B/32's whole artifact would not fit its 128 MB.
+    #[arg(long)]
+    pub text_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +99,8 @@ fn quantize(args: &QuantizeArgs) -> Result<()> {
         ClipFiles::read_dir(&dir).with_context(|| format!("cannot read a checkpoint from {}", dir.display()))?;
     // Same function, same arguments as the server's embedder: the artifact carries the server's model id.
     let identity = identify(&dir, &files.weights, "clip");
-    let bytes = quantize_clip(files, ArtifactSource { id: identity.id, name: identity.name })
+    let source = ArtifactSource { id: identity.id, name: identity.name };
+    let bytes = if args.text_only { quantize_clip_text(files, source) } else { quantize_clip(files, source) }
         .with_context(|| format!("cannot quantize {} as CLIP", dir.display()))?;
     let artifact = Artifact::parse(bytes).context("the quantized artifact does not read back")?;
     let summary = summarize(&artifact);

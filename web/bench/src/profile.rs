@@ -126,13 +126,14 @@ pub fn report<B: Backend>(
     let real = encoded.attention_mask.iter().filter(|&&m| m == 1).count();
     let ids = vec![encoded.ids[..real].to_vec()];
     let seq = ids[0].len();
-    let tower = median(iters, || model.text_model.forward(&ids, None).expect("a token row").pooler_output.into_data());
-    let layer = &model.text_model.encoder.layers[0];
+    let tower =
+        median(iters, || model.text.text_model.forward(&ids, None).expect("a token row").pooler_output.into_data());
+    let layer = &model.text.text_model.encoder.layers[0];
     out += &table(
         &format!("{engine} text tower, {seq} tokens × {}", c.text_config.hidden_size),
         &encoder_layer(layer, seq, iters, device),
         whole_layer(layer, seq, iters, device).median(),
-        model.text_model.encoder.layers.len(),
+        model.text.text_model.encoder.layers.len(),
         tower,
     );
     out

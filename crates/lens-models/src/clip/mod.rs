@@ -8,8 +8,10 @@
 //! - [`encoder`]: the pre-norm transformer encoder both towers share;
 //! - [`text_model`], [`vision_model`]: the towers (`CLIPTextTransformer`, `CLIPVisionTransformer`);
 //! - [`model`]: [`ClipModel`], the towers, their projections and the logit scale;
-//! - [`pipeline`]: [`ClipPipeline`], images and text in, normalised embeddings out;
-//! - [`quantize`]: [`quantize_clip`], a checkpoint to a `burn-int8` artifact;
+//! - [`pipeline`]: [`ClipPipeline`], images and text in, normalised embeddings out ([`ClipTextPipeline`]:
+//!   text only);
+//! - [`quantize`]: [`quantize_clip`], a checkpoint to a `burn-int8` artifact ([`quantize_clip_text`]: its
+//!   text half alone, for the edge);
 //! - `onnx` (feature `onnx`): the same pipeline on ONNX exports run by tract.
 
 pub mod config;
@@ -27,6 +29,6 @@ pub mod vision_model;
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 #[cfg(not(target_arch = "wasm32"))]
 pub use engine::{ClipSource, LoadedClip};
-pub use model::{ClipModel, l2_normalize};
-pub use pipeline::{ClipFiles, ClipPipeline};
-pub use quantize::{clip_tensor_shapes, quantize_clip};
+pub use model::{ClipModel, ClipTextTower, l2_normalize};
+pub use pipeline::{ClipFiles, ClipPipeline, ClipTextPipeline, TEXT_FAMILY};
+pub use quantize::{clip_tensor_shapes, quantize_clip, quantize_clip_text};

@@ -1,4 +1,5 @@
-//! The joint CLIP model: both towers, their projections into the shared space, and the logit scale.
+//! The joint CLIP model: both towers, their projections into the shared space, and the logit scale;
+//! and [`ClipTextTower`], the text half alone (what the edge loads: the image tower would not fit).
 //!
 //! Reference: `CLIPModel` in `transformers/models/clip/modeling_clip.py` (transformers v5.23.0).
 //! [`ClipModel::get_image_features`] / [`ClipModel::get_text_features`] are named after, and return
@@ -7,7 +8,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 
-use super::config::ClipConfig;
+use super::config::{ClipConfig, ClipTextConfig};
 use super::text_model::ClipTextTransformer;
 use super::vision_model::ClipVisionTransformer;
 use crate::nn::{Dense, dense};
@@ -16,15 +17,45 @@ use crate::{Result, weights::VarBuilder};
 /// The joint CLIP model: both towers, their projections into the shared space, and the logit scale.
 #[derive(Module, Debug)]
 pub struct ClipModel<B: Backend> {
-    pub text_model: ClipTextTransformer<B>,
+    pub text: ClipTextTower<B>,
     pub vision_model: ClipVisionTransformer<B>,
     /// `visual_projection.weight` (no bias): `[vision hidden, projection]` in f32, `[projection, vision
     /// hidden]` int8 rows in an artifact.
     pub visual_projection: Dense<B>,
-    /// `text_projection.weight` (no bias), laid out as `visual_projection`.
-    pub text_projection: Dense<B>,
     /// `logit_scale`, a log-temperature: logits are `exp(logit_scale) · cos`.
     pub logit_scale: Param<Tensor<B, 1>>,
+}
+
+/// The text tower and its projection into the shared space: text embeddings without the image half.
+/// Its tensors have the names they have in the joint checkpoint.
+#[derive(Module, Debug)]
+pub struct ClipTextTower<B: Backend> {
+    pub text_model: ClipTextTransformer<B>,
+    /// `text_projection.weight` (no bias), laid out as [`ClipModel::visual_projection`].
+    pub text_projection: Dense<B>,
+}
+
+impl<B: Backend> ClipTextTower<B> {
+    /// Load `text_model.*` and `text_projection.weight` from a CLIP checkpoint (or an artifact of either).
+    pub fn load(vb: &VarBuilder<B>, text: &ClipTextConfig, projection_dim: usize) -> Result<Self> {
+        Ok(ClipTextTower {
+            text_model: ClipTextTransformer::load(&vb.pp("text_model"), text)?,
+            text_projection: dense(&vb.pp("text_projection"), text.hidden_size, projection_dim, false)?,
+        })
+    }
+
+    /// Projected text embeddings (not normalised), one per row of token ids.
+    ///
+    /// # Shapes
+    /// - input_ids: `batch` rows of equal length → `[batch, projection_dim]`
+    pub fn get_text_features(
+        &self,
+        input_ids: &[Vec<u32>],
+        attention_mask: Option<&[Vec<u32>]>,
+    ) -> Result<Tensor<B, 2>> {
+        let text = self.text_model.forward(input_ids, attention_mask)?;
+        Ok(self.text_projection.forward(text.pooler_output))
+    }
 }
 
 impl ClipConfig {
@@ -40,11 +71,15 @@ impl<B: Backend> ClipModel<B> {
     pub fn load(vb: &VarBuilder<B>, config: &ClipConfig) -> Result<Self> {
         let (t, v, p) = (&config.text_config, &config.vision_config, config.projection_dim);
         let logit_scale = vb.tensor("logit_scale", [1])?;
+        // Loading order is the checkpoint's: the text tower first, its projection after the image one.
+        let text_model = ClipTextTransformer::load(&vb.pp("text_model"), t)?;
+        let vision_model = ClipVisionTransformer::load(&vb.pp("vision_model"), v)?;
+        let visual_projection = dense(&vb.pp("visual_projection"), v.hidden_size, p, false)?;
+        let text_projection = dense(&vb.pp("text_projection"), t.hidden_size, p, false)?;
         Ok(ClipModel {
-            text_model: ClipTextTransformer::load(&vb.pp("text_model"), t)?,
-            vision_model: ClipVisionTransformer::load(&vb.pp("vision_model"), v)?,
-            visual_projection: dense(&vb.pp("visual_projection"), v.hidden_size, p, false)?,
-            text_projection: dense(&vb.pp("text_projection"), t.hidden_size, p, false)?,
+            text: ClipTextTower { text_model, text_projection },
+            vision_model,
+            visual_projection,
             logit_scale: Param::from_tensor(logit_scale),
         })
     }
@@ -72,8 +107,7 @@ impl<B: Backend> ClipModel<B> {
         input_ids: &[Vec<u32>],
         attention_mask: Option<&[Vec<u32>]>,
     ) -> Result<Tensor<B, 2>> {
-        let text = self.text_model.forward(input_ids, attention_mask)?;
-        Ok(self.text_projection.forward(text.pooler_output))
+        self.text.get_text_features(input_ids, attention_mask)
     }
 
     /// `exp(logit_scale)`, the temperature the model was trained with.

@@ -1,13 +1,14 @@
 //! Images and text in, normalised CLIP embeddings out: the model together with the checkpoint's
 //! tokenizer and image processor, loaded from the files of a HuggingFace model directory or from a
-//! `burn-int8` model artifact (`lens models quantize`).
+//! `burn-int8` model artifact (`lens models quantize`). [`ClipTextPipeline`] is the text half alone,
+//! loaded from a text-only artifact (`lens models quantize --text-only`, family [`TEXT_FAMILY`]).
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use lens_core::image::RgbImage;
 use lens_core::preprocess::ClipImageProcessor;
 
 use super::config::ClipConfig;
-use super::model::ClipModel;
+use super::model::{ClipModel, ClipTextTower};
 use crate::artifact::{Artifact, ArtifactSource, Engine};
 use crate::files::{self, CheckpointFiles};
 use crate::tokenizer::{HfTokenizer, TextTokenizer};
@@ -31,6 +32,25 @@ pub struct ClipPipeline<B: Backend> {
     source: Option<ArtifactSource>,
 }
 
+/// The artifact family of a text-only CLIP (a `clip` artifact holds both towers).
+pub const TEXT_FAMILY: &str = "clip-text";
+
+/// The config and tokenizer a checkpoint's files describe (all a text tower needs).
+pub(crate) fn read_text_settings(
+    config: &[u8],
+    tokenizer: &[u8],
+    tokenizer_config: Option<&[u8]>,
+) -> Result<(ClipConfig, HfTokenizer)> {
+    let config = ClipConfig::from_json(config)?;
+    let tokenizer = HfTokenizer::from_bytes(
+        tokenizer,
+        tokenizer_config,
+        config.text_config.max_position_embeddings,
+        "<|endoftext|>",
+    )?;
+    Ok((config, tokenizer))
+}
+
 /// The config, image processor and tokenizer a checkpoint's files describe.
 pub(crate) fn read_settings(
     config: &[u8],
@@ -38,15 +58,9 @@ pub(crate) fn read_settings(
     tokenizer: &[u8],
     tokenizer_config: Option<&[u8]>,
 ) -> Result<(ClipConfig, ClipImageProcessor, HfTokenizer)> {
-    let config = ClipConfig::from_json(config)?;
+    let (config, tokenizer) = read_text_settings(config, tokenizer, tokenizer_config)?;
     let processor = ClipImageProcessor::from_json(preprocessor_config)?;
     files::check_image_size(&processor, config.vision_config.image_size)?;
-    let tokenizer = HfTokenizer::from_bytes(
-        tokenizer,
-        tokenizer_config,
-        config.text_config.max_position_embeddings,
-        "<|endoftext|>",
-    )?;
     Ok((config, processor, tokenizer))
 }
 
@@ -114,11 +128,7 @@ impl<B: Backend> ClipPipeline<B> {
 
     /// L2-normalised embeddings of texts, one per text.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(MAX_BATCH) {
-            out.extend(normalized_rows(self.text_features(chunk)?));
-        }
-        Ok(out)
+        embed_texts(&self.model.text, &self.tokenizer, texts)
     }
 
     /// Zero-shot classification: softmax over labels of `exp(logit_scale) · cos(image, label)`.
@@ -149,24 +159,97 @@ impl<B: Backend> ClipPipeline<B> {
         Ok(self.model.get_image_features(pixels))
     }
 
-    /// Projected text features (not normalised).
-    ///
-    /// The tokenizer pads every text to the full context (77 tokens), but queries are short: the tower
-    /// runs only up to the last pooled position of the batch. That is exact, not an approximation:
-    /// attention is causal, so no position sees a later one, and pooling reads a position inside the
-    /// kept prefix.
+    /// Projected text features (not normalised): [`text_features`].
     pub fn text_features(&self, texts: &[&str]) -> Result<Tensor<B, 2>> {
-        if texts.is_empty() {
-            return Err(Error::invalid_input("no text to embed"));
+        text_features(&self.model.text, &self.tokenizer, texts)
+    }
+}
+
+/// Projected text features (not normalised).
+///
+/// The tokenizer pads every text to the full context (77 tokens), but queries are short: the tower
+/// runs only up to the last pooled position of the batch. That is exact, not an approximation:
+/// attention is causal, so no position sees a later one, and pooling reads a position inside the
+/// kept prefix.
+fn text_features<B: Backend>(
+    tower: &ClipTextTower<B>,
+    tokenizer: &HfTokenizer,
+    texts: &[&str],
+) -> Result<Tensor<B, 2>> {
+    if texts.is_empty() {
+        return Err(Error::invalid_input("no text to embed"));
+    }
+    let encoded = tokenizer.encode_batch(texts)?;
+    let (mut ids, mut mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+        encoded.into_iter().map(|e| (e.ids, e.attention_mask)).unzip();
+    let keep = ids.iter().map(|row| tower.text_model.pool_position(row) + 1).max().unwrap_or(1);
+    for row in ids.iter_mut().chain(mask.iter_mut()) {
+        row.truncate(keep);
+    }
+    tower.get_text_features(&ids, Some(&mask))
+}
+
+/// L2-normalised embeddings of `texts`, [`MAX_BATCH`] at a time.
+fn embed_texts<B: Backend>(tower: &ClipTextTower<B>, tokenizer: &HfTokenizer, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(MAX_BATCH) {
+        out.extend(normalized_rows(text_features(tower, tokenizer, chunk)?));
+    }
+    Ok(out)
+}
+
+/// CLIP's text half: texts in, normalised embeddings out, the same values [`ClipPipeline`] gives for the
+/// same weights. Loaded from a text-only artifact, or the text half of a full one.
+#[derive(Debug)]
+pub struct ClipTextPipeline<B: Backend> {
+    pub config: ClipConfig,
+    pub tower: ClipTextTower<B>,
+    pub tokenizer: HfTokenizer,
+    source: ArtifactSource,
+}
+
+impl<B: Backend> ClipTextPipeline<B> {
+    /// Build from a `burn-int8` artifact of family [`TEXT_FAMILY`] or `clip` (only the text tensors are
+    /// read); int8 matrices are used in place, as [`ClipPipeline::from_artifact`] does.
+    pub fn from_artifact(artifact: Artifact, device: &B::Device) -> Result<Self> {
+        let header = artifact.header();
+        if header.engine != Engine::BurnInt8 || !(header.family == TEXT_FAMILY || header.family == "clip") {
+            return Err(Error::Artifact {
+                message: format!(
+                    "holds a `{}` model for the `{}` engine; CLIP's text half runs `{TEXT_FAMILY}` or `clip` on `{}`",
+                    header.family,
+                    header.engine,
+                    Engine::BurnInt8
+                ),
+            });
         }
-        let encoded = self.tokenizer.encode_batch(texts)?;
-        let (mut ids, mut mask): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
-            encoded.into_iter().map(|e| (e.ids, e.attention_mask)).unzip();
-        let keep = ids.iter().map(|row| self.model.text_model.pool_position(row) + 1).max().unwrap_or(1);
-        for row in ids.iter_mut().chain(mask.iter_mut()) {
-            row.truncate(keep);
-        }
-        self.model.get_text_features(&ids, Some(&mask))
+        let (config, tokenizer) = read_text_settings(
+            artifact.file("config.json")?,
+            artifact.file("tokenizer.json")?,
+            artifact.bytes("tokenizer_config.json"),
+        )?;
+        let tower = ClipTextTower::load(
+            &VarBuilder::from_artifact(&artifact, device),
+            &config.text_config,
+            config.projection_dim,
+        )?;
+        let source = artifact.header().source.clone();
+        Ok(ClipTextPipeline { config, tower, tokenizer, source })
+    }
+
+    /// The checkpoint the artifact was made from: its `id` is the one the server reports.
+    pub fn artifact_source(&self) -> &ArtifactSource {
+        &self.source
+    }
+
+    /// Embedding dimension (`projection_dim`).
+    pub fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// L2-normalised embeddings of texts, one per text.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        embed_texts(&self.tower, &self.tokenizer, texts)
     }
 }
 

@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 
 use super::config::ClipConfig;
-use super::model::ClipModel;
-use super::pipeline::read_settings;
+use super::model::{ClipModel, ClipTextTower};
+use super::pipeline::{TEXT_FAMILY, read_settings};
 use crate::Result;
 use crate::artifact::{ArtifactSource, ArtifactWriter, Engine, SectionDtype};
 use crate::files::CheckpointFiles;
@@ -30,14 +30,36 @@ const CLIP_FILES: [&str; 4] = ["config.json", "preprocessor_config.json", "token
 /// holds exactly the sections loading it asks for. The same input always gives the same bytes.
 /// Peak memory is the checkpoint plus its int8 copy.
 pub fn quantize_clip(files: CheckpointFiles, source: ArtifactSource) -> Result<Vec<u8>> {
+    quantize(files, source, Towers::Both)
+}
+
+/// [`quantize_clip`] of the text half alone: the text tower, its projection, the config and the
+/// tokenizer (no image processor), family [`TEXT_FAMILY`], with the same `source` id as the full
+/// artifact — its text embeddings are those of the full artifact, bit for bit. About 40% of a
+/// ViT-B/32 artifact: what fits a 128 MB Worker isolate (the edge).
+pub fn quantize_clip_text(files: CheckpointFiles, source: ArtifactSource) -> Result<Vec<u8>> {
+    quantize(files, source, Towers::Text)
+}
+
+enum Towers {
+    Both,
+    Text,
+}
+
+fn quantize(files: CheckpointFiles, source: ArtifactSource, towers: Towers) -> Result<Vec<u8>> {
+    // The whole checkpoint is validated either way: a text artifact is the text half of a CLIP that loads.
     let (config, _, _) =
         read_settings(&files.config, &files.preprocessor_config, &files.tokenizer, files.tokenizer_config.as_deref())?;
     let weights = Weights::from_buffers(files.weights)?;
-    let mut writer = ArtifactWriter::new(Engine::BurnInt8, "clip", source);
+    let family = match towers {
+        Towers::Both => "clip",
+        Towers::Text => TEXT_FAMILY,
+    };
+    let mut writer = ArtifactWriter::new(Engine::BurnInt8, family, source);
     writer.set_meta(serde_json::json!({ "weights": SCHEME_WEIGHTS, "activations": SCHEME_ACTIVATIONS }));
     let contents = [
         Some(&files.config),
-        Some(&files.preprocessor_config),
+        matches!(towers, Towers::Both).then_some(&files.preprocessor_config),
         Some(&files.tokenizer),
         files.tokenizer_config.as_ref(),
     ];
@@ -47,7 +69,11 @@ pub fn quantize_clip(files: CheckpointFiles, source: ArtifactSource) -> Result<V
         }
     }
     let writer = RefCell::new(writer);
-    ClipModel::<Cpu>::load(&VarBuilder::quantizing(&weights, &writer, &Default::default()), &config)?;
+    let vb = VarBuilder::quantizing(&weights, &writer, &Default::default());
+    match towers {
+        Towers::Both => drop(ClipModel::<Cpu>::load(&vb, &config)?),
+        Towers::Text => drop(ClipTextTower::<Cpu>::load(&vb, &config.text_config, config.projection_dim)?),
+    }
     writer.into_inner().finish()
 }
 
