@@ -44,5 +44,20 @@ pub enum Error {
     BufferSize { width: u32, height: u32, len: usize, expected: usize },
 }
 
+impl Error {
+    /// The API code of an input error (bad image bytes are the client's fault, each kind its own code);
+    /// [`ErrorCode::Internal`](crate::api::ErrorCode) for the rest. Server and edge answer with it.
+    pub fn code(&self) -> crate::api::ErrorCode {
+        use crate::api::ErrorCode;
+        match self {
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::TooManyPixels { .. } | Self::DimensionTooLarge { .. } => ErrorCode::TooManyPixels,
+            Self::UnsupportedFormat { .. } => ErrorCode::UnsupportedFormat,
+            Self::Corrupt { .. } => ErrorCode::CorruptImage,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

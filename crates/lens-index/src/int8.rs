@@ -52,7 +52,69 @@ impl Int8Index {
     pub fn memory_bytes(&self) -> usize {
         self.codes.capacity() + self.scales.capacity() * 4 + self.rows.memory_bytes()
     }
+
+    /// The index as bytes (its codes and scales as they are, so [`Int8Index::decode`] gives back the
+    /// same scores): `ENCODING_MAGIC`, then little-endian `dim: u32`, `n: u64`, the `n` ids (`u64`),
+    /// the `n` scales (`f32`) and the `n · dim` codes (`i8`). The edge keeps its index in R2 this way.
+    pub fn encode(&self) -> Vec<u8> {
+        let n = self.rows.len();
+        let mut out = Vec::with_capacity(ENCODING_MAGIC.len() + 12 + n * (12 + self.dim));
+        out.extend_from_slice(ENCODING_MAGIC);
+        out.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        for id in self.rows.ids() {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        for s in &self.scales {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend(self.codes.iter().map(|&c| c as u8));
+        out
+    }
+
+    /// Reads what [`Int8Index::encode`] wrote.
+    ///
+    /// # Errors
+    /// [`IndexError::Snapshot`] when the bytes are not such an encoding, are truncated or have bytes
+    /// left over, repeat an id, or hold a scale that is not finite and positive.
+    pub fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
+        let bad = |why: &str| IndexError::Snapshot(format!("int8 index: {why}"));
+        let rest = bytes.strip_prefix(ENCODING_MAGIC.as_slice()).ok_or_else(|| bad("not an int8 index encoding"))?;
+        if rest.len() < 12 {
+            return Err(bad("truncated header"));
+        }
+        let dim = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let n = u64::from_le_bytes(rest[4..12].try_into().expect("8 bytes"));
+        let body = &rest[12..];
+        if dim == 0 {
+            return Err(bad("dimension 0"));
+        }
+        let expected =
+            usize::try_from(n).ok().and_then(|n| n.checked_mul(12 + dim)).ok_or_else(|| bad("count out of range"))?;
+        if body.len() != expected {
+            return Err(bad(&format!("{} bytes for {n} vectors of {dim}, expected {expected}", body.len())));
+        }
+        let n = n as usize;
+        let (ids, rest) = body.split_at(n * 8);
+        let (scales, codes) = rest.split_at(n * 4);
+        let mut index = Self::new(dim);
+        for id in ids.chunks_exact(8) {
+            let (_, new) = index.rows.slot(u64::from_le_bytes(id.try_into().expect("8 bytes")));
+            if !new {
+                return Err(bad("an id appears twice"));
+            }
+        }
+        index.scales = scales.chunks_exact(4).map(|s| f32::from_le_bytes(s.try_into().expect("4 bytes"))).collect();
+        if !index.scales.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(bad("a scale is not finite and positive"));
+        }
+        index.codes = codes.iter().map(|&c| c as i8).collect();
+        Ok(index)
+    }
 }
+
+/// First bytes of [`Int8Index::encode`]'s output (format version 1).
+pub const ENCODING_MAGIC: &[u8; 8] = b"LENSI8\x00\x01";
 
 impl VectorIndex for Int8Index {
     fn dim(&self) -> usize {

@@ -171,3 +171,34 @@ fn int8_keeps_nine_of_the_exact_top_ten_on_average() {
     assert!(mean >= 9.0, "mean overlap {mean}");
     assert!(max_err < 0.01, "max score error {max_err}");
 }
+
+#[test]
+fn an_encoded_int8_index_decodes_to_the_same_scores() {
+    let dim = 32;
+    let mut index = Int8Index::new(dim);
+    for (i, v) in clustered(300, dim, 5, 1.0, 7).into_iter().enumerate() {
+        index.insert(i as u64 * 11 + 1, &v).unwrap();
+    }
+    index.remove(12);
+    let bytes = index.encode();
+    let back = Int8Index::decode(&bytes).unwrap();
+    assert_eq!((back.len(), back.dim()), (index.len(), dim));
+    assert_eq!(back.encode(), bytes);
+    for q in clustered(5, dim, 5, 1.0, 8) {
+        assert_eq!(back.search(&q, 10, None).unwrap(), index.search(&q, 10, None).unwrap());
+    }
+    assert!(Int8Index::decode(&Int8Index::new(4).encode()).unwrap().is_empty());
+
+    // Truncated, padded, foreign or inconsistent bytes are refused, never read past.
+    let refused = |b: &[u8]| matches!(Int8Index::decode(b), Err(IndexError::Snapshot(_)));
+    assert!(refused(&bytes[..bytes.len() - 1]));
+    assert!(refused(&[bytes.as_slice(), &[0]].concat()));
+    assert!(refused(b"not an index"));
+    let mut huge = bytes.clone();
+    huge[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(refused(&huge));
+    let mut twice = bytes.clone();
+    let first_id = twice[20..28].to_vec();
+    twice[28..36].copy_from_slice(&first_id);
+    assert!(refused(&twice));
+}

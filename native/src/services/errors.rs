@@ -52,14 +52,7 @@ impl Coded for lens_core::api::RequestError {
 /// Bad image bytes are the client's fault: each kind has its own code.
 impl Coded for lens_core::Error {
     fn code(&self) -> ErrorCode {
-        use lens_core::Error as E;
-        match self {
-            E::TooLarge { .. } => ErrorCode::TooLarge,
-            E::TooManyPixels { .. } | E::DimensionTooLarge { .. } => ErrorCode::TooManyPixels,
-            E::UnsupportedFormat { .. } => ErrorCode::UnsupportedFormat,
-            E::Corrupt { .. } => ErrorCode::CorruptImage,
-            _ => ErrorCode::Internal,
-        }
+        lens_core::Error::code(self)
     }
 }
 

@@ -59,6 +59,11 @@ pub enum ErrorCode {
     UpstreamFailed,
     /// The remote chat provider did not answer in time.
     UpstreamTimeout,
+    /// The edge's model is not the one the index was embedded with (or is missing): its vectors would not
+    /// compare, so it does not search.
+    ModelMismatch,
+    /// The edge could not reach the origin server it forwards this request to; nothing was stored.
+    OriginUnavailable,
     Internal,
     /// A code this build does not know (a newer server).
     #[serde(other)]
@@ -96,6 +101,8 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::ModelMismatch => "model_mismatch",
+            Self::OriginUnavailable => "origin_unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
         }
@@ -120,8 +127,8 @@ impl ErrorCode {
             Self::UnsupportedFormat | Self::UnsupportedMediaType => 415,
             Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
             Self::Overloaded | Self::RateLimited => 429,
-            Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout => 503,
-            Self::UpstreamFailed => 502,
+            Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout | Self::ModelMismatch => 503,
+            Self::UpstreamFailed | Self::OriginUnavailable => 502,
             Self::FetchTimeout | Self::UpstreamTimeout => 504,
             Self::Internal | Self::Unknown => 500,
         }
