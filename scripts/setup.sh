@@ -4,8 +4,9 @@
 #   scripts/setup.sh --native-only    only what `cargo build -p lens` needs (scripts/run.sh)
 #   scripts/setup.sh --native-tests   that, plus what the native tests use: Mesa's Vulkan on the CPU
 #                                     (wgpu), moto (a local S3), an OpenAPI validator, the openai client
-#   scripts/setup.sh --browser-tests  what the wasm32 and browser tests use: Chromium, the wasm32
-#                                     toolchain, wasm-bindgen-cli, Trunk, the e2e test's npm packages
+#   scripts/setup.sh --browser-tests  what the wasm32, browser and edge tests use: Chromium, the wasm32
+#                                     toolchain, wasm-bindgen-cli, Trunk, the e2e test's npm packages,
+#                                     wrangler (the edge)
 #                                     (scripts/test.sh runs this part while the native tests build)
 # One line per step; "ok (present)" when nothing had to be done.
 # Tools that cargo installs go to $LENS_TOOLS_DIR (default ~/.cache/lens-tools), outside the clone.
@@ -210,6 +211,26 @@ mkdir -p "$TOOLS/bin"
 chmod +x "$TOOLS/bin/trunk.tmp"
 mv "$TOOLS/bin/trunk.tmp" "$TOOLS/bin/trunk"
 step "trunk wrapper" "ok ($TOOLS/bin/trunk)"
+
+# --- the edge: wrangler (workerd) in edge/node_modules ------------------------------------------------
+# wrangler 4.86.0 is the last that runs on Node 20 (4.88 asks for 22); Debian 12's Node is 18, so below 20
+# Node 22 comes from npm's `node` package (the binary ships inside it), first on PATH via $TOOLS/bin.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ] && [ ! -x "$TOOLS/bin/node" ]; then
+  npm install --prefix "$TOOLS/node22" --no-audit --no-fund --loglevel=error node@22 >/dev/null ||
+    die "node 22" "npm install node@22 failed"
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$TOOLS/node22/node_modules/node/bin/node" "$TOOLS/bin/node"
+  step "node 22 (for wrangler)" "ok (installed in $TOOLS/node22)"
+fi
+want=$(node -p 'require("./edge/package.json").dependencies.wrangler')
+have=$(node -p 'require("./edge/node_modules/wrangler/package.json").version' 2>/dev/null || true)
+if [ "$want" = "$have" ]; then
+  step "edge npm packages (wrangler)" "ok (present)"
+else
+  (cd edge && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "edge npm packages" "npm ci failed"
+  step "edge npm packages (wrangler)" "ok (installed $want)"
+fi
 
 # --- the browser app's end-to-end test: playwright-core driving /usr/bin/chromium -----------------
 if [ -f web/e2e/package-lock.json ]; then

@@ -8,7 +8,8 @@
 #   3. checks of the code and the API: no module imports from one that imports it back; the OpenAPI
 #      document validates as OpenAPI 3.1; the main job (scripts/run.sh) runs once
 #   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
-#      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test
+#      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test;
+#      the edge: the Worker built and run by `wrangler dev` against `lens serve` (scripts/test-edge.sh)
 #   5. smoke runs of the benchmarks (CLIP, BLIP, LLaMA/LLaVA, chat load, index, serve load, the browser benchmark)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
@@ -156,6 +157,9 @@ web_e2e() {
   node web/e2e/e2e.mjs --dist dist --artifact "$artifact" --out "$work/screenshots" --lens "$lens"
 }
 step "web: end-to-end in headless Chromium" web_e2e
+
+# --- the edge (edge/): the Worker built for wasm32, run by wrangler dev (workerd) against lens serve ----
+step "edge: Worker build and wrangler dev end-to-end" env LENS_BIN="$lens_bin" scripts/test-edge.sh
 
 # --- benchmark smoke runs: each bench works end to end, in seconds ---------------------------------
 # The same workspace and features as the tests: nothing is compiled again but the bench binaries.
