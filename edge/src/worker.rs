@@ -3,7 +3,7 @@
 //! [`crate::index`], [`crate::sync`], [`crate::upload`]); this file moves bytes.
 //!
 //! Bindings (`wrangler.toml`): R2 `LENS_BUCKET`, KV `LENS_KV`; vars `ORIGIN_URL`, `MODEL_KEY`; secrets
-//! `ORIGIN_SYNC_KEY` (an admin key of the origin, for `/v1/sync`), `DEBUG_TOKEN` (the debug route),
+//! `ORIGIN_SYNC_KEY` (an admin key of the origin, for `/v1/sync`), `DEBUG_TOKEN` (the debug routes),
 //! `SEARCH_TOKEN` (when set, edge searches need it: the index mirrors every tenant the sync key sees).
 
 use std::cell::RefCell;
@@ -217,6 +217,11 @@ async fn handle(mut req: Request, env: &Env) -> Answer {
         (Method::Post, "/v1/embeddings") => embeddings(&mut req, env).await,
         (Method::Post, "/v1/images") => upload(&mut req, env).await,
         (Method::Get, "/v1/_debug/memory") => debug(&req, env).await,
+        (Method::Post, "/v1/_debug/panic") => {
+            debug_token(&req, env)?;
+            // What a bug would do: the instance traps, the shim starts a fresh one for the next event.
+            panic!("lens-edge: panic requested by POST /v1/_debug/panic");
+        }
         (Method::Get | Method::Head, p) if p.starts_with("/v1/images/") && p.ends_with("/blob") => {
             let id = &p["/v1/images/".len()..p.len() - "/blob".len()];
             blob(&req, env, id).await
@@ -616,14 +621,20 @@ async fn forward(req: &mut Request, env: &Env, body: Option<Vec<u8>>) -> Answer 
     Ok(response)
 }
 
-/// Figures for operators, behind `DEBUG_TOKEN` (404 without the secret, 401 with a wrong token).
-async fn debug(req: &Request, env: &Env) -> Answer {
+/// The debug routes' gate: 404 without the `DEBUG_TOKEN` secret, 401 without that token.
+fn debug_token(req: &Request, env: &Env) -> std::result::Result<(), Failure> {
     let Some(token) = secret(env, "DEBUG_TOKEN") else {
-        return Err(Failure::new(ErrorCode::NotFound, "no route /v1/_debug/memory"));
+        return Err(Failure::new(ErrorCode::NotFound, format!("no route {}", req.path())));
     };
     if !token_matches(&token, bearer(req).as_deref()) {
-        return Err(Failure::new(ErrorCode::Unauthorized, "the debug route needs the edge's DEBUG_TOKEN"));
+        return Err(Failure::new(ErrorCode::Unauthorized, "the debug routes need the edge's DEBUG_TOKEN"));
     }
+    Ok(())
+}
+
+/// Figures for operators (behind [`debug_token`]).
+async fn debug(req: &Request, env: &Env) -> Answer {
+    debug_token(req, env)?;
     let bucket = env.bucket("LENS_BUCKET")?;
     let manifest = manifest(&bucket).await?;
     let sync = match env.kv("LENS_KV") {

@@ -7,9 +7,10 @@
 // land in R2 and on the origin (201 then 200, blob byte for byte, 304); a non-image, an oversize body and a
 // bad key are refused with nothing stored anywhere; after the scheduled sync the edge holds the origin's
 // vectors; edge search gives the origin's ids in the origin's order and the edge's text embedding matches
-// the origin's — while the origin's search and text-embedding counters do not move; the origin killed:
+// the origin's — while the origin's search and text-embedding counters do not move; a panic resets the
+// instance; the origin killed:
 // search still answers, uploads get 502; a mismatched or missing model in R2: 503 model_mismatch;
-// a panic resets the instance and the model loads again; wasm memory after 50 queries is printed.
+// wasm memory after 50 queries is printed.
 // --full (opt-in, scripts/test-edge.sh --full): a full-size random ViT-B/32 text artifact: wasm memory
 // ≤ 100 MiB after 50 queries, cold start printed.
 import { spawn, execFileSync } from 'node:child_process';
@@ -243,6 +244,19 @@ try {
     const d = await debug();
     log(`after 50 queries: wasm memory ${d.wasm_memory_bytes} bytes, model ${d.model.bytes} bytes loaded in ${d.model.load_ms} ms, ${d.model_loads} load(s)`);
     assert.equal(d.model_loads, 1, 'the model loaded once');
+  });
+
+  await check('a panic resets the instance: the next request works and the model loads again', async () => {
+    const before = await debug();
+    assert.equal((await fetch(`${edge}/v1/_debug/panic`, { method: 'POST' })).status, 401, 'the token is needed');
+    const trapped = await fetch(`${edge}/v1/_debug/panic`, { method: 'POST', headers: auth(debugToken) }).catch((e) => e);
+    assert.ok(trapped instanceof Error || trapped.status >= 500, `the panic answered ${trapped.status}`);
+    const r = await post(edge, '/v1/search', { text: 'a rocket launch', k: 3 }, writer);
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.equal((await r.json()).results.length, 3);
+    const after = await debug();
+    assert.equal(after.model_loads, 1, 'a fresh instance, one load');
+    assert.ok(after.searches < before.searches, `the counters start again (${before.searches} → ${after.searches})`);
   });
 
   await check('5. the origin killed: edge search answers, uploads get 502 and store nothing', async () => {
