@@ -18,7 +18,7 @@ args=(--lens "$lens")
 if [ "${1:-}" = "--full" ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  cargo run --release -p lens-edge --example random_text_artifact -- "$work/full-text.lens"
+  cargo run --release -p lens-edge --features full-size-example --example random_text_artifact -- "$work/full-text.lens"
   args+=(--full --full-artifact "$work/full-text.lens")
 fi
 node edge/test/edge.mjs "${args[@]}"

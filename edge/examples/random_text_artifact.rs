@@ -3,7 +3,7 @@
 //! (`scripts/test-edge.sh --full`): no checkpoint can be downloaded here, and the edge's memory depends on
 //! the size, not the values.
 //!
-//!   cargo run --release -p lens-edge --example random_text_artifact -- OUT.lens
+//!   cargo run --release -p lens-edge --features full-size-example --example random_text_artifact -- OUT.lens
 
 use std::cell::RefCell;
 

@@ -32,6 +32,9 @@ const DEFAULT_MODEL_KEY: &str = "models/clip-text.lens";
 /// Model bytes are read from R2 this many at a time into one buffer sized up front: `bytes()` copies a
 /// JS buffer into wasm memory, so one whole-object read would need the model's size twice.
 const READ_CHUNK: u64 = 8 << 20;
+/// Largest model artifact loaded (`MAX_MODEL_BYTES`): it is read into one buffer of its size, and the
+/// isolate has 128 MB for everything.
+const DEFAULT_MAX_MODEL_BYTES: u64 = 96 << 20;
 /// Bytes of decoded shards kept between requests.
 const SHARD_CACHE_BYTES: usize = 24 << 20;
 /// Sync pages pulled per scheduled run (500 images each).
@@ -248,6 +251,16 @@ async fn model(env: &Env) -> std::result::Result<Rc<LoadedModel>, Failure> {
     };
     let etag = head.etag();
     let size = head.size();
+    let max = number(env, "MAX_MODEL_BYTES", DEFAULT_MAX_MODEL_BYTES as usize) as u64;
+    if size > max {
+        return Err(Failure::new(
+            ErrorCode::ModelMismatch,
+            format!(
+                "the model at `{key}` is {size} bytes, over this edge's limit of {max} (MAX_MODEL_BYTES): an isolate \
+                 has 128 MB, and a ViT-B/32 text artifact is 68 MB"
+            ),
+        ));
+    }
     let load = STATE.with(|s| {
         let mut s = s.borrow_mut();
         match &s.model {
