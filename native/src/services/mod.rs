@@ -22,7 +22,6 @@ pub mod job_queue;
 pub mod jobs;
 pub mod knowledge;
 pub mod lens;
-pub mod pixels;
 pub mod search;
 pub mod sync;
 pub mod thumbnails;
