@@ -34,20 +34,26 @@ pub enum Route {
     Origin,
 }
 
+/// A JSON body within the size limit, with the server's codes: `too_large`, `invalid_json` when it does
+/// not parse, `invalid_request` when it has the wrong shape.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], limits: &Limits, what: &str) -> Result<T, RequestError> {
+    use lens_core::api::ErrorCode;
+    if body.len() > limits.max_body_bytes {
+        return Err(RequestError::too_large(format!("the body is over {} bytes", limits.max_body_bytes)));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
+        RequestError::new(code, format!("the body is not {what}: {e}"))
+    })
+}
+
 /// Checks a search body as the server would and says who answers it.
 ///
 /// # Errors
 /// The server's error for the same request: 400 for JSON that does not parse, 422 for the wrong shape,
 /// a [`RequestError`] for values out of range.
 pub fn route(body: &[u8], limits: &Limits) -> Result<Route, RequestError> {
-    if body.len() > limits.max_body_bytes {
-        return Err(RequestError::too_large(format!("the body is over {} bytes", limits.max_body_bytes)));
-    }
-    let request: SearchRequest = serde_json::from_slice(body).map_err(|e| {
-        use lens_core::api::ErrorCode;
-        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
-        RequestError::new(code, format!("the body is not a search request: {e}"))
-    })?;
+    let request: SearchRequest = parse_body(body, limits, "a search request")?;
     let options = SearchOptions::new(request.k, request.threshold, request.tag.clone(), limits.max_k)?;
     check_hybrid_weight(request.hybrid_weight, request.text.is_some())?;
     match (request.text, request.image_url, request.image_id) {
@@ -72,15 +78,9 @@ pub const MAX_EMBEDDING_TEXTS: usize = 32;
 /// The server's errors for the same body.
 #[allow(clippy::type_complexity)]
 pub fn embedding_texts(body: &[u8], limits: &Limits) -> Result<Option<(Vec<String>, Option<String>)>, RequestError> {
-    use lens_core::api::{EmbeddingsRequest, ErrorCode};
+    use lens_core::api::EmbeddingsRequest;
     use serde_json::Value;
-    if body.len() > limits.max_body_bytes {
-        return Err(RequestError::too_large(format!("the body is over {} bytes", limits.max_body_bytes)));
-    }
-    let request: EmbeddingsRequest = serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
-        RequestError::new(code, format!("the body is not an embeddings request: {e}"))
-    })?;
+    let request: EmbeddingsRequest = parse_body(body, limits, "an embeddings request")?;
     if request.encoding_format.as_deref().is_some_and(|f| f != "float") {
         return Err(RequestError::invalid("only encoding_format \"float\" is supported"));
     }
@@ -121,10 +121,6 @@ impl Ranking {
         self.best.extend(hits.into_iter().filter(|r| r.score >= threshold));
         self.best.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         self.best.truncate(self.options.k);
-    }
-
-    pub fn options(&self) -> &SearchOptions {
-        &self.options
     }
 
     pub fn finish(self) -> Vec<SearchResult> {

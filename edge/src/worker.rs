@@ -385,8 +385,9 @@ async fn shard(bucket: &Bucket, key: &str) -> std::result::Result<Option<Rc<Shar
 // ---- routes -----------------------------------------------------------------------------------------
 
 async fn search(req: &mut Request, env: &Env) -> Answer {
-    let body = read_body(req, limits(env).max_body_bytes).await?;
-    let (text, options) = match route(&body, &limits(env))? {
+    let limits = limits(env);
+    let body = read_body(req, limits.max_body_bytes).await?;
+    let (text, options) = match route(&body, &limits)? {
         Route::Origin => return forward(req, env, Some(body)).await,
         Route::Edge { text, options } => (text, options),
     };
@@ -397,9 +398,17 @@ async fn search(req: &mut Request, env: &Env) -> Answer {
     }
     let model = model(env).await?;
     let bucket = env.bucket("LENS_BUCKET")?;
-    let mut ranking = Ranking::new(options);
+    // Once, whichever manifest the shards are read under.
+    let query = model
+        .pipeline
+        .embed_texts(&[text.as_str()])
+        .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?
+        .remove(0);
+    let tag = options.tag.clone();
+    let keep = |r: &crate::index::Record| tag.as_ref().is_none_or(|t| r.tags.contains(t));
+    let mut ranking = Ranking::new(options.clone());
     'attempt: for attempt in 0..2 {
-        ranking = Ranking::new(ranking.options().clone());
+        ranking = Ranking::new(options.clone());
         let Some(manifest) = manifest(&bucket).await? else { break };
         if manifest.model.id != model.id {
             return Err(Failure::new(
@@ -411,12 +420,6 @@ async fn search(req: &mut Request, env: &Env) -> Answer {
                 ),
             ));
         }
-        let query = model
-            .pipeline
-            .embed_texts(&[text.as_str()])
-            .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
-        let tag = ranking.options().tag.clone();
-        let keep = |r: &crate::index::Record| tag.as_ref().is_none_or(|t| r.tags.contains(t));
         for entry in &manifest.shards {
             let Some(shard) = shard(&bucket, &entry.key).await? else {
                 // Retired by a sync that finished since the manifest was read: read the new one.
@@ -425,7 +428,7 @@ async fn search(req: &mut Request, env: &Env) -> Answer {
                 }
                 return Err(Failure::new(ErrorCode::NotReady, "the edge index is being rewritten: retry"));
             };
-            let hits = shard.search(&query[0], ranking.options().k, &keep).map_err(Failure::internal)?;
+            let hits = shard.search(&query, options.k, &keep).map_err(Failure::internal)?;
             ranking.offer(hits.into_iter().map(|(score, record)| record.result(score)));
         }
         break;
