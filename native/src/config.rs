@@ -3,13 +3,13 @@
 //! flag and variable name it always had:
 //!
 //! ```toml
-//! [server]    # listen, cors_origin, request_timeout_s
+//! [server]    # listen, cors_origin, request_timeout_s, max_connections, header_timeout_s, shutdown_deadline_s
 //! [models]    # model, device, batch_size, batch_wait_ms
 //! [storage]   # data, blob_store, blob_redirect
 //! [s3]        # bucket, region, endpoint, path_style, prefix          (--s3-bucket, ...)
 //! [index]     # kind                                                  (--index)
 //! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, allow_truncated_images,
-//!             # formats, max_text_bytes, max_k, max_job_urls
+//!             # formats, max_text_bytes, max_k, max_job_urls, decode_budget_mb
 //! [fetch]     # connect_timeout_s, timeout_s, max_redirects, allow_private_urls
 //!             #                                                       (--fetch-timeout-s, --allow-private-urls)
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
@@ -120,6 +120,27 @@ pub struct ServerSettings {
     /// A built browser app (`trunk build --release` writes `dist/`) to serve at `/`, same origin as the API.
     #[arg(long, env = "LENS_WEB_DIR", value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
+    /// Most connections open at once (default 10000; kept 256 below the open-file limit, which is raised
+    /// to its hard limit at start). Past it, new connections wait in the listen backlog.
+    #[arg(long, env = "LENS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's line and headers, idle keep-alive included (default 10);
+    /// then its connection is closed.
+    #[arg(long, env = "LENS_HEADER_TIMEOUT_S")]
+    pub header_timeout_s: Option<u64>,
+    /// Seconds requests in flight get after SIGTERM or SIGINT (default 20); then the index snapshot is
+    /// saved and the process exits whether they finished or not.
+    #[arg(long, env = "LENS_SHUTDOWN_DEADLINE_S")]
+    pub shutdown_deadline_s: Option<u64>,
+}
+
+/// What a connection may take before any handler runs (`[server]`; `serve/listen.rs` applies them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// The wanted cap; the listener keeps it below the open-file limit.
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub shutdown_deadline: Duration,
 }
 
 /// `[models]`
@@ -227,6 +248,11 @@ pub struct LimitSettings {
     /// Most URLs in one batch-ingest job (default 10 000).
     #[arg(long, env = "LENS_MAX_JOB_URLS")]
     pub max_job_urls: Option<usize>,
+    /// Decoded pixels all ingests and searches by image may hold at once, MiB (default 1024): each
+    /// decode takes width × height × 8 bytes of it first; when it is spent, a decode waits up to 10 s,
+    /// then the request gets 429 `overloaded`.
+    #[arg(long, env = "LENS_DECODE_BUDGET_MB")]
+    pub decode_budget_mb: Option<u64>,
 }
 
 /// `[fetch]`: URL fetches (ingest and search by URL).
@@ -548,7 +574,10 @@ pub struct ServeConfig {
     pub formats: Vec<lens_core::image::ImageFormat>,
     pub max_text_bytes: usize,
     pub max_k: usize,
+    /// Bytes of decoded pixels held at once (`services::pixels`).
+    pub decode_budget_bytes: u64,
     pub request_timeout: Duration,
+    pub connections: ConnectionLimits,
     pub fetch: FetchPolicy,
     pub max_job_urls: usize,
     pub batch_size: usize,
@@ -577,7 +606,15 @@ macro_rules! overlay {
         }
     };
 }
-overlay!(ServerSettings { listen, cors_origin, request_timeout_s, web_dir });
+overlay!(ServerSettings {
+    listen,
+    cors_origin,
+    request_timeout_s,
+    web_dir,
+    max_connections,
+    header_timeout_s,
+    shutdown_deadline_s
+});
 overlay!(ModelSettings { model, device, batch_size, batch_wait_ms });
 overlay!(StorageSettings { data, blob_store, blob_redirect });
 overlay!(S3Settings { bucket, region, endpoint, path_style, prefix });
@@ -592,7 +629,8 @@ overlay!(LimitSettings {
     formats,
     max_text_bytes,
     max_k,
-    max_job_urls
+    max_job_urls,
+    decode_budget_mb
 });
 overlay!(FetchSettings { connect_timeout_s, timeout_s, max_redirects, allow_private_urls });
 overlay!(ChatSettings {
@@ -849,7 +887,15 @@ impl ServeSettings {
             formats,
             max_text_bytes: positive("max_text_bytes", limits.max_text_bytes.unwrap_or(2000))?,
             max_k: positive("max_k", limits.max_k.unwrap_or(1000))?,
+            decode_budget_bytes: (positive("decode_budget_mb", limits.decode_budget_mb.unwrap_or(1024) as usize)?
+                as u64)
+                << 20,
             request_timeout: Duration::from_secs(server.request_timeout_s.unwrap_or(120).max(1)),
+            connections: ConnectionLimits {
+                max_connections: positive("max_connections", server.max_connections.unwrap_or(10_000))?,
+                header_timeout: Duration::from_secs(server.header_timeout_s.unwrap_or(10).max(1)),
+                shutdown_deadline: Duration::from_secs(server.shutdown_deadline_s.unwrap_or(20)),
+            },
             fetch: FetchPolicy {
                 connect_timeout: Duration::from_secs(fetch.connect_timeout_s.unwrap_or(5).max(1)),
                 total_timeout: Duration::from_secs(fetch.timeout_s.unwrap_or(20).max(1)),
@@ -1105,6 +1151,9 @@ mod tests {
             r#"
 [server]
 request_timeout_s = 9
+max_connections = 77
+header_timeout_s = 3
+shutdown_deadline_s = 0
 [models]
 model = "/m"
 device = "cpu"
@@ -1133,6 +1182,11 @@ hybrid_weight = 0.5
         );
         let c = ServeSettings::default().resolve(Some(&path)).unwrap();
         assert_eq!((c.request_timeout.as_secs(), c.batch_size, c.max_files), (9, 4, 3));
+        let limits = c.connections;
+        assert_eq!(
+            (limits.max_connections, limits.header_timeout.as_secs(), limits.shutdown_deadline.as_secs()),
+            (77, 3, 0)
+        );
         assert_eq!(c.data, PathBuf::from("/d"));
         let s3 = c.s3.unwrap();
         assert_eq!((s3.bucket.as_str(), s3.prefix.as_str(), s3.force_path_style), ("b", "p/", true));

@@ -14,6 +14,8 @@ use crate::{Error, Result};
 pub const MIN_SIZE: u32 = 32;
 pub const MAX_SIZE: u32 = 512;
 pub const DEFAULT_SIZE: u32 = 256;
+/// Every `size` the API serves (each rendering is cached: a few sizes bound what one image can cost).
+pub const SIZES: [u32; 5] = [32, 64, 128, 256, 512];
 /// JPEG quality of thumbnails.
 pub const QUALITY: u8 = 80;
 

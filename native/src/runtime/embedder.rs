@@ -1,11 +1,15 @@
 //! The embedding model (CLIP) on its own [`Worker`]: requests that queued while the model was busy
 //! (and, with `batch_wait` > 0, those arriving within it) go through the model together, up to
-//! `batch_size` inputs; images and texts in separate calls.
+//! `batch_size` inputs; images and texts in separate calls. Images come decoded, or already through the
+//! model's image processor ([`Embedder::processor`]: then the caller keeps 600 KB per image, not the
+//! decoded pixels).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lens_core::image::RgbImage;
+use lens_core::preprocess::ClipImageProcessor;
 use lens_models::clip::LoadedClip;
 
 use super::info::{ModelInfo, Role, backend_name};
@@ -14,6 +18,8 @@ use crate::backend::{DeviceKind, with_backend};
 
 enum Input {
     Images(Vec<RgbImage>),
+    /// Each image's `[3, size, size]` values from the model's processor.
+    Pixels(Vec<Vec<f32>>),
     Texts(Vec<String>),
 }
 
@@ -21,6 +27,7 @@ impl Input {
     fn len(&self) -> usize {
         match self {
             Input::Images(v) => v.len(),
+            Input::Pixels(v) => v.len(),
             Input::Texts(v) => v.len(),
         }
     }
@@ -35,6 +42,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Embedder {
     worker: Worker<Request>,
+    processor: Arc<ClipImageProcessor>,
 }
 
 impl Embedder {
@@ -47,7 +55,7 @@ impl Embedder {
         batch_wait: Duration,
     ) -> anyhow::Result<(Self, ModelInfo)> {
         let path = path.to_path_buf();
-        let (worker, info) = with_backend!(device, |B, dev| {
+        let (worker, (info, processor)) = with_backend!(device, |B, dev| {
             Worker::spawn(
                 "lens-embedder",
                 QUEUE_CAPACITY,
@@ -65,17 +73,29 @@ impl Embedder {
                         dims: Some(model.dim()),
                         max_text_tokens: Some(config.text_config.max_position_embeddings),
                     };
-                    Ok((model, info))
+                    let processor = model.processor().clone();
+                    Ok((model, (info, processor)))
                 },
                 move |model, queue| serve(&model, &queue, batch_size, batch_wait),
             )
         })?;
-        Ok((Self { worker }, info))
+        Ok((Self { worker, processor: Arc::new(processor) }, info))
+    }
+
+    /// The model's image processor: what [`embed_pixels`](Self::embed_pixels) takes is its output.
+    pub fn processor(&self) -> Arc<ClipImageProcessor> {
+        Arc::clone(&self.processor)
     }
 
     /// One embedding per image, L2-normalised; `Overloaded` when the queue is full.
     pub async fn embed_images(&self, images: Vec<RgbImage>) -> Result<Vec<Vec<f32>>, ModelError> {
         self.submit(Input::Images(images), false).await
+    }
+
+    /// One embedding per pre-processed image ([`processor`](Self::processor)), L2-normalised; the same
+    /// numbers as [`embed_images`](Self::embed_images) of the decoded images.
+    pub async fn embed_pixels(&self, pixels: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.submit(Input::Pixels(pixels), false).await
     }
 
     /// One embedding per text, L2-normalised; `Overloaded` when the queue is full.
@@ -104,14 +124,17 @@ fn serve<B: burn::tensor::backend::Backend>(
 ) {
     while let Some(batch) = queue.next_batch(batch_size, batch_wait, |r| r.input.len()) {
         let mut images = Vec::new();
+        let mut pixels = Vec::new();
         let mut texts = Vec::new();
         for request in batch {
             match request.input {
                 Input::Images(v) => images.push((v, request.reply)),
+                Input::Pixels(v) => pixels.push((v, request.reply)),
                 Input::Texts(v) => texts.push((v, request.reply)),
             }
         }
         timed("image", || run_joint(images, |images| model.embed_images(images)));
+        timed("image", || run_joint(pixels, |pixels| model.embed_pixels(pixels.concat(), pixels.len())));
         timed("text", || {
             run_joint(texts, |texts| {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

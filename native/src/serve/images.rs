@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Extension, FromRequest, Multipart, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use lens_core::api::{
@@ -143,27 +143,47 @@ pub async fn get(
     Ok(axum::Json(to_api(&service::find(&lens, &caller, &id).await?)))
 }
 
-/// The image's bytes (or a 307 to a presigned URL with `--blob-redirect`); immutable, with an ETag.
+/// The image's bytes (or a 307 to a presigned URL with `--blob-redirect`); immutable, with an ETag (304
+/// on `If-None-Match`); HEAD answers from the catalog, without reading the blob.
 #[utoipa::path(get, path = "/v1/images/{id}/blob", operation_id = "get_image_blob", tag = "images", params(("id" = String, Path)),
     responses((status = 200, description = "the bytes", content_type = "image/*", body = [u8]),
+        (status = 304, description = "not modified (If-None-Match)"),
         (status = 307, description = "to a presigned URL of the store"), (status = 404, description = "not found", body = ErrorBody)))]
 pub async fn blob(
     State(lens): State<Arc<Lens>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    Ok(match service::blob(&lens, &caller, &id).await? {
+    // The record first (cheap): a HEAD or a client holding the bytes (304) never reads the blob.
+    let record = service::find(&lens, &caller, &id).await?;
+    let tag = format!("\"{}\"", record.sha256);
+    let cache_headers = [(header::CACHE_CONTROL, cache_control(&lens).to_string()), (header::ETAG, tag.clone())];
+    if if_none_match(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    }
+    if method == Method::HEAD {
+        let mut response = (cache_headers, [(header::CONTENT_TYPE, record.mime.clone())]).into_response();
+        response.headers_mut().insert(header::CONTENT_LENGTH, record.bytes.into());
+        return Ok(response);
+    }
+    Ok(match service::blob(&lens, record).await? {
         Blob::Redirect(url) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response(),
-        Blob::Bytes { record, bytes } => (
-            [
-                (header::CONTENT_TYPE, record.mime.clone()),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable".to_string()),
-                (header::ETAG, format!("\"{}\"", record.sha256)),
-            ],
-            Body::from(bytes),
-        )
-            .into_response(),
+        Blob::Bytes { record, bytes } => {
+            (cache_headers, [(header::CONTENT_TYPE, record.mime.clone())], Body::from(bytes)).into_response()
+        }
     })
+}
+
+/// Images and thumbnails never change under their URL (the id is their content's hash), but they belong
+/// to tenants: with keys required, only the client may keep them, never a shared cache.
+fn cache_control(lens: &Lens) -> &'static str {
+    if lens.config.security.auth_required {
+        "private, max-age=31536000, immutable"
+    } else {
+        "public, max-age=31536000, immutable"
+    }
 }
 
 /// Bumped when the rendering changes, so that clients' cached copies (immutable) are not reused.
@@ -192,8 +212,7 @@ pub async fn thumbnail(
     // The record first (cheap), so a client holding the thumbnail gets its 304 without a render.
     let record = service::find(&lens, &caller, &id).await?;
     let tag = etag(&record.sha256, size);
-    let cache_headers =
-        [(header::CACHE_CONTROL, "public, max-age=31536000, immutable".to_string()), (header::ETAG, tag.clone())];
+    let cache_headers = [(header::CACHE_CONTROL, cache_control(&lens).to_string()), (header::ETAG, tag.clone())];
     if if_none_match(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }

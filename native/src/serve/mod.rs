@@ -13,6 +13,7 @@ mod history;
 mod images;
 mod jobs;
 mod knowledge;
+mod listen;
 pub mod openapi;
 mod search;
 mod sync;
@@ -33,11 +34,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
-use crate::config::{CorsOrigins, ServeConfig};
+use crate::config::{ConnectionLimits, CorsOrigins, ServeConfig};
 use crate::services::Lens;
 use error::ApiError;
 
-/// Starts the service and runs until SIGINT/SIGTERM; then drains requests and saves the index snapshot.
+/// Starts the service and runs until SIGINT/SIGTERM; then drains requests (for at most the shutdown
+/// deadline: `serve/listen.rs` holds the connection limits) and saves the index snapshot.
 pub async fn run(config: ServeConfig) -> Result<()> {
     let listen = config.listen;
     let lens = Arc::new(Lens::open(config).await?);
@@ -68,9 +70,25 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         }
     });
 
-    let service = app(Arc::clone(&lens)).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?;
-    tracing::info!("stopped accepting requests");
+    let fd_limit = listen::raise_fd_limit();
+    let wanted = lens.config.connections;
+    let limits =
+        ConnectionLimits { max_connections: listen::connection_cap(wanted.max_connections, fd_limit), ..wanted };
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        shutdown_deadline_s = limits.shutdown_deadline.as_secs(),
+        "connection limits"
+    );
+    match listen::serve(listener, app(Arc::clone(&lens)), limits, shutdown_signal()).await {
+        listen::Drained::All => tracing::info!("every request finished"),
+        listen::Drained::DeadlinePassed(open) => tracing::warn!(
+            open,
+            deadline_s = limits.shutdown_deadline.as_secs(),
+            "the shutdown deadline passed with connections still open: they are dropped"
+        ),
+    }
     lens.stop();
     if lens.save_index()? {
         tracing::info!(vectors = lens.ready().map(|r| r.index.len()).unwrap_or(0), "index snapshot saved");

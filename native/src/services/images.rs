@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lens_core::api::{self, ErrorCode, RequestError};
-use lens_core::image::{ImageFormat, RgbImage, decode_image, probe_image};
+use lens_core::image::{ImageFormat, ImageInfo, RgbImage, decode_image, probe_image};
 use lens_core::limits::check_id;
 use lens_index::IndexError;
 use lens_store::{Deleted, ImageRecord, StoreError};
@@ -13,6 +13,7 @@ use lens_store::{Deleted, ImageRecord, StoreError};
 use super::caller::Caller;
 use super::errors::{NotReady, coded_enum};
 use super::lens::Lens;
+use super::pixels::BudgetError;
 
 /// Why an image request failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +34,13 @@ pub enum ImageError {
     /// The catalog lists an image whose blob is gone, or a stored image fails to decode.
     #[error("{0}")]
     Damaged(String),
+    /// The server's pixel budget is spent, or the image alone is over it.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 coded_enum!(ImageError {
-    wraps: [Invalid, NotReady, Image, Store, Index],
+    wraps: [Invalid, NotReady, Image, Store, Index, Budget],
     own: [ImageError::NotFound(_) => ErrorCode::NotFound, ImageError::Damaged(_) => ErrorCode::Internal]
 });
 
@@ -109,9 +113,8 @@ pub enum Blob {
     Redirect(String),
 }
 
-/// The bytes of image `id`.
-pub async fn blob(lens: &Lens, caller: &Caller, id: &str) -> Result<Blob, ImageError> {
-    let record = find(lens, caller, id).await?;
+/// The bytes of a stored image (its record from [`find`]), or with `--blob-redirect` a presigned URL.
+pub async fn blob(lens: &Lens, record: ImageRecord) -> Result<Blob, ImageError> {
     if lens.config.blob_redirect
         && let Some(url) = lens.blobs.presigned_get(&record.sha256, Duration::from_secs(900)).await?
     {
@@ -138,11 +141,12 @@ pub async fn stored_image(lens: &Lens, record: &ImageRecord) -> Result<RgbImage,
         .map_err(|e| ImageError::Damaged(format!("stored image {id} cannot be decoded: {e}")))
 }
 
-/// A thumbnail size the API serves.
+/// A thumbnail size the API serves: one of a few ([`SIZES`](lens_core::thumbnail::SIZES)), so that a
+/// client cannot make the server render (and cache) one image at hundreds of sizes.
 pub fn check_thumbnail_size(size: u32) -> Result<(), RequestError> {
-    use lens_core::thumbnail::{MAX_SIZE, MIN_SIZE};
-    if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
-        return Err(RequestError::invalid(format!("size must be between {MIN_SIZE} and {MAX_SIZE}, not {size}")));
+    use lens_core::thumbnail::SIZES;
+    if !SIZES.contains(&size) {
+        return Err(RequestError::invalid(format!("size must be one of {SIZES:?}, not {size}")));
     }
     Ok(())
 }
@@ -156,7 +160,10 @@ pub async fn thumbnail(lens: &Lens, caller: &Caller, id: &str, size: u32) -> Res
     }
     let bytes = stored_bytes(lens, &record).await?;
     let limits = lens.config.decode_limits;
+    // The whole image is decoded for a rendering: its pixels count against the budget meanwhile.
+    let share = lens.pixels.take(record.width, record.height).await?;
     let jpeg = blocking(move || lens_core::thumbnail::render(&decode_image(&bytes, &limits)?, size)).await?;
+    drop(share);
     let jpeg = Bytes::from(jpeg);
     lens.thumbnails.put(&record.sha256, size, jpeg.clone());
     let (entries, bytes) = lens.thumbnails.usage();
@@ -192,11 +199,21 @@ pub async fn forget(lens: &Lens, record: &ImageRecord) {
 
 /// Checks size, format and pixel limits from the header, then decodes (on a blocking thread).
 pub async fn decode_checked(lens: &Lens, bytes: Bytes) -> Result<(ImageFormat, RgbImage, Bytes), ImageError> {
+    let info = probe_checked(lens, &bytes)?;
     let limits = lens.config.decode_limits;
+    blocking(move || {
+        let image = decode_image(&bytes, &limits)?;
+        Ok::<_, lens_core::Error>((info.format, image, bytes))
+    })
+    .await
+}
+
+/// The header's facts, after the size, format and pixel limits.
+fn probe_checked(lens: &Lens, bytes: &Bytes) -> Result<ImageInfo, ImageError> {
     if bytes.is_empty() {
         return Err(RequestError::invalid("empty file").into());
     }
-    let info = probe_image(&bytes, &limits)?;
+    let info = probe_image(bytes, &lens.config.decode_limits)?;
     if !lens.config.formats.contains(&info.format) {
         return Err(RequestError::new(
             ErrorCode::UnsupportedFormat,
@@ -204,11 +221,30 @@ pub async fn decode_checked(lens: &Lens, bytes: Bytes) -> Result<(ImageFormat, R
         )
         .into());
     }
-    blocking(move || {
+    Ok(info)
+}
+
+/// [`decode_checked`] within the server's pixel budget ([`super::pixels`]): the decoded image exists only
+/// while `keep` runs (on the blocking thread), and what `keep` returns is all the caller gets — the
+/// model's input, colours — with the image's format and upright size.
+pub async fn decode_within_budget<T: Send + 'static>(
+    lens: &Lens,
+    bytes: Bytes,
+    keep: impl FnOnce(&RgbImage, &Bytes) -> T + Send + 'static,
+) -> Result<(T, ImageFormat, (u32, u32), Bytes), ImageError> {
+    let info = probe_checked(lens, &bytes)?;
+    let share = lens.pixels.take(info.width, info.height).await?;
+    let limits = lens.config.decode_limits;
+    let kept = blocking(move || {
         let image = decode_image(&bytes, &limits)?;
-        Ok::<_, lens_core::Error>((info.format, image, bytes))
+        let size = (image.width, image.height);
+        let kept = keep(&image, &bytes);
+        drop(image);
+        Ok::<_, lens_core::Error>((kept, info.format, size, bytes))
     })
-    .await
+    .await;
+    drop(share);
+    kept
 }
 
 /// Runs compute-bound work off the async threads (a panic there goes on as the caller's).

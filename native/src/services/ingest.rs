@@ -18,7 +18,7 @@ use lens_store::{ImageRecord, NewImage, StoreError};
 use super::caller::Caller;
 use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
-use super::images::{ImageError, blocking, decode_checked, sha256};
+use super::images::{ImageError, decode_within_budget, sha256};
 use super::lens::Lens;
 use crate::runtime::ModelError;
 
@@ -98,13 +98,18 @@ pub struct Ingested {
 enum Prepared {
     /// The same bytes are already in the catalog.
     Existing(ImageRecord),
+    /// The same bytes as the request's file at this position.
+    Again(usize),
     New(Box<NewUpload>),
 }
 
 struct NewUpload {
     sha256: String,
     format: ImageFormat,
-    image: RgbImage,
+    /// The model's input (the decoded image is not kept: see [`decode_within_budget`]).
+    pixels: Vec<f32>,
+    /// Upright width and height.
+    size: (u32, u32),
     bytes: Bytes,
     source_url: Option<String>,
     tags: Vec<String>,
@@ -138,33 +143,47 @@ pub async fn ingest_all(lens: &Lens, caller: &Caller, uploads: Vec<Upload>) -> R
     let count = uploads.len();
     let analysis_prompts: Vec<Option<String>> =
         uploads.iter().map(|u| super::analysis::job_prompt(lens, u.analyze.as_deref())).collect();
+    // One at a time: each image is decoded, reduced to what is kept (the model's input, colours) and
+    // dropped before the next, so a request holds one decoded image at most. The same bytes twice in one
+    // request are decoded once.
     let mut prepared = Vec::with_capacity(count);
+    let mut seen: Vec<String> = Vec::with_capacity(count);
     for (i, upload) in uploads.into_iter().enumerate() {
         let name = upload.name.clone();
-        match prepare(lens, upload, analysis_prompts[i].clone()).await {
+        lens_core::limits::check_file_size(upload.bytes.len(), lens.config.max_file_bytes)
+            .map_err(|e| in_file(count, i, &name, e.into()))?;
+        let sha256 = sha256(&upload.bytes).await;
+        if let Some(first) = seen.iter().position(|s| *s == sha256) {
+            prepared.push(Prepared::Again(first));
+            seen.push(sha256);
+            continue;
+        }
+        seen.push(sha256.clone());
+        match prepare(lens, upload, sha256, analysis_prompts[i].clone()).await {
             Ok(p) => prepared.push(p),
-            Err(e) if count > 1 => return Err(IngestError::InFile { number: i + 1, name, source: Box::new(e) }),
-            Err(e) => return Err(e),
+            Err(e) => return Err(in_file(count, i, &name, e)),
         }
     }
-    let images: Vec<RgbImage> = prepared
+    let pixels: Vec<Vec<f32>> = prepared
         .iter_mut()
         .filter_map(|p| match p {
-            Prepared::New(new) => Some(std::mem::replace(&mut new.image, RgbImage::filled(1, 1, [0, 0, 0]))),
-            Prepared::Existing(_) => None,
+            Prepared::New(new) => Some(std::mem::take(&mut new.pixels)),
+            Prepared::Existing(_) | Prepared::Again(_) => None,
         })
         .collect();
-    let sizes: Vec<(u32, u32)> = images.iter().map(|i| (i.width, i.height)).collect();
-    let mut embeddings = ready.models.embedder().embed_images(images).await?.into_iter();
-    let mut sizes = sizes.into_iter();
+    let mut embeddings = ready.models.embedder().embed_pixels(pixels).await?.into_iter();
     let mut done: Vec<Ingested> = Vec::with_capacity(count);
     for p in prepared {
         let result = match p {
             Prepared::Existing(record) => hold(lens, caller, record).await,
+            // The same image as an earlier file of this request: its record, created by that file.
+            Prepared::Again(first) => Ok(Ingested { record: done[first].record.clone(), created: false }),
             Prepared::New(new) => {
-                let NewUpload { sha256, format, bytes, source_url, tags, colors, metadata, analysis_prompt, .. } = *new;
+                let NewUpload {
+                    sha256, format, bytes, source_url, tags, colors, metadata, analysis_prompt, size, ..
+                } = *new;
                 let embedding = embeddings.next().expect("one embedding per new image");
-                let (width, height) = sizes.next().expect("one size per new image");
+                let (width, height) = size;
                 let new = NewImage {
                     sha256,
                     mime: format.mime_type().to_string(),
@@ -212,20 +231,39 @@ pub async fn ingest_all(lens: &Lens, caller: &Caller, uploads: Vec<Upload>) -> R
     Ok(done)
 }
 
-async fn prepare(lens: &Lens, upload: Upload, analysis_prompt: Option<String>) -> Result<Prepared, IngestError> {
-    lens_core::limits::check_file_size(upload.bytes.len(), lens.config.max_file_bytes)?;
-    let sha256 = sha256(&upload.bytes).await;
+/// `error` of file `i` (named `name`) of a request of `count` files.
+fn in_file(count: usize, i: usize, name: &str, error: IngestError) -> IngestError {
+    if count > 1 {
+        IngestError::InFile { number: i + 1, name: name.to_string(), source: Box::new(error) }
+    } else {
+        error
+    }
+}
+
+async fn prepare(
+    lens: &Lens,
+    upload: Upload,
+    sha256: String,
+    analysis_prompt: Option<String>,
+) -> Result<Prepared, IngestError> {
     let sha = sha256.clone();
     if let Some(existing) = lens.catalog(move |c| c.image_by_sha256(&sha)).await? {
         ensure_indexed(lens, &existing).await?;
         return Ok(Prepared::Existing(existing));
     }
-    let (format, image, bytes) = decode_checked(lens, upload.bytes).await?;
-    let (colors, metadata, image) = colors_and_metadata(lens, bytes.clone(), image).await?;
+    let processor = lens.ready()?.models.embedder().processor();
+    let limits = lens.config.decode_limits;
+    let ((pixels, colors, metadata), format, size, bytes) =
+        decode_within_budget(lens, upload.bytes, move |image, bytes| {
+            let (colors, metadata) = colors_and_metadata(image, bytes, &limits);
+            (processor.preprocess(image), colors, metadata)
+        })
+        .await?;
     Ok(Prepared::New(Box::new(NewUpload {
         sha256,
         format,
-        image,
+        pixels,
+        size,
         bytes,
         source_url: upload.source_url,
         tags: upload.tags,
@@ -237,24 +275,20 @@ async fn prepare(lens: &Lens, upload: Upload, analysis_prompt: Option<String>) -
 
 /// Dominant colours and header metadata (format, upright size, orientation, EXIF), as JSON. Neither
 /// can fail an ingest that decoding accepted: a failure is logged and stored as `null`.
-async fn colors_and_metadata(
-    lens: &Lens,
-    bytes: Bytes,
-    image: RgbImage,
-) -> Result<(Option<serde_json::Value>, Option<serde_json::Value>, RgbImage), ImageError> {
-    let limits = lens.config.decode_limits;
-    blocking(move || {
-        let colors = serde_json::to_value(lens_core::colors::dominant_colors(&image, DOMINANT_COLORS)).ok();
-        let metadata = match lens_core::metadata::image_metadata(&bytes, &limits) {
-            Ok(m) => serde_json::to_value(m).ok(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read image metadata");
-                None
-            }
-        };
-        Ok::<_, ImageError>((colors, metadata, image))
-    })
-    .await
+fn colors_and_metadata(
+    image: &RgbImage,
+    bytes: &Bytes,
+    limits: &lens_core::image::DecodeLimits,
+) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let colors = serde_json::to_value(lens_core::colors::dominant_colors(image, DOMINANT_COLORS)).ok();
+    let metadata = match lens_core::metadata::image_metadata(bytes, limits) {
+        Ok(m) => serde_json::to_value(m).ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read image metadata");
+            None
+        }
+    };
+    (colors, metadata)
 }
 
 /// Blob (durable), then catalog row (committed), then index entry.

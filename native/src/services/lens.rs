@@ -11,6 +11,7 @@ use lens_store::{BlobStore, Catalog, LocalBlobStore, S3BlobStore, StoreError};
 use super::errors::NotReady;
 use super::fetch::Fetcher;
 use super::index::{self, IndexOrigin, SharedIndex, snapshot_meta};
+use super::pixels::PixelBudget;
 use super::thumbnails::{CACHE_BYTES, ThumbnailCache};
 use crate::config::{BlobBackend, ChatSource, RemoteChatConfig, ServeConfig};
 use crate::runtime::{Captioner, ChatModel, Embedder, Loaded, Registry, RemoteChat, TextEmbedder};
@@ -44,6 +45,8 @@ pub struct Lens {
     pub analysis_wake: tokio::sync::Notify,
     /// Rendered thumbnails, least recently used dropped first.
     pub thumbnails: ThumbnailCache,
+    /// Decoded pixels held at once by ingests and searches by image (`--decode-budget-mb`).
+    pub pixels: PixelBudget,
     /// Set by [`stop`](Self::stop): background workers finish what they hold and end.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -87,6 +90,7 @@ impl Lens {
             _ => Arc::new(LocalBlobStore::open(&config.data.join("blobs"))?),
         };
         let fetcher = Fetcher::new(config.fetch.clone())?;
+        let pixels = PixelBudget::new(config.decode_budget_bytes);
         Ok(Lens {
             config,
             catalog,
@@ -97,6 +101,7 @@ impl Lens {
             caption_wake: tokio::sync::Notify::new(),
             analysis_wake: tokio::sync::Notify::new(),
             thumbnails: ThumbnailCache::new(CACHE_BYTES),
+            pixels,
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }

@@ -22,6 +22,7 @@ pub mod job_queue;
 pub mod jobs;
 pub mod knowledge;
 pub mod lens;
+pub mod pixels;
 pub mod search;
 pub mod sync;
 pub mod thumbnails;

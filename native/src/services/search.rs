@@ -17,7 +17,7 @@ use lens_store::{ImageRecord, StoreError};
 use super::caller::Caller;
 use super::errors::{NotReady, coded_enum};
 use super::fetch::FetchError;
-use super::images::{ImageError, decode_checked, find, typed};
+use super::images::{ImageError, decode_within_budget, find, typed};
 use super::lens::Lens;
 use crate::runtime::ModelError;
 
@@ -178,8 +178,11 @@ async fn bytes_embedding(lens: &Lens, bytes: Bytes) -> Result<Vec<f32>, SearchEr
             RequestError::too_large(format!("file is over the limit of {} bytes", lens.config.max_file_bytes)).into()
         );
     }
-    let (_, image, _) = decode_checked(lens, bytes).await?;
-    first(lens.ready()?.models.embedder().embed_images(vec![image]).await?)
+    let embedder = lens.ready()?.models.embedder().clone();
+    let processor = embedder.processor();
+    // Only the model's input outlives the decode (and its share of the pixel budget).
+    let (pixels, ..) = decode_within_budget(lens, bytes, move |image, _| processor.preprocess(image)).await?;
+    first(embedder.embed_pixels(vec![pixels]).await?)
 }
 
 /// A stored image's embedding, read from the catalog (no model run).

@@ -104,6 +104,36 @@ async fn one_image_and_its_bytes() {
     assert_eq!(blob.headers["content-type"], "image/jpeg");
     assert_eq!(blob.headers["cache-control"], "public, max-age=31536000, immutable");
     assert_eq!(blob.body.as_ref(), image_bytes("coffee.jpg").as_slice());
+    let tag = blob.headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(tag, format!("\"{}\"", got["sha256"].as_str().unwrap()));
+
+    // A client holding the bytes gets 304; HEAD answers from the catalog. Neither reads the blob: with the
+    // file gone, they still answer while GET reports the damage.
+    fn blob_file(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find_map(|p| if p.is_dir() { blob_file(&p) } else { Some(p) })
+    }
+    std::fs::remove_file(blob_file(&app.data().join("blobs")).expect("the blob's file")).unwrap();
+    let request = |method: &str, etag: Option<&str>| {
+        let mut r = axum::http::Request::builder().method(method).uri(format!("/v1/images/{id}/blob"));
+        if let Some(etag) = etag {
+            r = r.header("if-none-match", etag);
+        }
+        r.body(axum::body::Body::empty()).unwrap()
+    };
+    let cached = app.send(request("GET", Some(&format!("W/{tag}, \"other\"")))).await;
+    assert_eq!(cached.status, 304);
+    assert_eq!(cached.headers["etag"], tag.as_str());
+    assert!(cached.body.is_empty());
+    let head = app.send(request("HEAD", None)).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], image_bytes("coffee.jpg").len().to_string().as_str());
+    assert_eq!(head.headers["content-type"], "image/jpeg");
+    assert!(head.body.is_empty());
+    assert_eq!(app.send(request("GET", Some("\"other\""))).await.status, 500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,7 +256,7 @@ async fn thumbnails_are_content_addressed_and_checked() {
     assert!(not_modified.body.is_empty());
     assert_ne!(app.get_raw(&format!("{path}?size=32")).await.headers["etag"].to_str().unwrap(), etag);
     assert_error(&app.get("/v1/images/0123456789abcdef0123456789abcdef/thumbnail").await, 404, "not_found");
-    for bad in ["?size=31", "?size=513", "?size=0", "?size=big", "?width=10"] {
+    for bad in ["?size=31", "?size=100", "?size=513", "?size=0", "?size=big", "?width=10"] {
         assert_error(&app.get(&format!("{path}{bad}")).await, 400, "invalid_request");
     }
     let (changes, _) = walk(&app, None, 10).await;

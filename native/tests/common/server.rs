@@ -43,7 +43,23 @@ impl Server {
 
     /// Any model, flags and environment.
     pub fn spawn(model: &Path, data: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lens"));
+        Self::spawn_command(Command::new(env!("CARGO_BIN_EXE_lens")), model, data, args, env)
+    }
+
+    /// The fixture model and `extra` flags, with at most `files` open files (soft and hard limit).
+    pub fn start_with_file_limit(data: &Path, extra: &[&str], files: u64) -> Server {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={files}:{files}")).arg("--").arg(env!("CARGO_BIN_EXE_lens"));
+        Self::spawn_command(command, &fixture_model(), data, extra.iter().map(|s| s.to_string()).collect(), vec![])
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        model: &Path,
+        data: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Server {
         command
             .arg("serve")
             .arg("--model")

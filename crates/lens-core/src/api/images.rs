@@ -81,6 +81,6 @@ pub struct ImageList {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ThumbnailQuery {
-    /// The box the thumbnail fits in, 32 to 512 pixels (default 256).
+    /// The box the thumbnail fits in: 32, 64, 128, 256 or 512 pixels (default 256).
     pub size: Option<u32>,
 }

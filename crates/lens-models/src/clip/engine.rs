@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use lens_core::image::RgbImage;
+use lens_core::preprocess::ClipImageProcessor;
 
 use super::config::ClipConfig;
 #[cfg(feature = "onnx")]
@@ -115,6 +116,26 @@ impl<B: Backend> LoadedClip<B> {
             Self::Burn(p) => p.embed_images(images),
             #[cfg(feature = "onnx")]
             Self::Onnx(p) => p.embed_images(images),
+        }
+    }
+
+    /// The image processor the model's inputs go through: [`LoadedClip::embed_pixels`] takes its output.
+    pub fn processor(&self) -> &ClipImageProcessor {
+        match self {
+            Self::Burn(p) => &p.processor,
+            #[cfg(feature = "onnx")]
+            Self::Onnx(p) => &p.processor,
+        }
+    }
+
+    /// L2-normalised embeddings of `batch` images already pre-processed by [`LoadedClip::processor`]
+    /// (their `[3, size, size]` values one after the other): [`LoadedClip::embed_images`]' numbers, for
+    /// callers that keep the model's input instead of the decoded image.
+    pub fn embed_pixels(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Self::Burn(p) => p.embed_pixels(pixels, batch),
+            #[cfg(feature = "onnx")]
+            Self::Onnx(p) => Ok(super::pipeline::normalized_chunks(&p.image_features(pixels, batch)?, p.dim())),
         }
     }
 

@@ -126,6 +126,11 @@ impl<B: Backend> ClipPipeline<B> {
         Ok(out)
     }
 
+    /// L2-normalised embeddings of `batch` images pre-processed by its `processor` (NCHW values).
+    pub fn embed_pixels(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<Vec<f32>>> {
+        Ok(normalized_rows(self.image_features(pixels, batch)?))
+    }
+
     /// L2-normalised embeddings of texts, one per text.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         embed_texts(&self.model.text, &self.tokenizer, texts)
