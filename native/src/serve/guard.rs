@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -52,9 +52,25 @@ pub struct Gate {
 pub async fn check_site(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let config = &gate.lens.config;
     if let Err(refused) = site_allowed(request.method(), request.headers(), &config.security, &config.cors) {
-        return refused.into_response();
+        return refuse(request, refused.into_response()).await;
     }
     next.run(request).await
+}
+
+/// A body this small is read and dropped before an early refusal.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long that reading may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Answers `refused` to a request whose body nobody read. The connection then closes; a client still
+/// writing a small body would see the close as a reset before it reads the answer, so a small body
+/// (up to [`DRAIN_LIMIT`], within [`DRAIN_TIME`]) is read first. Larger ones are not worth the wait.
+async fn refuse(request: Request, refused: Response) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_none_or(|n| n > 0 && n <= DRAIN_LIMIT as u64) {
+        let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(request.into_body(), DRAIN_LIMIT)).await;
+    }
+    refused
 }
 
 fn site_allowed(
@@ -124,25 +140,42 @@ fn clip(s: &str) -> String {
 /// Key, scope and budgets; see the module docs.
 pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let method = request.method().clone();
-    let Some(needed) = required_scope(&method, &route) else { return next.run(request).await };
-    let security = &gate.lens.config.security;
+    let Some(needed) = required_scope(request.method(), &route) else { return next.run(request).await };
     let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    // The key's own rate comes with it; a caller without a key is limited by its address.
-    let (caller, own_rate) = if security.auth_required {
-        match identify(&gate.lens, request.headers()).await {
-            Ok(identified) => identified,
-            Err(refused) => return refused,
+    // The request itself is not `Sync`: its parts go to `admit`, not a reference to it.
+    match admit(&gate, request.method(), request.headers(), address, needed, &route).await {
+        Ok((caller, charged)) => {
+            request.extensions_mut().insert(caller);
+            let mut response = next.run(request).await;
+            if let Some(left) = charged {
+                left.headers(response.headers_mut());
+            }
+            response
         }
-    } else {
-        (Caller::anonymous(), None)
-    };
+        Err(refused) => refuse(request, refused).await,
+    }
+}
+
+/// The caller of a request to `route`, charged to its budgets, with what its request budget has left;
+/// or the refusal to answer.
+async fn admit(
+    gate: &Gate,
+    method: &Method,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+    needed: Scope,
+    route: &str,
+) -> Result<(Caller, Option<Left>), Response> {
+    let security = &gate.lens.config.security;
+    // The key's own rate comes with it; a caller without a key is limited by its address.
+    let (caller, own_rate) =
+        if security.auth_required { identify(&gate.lens, headers).await? } else { (Caller::anonymous(), None) };
     if !caller.may(needed) {
-        return ApiError::coded(
+        return Err(ApiError::coded(
             ErrorCode::Forbidden,
             format!("this key's scope is {}; {method} {route} needs {}", caller.scope.as_str(), needed.as_str()),
         )
-        .into_response();
+        .into_response());
     }
     let (bucket, rate) = match (&caller.key, address) {
         (Some(key), _) => (key.clone(), Some(own_rate.unwrap_or(security.key_rate))),
@@ -152,30 +185,22 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, n
     let now = Instant::now();
     let mut charged = None;
     if let Some(rate) = rate {
-        match gate.limits.requests.take(&bucket, rate, (2.0 * rate).max(1.0), 1.0, now) {
-            Ok(left) => charged = Some(left),
-            Err(refused) => return refused.response("requests"),
-        }
+        let left = gate.limits.requests.take(&bucket, rate, (2.0 * rate).max(1.0), 1.0, now);
+        charged = Some(left.map_err(|refused| refused.response("requests"))?);
     }
     if let Some(per_minute) = security.jobs_per_minute
-        && starts_jobs(&method, &route)
-        && let Err(refused) = gate.limits.jobs.take(&bucket, per_minute / 60.0, per_minute.max(1.0), 1.0, now)
+        && starts_jobs(method, route)
     {
-        return refused.response("jobs");
+        let taken = gate.limits.jobs.take(&bucket, per_minute / 60.0, per_minute.max(1.0), 1.0, now);
+        taken.map_err(|refused| refused.response("jobs"))?;
     }
-    let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<f64>().ok());
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<f64>().ok());
     if let (Some(per_s), Some(length)) = (security.upload_bytes_per_s, length) {
         let burst = (per_s as f64).max(gate.lens.config.max_body_bytes as f64);
-        if let Err(refused) = gate.limits.bytes.take(&bucket, per_s as f64, burst, length, now) {
-            return refused.response("body bytes");
-        }
+        let taken = gate.limits.bytes.take(&bucket, per_s as f64, burst, length, now);
+        taken.map_err(|refused| refused.response("body bytes"))?;
     }
-    request.extensions_mut().insert(caller);
-    let mut response = next.run(request).await;
-    if let Some(left) = charged {
-        left.headers(response.headers_mut());
-    }
-    response
+    Ok((caller, charged))
 }
 
 /// The caller a request's key names and the key's own rate, or the 401 to answer.
