@@ -54,6 +54,7 @@ pub fn check_files<'a>(
         max_pixels: limits.max_pixels,
         max_dimension: limits.max_side,
         allow_incomplete: false,
+        max_gif_pixels: limits.max_pixels.min(DecodeLimits::default().max_gif_pixels),
     };
     let mut out: Vec<(CheckedImage, &Vec<u8>)> = Vec::with_capacity(files.len());
     for (n, bytes) in files.iter().enumerate() {

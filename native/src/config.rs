@@ -3,18 +3,20 @@
 //! flag and variable name it always had:
 //!
 //! ```toml
-//! [server]    # listen, cors_origin, request_timeout_s, max_connections, header_timeout_s, shutdown_deadline_s
+//! [server]    # listen, cors_origin, request_timeout_s, max_connections, header_timeout_s, shutdown_deadline_s,
+//!             # max_uploads_in_flight, max_model_requests_in_flight, max_requests_in_flight
 //! [models]    # model, device, batch_size, batch_wait_ms
-//! [storage]   # data, blob_store, blob_redirect
+//! [storage]   # data, blob_store, blob_redirect, orphan_grace_s, orphan_sweep_interval_s
 //! [s3]        # bucket, region, endpoint, path_style, prefix          (--s3-bucket, ...)
 //! [index]     # kind                                                  (--index)
 //! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, allow_truncated_images,
-//!             # formats, max_text_bytes, max_k, max_job_urls, decode_budget_mb
+//!             # formats, max_text_bytes, max_k, max_job_urls, decode_budget_mb, max_gif_pixels
 //! [fetch]     # connect_timeout_s, timeout_s, max_redirects, allow_private_urls
 //!             #                                                       (--fetch-timeout-s, --allow-private-urls)
 //! [captions]  # model, workers, batch_size, max_attempts, retry_base_ms, beams, max_new_tokens,
 //!             # prompt, cache_entries                                 (--caption-model, ...)
 //! [search]    # hybrid_weight
+//! [moderation] # labels, neutral_labels, threshold, action            (--moderation-label, ...)
 //! [chat]      # model, queue, max_tokens, parallel, provider, base_url, api_key_env, remote_model,
 //!             # upstream_timeout_s, allow_private_upstream, history, history_entries
 //!             #                                                       (--chat-model, --chat-provider, ...)
@@ -99,6 +101,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(default)]
     pub security: SecuritySettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub moderation: ModerationSettings,
 }
 
 /// `[server]`
@@ -132,6 +137,26 @@ pub struct ServerSettings {
     /// saved and the process exits whether they finished or not.
     #[arg(long, env = "LENS_SHUTDOWN_DEADLINE_S")]
     pub shutdown_deadline_s: Option<u64>,
+    /// Most uploads and searches by uploaded image in flight (default 16: each may hold its body, up to
+    /// --max-body-bytes); past it they are answered 429 `overloaded` with Retry-After.
+    #[arg(long, env = "LENS_MAX_UPLOADS_IN_FLIGHT")]
+    pub max_uploads_in_flight: Option<usize>,
+    /// Most text searches, embeddings, captions, chats, analyses and knowledge requests in flight
+    /// (default 256); past it, 429 `overloaded`.
+    #[arg(long, env = "LENS_MAX_MODEL_REQUESTS_IN_FLIGHT")]
+    pub max_model_requests_in_flight: Option<usize>,
+    /// Most other requests in flight (default 1024); past it, 429 `overloaded`. Health checks and
+    /// metrics are never refused.
+    #[arg(long, env = "LENS_MAX_REQUESTS_IN_FLIGHT")]
+    pub max_requests_in_flight: Option<usize>,
+}
+
+/// Requests in flight per route class (`[server]`; `serve/shed.rs` applies them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InFlightLimits {
+    pub uploads: usize,
+    pub model: usize,
+    pub other: usize,
 }
 
 /// What a connection may take before any handler runs (`[server]`; `serve/listen.rs` applies them).
@@ -179,6 +204,20 @@ pub struct StorageSettings {
     /// `GET /v1/images/{id}/blob` redirects (307) to a presigned URL when the store has one.
     #[arg(long, env = "LENS_BLOB_REDIRECT", num_args = 0..=1, default_missing_value = "true")]
     pub blob_redirect: Option<bool>,
+    /// Seconds a blob without a catalog row (left by a crash during an upload) is kept before the orphan
+    /// sweep removes it (default 3600).
+    #[arg(long, env = "LENS_ORPHAN_GRACE_S")]
+    pub orphan_grace_s: Option<u64>,
+    /// Seconds between orphan sweeps; the first runs at start (default 3600).
+    #[arg(long, env = "LENS_ORPHAN_SWEEP_INTERVAL_S")]
+    pub orphan_sweep_interval_s: Option<u64>,
+}
+
+/// When the orphan blob sweep runs and what it spares (`[storage]`; `services::orphans`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrphanSweep {
+    pub grace: Duration,
+    pub interval: Duration,
 }
 
 /// `[s3]`
@@ -232,6 +271,10 @@ pub struct LimitSettings {
     /// Longest image side, in pixels (default 12 000).
     #[arg(long, env = "LENS_MAX_SIDE")]
     pub max_side: Option<u32>,
+    /// Largest GIF canvas, in pixels (default 16 000 000, 4K with room): a GIF of 40 bytes can declare a
+    /// huge screen, and real GIFs are small. The lower of this and --max-pixels applies.
+    #[arg(long, env = "LENS_MAX_GIF_PIXELS")]
+    pub max_gif_pixels: Option<u64>,
     /// Accept JPEGs whose data stops before the image is complete (the rest grey, as Pillow accepts them);
     /// default false: refused as `corrupt_image`, so that a few bytes cannot stand for a huge image.
     #[arg(long, env = "LENS_ALLOW_TRUNCATED_IMAGES", num_args = 0..=1, default_missing_value = "true")]
@@ -363,6 +406,81 @@ pub struct SearchSettings {
     /// w * caption score (default 0.3; 0 is pure CLIP vector search). Per request: `hybrid_weight`.
     #[arg(long, env = "LENS_HYBRID_WEIGHT")]
     pub hybrid_weight: Option<f32>,
+}
+
+/// `[moderation]`
+#[derive(Args, Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Moderation")]
+pub struct ModerationSettings {
+    /// What uploads must not show, as CLIP zero-shot labels (`a photo of a weapon`): repeatable (labels may
+    /// hold commas; the config file takes a list). Given any,
+    /// every new image is scored at ingest (its embedding against the labels, softmax with the neutral
+    /// ones) and one scoring --moderation-threshold or more for one of them is refused or hidden.
+    #[arg(long = "moderation-label", env = "LENS_MODERATION_LABEL", value_name = "TEXT")]
+    pub labels: Option<Vec<String>>,
+    /// What ordinary uploads show, the labels the refused ones compete with (default `a photo`).
+    #[arg(long = "moderation-neutral-label", env = "LENS_MODERATION_NEUTRAL_LABEL", value_name = "TEXT")]
+    pub neutral_labels: Option<Vec<String>>,
+    /// A refused label's probability from which the check triggers, 0 to 1 (default 0.5).
+    #[arg(long = "moderation-threshold", env = "LENS_MODERATION_THRESHOLD")]
+    pub threshold: Option<f32>,
+    /// What happens then: `reject` (422 `content_rejected`, nothing stored; the default) or `hide` (stored
+    /// with its scores, left out of search and sync).
+    #[arg(long = "moderation-action", env = "LENS_MODERATION_ACTION")]
+    pub action: Option<ModerationAction>,
+}
+
+/// `--moderation-action`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModerationAction {
+    Reject,
+    Hide,
+}
+
+/// The ingest safety check, when labels are given (`services::moderation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModerationConfig {
+    pub labels: Vec<String>,
+    pub neutral_labels: Vec<String>,
+    pub threshold: f32,
+    pub action: ModerationAction,
+}
+
+fn moderation_config(settings: ModerationSettings, max_text_bytes: usize) -> Result<Option<ModerationConfig>> {
+    let given = settings.neutral_labels.is_some() || settings.threshold.is_some() || settings.action.is_some();
+    let clean = |labels: Vec<String>| -> Vec<String> {
+        labels.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    let labels = clean(settings.labels.unwrap_or_default());
+    if labels.is_empty() {
+        if given {
+            bail!("--moderation-threshold, --moderation-action and --moderation-neutral-label need --moderation-label");
+        }
+        return Ok(None);
+    }
+    let neutral_labels = clean(settings.neutral_labels.unwrap_or_else(|| vec!["a photo".to_string()]));
+    if neutral_labels.is_empty() {
+        bail!("--moderation-neutral-label: at least one label is needed for the refused ones to compete with");
+    }
+    let all = labels.len() + neutral_labels.len();
+    if all > 64 {
+        bail!("moderation: {all} labels, over the limit of 64");
+    }
+    if let Some(long) = labels.iter().chain(&neutral_labels).find(|l| l.len() > max_text_bytes) {
+        bail!("moderation label `{long}` is over {max_text_bytes} bytes");
+    }
+    let threshold = settings.threshold.unwrap_or(0.5);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        bail!("--moderation-threshold must be above 0 and at most 1, not {threshold}");
+    }
+    Ok(Some(ModerationConfig {
+        labels,
+        neutral_labels,
+        threshold,
+        action: settings.action.unwrap_or(ModerationAction::Reject),
+    }))
 }
 
 /// `[chat]`
@@ -566,6 +684,7 @@ pub struct ServeConfig {
     pub blob_store: BlobBackend,
     pub s3: Option<lens_store::S3Config>,
     pub blob_redirect: bool,
+    pub orphans: OrphanSweep,
     pub index: IndexKind,
     pub max_body_bytes: usize,
     pub max_file_bytes: usize,
@@ -578,6 +697,7 @@ pub struct ServeConfig {
     pub decode_budget_bytes: u64,
     pub request_timeout: Duration,
     pub connections: ConnectionLimits,
+    pub in_flight: InFlightLimits,
     pub fetch: FetchPolicy,
     pub max_job_urls: usize,
     pub batch_size: usize,
@@ -590,6 +710,8 @@ pub struct ServeConfig {
     pub chat: Option<ChatConfig>,
     pub knowledge: KnowledgeConfig,
     pub hybrid_weight: f32,
+    /// `None`: no safety check at ingest.
+    pub moderation: Option<ModerationConfig>,
     pub cors: CorsOrigins,
     pub security: SecurityConfig,
     /// The browser app to serve at `/`.
@@ -613,10 +735,13 @@ overlay!(ServerSettings {
     web_dir,
     max_connections,
     header_timeout_s,
-    shutdown_deadline_s
+    shutdown_deadline_s,
+    max_uploads_in_flight,
+    max_model_requests_in_flight,
+    max_requests_in_flight
 });
 overlay!(ModelSettings { model, device, batch_size, batch_wait_ms });
-overlay!(StorageSettings { data, blob_store, blob_redirect });
+overlay!(StorageSettings { data, blob_store, blob_redirect, orphan_grace_s, orphan_sweep_interval_s });
 overlay!(S3Settings { bucket, region, endpoint, path_style, prefix });
 overlay!(IndexSettings { kind });
 overlay!(LimitSettings {
@@ -625,6 +750,7 @@ overlay!(LimitSettings {
     max_files,
     max_pixels,
     max_side,
+    max_gif_pixels,
     allow_truncated_images,
     formats,
     max_text_bytes,
@@ -661,6 +787,7 @@ overlay!(CaptionSettings {
     cache_entries
 });
 overlay!(SearchSettings { hybrid_weight });
+overlay!(ModerationSettings { labels, neutral_labels, threshold, action });
 overlay!(SecuritySettings { auth, allowed_host, rate_limit, anonymous_rate_limit, job_rate_limit, upload_bytes_per_s });
 
 /// Where each key of the old flat file format went, for a clear error instead of "unknown field".
@@ -730,6 +857,7 @@ impl ServeSettings {
             analysis: self.analysis.or(other.analysis),
             knowledge: self.knowledge.or(other.knowledge),
             security: self.security.or(other.security),
+            moderation: self.moderation.or(other.moderation),
         }
     }
 
@@ -771,6 +899,7 @@ impl ServeSettings {
             analysis,
             knowledge,
             security,
+            moderation,
         } = s;
         let model = models
             .model
@@ -874,6 +1003,10 @@ impl ServeSettings {
             blob_store,
             s3,
             blob_redirect: storage.blob_redirect.unwrap_or(false),
+            orphans: OrphanSweep {
+                grace: Duration::from_secs(storage.orphan_grace_s.unwrap_or(3600)),
+                interval: Duration::from_secs(storage.orphan_sweep_interval_s.unwrap_or(3600).max(1)),
+            },
             index: index.kind.unwrap_or(IndexKind::Hnsw),
             max_body_bytes: positive("max_body_bytes", limits.max_body_bytes.unwrap_or(100 << 20))?,
             max_file_bytes,
@@ -883,6 +1016,7 @@ impl ServeSettings {
                 max_pixels: limits.max_pixels.unwrap_or(40_000_000),
                 max_dimension: limits.max_side.unwrap_or(12_000),
                 allow_incomplete: limits.allow_truncated_images.unwrap_or(false),
+                max_gif_pixels: limits.max_gif_pixels.unwrap_or(16_000_000),
             },
             formats,
             max_text_bytes: positive("max_text_bytes", limits.max_text_bytes.unwrap_or(2000))?,
@@ -895,6 +1029,11 @@ impl ServeSettings {
                 max_connections: positive("max_connections", server.max_connections.unwrap_or(10_000))?,
                 header_timeout: Duration::from_secs(server.header_timeout_s.unwrap_or(10).max(1)),
                 shutdown_deadline: Duration::from_secs(server.shutdown_deadline_s.unwrap_or(20)),
+            },
+            in_flight: InFlightLimits {
+                uploads: positive("max_uploads_in_flight", server.max_uploads_in_flight.unwrap_or(16))?,
+                model: positive("max_model_requests_in_flight", server.max_model_requests_in_flight.unwrap_or(256))?,
+                other: positive("max_requests_in_flight", server.max_requests_in_flight.unwrap_or(1024))?,
             },
             fetch: FetchPolicy {
                 connect_timeout: Duration::from_secs(fetch.connect_timeout_s.unwrap_or(5).max(1)),
@@ -918,6 +1057,7 @@ impl ServeSettings {
                 KnowledgeConfig { text_model: knowledge.text_model, chunk_words, chunk_overlap }
             },
             hybrid_weight,
+            moderation: moderation_config(moderation, limits.max_text_bytes.unwrap_or(2000))?,
             cors: parse_cors_origins(server.cors_origin.unwrap_or_default())?,
             web_dir: server.web_dir,
         })

@@ -150,6 +150,68 @@ fn kill_9_during_ingest_loses_no_acknowledged_image() {
     }
 }
 
+/// Image blobs under a data directory (temp files of unfinished writes left out).
+fn blob_count(data: &std::path::Path) -> usize {
+    let mut names = Vec::new();
+    crate::common::files::collect_files(&data.join("blobs"), &mut names);
+    names.iter().filter(|n| !n.starts_with('.')).count()
+}
+
+/// kill -9 in the middle of an 8-file upload, once half its blobs are written: the request stores all its
+/// images or none (one transaction, after every blob), and the blobs it wrote go at the next start (the
+/// orphan sweep, here with no grace period).
+#[test]
+fn kill_9_during_a_multi_file_upload_stores_all_or_nothing_and_its_blobs_are_swept() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &["--orphan-grace-s", "0"]);
+    let files: Vec<Vec<u8>> = (0..8).map(|i| crate::common::files::synthetic_png_sized(9_000 + i, 600)).collect();
+    let url = server.url("/v1/images");
+    let blobs_at_kill = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut form = reqwest::blocking::multipart::Form::new();
+            for (i, png) in files.iter().enumerate() {
+                let part = reqwest::blocking::multipart::Part::bytes(png.clone()).file_name(format!("{i}.png"));
+                form = form.part("file", part);
+            }
+            // Cut by the kill: never acknowledged.
+            let _ = reqwest::blocking::Client::new().post(&url).multipart(form).send();
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while blob_count(data.path()) < 4 {
+            assert!(Instant::now() < deadline, "the upload wrote no blobs; log:\n{}", server.log());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        server.kill9();
+        blob_count(data.path())
+    });
+    let server = server.restart_after_kill();
+    let (_, listed) = server.get("/v1/images?limit=100");
+    let stored = listed["total"].as_u64().unwrap() as usize;
+    eprintln!("killed with {blobs_at_kill} of 8 blobs written: {stored} images stored");
+    assert!(
+        stored == 0 || (stored == 8 && blobs_at_kill == 8),
+        "{stored} of the request's 8 images are stored, with {blobs_at_kill} blobs written at the kill"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blob_count(data.path()) != stored {
+        assert!(
+            Instant::now() < deadline,
+            "{} blobs for {stored} images; log:\n{}",
+            blob_count(data.path()),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if stored == 0 {
+        assert!(server.log().contains("orphan blobs removed"), "{}", server.log());
+        // The same upload again succeeds whole.
+        let named: Vec<(&str, Vec<u8>)> = files.iter().map(|f| ("x.png", f.clone())).collect();
+        let (status, body) = server.upload("/v1/images", &named, None);
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(blob_count(data.path()), 8);
+    }
+}
+
 fn jobs_of(server: &Server, kind: &str, state: &str) -> Vec<Value> {
     let (status, jobs) = server.get(&format!("/v1/jobs?kind={kind}&state={state}&limit=1000"));
     assert_eq!(status, 200, "{jobs}");

@@ -324,6 +324,28 @@ fn half_open_connections_huge_heads_and_a_stuck_request_at_shutdown() {
     }
     assert_eq!(server.get("/healthz").0, 200);
 
+    // A keep-alive connection left idle after its answer is closed after the header timeout too.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = [0u8; 1024];
+    let n = idle.read(&mut answer).unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&answer[..n]));
+    let answered = Instant::now();
+    loop {
+        match idle.read(&mut answer) {
+            Ok(0) => break,
+            Ok(_) => continue, // the rest of the answer
+            Err(e) => {
+                let open = matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+                assert!(!open, "an idle keep-alive connection stayed open: {e}");
+                break;
+            }
+        }
+    }
+    assert!(answered.elapsed() >= Duration::from_millis(500), "closed before it was idle: {:?}", answered.elapsed());
+    drop(idle);
+
     // A request whose body never comes, then SIGTERM: the deadline ends it, the index is saved.
     let mut stuck = TcpStream::connect(&addr).unwrap();
     stuck
@@ -339,6 +361,57 @@ fn half_open_connections_huge_heads_and_a_stuck_request_at_shutdown() {
     // Liveness, not speed: before the deadline existed this waited for the client (150 s and more).
     assert!(took < Duration::from_secs(60), "SIGTERM took {took:?}");
     drop(stuck);
+}
+
+/// Load shedding by route class: with one upload slot, an upload whose body is still coming holds it, and
+/// the next upload is answered 429 `overloaded` at once, with `Retry-After`, while searches and reads go
+/// on; once the first ends, uploads are taken again.
+#[test]
+fn a_full_route_class_is_shed_at_once_and_the_others_go_on() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--max-uploads-in-flight", "1"]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        b"POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n",
+    )
+    .unwrap();
+    // Until the slow upload holds the slot, others pass (and are stored).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = (0..).find_map(|i| {
+        assert!(Instant::now() < deadline, "no upload was refused while another held the only slot");
+        let form = reqwest::blocking::multipart::Form::new()
+            .part("file", reqwest::blocking::multipart::Part::bytes(synthetic_png(500 + i)).file_name("a.png"));
+        let response = server.http.post(server.url("/v1/images")).multipart(form).send().unwrap();
+        (response.status() == 429).then_some(response)
+    });
+    let refused = refused.unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, body) = into_json(refused);
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1 uploads in flight"), "{body}");
+    // The other classes go on.
+    let (status, found) = server.post_json("/v1/search", &json!({"text": "a cat", "k": 3}));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(server.get("/v1/images").0, 200);
+    assert_eq!(server.get("/healthz").0, 200);
+    // The slow client goes away: its slot comes back.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = server.upload("/v1/images", &[("b.png", synthetic_png(499))], None);
+        if status == 201 {
+            break;
+        }
+        assert!(status == 429 && Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = server.http.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("lens_requests_shed_total{class=\"uploads\"}"), "{metrics}");
 }
 
 /// A GIF of about 40 bytes whose screen is `side` × `side` and whose one frame is a single pixel (colour
@@ -371,7 +444,8 @@ fn peak_resident(pid: u32) -> u64 {
 #[test]
 fn huge_canvases_are_decoded_one_at_a_time_within_the_budget() {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &["--decode-budget-mb", "400"]);
+    // GIF canvases this large are refused by default (--max-gif-pixels, 16 MP): allowed here.
+    let server = Server::start(data.path(), &["--decode-budget-mb", "400", "--max-gif-pixels", "40000000"]);
     let before = peak_resident(server.pid());
     let form = |first: u8| {
         let mut form = reqwest::blocking::multipart::Form::new();
@@ -403,13 +477,19 @@ fn huge_canvases_are_decoded_one_at_a_time_within_the_budget() {
     assert!(grown < 600 << 20, "two requests: peak resident memory grew by {} MiB", grown >> 20);
     // An image alone over the budget is refused, not waited for.
     let alone_data = tempfile::tempdir().unwrap();
-    let alone = Server::start(alone_data.path(), &["--decode-budget-mb", "100"]);
-    let part = reqwest::blocking::multipart::Part::bytes(huge_canvas_gif(6000, 1)).file_name("g.gif");
-    let (status, body) = send(
-        alone
-            .http
-            .post(alone.url("/v1/images"))
-            .multipart(reqwest::blocking::multipart::Form::new().part("file", part)),
-    );
+    let alone = Server::start(alone_data.path(), &["--decode-budget-mb", "100", "--max-gif-pixels", "40000000"]);
+    let upload = |server: &Server| {
+        let part = reqwest::blocking::multipart::Part::bytes(huge_canvas_gif(6000, 1)).file_name("g.gif");
+        let form = reqwest::blocking::multipart::Form::new().part("file", part);
+        send(server.http.post(server.url("/v1/images")).multipart(form))
+    };
+    let (status, body) = upload(&alone);
     assert_eq!((status, body["error"]["code"].as_str()), (422, Some("too_many_pixels")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("decod"), "the budget refused it: {body}");
+    // By default such a GIF is refused from its header, whatever the budget.
+    let default_data = tempfile::tempdir().unwrap();
+    let default = Server::start(default_data.path(), &[]);
+    let (status, body) = upload(&default);
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("too_many_pixels")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("16000000 pixels"), "{body}");
 }

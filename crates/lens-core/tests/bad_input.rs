@@ -61,6 +61,27 @@ fn huge_headers_in_every_format() {
     assert!(matches!(decode_image(&far, &limits()), Err(Error::TooManyPixels { width: 60001, height: 60001, .. })));
 }
 
+/// GIFs have a lower pixel limit than the other formats: a 6000² screen (36 megapixels) in about 40 bytes
+/// is refused from its header, and the same canvas reached by a frame placed past a small screen is
+/// refused before decoding it; a PNG of that size passes.
+#[test]
+fn gif_canvases_have_their_own_lower_limit() {
+    let limits = limits();
+    assert!(limits.max_gif_pixels < 36_000_000 && limits.max_pixels > 36_000_000);
+    let screen = b"GIF89a\x70\x17\x70\x17\x00\x00\x00;"; // 6000x6000
+    let err = probe_image(screen, &limits).unwrap_err();
+    assert!(matches!(err, Error::TooManyPixels { width: 6000, height: 6000, limit } if limit == limits.max_gif_pixels));
+    let mut far = b"GIF89a\x0a\x00\x0a\x00\x80\x00\x00".to_vec();
+    far.extend([0; 6]);
+    far.extend(b"\x2c\x6f\x17\x6f\x17\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00;"); // 1x1 frame at (5999, 5999)
+    assert!(probe_image(&far, &limits).is_ok(), "the screen alone is small");
+    let err = decode_image(&far, &limits).unwrap_err();
+    assert!(matches!(err, Error::TooManyPixels { width: 6000, height: 6000, .. }), "{err}");
+    assert!(probe_image(&png_claiming(6000, 6000), &limits).is_ok());
+    let raised = DecodeLimits { max_gif_pixels: 40_000_000, ..limits };
+    assert!(probe_image(screen, &raised).is_ok());
+}
+
 #[test]
 fn a_long_side_is_rejected() {
     let err = probe_image(&png_claiming(20_000, 2), &limits()).unwrap_err();

@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -24,8 +24,27 @@ pub trait BlobStore: Send + Sync {
     /// A time-limited URL a client can GET directly (S3 presigned), or `None` when the store has
     /// none (local).
     async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>>;
+    /// Up to `limit` blobs with keys after `after` (from the first when `None`), in key order, with when
+    /// each was last written: how the orphan sweep walks the store. Names that are not valid keys (other
+    /// tools' files) and temp files are skipped.
+    async fn list(&self, after: Option<&str>, limit: usize) -> Result<BlobPage>;
     /// e.g. `local:/path` or `s3://bucket/prefix (endpoint …)`, for logs and info endpoints.
     fn describe(&self) -> String;
+}
+
+/// One page of [`BlobStore::list`].
+#[derive(Debug, Clone, Default)]
+pub struct BlobPage {
+    pub blobs: Vec<BlobEntry>,
+    /// Pass as `after` for the next page; `None`: this was the last.
+    pub next: Option<String>,
+}
+
+/// A stored blob's key and when it was last written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobEntry {
+    pub key: String,
+    pub modified: SystemTime,
 }
 
 /// Longest key accepted (file-name limit of common file systems).
@@ -123,6 +142,46 @@ impl LocalBlobStore {
         sync_dir(leaf)
     }
 
+    fn list_blocking(&self, after: Option<&str>, limit: usize) -> Result<BlobPage> {
+        if let Some(after) = after {
+            validate_key(after)?;
+        }
+        // The fan-out directories are the key's first two pairs of characters, so walking them in name
+        // order walks the keys in order, and those before `after` are skipped a directory at a time.
+        let start = after.map(|a| (&a[0..2], &a[2..4]));
+        let mut page = BlobPage::default();
+        for (level1, dir1) in sorted_names(&self.dir)? {
+            if level1.len() != 2 || start.is_some_and(|(s1, _)| level1.as_str() < s1) || !dir1.is_dir() {
+                continue;
+            }
+            for (level2, dir2) in sorted_names(&dir1)? {
+                if level2.len() != 2 || start.is_some_and(|s| (level1.as_str(), level2.as_str()) < s) || !dir2.is_dir()
+                {
+                    continue;
+                }
+                for (key, path) in sorted_names(&dir2)? {
+                    let in_place = key.starts_with(&level1) && key[2..].starts_with(&level2);
+                    if validate_key(&key).is_err() || !in_place || after.is_some_and(|a| key.as_str() <= a) {
+                        continue;
+                    }
+                    let modified = match fs::metadata(&path) {
+                        Ok(meta) if meta.is_file() => meta.modified().map_err(|e| StoreError::io(&path, e))?,
+                        Ok(_) => continue,
+                        // Deleted since the directory was read.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(StoreError::io(&path, e)),
+                    };
+                    page.blobs.push(BlobEntry { key, modified });
+                    if page.blobs.len() == limit {
+                        page.next = page.blobs.last().map(|b| b.key.clone());
+                        return Ok(page);
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+
     fn delete_blocking(path: &Path) -> Result<()> {
         match fs::remove_file(path) {
             Ok(()) => sync_dir(path.parent().expect("blob paths have a parent")),
@@ -138,6 +197,16 @@ fn read_dir_if_exists(dir: &Path) -> Result<Vec<PathBuf>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(StoreError::io(dir, e)),
     }
+}
+
+/// The UTF-8 names in `dir` and their paths, sorted by name.
+fn sorted_names(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut names: Vec<(String, PathBuf)> = read_dir_if_exists(dir)?
+        .into_iter()
+        .filter_map(|path| Some((path.file_name()?.to_str()?.to_string(), path)))
+        .collect();
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
 }
 
 /// fsync of a directory, so that a rename or a new entry in it survives power loss.
@@ -187,6 +256,11 @@ impl BlobStore for LocalBlobStore {
     async fn presigned_get(&self, key: &str, _ttl: Duration) -> Result<Option<String>> {
         validate_key(key)?;
         Ok(None)
+    }
+
+    async fn list(&self, after: Option<&str>, limit: usize) -> Result<BlobPage> {
+        let (store, after) = (self.clone(), after.map(str::to_string));
+        blocking(move || store.list_blocking(after.as_deref(), limit.max(1))).await
     }
 
     fn describe(&self) -> String {

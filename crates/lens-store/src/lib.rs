@@ -17,7 +17,7 @@ mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use blob::{BlobStore, LocalBlobStore, validate_key};
+pub use blob::{BlobEntry, BlobPage, BlobStore, LocalBlobStore, validate_key};
 pub use catalog::{
     ANALYSIS_JOB, CAPTION_JOB, Catalog, Change, ChangePage, ChatPage, ChatRecord, ChunkRecord, CollectionInfo, Deleted,
     INTERRUPTED_JOB_ERROR, ImageAnalysis, ImagePage, ImageRecord, JobFilter, JobRecord, JobState, KeyRecord,

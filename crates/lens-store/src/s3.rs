@@ -1,7 +1,7 @@
 //! Blobs in an S3 bucket (AWS, or any S3-compatible server: MinIO, R2, moto, ...).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
 
-use crate::blob::{BlobStore, validate_key};
+use crate::blob::{BlobEntry, BlobPage, BlobStore, validate_key};
 use crate::error::{Result, StoreError};
 
 /// Where the S3 store keeps its blobs.
@@ -254,6 +254,31 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| self.error("presign GetObject", &object, e))?;
         Ok(Some(request.uri().to_string()))
+    }
+
+    async fn list(&self, after: Option<&str>, limit: usize) -> Result<BlobPage> {
+        let prefix = &self.cfg.prefix;
+        // At most 1000 per ListObjectsV2 call.
+        let mut request =
+            self.client.list_objects_v2().bucket(&self.cfg.bucket).prefix(prefix).max_keys(limit.clamp(1, 1000) as i32);
+        if let Some(after) = after {
+            request = request.start_after(format!("{prefix}{after}"));
+        }
+        let out = request.send().await.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+        let mut page = BlobPage::default();
+        let mut last = None;
+        for object in out.contents() {
+            let Some(key) = object.key().and_then(|k| k.strip_prefix(prefix.as_str())) else { continue };
+            last = Some(key.to_string());
+            let Some(modified) = object.last_modified().and_then(|t| SystemTime::try_from(*t).ok()) else { continue };
+            if validate_key(key).is_ok() {
+                page.blobs.push(BlobEntry { key: key.to_string(), modified });
+            }
+        }
+        if out.is_truncated().unwrap_or(false) {
+            page.next = last;
+        }
+        Ok(page)
     }
 
     fn describe(&self) -> String {

@@ -227,3 +227,47 @@ fn tenants_hold_images_and_see_only_their_own() {
     assert_eq!(catalog.generation().unwrap(), generation + 1);
     assert!(matches!(catalog.release_image(&nobodys.id, Visible::All).unwrap(), lens_store::Deleted::Removed(_)));
 }
+
+/// One upload request is one transaction: new images with their embeddings and images already stored
+/// (no embedding: the tenant now holds them, their jobs are queued) commit together, or nothing does.
+#[test]
+fn an_upload_commits_all_its_images_or_none() {
+    let catalog = Catalog::open_in_memory().unwrap();
+    let (stored, _) = catalog.insert_image(&new_image("stored", &[]), MODEL, &vector(1.0, 4)).unwrap();
+    let generation = catalog.generation().unwrap();
+    let tenant = |image: NewImage| NewImage { owner: Some("t1".into()), ..image };
+    let again = tenant(NewImage {
+        sha256: stored.sha256.clone(),
+        caption_options: Some(json!({"beams": 1})),
+        ..Default::default()
+    });
+    let fresh = tenant(new_image("fresh", &["x"]));
+    let mut broken = tenant(new_image("broken", &[]));
+    broken.sha256 = "not a sha256".into();
+    let e = vector(2.0, 4);
+
+    // A bad entry fails the whole request: the new image is not stored, the old one not held.
+    let err = catalog.insert_upload(&[(&fresh, Some(&e)), (&again, None), (&broken, Some(&e))], MODEL).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+    // So does a new image without an embedding (checked inside the transaction, after the others).
+    let unknown = tenant(new_image("never stored", &[]));
+    let err = catalog.insert_upload(&[(&fresh, Some(&e)), (&again, None), (&unknown, None)], MODEL).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(catalog.count_images().unwrap(), 1);
+    assert_eq!(catalog.count_visible_images(Visible::To("t1")).unwrap(), 0);
+    assert_eq!(catalog.generation().unwrap(), generation);
+    assert!(catalog.list_jobs(10).unwrap().is_empty());
+
+    let done = catalog.insert_upload(&[(&fresh, Some(&e)), (&again, None)], MODEL).unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(done[0].1 && done[0].0.tags == ["x"]);
+    assert_eq!((done[1].0.key, done[1].1), (stored.key, true), "held by t1 from now on");
+    assert_eq!(catalog.count_visible_images(Visible::To("t1")).unwrap(), 2);
+    assert_eq!(catalog.embedding(done[0].0.key, MODEL).unwrap().unwrap(), e);
+    assert_eq!(catalog.embedding(stored.key, MODEL).unwrap().unwrap(), vector(1.0, 4), "kept");
+    let jobs = catalog.list_jobs(10).unwrap();
+    assert_eq!(jobs.len(), 1, "a caption job for the stored image, none asked for the fresh one: {jobs:?}");
+    assert_eq!((jobs[0].kind.as_str(), &jobs[0].params["image"]), ("caption", &json!(stored.id)));
+    let stored_sha = [stored.sha256.clone(), fresh.sha256.clone(), "0".repeat(64)];
+    assert_eq!(catalog.stored_sha256s(&stored_sha).unwrap(), stored_sha[..2].iter().cloned().collect());
+}

@@ -104,3 +104,17 @@ async fn many_concurrent_puts_of_the_same_key() {
     assert_eq!(store.get(&key).await.unwrap().unwrap(), data);
     assert_eq!(all_files(dir.path()).len(), 1);
 }
+
+#[tokio::test]
+async fn list_walks_the_keys_in_order_and_skips_what_is_not_a_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = LocalBlobStore::open(&root).unwrap();
+    // Not blobs: a temp file of an interrupted put, a file in the wrong fan-out directory, a stray name.
+    std::fs::create_dir_all(root.join("ab/cd")).unwrap();
+    std::fs::write(root.join("ab/cd/.abcd0009.tmp-0123456789abcdef"), b"x").unwrap();
+    std::fs::write(root.join("ab/cd/ffff0001"), b"x").unwrap();
+    std::fs::write(root.join("ab/cd/abcd 0003"), b"x").unwrap();
+    std::fs::write(root.join("README"), b"x").unwrap();
+    crate::common::check_listing(&store).await;
+}

@@ -89,3 +89,14 @@ async fn missing_bucket_and_unreachable_endpoint_are_clear_errors() {
     cfg.bucket.clear();
     assert!(matches!(S3BlobStore::connect(cfg).await, Err(StoreError::Config(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_walks_the_keys_under_the_prefix_in_order() {
+    let moto = MotoServer::start();
+    let store = store(&moto, "lens-list", "lens/").await;
+    // Outside the prefix, and not a key under it: skipped.
+    for name in ["other/abcd0001", "lens/nested/abcd0001"] {
+        store.client().put_object().bucket("lens-list").key(name).body(Vec::from("x").into()).send().await.unwrap();
+    }
+    crate::common::check_listing(&store).await;
+}

@@ -43,6 +43,7 @@ struct Request {
 pub struct Embedder {
     worker: Worker<Request>,
     processor: Arc<ClipImageProcessor>,
+    logit_scale: Option<f32>,
 }
 
 impl Embedder {
@@ -55,7 +56,7 @@ impl Embedder {
         batch_wait: Duration,
     ) -> anyhow::Result<(Self, ModelInfo)> {
         let path = path.to_path_buf();
-        let (worker, (info, processor)) = with_backend!(device, |B, dev| {
+        let (worker, (info, processor, logit_scale)) = with_backend!(device, |B, dev| {
             Worker::spawn(
                 "lens-embedder",
                 QUEUE_CAPACITY,
@@ -73,13 +74,18 @@ impl Embedder {
                         dims: Some(model.dim()),
                         max_text_tokens: Some(config.text_config.max_position_embeddings),
                     };
-                    let processor = model.processor().clone();
-                    Ok((model, (info, processor)))
+                    let (processor, logit_scale) = (model.processor().clone(), model.logit_scale_exp());
+                    Ok((model, (info, processor, logit_scale)))
                 },
                 move |model, queue| serve(&model, &queue, batch_size, batch_wait),
             )
         })?;
-        Ok((Self { worker, processor: Arc::new(processor) }, info))
+        Ok((Self { worker, processor: Arc::new(processor), logit_scale }, info))
+    }
+
+    /// `exp(logit_scale)`: zero-shot logits are this times the cosine; `None` for ONNX exports.
+    pub fn logit_scale(&self) -> Option<f32> {
+        self.logit_scale
     }
 
     /// The model's image processor: what [`embed_pixels`](Self::embed_pixels) takes is its output.

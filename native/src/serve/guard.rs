@@ -65,7 +65,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// Answers `refused` to a request whose body nobody read. The connection then closes; a client still
 /// writing a small body would see the close as a reset before it reads the answer, so a small body
 /// (up to [`DRAIN_LIMIT`], within [`DRAIN_TIME`]) is read first. Larger ones are not worth the wait.
-async fn refuse(request: Request, refused: Response) -> Response {
+pub(super) async fn refuse(request: Request, refused: Response) -> Response {
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_none_or(|n| n > 0 && n <= DRAIN_LIMIT as u64) {
         let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(request.into_body(), DRAIN_LIMIT)).await;

@@ -16,6 +16,7 @@ mod knowledge;
 mod listen;
 pub mod openapi;
 mod search;
+mod shed;
 mod sync;
 mod system;
 
@@ -53,6 +54,9 @@ pub async fn run(config: ServeConfig) -> Result<()> {
              (--auth required, and lens keys create, to turn it on)"
         );
     }
+
+    // Blobs a crash left without rows go now and then periodically (they need no model).
+    crate::services::orphans::spawn_sweeper(&lens);
 
     // The models and the index load in the background; /healthz answers now, /readyz once they are
     // up; then the caption workers start.
@@ -137,6 +141,7 @@ pub fn app(lens: Arc<Lens>) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&gate), guard::authenticate))
+        .route_layer(middleware::from_fn_with_state(Arc::new(shed::InFlight::new(config.in_flight)), shed::shed))
         .route_layer(middleware::from_fn(track));
     app = match &config.web_dir {
         Some(dir) => app.fallback_service(

@@ -260,22 +260,3 @@ pub fn job_prompt(lens: &Lens, asked: Option<&str>) -> Option<String> {
         None => analysis.every_upload.then(|| analysis.prompt.clone()),
     }
 }
-
-/// A stored image found by hash (same bytes uploaded again) whose analysis answered another prompt, or
-/// none: queue an analysis job, unless one is pending.
-pub async fn ensure_job(
-    lens: &Lens,
-    image_id: &str,
-    prompt: &str,
-    analysed_with: Option<&str>,
-) -> Result<(), StoreError> {
-    if analysed_with == Some(prompt) {
-        return Ok(());
-    }
-    let params = lens_store::analysis_job_params(image_id, prompt);
-    let id = image_id.to_string();
-    if lens.catalog(move |c| c.enqueue_job(ANALYSIS_JOB, &id, &params)).await?.is_some() {
-        lens.analysis_wake.notify_waiters();
-    }
-    Ok(())
-}

@@ -60,6 +60,7 @@ pub fn to_api(record: &ImageRecord) -> api::Image {
         analysis: record.analysis.clone(),
         colors: typed(&record.colors, "colors", &record.id),
         metadata: typed(&record.metadata, "metadata", &record.id),
+        moderation: typed(&record.moderation, "moderation", &record.id),
         url: api::blob_path(&record.id),
     }
 }
@@ -131,14 +132,18 @@ async fn stored_bytes(lens: &Lens, record: &ImageRecord) -> Result<Bytes, ImageE
         .ok_or_else(|| ImageError::Damaged(format!("blob {} of image {} is missing", record.sha256, record.id)))
 }
 
-/// A stored image's pixels, from its blob.
+/// A stored image's pixels, from its blob; the decoding is charged to the pixel budget (see
+/// [`decode_checked`]).
 pub async fn stored_image(lens: &Lens, record: &ImageRecord) -> Result<RgbImage, ImageError> {
     let bytes = stored_bytes(lens, record).await?;
     let limits = lens.config.decode_limits;
     let id = record.id.clone();
-    blocking(move || decode_image(&bytes, &limits))
+    let share = lens.pixels.take(record.width, record.height).await?;
+    let image = blocking(move || decode_image(&bytes, &limits))
         .await
-        .map_err(|e| ImageError::Damaged(format!("stored image {id} cannot be decoded: {e}")))
+        .map_err(|e| ImageError::Damaged(format!("stored image {id} cannot be decoded: {e}")));
+    drop(share);
+    image
 }
 
 /// A thumbnail size the API serves: one of a few ([`SIZES`](lens_core::thumbnail::SIZES)), so that a
@@ -197,15 +202,21 @@ pub async fn forget(lens: &Lens, record: &ImageRecord) {
     }
 }
 
-/// Checks size, format and pixel limits from the header, then decodes (on a blocking thread).
+/// Checks size, format and pixel limits from the header, then decodes (on a blocking thread) within the
+/// pixel budget ([`super::pixels`]). The budget covers the decoding (working buffers of up to 8 bytes a
+/// pixel); the image returned (3 bytes a pixel) goes to a model queue, bounded by the route classes'
+/// requests in flight and each request's image limit.
 pub async fn decode_checked(lens: &Lens, bytes: Bytes) -> Result<(ImageFormat, RgbImage, Bytes), ImageError> {
     let info = probe_checked(lens, &bytes)?;
     let limits = lens.config.decode_limits;
-    blocking(move || {
+    let share = lens.pixels.take(info.width, info.height).await?;
+    let decoded = blocking(move || {
         let image = decode_image(&bytes, &limits)?;
         Ok::<_, lens_core::Error>((info.format, image, bytes))
     })
-    .await
+    .await;
+    drop(share);
+    decoded
 }
 
 /// The header's facts, after the size, format and pixel limits.

@@ -2,12 +2,12 @@
 //!
 //! Order, so that a failed request leaves nothing behind and an acknowledged one survives a crash:
 //! limits and format from the header -> sha256 (same bytes: the existing record) -> decode, dominant
-//! colours, metadata -> embed -> blob written durably -> catalog row committed (WAL, synchronous=FULL)
-//! with its caption job when captioning is on and its analysis job when asked for -> index -> job
-//! workers woken. A failure after the
-//! blob is written removes the blob again (unless the catalog references it). Several files in one
-//! request are all checked and decoded before anything is stored, and a failure while storing removes
-//! those this request created: a failed request changes nothing.
+//! colours, metadata -> embed -> every new image's blob written durably -> one catalog transaction for
+//! the whole request (WAL, synchronous=FULL): rows, the tenant's holds on images already stored, caption
+//! and analysis jobs -> index -> job workers woken. Several files in one request are all checked and
+//! decoded before anything is stored, and commit together or not at all: a failed request changes nothing,
+//! and a crash before the commit leaves only blobs without rows, which this request takes back when it
+//! fails and the orphan sweep ([`super::orphans`]) removes after a crash.
 
 use bytes::Bytes;
 use lens_core::api::{ErrorCode, RequestError};
@@ -20,6 +20,7 @@ use super::errors::{Coded, NotReady};
 use super::fetch::FetchError;
 use super::images::{ImageError, decode_within_budget, sha256};
 use super::lens::Lens;
+use crate::config::ModerationAction;
 use crate::runtime::ModelError;
 
 /// Dominant colours stored per image.
@@ -42,6 +43,9 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The safety check refused the image (`--moderation-action reject`).
+    #[error("{0}")]
+    Rejected(String),
     /// One file of several failed.
     #[error("file {number} (`{name}`): {source}; nothing was stored")]
     InFile { number: usize, name: String, source: Box<IngestError> },
@@ -57,6 +61,7 @@ impl Coded for IngestError {
             IngestError::Model(e) => e.code(),
             IngestError::Store(e) => e.code(),
             IngestError::Index(e) => e.code(),
+            IngestError::Rejected(_) => ErrorCode::ContentRejected,
             IngestError::InFile { source, .. } => source.code(),
         }
     }
@@ -70,6 +75,7 @@ impl Coded for IngestError {
             IngestError::Model(e) => e.public_message(),
             IngestError::Store(e) => e.public_message(),
             IngestError::Index(e) => e.public_message(),
+            IngestError::Rejected(message) => message.clone(),
             IngestError::InFile { number, name, source } => {
                 format!("file {number} (`{name}`): {}; nothing was stored", source.public_message())
             }
@@ -104,6 +110,8 @@ enum Prepared {
 }
 
 struct NewUpload {
+    /// The client's name for it, for error messages.
+    name: String,
     sha256: String,
     format: ImageFormat,
     /// The model's input (the decoded image is not kept: see [`decode_within_budget`]).
@@ -171,64 +179,149 @@ pub async fn ingest_all(lens: &Lens, caller: &Caller, uploads: Vec<Upload>) -> R
             Prepared::Existing(_) | Prepared::Again(_) => None,
         })
         .collect();
-    let mut embeddings = ready.models.embedder().embed_pixels(pixels).await?.into_iter();
-    let mut done: Vec<Ingested> = Vec::with_capacity(count);
-    for p in prepared {
-        let result = match p {
-            Prepared::Existing(record) => hold(lens, caller, record).await,
-            // The same image as an earlier file of this request: its record, created by that file.
-            Prepared::Again(first) => Ok(Ingested { record: done[first].record.clone(), created: false }),
+    let embeddings = ready.models.embedder().embed_pixels(pixels).await?;
+    // The safety check, on new images only (one already stored was judged when it came).
+    let refs: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
+    let mut verdicts = super::moderation::judge(lens, &refs).await?.map(Vec::into_iter);
+    let mut embeddings = embeddings.into_iter();
+    let owner = caller.owner().map(str::to_string);
+    let caption_options = lens.caption_job_options();
+    // What the transaction stores, in request order: new images with their embedding, and images already
+    // stored (no embedding) which the caller's tenant now holds, with the jobs this request asks for.
+    let mut rows: Vec<(NewImage, Option<Vec<f32>>)> = Vec::with_capacity(count);
+    let mut blobs: Vec<(String, Bytes, &'static str)> = Vec::new();
+    for (i, (p, prompt)) in prepared.iter_mut().zip(&analysis_prompts).enumerate() {
+        match p {
+            Prepared::Again(_) => {}
+            Prepared::Existing(record) => rows.push((
+                NewImage {
+                    sha256: record.sha256.clone(),
+                    caption_options: caption_options.clone(),
+                    analysis_prompt: prompt.clone(),
+                    owner: owner.clone(),
+                    ..NewImage::default()
+                },
+                None,
+            )),
             Prepared::New(new) => {
-                let NewUpload {
-                    sha256, format, bytes, source_url, tags, colors, metadata, analysis_prompt, size, ..
-                } = *new;
-                let embedding = embeddings.next().expect("one embedding per new image");
-                let (width, height) = size;
-                let new = NewImage {
-                    sha256,
-                    mime: format.mime_type().to_string(),
+                let verdict = verdicts.as_mut().map(|v| v.next().expect("one verdict per new image"));
+                let hidden = match &verdict {
+                    Some(v) if v.flagged => {
+                        let action = lens.config.moderation.as_ref().map(|m| m.action);
+                        if action == Some(ModerationAction::Reject) {
+                            metrics::counter!("lens_moderation_rejected_total").increment(1);
+                            let refused = IngestError::Rejected(super::moderation::refusal(v));
+                            return Err(in_file(count, i, &new.name, refused));
+                        }
+                        metrics::counter!("lens_moderation_hidden_total").increment(1);
+                        true
+                    }
+                    _ => false,
+                };
+                let bytes = std::mem::take(&mut new.bytes);
+                blobs.push((new.sha256.clone(), bytes.clone(), new.format.mime_type()));
+                let (width, height) = new.size;
+                let image = NewImage {
+                    sha256: new.sha256.clone(),
+                    mime: new.format.mime_type().to_string(),
                     width,
                     height,
                     bytes: bytes.len() as u64,
-                    source_url,
-                    tags,
-                    colors,
-                    metadata,
-                    caption_options: lens.caption_job_options(),
-                    analysis_prompt,
-                    owner: caller.owner().map(str::to_string),
+                    source_url: new.source_url.take(),
+                    tags: std::mem::take(&mut new.tags),
+                    colors: new.colors.take(),
+                    metadata: new.metadata.take(),
+                    caption_options: caption_options.clone(),
+                    analysis_prompt: new.analysis_prompt.take(),
+                    owner: owner.clone(),
+                    moderation: verdict.map(|v| serde_json::to_value(v).expect("plain data serializes")),
+                    hidden,
                 };
-                store(lens, new, bytes, embedding).await
+                rows.push((image, Some(embeddings.next().expect("one embedding per new image"))));
             }
-        };
-        match result {
-            Ok(r) => done.push(r),
-            Err(e) => {
-                for ingested in &done {
-                    if ingested.created {
-                        remove(lens, caller, ingested.record.id.clone()).await;
+        }
+    }
+    let committed = commit(lens, rows, blobs).await?;
+    // The rows are durable: from here on the images exist. An index failure is repaired by a rebuild.
+    let mut committed = committed.into_iter();
+    let mut done: Vec<Ingested> = Vec::with_capacity(count);
+    for p in &prepared {
+        let ingested = match p {
+            // The same image as an earlier file of this request: its record, created by that file.
+            Prepared::Again(first) => Ingested { record: done[*first].record.clone(), created: false },
+            Prepared::Existing(_) | Prepared::New(_) => {
+                let (record, created, embedding) = committed.next().expect("one row per stored file");
+                if let Some(embedding) = embedding {
+                    if let Err(e) = ready.index.insert(record.key as u64, &embedding) {
+                        tracing::error!(error = %e, id = record.id, "index insert failed; POST /v1/index/rebuild repairs it");
+                    }
+                    if created {
+                        metrics::counter!("lens_images_ingested_total").increment(1);
                     }
                 }
-                return Err(e);
+                Ingested { record, created }
             }
-        }
+        };
+        done.push(ingested);
     }
-    // The request succeeded: images already stored without a caption (or an analysis by the prompt
-    // asked for) get a job too, and the workers wake up for the new ones (queued with their rows).
-    for (ingested, prompt) in done.iter().zip(&analysis_prompts).filter(|(i, _)| !i.created) {
-        ensure_caption_job(lens, &ingested.record).await?;
-        if let Some(prompt) = prompt {
-            let analysed_with = ingested.record.analysis.as_ref().map(|a| a.prompt.as_str());
-            super::analysis::ensure_job(lens, &ingested.record.id, prompt, analysed_with).await?;
-        }
-    }
-    if lens.config.caption.is_some() && done.iter().any(|i| i.created) {
+    // Jobs were queued with the rows: the workers wake up for them.
+    if lens.config.caption.is_some() {
         lens.caption_wake.notify_waiters();
     }
-    if done.iter().zip(&analysis_prompts).any(|(i, p)| i.created && p.is_some()) {
+    if analysis_prompts.iter().any(Option::is_some) {
         lens.analysis_wake.notify_waiters();
     }
     Ok(done)
+}
+
+/// Writes the new images' blobs (durable), then commits every row of the request in one transaction;
+/// on failure takes back the blobs it wrote that no row references. Returns each row's record, whether
+/// the request created it (for the caller's tenant), and its embedding when it was new.
+async fn commit(
+    lens: &Lens,
+    rows: Vec<(NewImage, Option<Vec<f32>>)>,
+    blobs: Vec<(String, Bytes, &'static str)>,
+) -> Result<Vec<(ImageRecord, bool, Option<Vec<f32>>)>, IngestError> {
+    // Held until the commit: the orphan sweep does not judge a blob while a request may still commit it.
+    let _committing = lens.blob_commits.read().await;
+    let mut written = Vec::with_capacity(blobs.len());
+    for (sha256, bytes, mime) in blobs {
+        if let Err(e) = lens.blobs.put(&sha256, bytes, mime).await {
+            take_back(lens, written).await;
+            return Err(e.into());
+        }
+        written.push(sha256);
+    }
+    let model = lens.ready()?.models.embedding_model().to_string();
+    let result = lens
+        .catalog(move |c| {
+            let refs: Vec<(&NewImage, Option<&[f32]>)> = rows.iter().map(|(i, e)| (i, e.as_deref())).collect();
+            let stored = c.insert_upload(&refs, &model)?;
+            Ok(stored.into_iter().zip(rows).map(|((record, created), (_, e))| (record, created, e)).collect())
+        })
+        .await;
+    if result.is_err() {
+        take_back(lens, written).await;
+    }
+    Ok(result?)
+}
+
+/// Removes the blobs a failed request wrote, except those a row references (a concurrent upload of the
+/// same bytes committed it). Best effort: what stays is an orphan for the sweep.
+async fn take_back(lens: &Lens, written: Vec<String>) {
+    let keys = written.clone();
+    let stored = match lens.catalog(move |c| c.stored_sha256s(&keys)).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the blobs of a failed ingest; the orphan sweep removes them");
+            return;
+        }
+    };
+    for sha256 in written.iter().filter(|s| !stored.contains(*s)) {
+        if let Err(e) = lens.blobs.delete(sha256).await {
+            tracing::warn!(error = %e, sha256, "could not remove the blob of a failed ingest");
+        }
+    }
 }
 
 /// `error` of file `i` (named `name`) of a request of `count` files.
@@ -260,6 +353,7 @@ async fn prepare(
         })
         .await?;
     Ok(Prepared::New(Box::new(NewUpload {
+        name: upload.name,
         sha256,
         format,
         pixels,
@@ -289,74 +383,6 @@ fn colors_and_metadata(
         }
     };
     (colors, metadata)
-}
-
-/// Blob (durable), then catalog row (committed), then index entry.
-async fn store(lens: &Lens, new: NewImage, bytes: Bytes, embedding: Vec<f32>) -> Result<Ingested, IngestError> {
-    let ready = lens.ready()?;
-    let sha256 = new.sha256.clone();
-    lens.blobs.put(&sha256, bytes, &new.mime).await?;
-    let model = ready.models.embedding_model().to_string();
-    let vector = embedding.clone();
-    let (record, created) = match lens.catalog(move |c| c.insert_image(&new, &model, &vector)).await {
-        Ok(done) => done,
-        Err(err) => {
-            // Nothing acknowledged: take the blob back unless a concurrent ingest of the same bytes owns it.
-            let sha = sha256.clone();
-            if let Ok(None) = lens.catalog(move |c| c.image_by_sha256(&sha)).await
-                && let Err(e) = lens.blobs.delete(&sha256).await
-            {
-                tracing::warn!(error = %e, sha256, "could not remove the blob of a failed ingest");
-            }
-            return Err(err.into());
-        }
-    };
-    // The row is durable: from here on the image exists. An index failure is repaired by a rebuild.
-    if let Err(e) = ready.index.insert(record.key as u64, &embedding) {
-        tracing::error!(error = %e, id = record.id, "index insert failed; POST /v1/index/rebuild repairs it");
-    }
-    if created {
-        metrics::counter!("lens_images_ingested_total").increment(1);
-    }
-    Ok(Ingested { record, created })
-}
-
-/// An image already stored: the caller's tenant holds it from now on (`created` when it did not before).
-async fn hold(lens: &Lens, caller: &Caller, record: ImageRecord) -> Result<Ingested, IngestError> {
-    let Some(owner) = caller.owner().map(str::to_string) else { return Ok(Ingested { record, created: false }) };
-    let key = record.key;
-    let created = lens.catalog(move |c| c.hold_image(key, &owner)).await?;
-    Ok(Ingested { record, created })
-}
-
-/// Best-effort undoing of what this request did to an image it `created` (rolling back a failed
-/// multi-file upload): the tenant lets go of it, and it is removed when nobody else holds it.
-async fn remove(lens: &Lens, caller: &Caller, id: String) {
-    let owner = caller.owner().map(str::to_string);
-    let released = lens
-        .catalog(move |c| match &owner {
-            Some(tenant) => c.release_image(&id, lens_store::Visible::To(tenant)),
-            None => c.release_image(&id, lens_store::Visible::All),
-        })
-        .await;
-    if let Ok(lens_store::Deleted::Removed(record)) = released {
-        super::images::forget(lens, &record).await;
-    }
-}
-
-/// A record found by hash without a caption (ingested before captioning was on, or its job is
-/// dead): queue a caption job, unless one is pending.
-async fn ensure_caption_job(lens: &Lens, record: &ImageRecord) -> Result<(), IngestError> {
-    let Some(options) = lens.caption_job_options() else { return Ok(()) };
-    if record.caption.is_some() {
-        return Ok(());
-    }
-    let id = record.id.clone();
-    let params = lens_store::caption_job_params(&id, &options);
-    if lens.catalog(move |c| c.enqueue_job(lens_store::CAPTION_JOB, &id, &params)).await?.is_some() {
-        lens.caption_wake.notify_waiters();
-    }
-    Ok(())
 }
 
 /// A record found by hash is in the catalog; make sure the index has it too (it may have failed before).

@@ -47,6 +47,11 @@ pub struct Lens {
     pub thumbnails: ThumbnailCache,
     /// Decoded pixels held at once by ingests and searches by image (`--decode-budget-mb`).
     pub pixels: PixelBudget,
+    /// The moderation labels' embeddings (refused ones first), computed at the first check.
+    pub moderation_labels: tokio::sync::OnceCell<Vec<Vec<f32>>>,
+    /// Shared by an upload from its first blob write to its commit; exclusive while the orphan sweep
+    /// judges blobs ([`super::orphans`]).
+    pub blob_commits: tokio::sync::RwLock<()>,
     /// Set by [`stop`](Self::stop): background workers finish what they hold and end.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -102,6 +107,8 @@ impl Lens {
             analysis_wake: tokio::sync::Notify::new(),
             thumbnails: ThumbnailCache::new(CACHE_BYTES),
             pixels,
+            moderation_labels: tokio::sync::OnceCell::new(),
+            blob_commits: tokio::sync::RwLock::new(()),
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -119,6 +126,11 @@ impl Lens {
             seconds = started.elapsed().as_secs_f64(),
             "model loaded"
         );
+        if config.moderation.is_some() && embedder.logit_scale().is_none() {
+            anyhow::bail!(
+                "--moderation-label needs the model's logit scale, which ONNX exports do not carry: use the checkpoint or an int8 artifact"
+            );
+        }
         let embedder = Loaded { model: embedder, info };
         let captioner = match &config.caption {
             None => None,

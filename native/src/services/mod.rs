@@ -2,10 +2,11 @@
 //! inputs with lens-core's limits, and returns lens-core's wire types or its own error enum (with a
 //! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
 //!
-//! Layers: [`caller`], [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know nothing of the
-//! others; [`lens`] holds them; [`images`] is what every input path does to image bytes and
-//! [`job_queue`] runs the per-image job queues; [`ingest`], [`search`], [`captions`], [`chat`],
-//! [`analysis`] (on [`chat`]), [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
+//! Layers: [`caller`], [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know
+//! nothing of the others; [`lens`] holds them; [`orphans`] sweeps its blob store; [`images`] is what every
+//! input path does to image bytes and [`job_queue`] runs the per-image job queues; [`moderation`],
+//! [`ingest`] (which uses it), [`search`], [`captions`], [`chat`], [`analysis`] (on [`chat`]),
+//! [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
 
 pub mod analysis;
 pub mod caller;
@@ -22,6 +23,8 @@ pub mod job_queue;
 pub mod jobs;
 pub mod knowledge;
 pub mod lens;
+pub mod moderation;
+pub mod orphans;
 pub mod pixels;
 pub mod search;
 pub mod sync;

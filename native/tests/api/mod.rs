@@ -10,6 +10,7 @@ mod history;
 mod images;
 mod jobs;
 mod knowledge;
+mod moderation;
 mod remote_chat;
 mod search;
 mod sync;

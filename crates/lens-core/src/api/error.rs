@@ -38,6 +38,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The bytes look like an image but are truncated or malformed.
     CorruptImage,
+    /// The ingest safety check (moderation) scored the image over its threshold for a refused label.
+    ContentRejected,
     /// A URL the server will not fetch (scheme, private address, redirect).
     UrlRefused,
     /// The remote server failed or answered with an error.
@@ -90,6 +92,7 @@ impl ErrorCode {
             Self::UnsupportedFormat => "unsupported_format",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::CorruptImage => "corrupt_image",
+            Self::ContentRejected => "content_rejected",
             Self::UrlRefused => "url_refused",
             Self::FetchFailed => "fetch_failed",
             Self::FetchTimeout => "fetch_timeout",
@@ -125,7 +128,7 @@ impl ErrorCode {
             Self::NotEmbedded | Self::Conflict => 409,
             Self::TooLarge => 413,
             Self::UnsupportedFormat | Self::UnsupportedMediaType => 415,
-            Self::TooManyPixels | Self::CorruptImage | Self::FetchFailed => 422,
+            Self::TooManyPixels | Self::CorruptImage | Self::ContentRejected | Self::FetchFailed => 422,
             Self::Overloaded | Self::RateLimited => 429,
             Self::NotReady | Self::CaptioningDisabled | Self::ChatDisabled | Self::Timeout | Self::ModelMismatch => 503,
             Self::UpstreamFailed | Self::OriginUnavailable => 502,

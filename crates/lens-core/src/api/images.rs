@@ -31,8 +31,32 @@ pub struct Image {
     pub colors: Option<Vec<DominantColor>>,
     /// Read from the headers at ingest.
     pub metadata: Option<ImageMetadata>,
+    /// The ingest safety check's verdict, when the server runs one (`--moderation-label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<Moderation>,
     /// The path of the bytes ([`super::blob_path`]).
     pub url: String,
+}
+
+/// The ingest safety check: CLIP zero-shot probabilities over the configured labels (the refused ones and
+/// the neutral ones, softmax together), and whether a refused label reached the threshold. A flagged image
+/// that was kept is hidden from search and sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Moderation {
+    pub flagged: bool,
+    /// Each refused label's probability, in the configured order.
+    pub scores: Vec<LabelScore>,
+    /// The threshold the scores were held against.
+    pub threshold: f32,
+}
+
+/// One label's zero-shot probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
 }
 
 /// `POST /v1/images` with several files: every stored image, in the order sent.

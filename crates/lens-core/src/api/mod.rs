@@ -26,7 +26,7 @@ pub use chat::{
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, RequestError};
 pub use history::{ChatList, ChatsQuery, DeletedChats, StoredChat};
-pub use images::{Image, ImageBatch, ImageList, ListQuery, ThumbnailQuery, UrlIngest};
+pub use images::{Image, ImageBatch, ImageList, LabelScore, ListQuery, Moderation, ThumbnailQuery, UrlIngest};
 pub use jobs::{IngestJobRequest, Job, JobList, JobState, JobsQuery};
 pub use knowledge::{
     ChatRetrieval, ChatSources, CollectionInfo, CollectionList, CollectionSearchRequest, CollectionSearchResponse,

@@ -7,7 +7,7 @@ use ::image::{ColorType, ImageDecoder, ImageError};
 
 use super::format::ImageFormat;
 use super::orientation::{self, apply_orientation};
-use super::types::{DecodeLimits, ImageInfo, RgbImage, check_dimensions};
+use super::types::{DecodeLimits, ImageInfo, RgbImage, check_dimensions, check_gif_dimensions};
 use super::{alpha, gif, header, jpeg};
 use crate::{Error, Result};
 
@@ -21,7 +21,11 @@ pub fn probe_image(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageInfo> {
     let format = ImageFormat::from_signature(bytes)
         .ok_or_else(|| Error::UnsupportedFormat { format: None, detail: "not a JPEG, PNG, GIF or WebP file".into() })?;
     let (width, height) = header::dimensions(format, bytes)?;
-    check_dimensions(width, height, limits)?;
+    if format == ImageFormat::Gif {
+        check_gif_dimensions(width, height, limits)?;
+    } else {
+        check_dimensions(width, height, limits)?;
+    }
     let orientation = orientation::orientation(format, bytes);
     Ok(ImageInfo { format, width, height, orientation })
 }

@@ -14,7 +14,7 @@ use std::io::Cursor;
 
 use super::alpha::WHITE;
 use super::format::ImageFormat;
-use super::types::{DecodeLimits, RgbImage, check_dimensions};
+use super::types::{DecodeLimits, RgbImage, check_gif_dimensions};
 use crate::{Error, Result};
 
 pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
@@ -36,7 +36,7 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
     let (left, top) = (u32::from(frame.left), u32::from(frame.top));
     let (frame_w, frame_h) = (u32::from(frame.width), u32::from(frame.height));
     let (width, height) = (screen_w.max(left + frame_w), screen_h.max(top + frame_h));
-    check_dimensions(width, height, limits)?;
+    check_gif_dimensions(width, height, limits)?;
     let transparent = frame.transparent;
     let local = frame.palette.clone();
 

@@ -17,12 +17,21 @@ pub struct DecodeLimits {
     /// Accept a JPEG whose data stops (at a marker) before the image is complete, the rest grey, as libjpeg
     /// and Pillow do; `false`: refused as corrupt, so that a tiny file cannot stand for a huge image.
     pub allow_incomplete: bool,
+    /// Largest accepted GIF canvas, `width * height`, lower than `max_pixels`: a GIF of 40 bytes can declare
+    /// a 65535² screen, and GIFs, a format for small animations, are rarely past 4K (8.3 megapixels).
+    pub max_gif_pixels: u64,
 }
 
 impl Default for DecodeLimits {
-    /// 64 MiB, 64 megapixels, 16384 pixels a side, incomplete images refused.
+    /// 64 MiB, 64 megapixels (GIF: 16), 16384 pixels a side, incomplete images refused.
     fn default() -> Self {
-        Self { max_bytes: 64 << 20, max_pixels: 64 << 20, max_dimension: 16384, allow_incomplete: false }
+        Self {
+            max_bytes: 64 << 20,
+            max_pixels: 64 << 20,
+            max_dimension: 16384,
+            allow_incomplete: false,
+            max_gif_pixels: 16 << 20,
+        }
     }
 }
 
@@ -97,11 +106,22 @@ impl ImageInfo {
 
 /// Rejects sizes past the limits: total pixels first (the bomb guard), then each side.
 pub(crate) fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()> {
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(Error::TooManyPixels { width, height, limit: limits.max_pixels });
-    }
+    check_pixels(width, height, limits.max_pixels)?;
     if width.max(height) > limits.max_dimension {
         return Err(Error::DimensionTooLarge { width, height, limit: limits.max_dimension });
+    }
+    Ok(())
+}
+
+/// [`check_dimensions`] for a GIF canvas, with its own pixel limit too.
+pub(crate) fn check_gif_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()> {
+    check_pixels(width, height, limits.max_gif_pixels)?;
+    check_dimensions(width, height, limits)
+}
+
+fn check_pixels(width: u32, height: u32, limit: u64) -> Result<()> {
+    if u64::from(width) * u64::from(height) > limit {
+        return Err(Error::TooManyPixels { width, height, limit });
     }
     Ok(())
 }

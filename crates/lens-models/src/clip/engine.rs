@@ -148,6 +148,16 @@ impl<B: Backend> LoadedClip<B> {
         }
     }
 
+    /// `exp(logit_scale)`, the temperature of zero-shot logits (`scale · cos`); `None` for ONNX exports,
+    /// which do not carry it.
+    pub fn logit_scale_exp(&self) -> Option<f32> {
+        match self {
+            Self::Burn(p) => Some(p.logit_scale_exp()),
+            #[cfg(feature = "onnx")]
+            Self::Onnx(_) => None,
+        }
+    }
+
     /// Zero-shot probabilities of `labels` for `image`. ONNX exports carry no logit scale: refused.
     pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
         match self {

@@ -136,13 +136,18 @@ impl<B: Backend> ClipPipeline<B> {
         embed_texts(&self.model.text, &self.tokenizer, texts)
     }
 
+    /// `exp(logit_scale)`, the temperature the model was trained with: zero-shot logits are `scale · cos`.
+    pub fn logit_scale_exp(&self) -> f32 {
+        self.model.logit_scale_exp()
+    }
+
     /// Zero-shot classification: softmax over labels of `exp(logit_scale) · cos(image, label)`.
     pub fn classify(&self, image: &RgbImage, labels: &[&str]) -> Result<Vec<f32>> {
         if labels.is_empty() {
             return Err(Error::invalid_input("at least one label is needed"));
         }
         let image_embed = self.embed_images(std::slice::from_ref(image))?.remove(0);
-        let scale = self.model.logit_scale_exp();
+        let scale = self.logit_scale_exp();
         let logits: Vec<f32> =
             self.embed_texts(labels)?.iter().map(|t| scale * lens_core::vector::dot(&image_embed, t)).collect();
         Ok(lens_core::vector::softmax(&logits))

@@ -48,9 +48,9 @@ impl Catalog {
     /// (a `seq` from an earlier page, 0 for everything), at most `limit`, ascending `seq`. An image
     /// appears once, at its latest change, as an upsert with its embedding by `model` — or not at
     /// all while it has none for `model` (storing one is a change, so it shows up then); a deleted
-    /// one as a delete. Read in one transaction, and seqs are taken inside the writing transactions
-    /// (which SQLite runs one at a time), so a seq a page returns is never followed by a smaller one
-    /// committing later: walking the pages misses no change even while writes go on.
+    /// one, or one hidden from search, as a delete. Read in one transaction, and seqs are taken inside
+    /// the writing transactions (which SQLite runs one at a time), so a seq a page returns is never
+    /// followed by a smaller one committing later: walking the pages misses no change even while writes go on.
     pub fn changes_since(&self, since: u64, limit: usize, model: &str) -> Result<ChangePage> {
         let since_i =
             i64::try_from(since).map_err(|_| StoreError::InvalidInput(format!("cursor {since} too large")))?;
@@ -70,6 +70,11 @@ impl Catalog {
             for row in rows {
                 let (raw, seq, dim, blob) = row?;
                 let (image, created_ms) = raw.into_record()?;
+                // A hidden image is not for copies: a copy that holds it lets it go.
+                if image.hidden {
+                    changes.push(Change::Delete { seq: seq_of(seq)?, id: image.id });
+                    continue;
+                }
                 let embedding = decode_vector(image.key, model, dim, &blob)?;
                 changes.push(Change::Upsert { seq: seq_of(seq)?, image: Box::new(image), created_ms, embedding });
             }

@@ -3,6 +3,8 @@
 //! the image row mapping ([`RawImage`], [`query_image`]) that the captions and the change feed read
 //! images through.
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
@@ -41,6 +43,10 @@ pub struct NewImage {
     /// The tenant the image is stored for (it then holds the image; an existing image is `created` for a
     /// tenant that did not hold it). `None`: stored without an owner (authentication off).
     pub owner: Option<String>,
+    /// The ingest safety check's verdict (JSON), when one ran.
+    pub moderation: Option<serde_json::Value>,
+    /// Left out of search and of the sync feed (a flagged image kept for review).
+    pub hidden: bool,
 }
 
 /// What [`Catalog::release_image`] did.
@@ -78,6 +84,10 @@ pub struct ImageRecord {
     pub metadata: Option<serde_json::Value>,
     /// The chat model's analysis, once one was stored.
     pub analysis: Option<ImageAnalysis>,
+    /// The ingest safety check's verdict, when one ran.
+    pub moderation: Option<serde_json::Value>,
+    /// Left out of search and of the sync feed.
+    pub hidden: bool,
 }
 
 /// One page of [`Catalog::list_images`].
@@ -101,9 +111,24 @@ impl Catalog {
     /// [`insert_image`](Self::insert_image) for many images in one transaction (one fsync): bulk
     /// imports and seeding. All or nothing: any invalid image fails the whole call.
     pub fn insert_images(&self, images: &[(&NewImage, &[f32])], model: &str) -> Result<Vec<(ImageRecord, bool)>> {
+        let images: Vec<(&NewImage, Option<&[f32]>)> = images.iter().map(|&(image, e)| (image, Some(e))).collect();
+        self.insert_upload(&images, model)
+    }
+
+    /// One upload request, all or nothing in one transaction (a crash or an error stores none of it):
+    /// [`insert_images`](Self::insert_images), where an entry without an embedding is bytes the request
+    /// found already stored (by sha256): the image's owner now holds it and the jobs it asks for are
+    /// queued. Such an entry fails the whole call (`Conflict`) when the image is gone meanwhile.
+    pub fn insert_upload(
+        &self,
+        images: &[(&NewImage, Option<&[f32]>)],
+        model: &str,
+    ) -> Result<Vec<(ImageRecord, bool)>> {
         for (image, embedding) in images {
             validate_sha256(&image.sha256)?;
-            validate_embedding(model, embedding)?;
+            if let Some(embedding) = embedding {
+                validate_embedding(model, embedding)?;
+            }
             i64::try_from(image.bytes)
                 .map_err(|_| StoreError::InvalidInput(format!("image size {} too large", image.bytes)))?;
         }
@@ -111,7 +136,7 @@ impl Catalog {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(images.len());
         for (image, embedding) in images {
-            out.push(insert_one(&tx, image, model, embedding)?);
+            out.push(insert_one(&tx, image, model, *embedding)?);
         }
         tx.commit()?;
         Ok(out)
@@ -131,7 +156,23 @@ impl Catalog {
         query_image(&self.conn(), "sha256 = ?1", params![sha256])
     }
 
-    /// The images with these keys, in any order; missing keys are skipped.
+    /// Which of these sha256s have an image row (the orphan-blob sweep asks, a page of blobs at a time).
+    pub fn stored_sha256s(&self, sha256s: &[String]) -> Result<HashSet<String>> {
+        let conn = self.conn();
+        let mut stored = HashSet::new();
+        for chunk in sha256s.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut stmt = conn.prepare(&format!("SELECT sha256 FROM images WHERE sha256 IN ({marks})"))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| r.get::<_, String>(0))?;
+            for row in rows {
+                stored.insert(row?);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The images with these keys that search may show (not [`hidden`](ImageRecord::hidden)), in any order;
+    /// missing keys are skipped.
     pub fn images_by_keys(&self, keys: &[i64]) -> Result<Vec<ImageRecord>> {
         self.visible_images_by_keys(keys, Visible::All)
     }
@@ -143,7 +184,7 @@ impl Catalog {
         for chunk in keys.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(",");
             let sql = format!(
-                "SELECT {IMAGE_COLUMNS} FROM images WHERE key IN ({marks}) AND {}",
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE key IN ({marks}) AND hidden = 0 AND {}",
                 visible.condition("images.key")
             );
             let mut args: Vec<rusqlite::types::Value> = chunk.iter().map(|&k| k.into()).collect();
@@ -288,9 +329,9 @@ impl Catalog {
 // --- rows -----------------------------------------------------------------------------------------
 
 pub(super) const IMAGE_COLUMNS: &str = "key, id, sha256, mime, width, height, bytes, source_url, created_at, tags, \
-     caption, colors, metadata, analysis, analysis_prompt, analysis_model, analyzed_at";
+     caption, colors, metadata, analysis, analysis_prompt, analysis_model, analyzed_at, moderation, hidden";
 /// The columns of [`IMAGE_COLUMNS`]: a query that selects more finds them from this index on.
-pub(super) const IMAGE_COLUMN_COUNT: usize = 17;
+pub(super) const IMAGE_COLUMN_COUNT: usize = 19;
 
 pub(super) struct RawImage {
     key: i64,
@@ -310,6 +351,8 @@ pub(super) struct RawImage {
     analysis_prompt: Option<String>,
     analysis_model: Option<String>,
     analyzed_ms: Option<i64>,
+    moderation: Option<String>,
+    hidden: bool,
 }
 
 impl RawImage {
@@ -332,6 +375,8 @@ impl RawImage {
             analysis_prompt: r.get(14)?,
             analysis_model: r.get(15)?,
             analyzed_ms: r.get(16)?,
+            moderation: r.get(17)?,
+            hidden: r.get(18)?,
         })
     }
 
@@ -349,6 +394,7 @@ impl RawImage {
         };
         let colors = json("colors", self.colors.as_deref())?;
         let metadata = json("metadata", self.metadata.as_deref())?;
+        let moderation = json("moderation", self.moderation.as_deref())?;
         let analysis = self.analysis.map(|text| ImageAnalysis {
             text,
             prompt: self.analysis_prompt.unwrap_or_default(),
@@ -371,6 +417,8 @@ impl RawImage {
             colors,
             metadata,
             analysis,
+            moderation,
+            hidden: self.hidden,
         };
         Ok((record, self.created_ms))
     }
@@ -402,17 +450,24 @@ fn insert_owner(tx: &Transaction<'_>, owner: Option<&str>, key: i64) -> Result<b
 }
 
 /// One image of [`Catalog::insert_images`], inside its transaction (inputs already validated).
-fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[f32]) -> Result<(ImageRecord, bool)> {
+fn insert_one(
+    tx: &Transaction<'_>,
+    image: &NewImage,
+    model: &str,
+    embedding: Option<&[f32]>,
+) -> Result<(ImageRecord, bool)> {
     let bytes = image.bytes;
     if let Some(existing) = query_image(tx, "sha256 = ?1", params![image.sha256])? {
-        let has: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM embeddings WHERE image_key = ?1 AND model = ?2)",
-            params![existing.key, model],
-            |r| r.get(0),
-        )?;
-        if !has {
-            insert_vector(tx, "embeddings", existing.key, model, embedding)?;
-            bump_generation(tx)?;
+        if let Some(embedding) = embedding {
+            let has: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM embeddings WHERE image_key = ?1 AND model = ?2)",
+                params![existing.key, model],
+                |r| r.get(0),
+            )?;
+            if !has {
+                insert_vector(tx, "embeddings", existing.key, model, embedding)?;
+                bump_generation(tx)?;
+            }
         }
         if let Some(options) = &image.caption_options
             && existing.caption.is_none()
@@ -427,14 +482,21 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         let newly_held = insert_owner(tx, image.owner.as_deref(), existing.key)?;
         return Ok((existing, newly_held));
     }
+    let Some(embedding) = embedding else {
+        return Err(StoreError::Conflict(format!(
+            "image {} was deleted while this request uploaded it again: retry",
+            image.sha256
+        )));
+    };
     let created_ms = now_ms();
     let tags = normalize_tags(&image.tags);
     // The public id rule every target shares: same bytes, same id.
     let id = lens_core::ids::public_id(&image.sha256).to_string();
     let json = |v: &Option<serde_json::Value>| v.as_ref().map(serde_json::Value::to_string);
     tx.execute(
-        "INSERT INTO images (id, sha256, mime, width, height, bytes, source_url, created_at, tags, colors, metadata)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO images (id, sha256, mime, width, height, bytes, source_url, created_at, tags, colors, metadata,
+                             moderation, hidden)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             id,
             image.sha256,
@@ -447,6 +509,8 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
             serde_json::to_string(&tags).expect("strings serialize"),
             json(&image.colors),
             json(&image.metadata),
+            json(&image.moderation),
+            image.hidden,
         ],
     )?;
     let key = tx.last_insert_rowid();
@@ -475,6 +539,8 @@ fn insert_one(tx: &Transaction<'_>, image: &NewImage, model: &str, embedding: &[
         colors: image.colors.clone(),
         metadata: image.metadata.clone(),
         analysis: None,
+        moderation: image.moderation.clone(),
+        hidden: image.hidden,
     };
     Ok((record, true))
 }

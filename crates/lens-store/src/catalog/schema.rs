@@ -324,6 +324,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE chats ADD COLUMN tenant TEXT;
     ALTER TABLE collections ADD COLUMN tenant TEXT;
     "#,
+    // 8: the ingest safety check's verdict, and whether it hides the image from search and sync.
+    r#"
+    ALTER TABLE images ADD COLUMN moderation TEXT;     -- JSON: flagged, scores, threshold
+    ALTER TABLE images ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Refuses SQLite files that are not Lens catalogs (before anything is written to them).
@@ -402,7 +407,7 @@ mod tests {
         }
         let catalog = Catalog::open(&path).unwrap();
         assert_eq!(catalog.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 7);
+        assert_eq!(SCHEMA_VERSION, 8);
         let a = catalog.image("aaaa").unwrap().unwrap();
         assert_eq!(
             (a.caption.as_deref(), a.tags.as_slice(), a.colors.as_ref()),
