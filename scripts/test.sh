@@ -10,7 +10,8 @@
 #   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
 #      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test;
 #      the edge: the Worker built and run by `wrangler dev` against `lens serve` (scripts/test-edge.sh)
-#   5. smoke runs of the benchmarks (CLIP, BLIP, LLaMA/LLaVA, chat load, index, serve load, the browser benchmark)
+#   5. smoke runs of the benchmarks (CLIP, BLIP, LLaMA/LLaVA, chat load, index, serve load, the soak with
+#      kill -9, the browser benchmark)
 # Stops at the first failure; prints each step's time and a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -171,6 +172,7 @@ step "bench smoke run (lens clip)" bench clip
 step "bench smoke run (lens blip)" bench blip
 step "bench smoke run (lens-index)" bench index
 step "bench smoke run (lens serve load)" bench serve_load
+step "bench smoke run (lens serve soak, kill -9)" bench soak
 step "bench smoke run (lens llama, llava)" bench llama
 step "bench smoke run (lens chat load)" bench chat_load
 step "bench smoke run (browser, headless Chromium)" web/bench/run.sh --smoke

@@ -15,11 +15,13 @@
 //! - [`colors`]: dominant colours (k-means in CIE L*a*b*).
 //! - [`documents`]: knowledge-base uploads (JSON, JSON Lines, CSV) and their chunks.
 //! - [`metadata`]: format, upright size, orientation and basic EXIF tags, from the headers.
+//! - [`fuzzing`]: the entry points of the fuzz targets (`fuzz/`) and of the corpus replay test.
 
 pub mod api;
 pub mod colors;
 pub mod documents;
 pub mod error;
+pub mod fuzzing;
 pub mod ids;
 pub mod image;
 pub mod limits;

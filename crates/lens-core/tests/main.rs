@@ -7,5 +7,6 @@ mod bad_input;
 mod blip_preprocess;
 mod colors;
 mod edge_cases;
+mod fuzz_corpora;
 mod metadata;
 mod reference;

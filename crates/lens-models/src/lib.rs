@@ -26,6 +26,7 @@ pub mod chat_template;
 pub mod clip;
 pub mod error;
 pub mod files;
+pub mod fuzzing;
 pub mod gemm;
 pub mod generation;
 pub mod gguf;

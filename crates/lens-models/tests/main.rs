@@ -11,6 +11,7 @@ mod bert_parity;
 mod blip_parity;
 mod chat_template;
 mod clip_parity;
+mod fuzz_corpora;
 mod gguf;
 mod llama_gguf;
 mod llama_parity;
