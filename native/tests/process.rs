@@ -218,6 +218,18 @@ fn jobs_of(server: &Server, kind: &str, state: &str) -> Vec<Value> {
     jobs["jobs"].as_array().unwrap().clone()
 }
 
+/// The succeeded jobs of `kind`, once there are `count` (or the deadline passed). A job is marked succeeded
+/// just after its result is stored on the image, in its own transaction: the image shows it a moment first.
+fn succeeded_jobs(server: &Server, kind: &str, count: usize, deadline: Instant) -> Vec<Value> {
+    loop {
+        let jobs = jobs_of(server, kind, "succeeded");
+        if jobs.len() >= count || Instant::now() >= deadline {
+            return jobs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn caption_jobs(server: &Server, state: &str) -> Vec<Value> {
     jobs_of(server, "caption", state)
 }
@@ -259,7 +271,7 @@ fn analysis_jobs_survive_kill_9() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let jobs = jobs_of(&server, "analysis", "succeeded");
+    let jobs = succeeded_jobs(&server, "analysis", 8, deadline);
     let per_image: HashSet<&str> = jobs.iter().map(|j| j["params"]["image"].as_str().unwrap()).collect();
     assert_eq!((jobs.len(), per_image.len()), (8, 8), "{jobs:?}");
     assert!(jobs_of(&server, "analysis", "dead").is_empty());
@@ -305,7 +317,7 @@ fn caption_jobs_survive_kill_9() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let jobs = caption_jobs(&server, "succeeded");
+    let jobs = succeeded_jobs(&server, "caption", 16, deadline);
     assert_eq!(jobs.len(), 16, "{jobs:?}");
     let per_image: HashSet<&str> = jobs.iter().map(|j| j["params"]["image"].as_str().unwrap()).collect();
     assert_eq!(per_image.len(), 16, "one job per image");
