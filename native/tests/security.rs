@@ -375,21 +375,24 @@ fn a_full_route_class_is_shed_at_once_and_the_others_go_on() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &["--max-uploads-in-flight", "1"]);
     let addr = server.base.trim_start_matches("http://").to_string();
-    let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(
-        b"POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n",
-    )
-    .unwrap();
-    // Until the slow upload holds the slot, others pass (and are stored).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = (0..).find_map(|i| {
-        assert!(Instant::now() < deadline, "no upload was refused while another held the only slot");
-        let form = reqwest::blocking::multipart::Form::new()
-            .part("file", reqwest::blocking::multipart::Part::bytes(synthetic_png(500 + i)).file_name("a.png"));
-        let response = server.http.post(server.url("/v1/images")).multipart(form).send().unwrap();
-        (response.status() == 429).then_some(response)
-    });
-    let refused = refused.unwrap();
+    // The slow upload must reach its handler while no other upload is in flight (else it is the one shed):
+    // it gets a moment alone; if an upload still passes after it, both go round again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (slow, refused) = (0..)
+        .find_map(|i| {
+            assert!(Instant::now() < deadline, "no upload was refused while another held the only slot");
+            let mut slow = TcpStream::connect(&addr).unwrap();
+            slow.write_all(
+                b"POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n",
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let form = reqwest::blocking::multipart::Form::new()
+                .part("file", reqwest::blocking::multipart::Part::bytes(synthetic_png(500 + i)).file_name("a.png"));
+            let response = server.http.post(server.url("/v1/images")).multipart(form).send().unwrap();
+            (response.status() == 429).then_some((slow, response))
+        })
+        .unwrap();
     assert_eq!(refused.headers()["retry-after"], "1");
     let (_, body) = into_json(refused);
     assert_eq!(body["error"]["code"], "overloaded", "{body}");
