@@ -154,15 +154,17 @@ fn client(shared: &Shared, number: usize, uploads_per_10: usize) {
             }
         } else {
             let query = json!({"text": QUERIES[i % QUERIES.len()], "k": 10});
-            match http.post(format!("{base}/v1/search")).json(&query).send() {
-                Ok(r) if r.status() == 200 && r.bytes().is_ok() => {
-                    shared.record(|p| p.search_ms.push(started.elapsed().as_secs_f64() * 1e3))
-                }
-                _ => {
-                    shared.record(|p| p.errors += 1);
-                    // The server is down (killed): wait for the next one.
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+            let answered = http
+                .post(format!("{base}/v1/search"))
+                .json(&query)
+                .send()
+                .is_ok_and(|r| r.status() == 200 && r.bytes().is_ok());
+            if answered {
+                shared.record(|p| p.search_ms.push(started.elapsed().as_secs_f64() * 1e3));
+            } else {
+                shared.record(|p| p.errors += 1);
+                // The server is down (killed): wait for the next one.
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
