@@ -1,5 +1,6 @@
 //! Load on a real `lens serve`: search latency (p50/p99) and requests/s with N images indexed, the
-//! start-up index build from the catalog, and the ingest rate. Prints markdown tables.
+//! start-up index build from the catalog, the ingest rate, and restarts (after kill -9 and SIGTERM)
+//! with the graph loaded from its snapshot. Prints markdown tables.
 //!
 //! cargo bench -p lens --bench serve_load -- [--smoke] [--n 100000] [--seconds 10]
 //!     [--concurrency 1,8,32] [--model DIR] [--index hnsw|exact]
@@ -316,4 +317,35 @@ fn main() {
         total_bytes as f64 / 1e6 / ingest_s
     );
     println!("\nserver RSS after the run: {:.0} MB", rss_mb(server.pid()));
+
+    // 5. Restarts. After kill -9 the snapshot saved at start-up is loaded and the images ingested since
+    // are caught up from the catalog; after SIGTERM the snapshot saved at shutdown is loaded as it was.
+    let mut server = server;
+    server.kill9();
+    let start = Instant::now();
+    let mut server = server.restart_after_kill();
+    let after_kill_s = start.elapsed().as_secs_f64();
+    let after_kill = snapshot_loaded(&server.log());
+    server.stop();
+    let start = Instant::now();
+    let server = server.restart_after_kill();
+    let after_stop_s = start.elapsed().as_secs_f64();
+    let after_stop = snapshot_loaded(&server.log());
+    println!("\n| restart | to ready, s | index |");
+    println!("|---|---|---|");
+    println!("| first start on the seeded catalog | {startup_s:.1} | built from the catalog |");
+    println!("| after kill -9 | {after_kill_s:.1} | {after_kill} |");
+    println!("| after SIGTERM | {after_stop_s:.1} | {after_stop} |");
+}
+
+/// What the server's "index loaded from its snapshot" log line says, or that it built the index.
+fn snapshot_loaded(log: &str) -> String {
+    let Some(line) = log.lines().find(|l| l.contains("index loaded from its snapshot")) else {
+        return "built from the catalog (no snapshot loaded)".into();
+    };
+    let fields = &serde_json::from_str::<Value>(line).unwrap()["fields"];
+    format!(
+        "snapshot loaded: {} vectors, {} inserted and {} removed to catch up",
+        fields["vectors"], fields["inserted"], fields["removed"]
+    )
 }

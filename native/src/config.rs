@@ -8,7 +8,7 @@
 //! [models]    # model, device, batch_size, batch_wait_ms
 //! [storage]   # data, blob_store, blob_redirect, orphan_grace_s, orphan_sweep_interval_s
 //! [s3]        # bucket, region, endpoint, path_style, prefix          (--s3-bucket, ...)
-//! [index]     # kind                                                  (--index)
+//! [index]     # kind, snapshot_interval_s                             (--index, --index-snapshot-interval-s)
 //! [limits]    # max_body_bytes, max_file_bytes, max_files, max_pixels, max_side, allow_truncated_images,
 //!             # formats, max_text_bytes, max_k, max_job_urls, decode_budget_mb, max_gif_pixels
 //! [fetch]     # connect_timeout_s, timeout_s, max_redirects, allow_private_urls
@@ -52,7 +52,7 @@ pub enum BlobBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IndexKind {
-    /// Approximate k-NN graph (hnsw_rs), snapshotted under `<data>/index`.
+    /// Approximate k-NN graph (HNSW), snapshotted with its links under `<data>/index`.
     Hnsw,
     /// Exact f32 scan: slower past ~100k images, always exact.
     Exact,
@@ -249,6 +249,15 @@ pub struct IndexSettings {
     /// Vector index: hnsw (default) or exact.
     #[arg(id = "index", long = "index", env = "LENS_INDEX")]
     pub kind: Option<IndexKind>,
+    /// Seconds between HNSW snapshots while serving, taken when the catalog changed (default 300; 0:
+    /// only at shutdown). After a crash the next start loads the latest one and catches up with the
+    /// catalog instead of rebuilding the graph.
+    #[arg(
+        id = "index_snapshot_interval_s",
+        long = "index-snapshot-interval-s",
+        env = "LENS_INDEX_SNAPSHOT_INTERVAL_S"
+    )]
+    pub snapshot_interval_s: Option<u64>,
 }
 
 /// `[limits]`
@@ -686,6 +695,8 @@ pub struct ServeConfig {
     pub blob_redirect: bool,
     pub orphans: OrphanSweep,
     pub index: IndexKind,
+    /// Between snapshots of the HNSW graph while serving; `None`: only at shutdown.
+    pub index_snapshot_interval: Option<Duration>,
     pub max_body_bytes: usize,
     pub max_file_bytes: usize,
     pub max_files: usize,
@@ -743,7 +754,7 @@ overlay!(ServerSettings {
 overlay!(ModelSettings { model, device, batch_size, batch_wait_ms });
 overlay!(StorageSettings { data, blob_store, blob_redirect, orphan_grace_s, orphan_sweep_interval_s });
 overlay!(S3Settings { bucket, region, endpoint, path_style, prefix });
-overlay!(IndexSettings { kind });
+overlay!(IndexSettings { kind, snapshot_interval_s });
 overlay!(LimitSettings {
     max_body_bytes,
     max_file_bytes,
@@ -808,6 +819,7 @@ const MOVED_KEYS: &[(&str, &str)] = &[
     ("s3_path_style", "[s3] path_style"),
     ("s3_prefix", "[s3] prefix"),
     ("index", "[index] kind"),
+    ("index_snapshot_interval_s", "[index] snapshot_interval_s"),
     ("max_body_bytes", "[limits] max_body_bytes"),
     ("max_file_bytes", "[limits] max_file_bytes"),
     ("max_files", "[limits] max_files"),
@@ -1008,6 +1020,10 @@ impl ServeSettings {
                 interval: Duration::from_secs(storage.orphan_sweep_interval_s.unwrap_or(3600).max(1)),
             },
             index: index.kind.unwrap_or(IndexKind::Hnsw),
+            index_snapshot_interval: match index.snapshot_interval_s.unwrap_or(300) {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
             max_body_bytes: positive("max_body_bytes", limits.max_body_bytes.unwrap_or(100 << 20))?,
             max_file_bytes,
             max_files: positive("max_files", limits.max_files.unwrap_or(64))?,
@@ -1308,6 +1324,7 @@ path_style = true
 prefix = "p/"
 [index]
 kind = "exact"
+snapshot_interval_s = 0
 [limits]
 max_files = 3
 [fetch]
@@ -1330,7 +1347,7 @@ hybrid_weight = 0.5
         assert_eq!(c.data, PathBuf::from("/d"));
         let s3 = c.s3.unwrap();
         assert_eq!((s3.bucket.as_str(), s3.prefix.as_str(), s3.force_path_style), ("b", "p/", true));
-        assert_eq!(c.index, IndexKind::Exact);
+        assert_eq!((c.index, c.index_snapshot_interval), (IndexKind::Exact, None));
         assert_eq!(c.fetch.total_timeout.as_secs(), 7);
         assert!(c.fetch.allow_private);
         assert_eq!(c.caption.unwrap().options.generation.num_beams, 1);

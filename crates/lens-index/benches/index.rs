@@ -17,7 +17,9 @@
 //! whose intrinsic dimension is far lower.
 //!
 //! Memory is each index's own accounting (`memory_bytes`), not the process RSS. Query rates are one
-//! thread, k = 10, no filter; the HNSW build uses rayon on every core.
+//! thread, k = 10, no filter; the HNSW build uses every core. A second table times the HNSW snapshot:
+//! saving the graph and loading it back (what a restart of `lens serve` does instead of a build); the
+//! loaded graph must answer every query exactly as the saved one.
 
 use std::time::Instant;
 
@@ -109,6 +111,13 @@ fn points(rng: &mut StdRng, centres: &[Vec<f32>], n: usize, noise: f32) -> Vec<f
     out
 }
 
+struct Snapshot {
+    n: usize,
+    megabytes: f64,
+    save_s: f64,
+    load_s: f64,
+}
+
 struct Row {
     index: String,
     n: usize,
@@ -150,6 +159,7 @@ fn main() {
         args.dim, args.centres, args.noise, args.queries, args.seed
     );
     let mut rows = Vec::new();
+    let mut snapshots = Vec::new();
     for &n in &args.ns {
         let t = Instant::now();
         let mut rng = StdRng::seed_from_u64(args.seed);
@@ -204,7 +214,6 @@ fn main() {
             let params = HnswParams {
                 max_nb_connection: args.m,
                 ef_construction: args.ef_construction,
-                capacity_hint: n,
                 ..HnswParams::default()
             };
             let t = Instant::now();
@@ -226,6 +235,19 @@ fn main() {
                     params: format!("M {}, ef_construction {}, ef_search {ef}", args.m, args.ef_construction),
                 });
             }
+            let dir = std::env::temp_dir().join(format!("lens-index-bench-{}", std::process::id()));
+            let t = Instant::now();
+            hnsw.save(&dir, "bench").unwrap();
+            let save_s = t.elapsed().as_secs_f64();
+            let megabytes = mb(std::fs::metadata(dir.join("hnsw.snapshot")).unwrap().len() as usize);
+            let t = Instant::now();
+            let (loaded, _) = HnswIndex::load(&dir).unwrap();
+            let load_s = t.elapsed().as_secs_f64();
+            std::fs::remove_dir_all(&dir).unwrap();
+            let (before, _) = run_queries(&hnsw, &queries, args.dim);
+            let (after, _) = run_queries(&loaded, &queries, args.dim);
+            assert!(before == after, "the loaded graph answers differently");
+            snapshots.push(Snapshot { n, megabytes, save_s, load_s });
         }
     }
 
@@ -236,5 +258,13 @@ fn main() {
             "| {} | {} | {:.1} | {:.0} | {:.3} | {:.0} | {} |",
             r.index, r.n, r.build_s, r.memory_mb, r.recall, r.qps, r.params
         );
+    }
+    if !snapshots.is_empty() {
+        println!();
+        println!("| HNSW snapshot | N | file MB | save s | load s (graph read, not rebuilt) |");
+        println!("|---|---:|---:|---:|---:|");
+        for s in snapshots {
+            println!("| hnsw | {} | {:.0} | {:.2} | {:.2} |", s.n, s.megabytes, s.save_s, s.load_s);
+        }
     }
 }

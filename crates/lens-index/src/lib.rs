@@ -4,14 +4,14 @@
 //!
 //! * [`ExactIndex`]: `f32` brute force, the ground truth (all targets, wasm32 included);
 //! * [`Int8Index`]: `i8` brute force with a per-vector scale, a quarter of the memory (all targets);
-//! * `HnswIndex`: an HNSW graph ([`hnsw_rs`](https://docs.rs/hnsw_rs/0.3.5)) with tombstone deletes
-//!   and snapshots (native only).
+//! * `HnswIndex`: an HNSW graph (our own, built on every core) with tombstone deletes and snapshots
+//!   that hold the graph, so loading does not rebuild it (native only).
 //!
 //! Every index L2-normalises what it is given (a copy), so a score is the cosine similarity of the
 //! original vectors, clamped to `[-1, 1]`. Ids are the caller's `u64`s; inserting an id that is present
 //! replaces its vector. Results are best first; equal scores come in increasing id order.
 //!
-//! No I/O except the HNSW snapshot, no async, no threads except HNSW's parallel build (rayon).
+//! No I/O except the HNSW snapshot, no async, no threads except HNSW's parallel build (scoped threads).
 
 mod cosine;
 mod exact;
@@ -22,13 +22,11 @@ mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 mod params;
 mod rows;
-#[cfg(not(target_arch = "wasm32"))]
-mod snapshot;
 mod topk;
 
 pub use exact::ExactIndex;
 #[cfg(not(target_arch = "wasm32"))]
-pub use hnsw::HnswIndex;
+pub use hnsw::{HnswIndex, HnswSnapshot};
 pub use int8::Int8Index;
 #[cfg(not(target_arch = "wasm32"))]
 pub use params::HnswParams;

@@ -43,8 +43,9 @@ fn exact_of(data: &[(u64, Vec<f32>)]) -> ExactIndex {
 /// Recall@10 must be at least this with [`params`].
 ///
 /// This data is hard for a graph (within a cluster the points are isotropic in all 64 dimensions,
-/// unlike real embeddings): with the default ef_search of 64, hnsw_rs reaches about 0.945 here
-/// (checked below against a bound of 0.90); ef_search 128 gives about 0.99.
+/// unlike real embeddings): with the default ef_search of 64 sequential inserts reach about 0.93 here
+/// (checked below against a bound of 0.90; hnsw_rs, used before, reached 0.94); ef_search 128 gives
+/// about 0.99.
 const MIN_RECALL: f64 = 0.95;
 
 /// M 16, ef_construction 100 (half the default, to keep the tests fast), ef_search 128.
@@ -187,28 +188,36 @@ fn save_then_load_gives_the_same_index_and_meta() {
     assert_eq!(loaded.params(), &params);
     assert_eq!(loaded.dim(), DIM);
     assert_eq!(loaded.len(), 4950);
-    assert_eq!(loaded.tombstones(), 0, "tombstones are not saved");
+    assert_eq!(loaded.tombstones(), 50, "tombstones are saved with the graph");
     assert!(!loaded.contains(data[0].0) && loaded.contains(data[50].0));
 
     // The same vectors, bit for bit.
-    let mut a: Vec<(u64, Vec<u32>)> =
-        index.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
-    let mut b: Vec<(u64, Vec<u32>)> =
-        loaded.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
-    a.sort();
-    b.sort();
-    assert!(a == b);
+    let bits = |index: &HnswIndex| -> Vec<(u64, Vec<u32>)> {
+        let mut v: Vec<(u64, Vec<u32>)> =
+            index.live_vectors().map(|(id, v)| (id, v.iter().map(|x| x.to_bits()).collect())).collect();
+        v.sort();
+        v
+    };
+    assert!(bits(&index) == bits(&loaded));
 
-    // The graph is rebuilt, so approximate results may differ in rare near-misses; with ef_search
-    // as large as the index both searches are exhaustive and the results are identical.
+    // The graph is read, not rebuilt: every search answers exactly as before, filtered or not.
+    let some = |id: u64| !id.is_multiple_of(7);
+    for q in queries() {
+        assert_eq!(index.search(&q, 10, None).unwrap(), loaded.search(&q, 10, None).unwrap());
+        assert_eq!(index.search(&q, 5, Some(&some)).unwrap(), loaded.search(&q, 5, Some(&some)).unwrap());
+    }
     let exact = exact_of(&data[50..]);
     assert!(recall(&loaded, &exact, None) >= MIN_RECALL);
-    let (mut index, mut loaded) = (index, loaded);
-    index.set_ef_search(5000);
-    loaded.set_ef_search(5000);
-    for q in queries().iter().take(30) {
-        assert_eq!(index.search(q, 10, None).unwrap(), loaded.search(q, 10, None).unwrap());
-    }
+
+    // A loaded index takes inserts, removals and another save like a built one.
+    let mut loaded = loaded;
+    loaded.insert(1, &data[0].1).unwrap();
+    assert!(loaded.remove(data[60].0));
+    assert_eq!(loaded.search(&data[0].1, 1, None).unwrap()[0].id, 1);
+    loaded.save(&snap, "again").unwrap();
+    let (again, _) = HnswIndex::load(&snap).unwrap();
+    assert_eq!((again.len(), again.tombstones()), (4950, 51));
+    assert_eq!(again.search(&data[0].1, 1, None).unwrap()[0].id, 1);
 
     // An empty index round-trips too.
     let empty = HnswIndex::new(8, HnswParams::default());
@@ -242,26 +251,57 @@ fn corrupt_or_missing_snapshots_are_errors() {
     let mut extra = good.clone();
     extra.push(0);
     expect_snapshot_error(&extra, "trailing byte");
+    // Header 60 bytes (meta "meta"), slot count and entry point 16, then 300 nodes of 10 bytes, then
+    // the vectors, then 300 layer-0 link lists of 2M + 1 = 33 words.
+    let nodes = 60 + 16;
+    let vectors = nodes + 300 * 10;
+    let layer0 = vectors + 300 * DIM * 4;
     // A flipped low mantissa bit keeps the vector unit-length: only the checksum catches it.
     let mut flipped = good.clone();
-    let at = good.len() - 4 - 4 * DIM; // first byte of the last record's vector
-    flipped[at] ^= 1;
+    flipped[vectors] ^= 1;
     expect_snapshot_error(&flipped, "bit flip in a vector");
     let mut id_flip = good.clone();
-    id_flip[at - 8] ^= 0x80;
+    id_flip[nodes] ^= 0x80;
     expect_snapshot_error(&id_flip, "bit flip in an id");
-    let mut nan = good.clone();
-    nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    expect_snapshot_error(&nan, "NaN in a vector");
     let mut magic = good.clone();
     magic[0] = b'X';
     expect_snapshot_error(&magic, "bad magic");
     let mut version = good.clone();
-    version[8] = 9;
-    expect_snapshot_error(&version, "other version");
+    version[8] = 1;
+    expect_snapshot_error(&version, "version 1 (vectors only)");
     let mut crc = good.clone();
     *crc.last_mut().unwrap() ^= 0xff;
     expect_snapshot_error(&crc, "bad checksum");
+
+    // With the checksum made to match, the structural checks still refuse what would make a
+    // search index out of bounds or compute NaN distances.
+    let resealed = |mut bytes: Vec<u8>| {
+        let n = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    assert!(resealed(good.clone()) == good);
+    let word = |bytes: &mut Vec<u8>, at: usize, value: u32| bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let mut nan = good.clone();
+    word(&mut nan, vectors, f32::NAN.to_bits());
+    expect_snapshot_error(&resealed(nan), "NaN in a vector, checksum matching");
+    let mut far = good.clone();
+    word(&mut far, layer0 + 4, 300); // slot 0's first link: one past the last slot
+    expect_snapshot_error(&resealed(far), "link out of range, checksum matching");
+    let mut own = good.clone();
+    word(&mut own, layer0 + 4, 0); // slot 0 linked to itself
+    expect_snapshot_error(&resealed(own), "self link, checksum matching");
+    let mut many = good.clone();
+    word(&mut many, layer0, 33); // a count past the list's 32 words
+    expect_snapshot_error(&resealed(many), "link count too large, checksum matching");
+    let mut entry = good.clone();
+    entry[nodes - 8..nodes].copy_from_slice(&300u64.to_le_bytes());
+    expect_snapshot_error(&resealed(entry), "entry point out of range, checksum matching");
+    let mut twice = good.clone();
+    let second = twice[nodes..nodes + 8].to_vec();
+    twice[nodes + 10..nodes + 18].copy_from_slice(&second); // slot 1 takes slot 0's id
+    expect_snapshot_error(&resealed(twice), "an id live twice, checksum matching");
 
     std::fs::remove_file(&file).unwrap();
     match HnswIndex::load(dir.path()) {
@@ -271,7 +311,7 @@ fn corrupt_or_missing_snapshots_are_errors() {
 }
 
 #[test]
-fn params_are_clamped_to_what_hnsw_rs_accepts() {
+fn params_are_clamped_to_what_the_graph_accepts() {
     let p = HnswParams { max_nb_connection: 1000, max_layer: 40, ef_search: 0, ..HnswParams::default() };
     let mut index = HnswIndex::new(4, p);
     assert_eq!(index.params().max_nb_connection, 255);
@@ -283,10 +323,10 @@ fn params_are_clamped_to_what_hnsw_rs_accepts() {
 }
 
 /// A small graph built in one parallel batch must still reach every point: with fewer live points
-/// than `ef`, a search for `k = len` returns all of them. `lens serve`'s rebuild of a 4-image catalog
-/// once lost an image from search: when the first two points of an empty graph race, hnsw_rs leaves
-/// one unlinked. The race needs a thread pre-empted in a window of microseconds, so this test rarely
-/// catches it; it guards the rest (near-duplicates, tiny graphs).
+/// than `ef`, a search for `k = len` returns all of them. Races it guards: two first points of an empty
+/// graph (hnsw_rs, used before, once left one unlinked and lost an image of a 4-image catalog); a
+/// point linked through a node that is still being inserted, whose own links would overwrite the
+/// only link to it (this test caught that one in our graph). Half the rounds hold near-duplicates.
 #[test]
 fn small_parallel_rebuilds_reach_every_point() {
     for round in 0..600u64 {

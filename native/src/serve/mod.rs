@@ -94,8 +94,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         ),
     }
     lens.stop();
-    if lens.save_index()? {
-        tracing::info!(vectors = lens.ready().map(|r| r.index.len()).unwrap_or(0), "index snapshot saved");
+    if let Some(vectors) = lens.save_index()? {
+        tracing::info!(vectors, "index snapshot saved");
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
-//! The index lifecycle: the live vector index behind a lock (searches share it, writes are brief), built
-//! at start-up from its snapshot when that matches the catalog or else from the catalog's stored
-//! embeddings (no model run), rebuilt on demand with the writes made meanwhile replayed, and saved as a
-//! snapshot on shutdown. The catalog is the source of truth; the index is a cache of it.
+//! The index lifecycle: the live vector index behind a lock (searches share it, writes are brief),
+//! opened at start-up from its snapshot (the HNSW graph as saved: read, not rebuilt) brought up to date
+//! with the catalog (after a crash, what came after the snapshot), or else built from the catalog's
+//! stored embeddings (no model run); rebuilt on demand with the writes made meanwhile replayed; saved
+//! periodically while serving and on shutdown. The catalog is the source of truth; the index is a cache
+//! of it.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
-use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, IndexError, VectorIndex};
+use lens_index::{ExactIndex, Hit, HnswIndex, HnswParams, HnswSnapshot, IndexError, VectorIndex};
 use lens_store::{Catalog, StoreError};
 use serde_json::json;
 
@@ -21,22 +24,30 @@ pub enum IndexServiceError {
     Store(#[from] StoreError),
 }
 
-/// What a snapshot must match to be loaded instead of rebuilt: the catalog generation and the model.
-pub fn snapshot_meta(catalog: &Catalog, model: &str) -> lens_store::Result<String> {
-    Ok(json!({"generation": catalog.generation()?, "model": model}).to_string())
+/// What a snapshot records: the model whose embeddings it holds.
+pub fn snapshot_meta(model: &str) -> String {
+    json!({"model": model}).to_string()
+}
+
+fn snapshot_model(meta: &str) -> Option<String> {
+    let meta: serde_json::Value = serde_json::from_str(meta).ok()?;
+    meta["model"].as_str().map(str::to_owned)
 }
 
 /// Where an opened index came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexOrigin {
-    /// The snapshot saved by the last graceful stop.
-    Snapshot,
-    /// Rebuilt from the catalog's embeddings.
+    /// The latest snapshot of this model (graceful stop, periodic, or before a rebuild), its graph
+    /// read as saved and then brought up to date with the catalog: `inserted` vectors it lacked,
+    /// `removed` ones the catalog no longer has (both 0 after a graceful stop).
+    Snapshot { inserted: usize, removed: usize },
+    /// Built from the catalog's embeddings.
     Catalog,
 }
 
-/// The index for the embeddings of `model` (`dims` long): the snapshot in `snapshot_dir` when it
-/// matches the catalog's generation and the model, otherwise a rebuild from the catalog (then saved).
+/// The index for the embeddings of `model` (`dims` long): the snapshot in `snapshot_dir` when it is of
+/// this model, checked against the catalog (always: a snapshot taken while serving may have raced a
+/// write, an index insert may have failed), otherwise a build from the catalog. Saved when it changed.
 pub fn open(
     kind: IndexKind,
     catalog: &Catalog,
@@ -44,20 +55,47 @@ pub fn open(
     dims: usize,
     snapshot_dir: &Path,
 ) -> Result<(SharedIndex, IndexOrigin), IndexServiceError> {
-    let expected = snapshot_meta(catalog, model)?;
+    let meta = snapshot_meta(model);
     if kind == IndexKind::Hnsw && snapshot_dir.exists() {
         match HnswIndex::load(snapshot_dir) {
-            Ok((index, meta)) if meta == expected && index.dim() == dims => {
-                tracing::info!("index loaded from its snapshot");
-                return Ok((SharedIndex::new(AnyIndex::Hnsw(index)), IndexOrigin::Snapshot));
+            Ok((mut index, saved)) if snapshot_model(&saved).as_deref() == Some(model) && index.dim() == dims => {
+                let (inserted, removed) = catch_up(&mut index, catalog, model)?;
+                tracing::info!(vectors = index.len(), inserted, removed, "index loaded from its snapshot");
+                let shared = SharedIndex::new(AnyIndex::Hnsw(index));
+                if inserted + removed > 0 {
+                    shared.save(snapshot_dir, &meta)?;
+                }
+                return Ok((shared, IndexOrigin::Snapshot { inserted, removed }));
             }
-            Ok(_) => tracing::info!("index snapshot is older than the catalog; rebuilding"),
+            Ok(_) => tracing::info!("index snapshot is of another model; rebuilding"),
             Err(e) => tracing::warn!(error = %e, "index snapshot unreadable; rebuilding"),
         }
     }
     let shared = SharedIndex::new(AnyIndex::from_catalog(kind, dims, catalog, model)?);
-    shared.save(snapshot_dir, &expected)?;
+    shared.save(snapshot_dir, &meta)?;
     Ok((shared, IndexOrigin::Catalog))
+}
+
+/// Makes `index` hold exactly the catalog's embeddings of `model`: inserts those it lacks or holds
+/// with another vector (on every core), removes those the catalog no longer has. Reads every stored
+/// embedding once; nothing else may write meanwhile (start-up). Returns (inserted, removed).
+fn catch_up(index: &mut HnswIndex, catalog: &Catalog, model: &str) -> Result<(usize, usize), IndexServiceError> {
+    let mut stored = HashSet::new();
+    let mut missing = Vec::new();
+    catalog.for_each_embedding(model, &mut |key, vector| {
+        let id = key as u64;
+        stored.insert(id);
+        if !index.holds(id, &vector) {
+            missing.push((id, vector));
+        }
+    })?;
+    let gone: Vec<u64> = index.live_vectors().map(|(id, _)| id).filter(|id| !stored.contains(id)).collect();
+    for &id in &gone {
+        index.remove(id);
+    }
+    let inserted = missing.len();
+    index.extend(missing)?;
+    Ok((inserted, gone.len()))
 }
 
 /// Rebuilds `index` from the catalog's embeddings of `model` and swaps it in; changes made meanwhile
@@ -79,7 +117,7 @@ pub fn rebuild(
         }
     };
     index.finish_rebuild(fresh)?;
-    index.save(snapshot_dir, &snapshot_meta(catalog, model)?)?;
+    index.save(snapshot_dir, &snapshot_meta(model))?;
     Ok(index.len())
 }
 
@@ -141,11 +179,13 @@ struct IndexSlot {
 /// The live index behind a lock; searches share it, writes are brief.
 pub struct SharedIndex {
     slot: RwLock<IndexSlot>,
+    /// One snapshot write at a time (periodic, rebuild and shutdown saves share one temporary file).
+    saving: Mutex<()>,
 }
 
 impl SharedIndex {
     pub fn new(index: AnyIndex) -> Self {
-        let shared = Self { slot: RwLock::new(IndexSlot { index, pending: None }) };
+        let shared = Self { slot: RwLock::new(IndexSlot { index, pending: None }), saving: Mutex::new(()) };
         shared.report_size();
         shared
     }
@@ -222,10 +262,20 @@ impl SharedIndex {
     }
 
     /// Saves an HNSW snapshot tagged with `meta` (the exact index has none: it is rebuilt at start-up).
-    pub fn save(&self, dir: &Path, meta: &str) -> Result<bool, IndexError> {
+    /// The lock is held while the graph is copied, not while it is written. Returns the vectors saved.
+    pub fn save(&self, dir: &Path, meta: &str) -> Result<Option<usize>, IndexError> {
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        match self.snapshot() {
+            Some(copy) => copy.write(dir, meta).map(|()| Some(copy.len())),
+            None => Ok(None),
+        }
+    }
+
+    /// A copy of the HNSW graph to save (`None` for the exact index).
+    pub fn snapshot(&self) -> Option<HnswSnapshot> {
         match &self.slot.read().unwrap().index {
-            AnyIndex::Hnsw(index) => index.save(dir, meta).map(|()| true),
-            AnyIndex::Exact(_) => Ok(false),
+            AnyIndex::Hnsw(index) => Some(index.snapshot()),
+            AnyIndex::Exact(_) => None,
         }
     }
 

@@ -208,11 +208,11 @@ impl Lens {
         self.ready.get().ok_or(NotReady)
     }
 
-    /// Saves the HNSW snapshot (on shutdown); false when there is nothing to save.
-    pub fn save_index(&self) -> Result<bool> {
-        let Some(ready) = self.ready.get() else { return Ok(false) };
-        let meta = snapshot_meta(&self.catalog, ready.models.embedding_model())?;
-        Ok(ready.index.save(&self.snapshot_dir(), &meta)?)
+    /// Saves the HNSW snapshot (periodically and on shutdown): the vectors saved, `None` when there is
+    /// nothing to save.
+    pub fn save_index(&self) -> Result<Option<usize>> {
+        let Some(ready) = self.ready.get() else { return Ok(None) };
+        Ok(ready.index.save(&self.snapshot_dir(), &snapshot_meta(ready.models.embedding_model()))?)
     }
 
     /// Where the HNSW snapshot lives.

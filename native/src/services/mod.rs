@@ -3,7 +3,8 @@
 //! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
 //!
 //! Layers: [`caller`], [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know
-//! nothing of the others; [`lens`] holds them; [`orphans`] sweeps its blob store; [`images`] is what every
+//! nothing of the others; [`lens`] holds them; [`orphans`] sweeps its blob store and [`index_snapshots`]
+//! saves its index; [`images`] is what every
 //! input path does to image bytes and [`job_queue`] runs the per-image job queues; [`moderation`],
 //! [`ingest`] (which uses it), [`search`], [`captions`], [`chat`], [`analysis`] (on [`chat`]),
 //! [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
@@ -18,6 +19,7 @@ pub mod fetch;
 pub mod history;
 pub mod images;
 pub mod index;
+pub mod index_snapshots;
 pub mod ingest;
 pub mod job_queue;
 pub mod jobs;
@@ -34,8 +36,10 @@ pub use caller::Caller;
 pub use errors::{Coded, NotReady};
 pub use lens::{Lens, Ready};
 
-/// Starts the background job workers (caption and analysis jobs), once the models are loaded.
+/// Starts the background workers (caption and analysis jobs, index snapshots), once the models and the
+/// index are loaded.
 pub fn spawn_workers(lens: &std::sync::Arc<Lens>) {
     captions::spawn_workers(lens);
     analysis::spawn_workers(lens);
+    index_snapshots::spawn(lens);
 }

@@ -162,7 +162,10 @@ async fn a_graceful_restart_keeps_everything_and_loads_the_index_snapshot() {
         [app.upload_one("a.png", synthetic_png(1)).await, app.upload_one("b.png", synthetic_png(2)).await].into();
     let (_, before) = app.post_json("/v1/search", &json!({"text": "a cat", "k": 10})).await;
     let app = app.reopen(|_| {}).await;
-    assert_eq!(app.lens.ready().unwrap().index_origin, lens::services::index::IndexOrigin::Snapshot);
+    assert_eq!(
+        app.lens.ready().unwrap().index_origin,
+        lens::services::index::IndexOrigin::Snapshot { inserted: 0, removed: 0 }
+    );
     let (_, after) = app.post_json("/v1/search", &json!({"text": "a cat", "k": 10})).await;
     assert_eq!(crate::api::ids(&after), crate::api::ids(&before));
     assert_eq!(crate::api::ids(&after).iter().collect::<HashSet<_>>(), ids.iter().collect::<HashSet<_>>());
