@@ -110,12 +110,14 @@ fn resident(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
+/// `"p50 / p99"` of `values`, or `-` when there are none (a search-only run has no ingest).
+fn p50_p99(values: &mut [f64]) -> String {
     if values.is_empty() {
-        return f64::NAN;
+        return "-".into();
     }
     values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * p).round() as usize]
+    let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
+    format!("{:.1} / {:.1}", at(0.5), at(0.99))
 }
 
 const QUERIES: [&str; 6] = ["a red rocket", "a cat", "the sea at night", "an astronaut", "coffee", "green leaves"];
@@ -251,12 +253,10 @@ fn main() {
     for (i, p) in periods.iter_mut().enumerate() {
         let requests = p.search_ms.len() + p.ingest_ms.len() + p.errors as usize;
         println!(
-            "| {} | {requests} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.0} |",
+            "| {} | {requests} | {} | {} | {} | {:.0} |",
             i as u64 * o.period.as_secs(),
-            percentile(&mut p.search_ms, 0.5),
-            percentile(&mut p.search_ms, 0.99),
-            percentile(&mut p.ingest_ms, 0.5),
-            percentile(&mut p.ingest_ms, 0.99),
+            p50_p99(&mut p.search_ms),
+            p50_p99(&mut p.ingest_ms),
             p.errors,
             p.rss_max as f64 / (1 << 20) as f64,
         );
