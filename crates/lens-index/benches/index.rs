@@ -8,7 +8,7 @@
 //!
 //! Flags: `--n N[,N…]` (default 100000), `--queries Q` (1000), `--dim D` (512), `--centres C` (1000),
 //! `--noise S` (1.0), `--ef E[,E…]` (HNSW ef_search values: 32,64,128), `--m M` (16),
-//! `--ef-construction E` (200), `--indexes exact,int8,hnsw` (all), `--seed S` (7), `--smoke`.
+//! `--ef-construction E` (100, the default), `--indexes exact,int8,hnsw` (all), `--seed S` (7), `--smoke`.
 //!
 //! Data: `C` centres drawn from N(0, I) and normalised; each point is `centre + S·N(0, I/D)`,
 //! normalised (so the noise has norm ≈ S). Queries are further points from the same distribution, not
@@ -53,7 +53,7 @@ fn parse_args() -> Args {
         noise: 1.0,
         efs: vec![32, 64, 128],
         m: 16,
-        ef_construction: 200,
+        ef_construction: 100,
         indexes: vec!["exact".into(), "int8".into(), "hnsw".into()],
         seed: 7,
     };

@@ -7,7 +7,8 @@ pub struct HnswParams {
     /// Links per node and layer (M); layer 0 keeps up to 2M. Clamped to `2..=255` (more only costs
     /// memory and time). Default 16.
     pub max_nb_connection: usize,
-    /// Candidate list size while inserting. Default 200.
+    /// Candidate list size while inserting. Default 100: on 100k × 512 it builds in 35 s instead of
+    /// 56–63 s at 200 (2 cores), for recall@10 0.993 instead of 0.995 at ef_search 32 and 1.000 at 64.
     pub ef_construction: usize,
     /// Candidate list size while searching; a search uses `max(ef_search, k)`. Default 64.
     pub ef_search: usize,
@@ -17,7 +18,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        Self { max_nb_connection: 16, ef_construction: 200, ef_search: 64, max_layer: 16 }
+        Self { max_nb_connection: 16, ef_construction: 100, ef_search: 64, max_layer: 16 }
     }
 }
 

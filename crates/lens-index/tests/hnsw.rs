@@ -48,7 +48,7 @@ fn exact_of(data: &[(u64, Vec<f32>)]) -> ExactIndex {
 /// about 0.99.
 const MIN_RECALL: f64 = 0.95;
 
-/// M 16, ef_construction 100 (half the default, to keep the tests fast), ef_search 128.
+/// M 16, ef_construction 100 (the default), ef_search 128.
 fn params() -> HnswParams {
     HnswParams { ef_construction: 100, ef_search: 128, ..HnswParams::default() }
 }

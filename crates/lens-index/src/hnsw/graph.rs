@@ -473,9 +473,10 @@ impl Graph {
         self.visited.lock().unwrap_or_else(|e| e.into_inner()).push(visited);
     }
 
-    /// Heap bytes held by the arrays (not counting the lock stripes and search buffers).
+    /// Bytes the arrays use (not counting the lock stripes and search buffers). Lengths, not
+    /// capacities: the spare capacity a growing `Vec` keeps is never written, so it is not resident.
     pub(crate) fn memory_bytes(&self) -> usize {
         let upper: usize = self.upper.iter().map(|u| u.len() * 4 + 16).sum();
-        self.vectors.capacity() * 4 + self.levels.capacity() + self.layer0.capacity() * 4 + upper
+        self.vectors.len() * 4 + self.levels.len() + self.layer0.len() * 4 + upper
     }
 }
