@@ -268,8 +268,8 @@ impl Graph {
         });
     }
 
-    /// Links one allocated slot: the insertion of the HNSW paper (algorithm 1), with hnswlib's
-    /// heuristic neighbour selection (algorithm 4, without keeping pruned links).
+    /// Links one allocated slot: the insertion of the HNSW paper (algorithm 1), with its heuristic
+    /// neighbour selection (algorithm 4, pruned links kept to fill the list: see `select`).
     fn link_one(&self, slot: u32) {
         let level = usize::from(self.levels[slot as usize]);
         let Some((entry, entry_level)) = self.entry() else {
