@@ -222,6 +222,14 @@ impl SharedIndex {
         self.report_size();
     }
 
+    /// Deleted or replaced vectors still in the HNSW graph (0 for the exact index).
+    pub fn tombstones(&self) -> usize {
+        match &self.slot.read().unwrap().index {
+            AnyIndex::Hnsw(index) => index.tombstones(),
+            AnyIndex::Exact(_) => 0,
+        }
+    }
+
     pub fn contains(&self, id: u64) -> bool {
         self.slot.read().unwrap().index.as_dyn().contains(id)
     }

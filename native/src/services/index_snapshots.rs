@@ -2,10 +2,15 @@
 //! since the last one, the graph is copied (under the index's read lock) and written in the background.
 //! After a crash the next start loads the latest one and catches up with the catalog (`index::open`),
 //! so it inserts only what came after it instead of rebuilding the whole graph.
+//!
+//! Snapshots keep the graph's tombstones (deleted vectors still linked), so no restart drops them:
+//! when they pass a fifth of the live vectors, the same tick queues an index rebuild (the singleton
+//! job of `POST /v1/index/rebuild`), which builds a graph without them while search goes on.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::jobs;
 use super::lens::Lens;
 
 /// Starts the periodic saver (once the index is loaded); nothing when the interval is off.
@@ -34,6 +39,7 @@ pub fn spawn(lens: &Arc<Lens>) {
             if saved == Some(generation) {
                 continue;
             }
+            compact_if_needed(&lens).await;
             let worker = Arc::clone(&lens);
             let started = Instant::now();
             match tokio::task::spawn_blocking(move || worker.save_index()).await {
@@ -51,4 +57,17 @@ pub fn spawn(lens: &Arc<Lens>) {
             }
         }
     });
+}
+
+/// Queues a rebuild when tombstones pass a fifth of the live vectors.
+async fn compact_if_needed(lens: &Arc<Lens>) {
+    let Ok(ready) = lens.ready() else { return };
+    let (tombstones, live) = (ready.index.tombstones(), ready.index.len());
+    if tombstones == 0 || tombstones * 5 <= live {
+        return;
+    }
+    match jobs::create_rebuild(lens).await {
+        Ok((job, _)) => tracing::info!(tombstones, live, job = %job.id, "index rebuild queued to drop tombstones"),
+        Err(e) => tracing::error!(error = %e, "cannot queue the index rebuild that drops tombstones"),
+    }
 }

@@ -3,11 +3,11 @@
 //! stable code, see [`errors::Coded`]); the HTTP layer maps those once.
 //!
 //! Layers: [`caller`], [`errors`], [`fetch`], [`index`], [`thumbnails`] and [`caption_options`] know
-//! nothing of the others; [`lens`] holds them; [`orphans`] sweeps its blob store and [`index_snapshots`]
-//! saves its index; [`images`] is what every
+//! nothing of the others; [`lens`] holds them; [`orphans`] sweeps its blob store; [`images`] is what every
 //! input path does to image bytes and [`job_queue`] runs the per-image job queues; [`moderation`],
 //! [`ingest`] (which uses it), [`search`], [`captions`], [`chat`], [`analysis`] (on [`chat`]),
-//! [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those.
+//! [`history`], [`knowledge`], [`jobs`] and [`sync`] build on those; [`index_snapshots`] saves the index
+//! and queues a [`jobs`] rebuild when its tombstones pile up.
 
 pub mod analysis;
 pub mod caller;

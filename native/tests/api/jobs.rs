@@ -59,6 +59,44 @@ async fn a_rebuild_job_rebuilds_the_index_from_the_catalog() {
     assert_eq!(crate::api::ids(&after), crate::api::ids(&before));
 }
 
+/// Snapshots keep the graph's tombstones, so deletes would pile up across restarts: once they pass a
+/// fifth of the live vectors, the periodic snapshot queues a rebuild that drops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_past_a_fifth_of_the_index_queue_a_rebuild_that_drops_their_tombstones() {
+    let app = TestApp::with(|s| {
+        s.index.kind = Some(lens::config::IndexKind::Hnsw);
+        s.index.snapshot_interval_s = Some(1);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for seed in 0..6 {
+        ids.push(app.upload_one("s.png", synthetic_png(seed)).await);
+    }
+    let index = &app.lens.ready().unwrap().index;
+    assert_eq!(app.delete(&format!("/v1/images/{}", ids[0])).await, 204);
+    // 1 tombstone for 5 live vectors: not past a fifth, nothing is queued however many ticks pass.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(index.tombstones(), 1);
+    let (_, none) = app.get("/v1/jobs?kind=index_rebuild").await;
+    assert!(none["jobs"].as_array().unwrap().is_empty(), "{none}");
+    assert_eq!(app.delete(&format!("/v1/images/{}", ids[1])).await, 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, done) = app.get("/v1/jobs?kind=index_rebuild&state=succeeded").await;
+        if index.tombstones() == 0 && done["jobs"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rebuild: {} tombstones, {done}", index.tombstones());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, found) = app.post_json("/v1/search", &json!({"text": "a cat", "k": 10})).await;
+    let mut found = crate::api::ids(&found);
+    found.sort();
+    let mut kept = ids[2..].to_vec();
+    kept.sort();
+    assert_eq!(found, kept);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_listed_by_kind_and_state() {
     let app = TestApp::start().await;
