@@ -280,7 +280,7 @@ impl SharedIndex {
     }
 
     /// A copy of the HNSW graph to save (`None` for the exact index).
-    pub fn snapshot(&self) -> Option<HnswSnapshot> {
+    fn snapshot(&self) -> Option<HnswSnapshot> {
         match &self.slot.read().unwrap().index {
             AnyIndex::Hnsw(index) => Some(index.snapshot()),
             AnyIndex::Exact(_) => None,

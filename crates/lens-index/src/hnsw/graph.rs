@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use crate::kernels::dot_f32;
+use crate::params::HnswParams;
 
 /// Writers of slot `s`'s links hold `locks[s % LOCK_STRIPES]`.
 const LOCK_STRIPES: usize = 1024;
@@ -108,6 +109,19 @@ pub(crate) struct Shape {
     /// The highest layer a node may have.
     pub(crate) top_layer: usize,
     pub(crate) ef_construction: usize,
+}
+
+impl Shape {
+    /// The shape sanitised parameters give.
+    pub(crate) fn of(dim: usize, params: &HnswParams) -> Self {
+        Self {
+            dim,
+            m: params.max_nb_connection,
+            m0: 2 * params.max_nb_connection,
+            top_layer: params.max_layer - 1,
+            ef_construction: params.ef_construction,
+        }
+    }
 }
 
 pub(crate) struct Graph {

@@ -13,7 +13,7 @@ use crate::kernels::dot_f32;
 use crate::params::HnswParams;
 use crate::topk::sort_hits;
 use crate::{Hit, IndexError, VectorIndex};
-use graph::{Accept, Graph};
+use graph::{Accept, Graph, Shape};
 
 /// How many vectors one parallel linking pass takes (bounds what a streamed build holds at once).
 const BATCH: usize = 8192;
@@ -31,7 +31,7 @@ const BATCH: usize = 8192;
 /// **Building.** [`HnswIndex::rebuild`] and [`HnswIndex::extend`] link vectors on every core (one
 /// thread per core, `std::thread::scope`); [`VectorIndex::insert`] links one on the caller's thread.
 ///
-/// **Scores** are `1 - distance`, with the distance computed by the same `f32` dot product as
+/// **Scores** are the dot product of the unit vectors, computed by the same `f32` kernel as
 /// [`ExactIndex`](crate::ExactIndex), so a hit found by both has the same score.
 ///
 /// **Searches** use `ef = max(ef_search, k)`. When there are tombstones or a caller filter, the
@@ -72,7 +72,7 @@ impl HnswIndex {
     pub fn new(dim: usize, params: HnswParams) -> Self {
         assert!(dim > 0, "an index needs at least one dimension");
         let params = params.sanitized();
-        let graph = Graph::new(snapshot::shape(dim, &params));
+        let graph = Graph::new(Shape::of(dim, &params));
         Self { dim, params, graph, slot_ids: Vec::new(), dead: Vec::new(), live: HashMap::new(), tombstones: 0 }
     }
 
@@ -229,7 +229,7 @@ impl HnswIndex {
     /// another format version.
     pub fn load(dir: &Path) -> Result<(Self, String), IndexError> {
         let (p, meta) = snapshot::read(dir)?;
-        let shape = snapshot::shape(p.dim, &p.params);
+        let shape = Shape::of(p.dim, &p.params);
         let graph = Graph::from_parts(shape, p.vectors, p.levels, p.layer0, p.upper, p.entry);
         let mut live = HashMap::with_capacity(p.ids.len());
         for (slot, (&id, &dead)) in p.ids.iter().zip(&p.dead).enumerate() {

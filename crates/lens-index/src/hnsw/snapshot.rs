@@ -61,17 +61,6 @@ pub(crate) type Loaded = Parts<Vec<f32>, Vec<AtomicU32>, Vec<Box<[AtomicU32]>>>;
 /// The upper links are flattened in slot order, as in the file.
 pub(crate) type Saving = Parts<Vec<f32>, Vec<u32>, Vec<u32>>;
 
-/// The graph's shape as implied by sanitised parameters.
-pub(crate) fn shape(dim: usize, params: &HnswParams) -> Shape {
-    Shape {
-        dim,
-        m: params.max_nb_connection,
-        m0: 2 * params.max_nb_connection,
-        top_layer: params.max_layer - 1,
-        ef_construction: params.ef_construction,
-    }
-}
-
 fn encode_header(dim: usize, params: &HnswParams, meta: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + meta.len());
     out.extend_from_slice(MAGIC);
@@ -194,7 +183,7 @@ pub(crate) fn read(dir: &Path) -> Result<(Loaded, String), IndexError> {
     if params.clone().sanitized() != params {
         return Err(r.corrupt(format!("parameters out of range: {params:?}")));
     }
-    let shape = shape(dim, &params);
+    let shape = Shape::of(dim, &params);
     let slots = r.u64()?;
     let entry = r.u64()?;
     let header_len = encode_header(dim, &params, &meta).len() as u64 + 16;
