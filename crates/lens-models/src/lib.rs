@@ -13,6 +13,8 @@
 //! - [`chat_template`]: a checkpoint's Jinja chat template rendered as transformers renders it.
 //! - [`generation`]: greedy, beam and sampled decoding with key/value caches, shared by every decoder.
 //! - [`artifact`]: the single-file model artifact (header, sections, checksum) the browser and edge load.
+//! - [`cpu`]: transformer blocks on host memory, which CPU encoders run instead of burn-ndarray's operations;
+//!   [`gemm`]: the host matrix products under them and under every host linear layer.
 //! - [`int8`]: int8 matrices and the W8A8 kernel the `burn-int8` artifacts run on.
 //! - [`files`]: a checkpoint's files as bytes; [`weights`]: safetensors read by their published names.
 //! - [`tokenizer`]: `tokenizer.json` tokenizers behind the [`tokenizer::TextTokenizer`] trait.
@@ -24,6 +26,7 @@ pub mod bert;
 pub mod blip;
 pub mod chat_template;
 pub mod clip;
+pub mod cpu;
 pub mod error;
 pub mod files;
 pub mod fuzzing;

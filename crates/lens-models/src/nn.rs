@@ -36,13 +36,6 @@ pub fn check_token_ids(input_ids: &[Vec<u32>], max_positions: usize, vocab_size:
     Ok((batch, seq))
 }
 
-/// A PyTorch `nn.Linear` at `vb` (`weight` `[out, in]`, optional `bias` `[out]`).
-pub fn linear<B: Backend>(vb: &VarBuilder<B>, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>> {
-    let weight = Param::from_tensor(vb.linear_weight("weight", d_in, d_out)?);
-    let bias = if bias { Some(Param::from_tensor(vb.tensor("bias", [d_out])?)) } else { None };
-    Ok(Linear { weight, bias })
-}
-
 /// A linear layer with f32 or int8 weights.
 #[derive(Module, Debug)]
 pub enum Dense<B: Backend> {
@@ -68,6 +61,44 @@ impl<B: Backend> Dense<B> {
     pub fn is_int8(&self) -> bool {
         matches!(self, Dense::Int8(_))
     }
+
+    /// Whether the weight is in host memory ([`Self::forward_host`] applies).
+    pub fn is_host(&self) -> bool {
+        matches!(self, Dense::Host(_) | Dense::Int8(_))
+    }
+
+    /// The layer on host values: `x` is `[m, in]`, the result `[m, out]`.
+    ///
+    /// # Panics
+    /// For weights on a device ([`Self::is_host`] is false).
+    pub fn forward_host(&self, x: &[f32], m: usize) -> Vec<f32> {
+        match self {
+            Dense::Host(l) => {
+                crate::gemm::matmul(x, m, l.d_in, &l.weight, l.d_out, l.bias.as_deref().map(Vec::as_slice))
+            }
+            Dense::Int8(l) => l.weight.matmul(x, m, l.bias.as_deref().map(Vec::as_slice)),
+            Dense::F32(_) => panic!("forward_host on a layer whose weight is on a device"),
+        }
+    }
+}
+
+/// A tensor's values in host memory (free when `x` is contiguous and held nowhere else, as burn-ndarray's
+/// results are).
+pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
+    x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data")
+}
+
+/// Host values `[dims]` as a tensor on `device` (burn-ndarray takes the vector over without a copy).
+pub fn from_host<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+/// A `LayerNorm` over host rows ([`crate::cpu::layer_norm`] with the layer's parameters). burn keeps the
+/// layer's epsilon private, so the caller passes the one it was configured with.
+pub fn layer_norm_host<B: Backend>(norm: &LayerNorm<B>, eps: f64, x: &[f32]) -> Vec<f32> {
+    let gamma = to_host(norm.gamma.val());
+    let beta = norm.beta.as_ref().map_or_else(|| vec![0.0; gamma.len()], |b| to_host(b.val()));
+    crate::cpu::layer_norm(x, &gamma, &beta, eps)
 }
 
 /// A linear layer whose f32 weight (`[in, out]`) lives in host memory: on burn-ndarray, where tensors are host
@@ -105,15 +136,14 @@ fn on_host<B: Backend, const D: usize>(
     let mut dims = x.dims();
     let device = x.device();
     let m = dims[..D - 1].iter().product();
-    let values = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data");
-    let y = matmul(&values, m);
+    let y = matmul(&to_host(x), m);
     dims[D - 1] = d_out;
-    Tensor::from_data(TensorData::new(y, dims), &device)
+    from_host(y, dims, &device)
 }
 
 /// Whether `B` is the backend whose tensors are host memory and whose `matmul` copies its operands
 /// (burn-ndarray, f32): its linear layers keep their weights as [`HostLinear`].
-fn host_matmul<B: Backend>() -> bool {
+pub(crate) fn host_matmul<B: Backend>() -> bool {
     std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn::backend::NdArray<f32>>()
 }
 
@@ -294,6 +324,17 @@ impl Activation {
             Activation::Silu => activation::silu(x),
         }
     }
+
+    /// [`Self::forward`] on host values, in place ([`crate::cpu`]).
+    pub fn forward_host(self, x: &mut [f32]) {
+        match self {
+            Activation::QuickGelu => crate::cpu::quick_gelu(x),
+            Activation::Gelu => crate::cpu::gelu(x),
+            Activation::GeluTanh => crate::cpu::gelu_tanh(x),
+            Activation::Relu => crate::cpu::relu(x),
+            Activation::Silu => crate::cpu::silu(x),
+        }
+    }
 }
 
 /// Two linear layers with an activation between them (`fc1`, `fc2` in CLIP and BLIP's ViT); f32 or
@@ -319,5 +360,17 @@ impl<B: Backend> Mlp<B> {
     /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+    }
+
+    /// Whether both layers' weights are in host memory ([`Self::forward_host`] applies).
+    pub fn is_host(&self) -> bool {
+        self.fc1.is_host() && self.fc2.is_host()
+    }
+
+    /// [`Self::forward`] on host rows: `x` is `[rows, hidden]`.
+    pub fn forward_host(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut h = self.fc1.forward_host(x, rows);
+        self.act.forward_host(&mut h);
+        self.fc2.forward_host(&h, rows)
     }
 }

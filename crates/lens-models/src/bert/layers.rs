@@ -5,27 +5,27 @@
 //! `transformers/models/bert/modeling_bert.py` (transformers v5.23.0); BLIP's copies in `modeling_blip_text.py`.
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
-use crate::nn::{layer_norm, linear};
+use crate::nn::{Dense, dense, layer_norm};
 use crate::{Result, weights::VarBuilder};
 
 /// `query`, `key`, `value` of one attention block (`attention.self` or `crossattention.self`).
 #[derive(Module, Debug)]
 pub struct BertSelfAttention<B: Backend> {
-    pub query: Linear<B>,
-    pub key: Linear<B>,
-    pub value: Linear<B>,
+    pub query: Dense<B>,
+    pub key: Dense<B>,
+    pub value: Dense<B>,
     pub num_heads: usize,
 }
 
 impl<B: Backend> BertSelfAttention<B> {
     pub fn load(vb: &VarBuilder<B>, hidden: usize, kv_in: usize, num_heads: usize) -> Result<Self> {
         Ok(BertSelfAttention {
-            query: linear(&vb.pp("query"), hidden, hidden, true)?,
-            key: linear(&vb.pp("key"), kv_in, hidden, true)?,
-            value: linear(&vb.pp("value"), kv_in, hidden, true)?,
+            query: dense(&vb.pp("query"), hidden, hidden, true)?,
+            key: dense(&vb.pp("key"), kv_in, hidden, true)?,
+            value: dense(&vb.pp("value"), kv_in, hidden, true)?,
             num_heads,
         })
     }
@@ -69,7 +69,7 @@ impl<B: Backend> BertSelfAttention<B> {
 /// `dense`, then `LayerNorm(dense(x) + residual)` (BERT's post-norm output blocks).
 #[derive(Module, Debug)]
 pub struct BertOutput<B: Backend> {
-    pub dense: Linear<B>,
+    pub dense: Dense<B>,
     /// `LayerNorm`
     pub layer_norm: LayerNorm<B>,
 }
@@ -77,7 +77,7 @@ pub struct BertOutput<B: Backend> {
 impl<B: Backend> BertOutput<B> {
     pub fn load(vb: &VarBuilder<B>, d_in: usize, hidden: usize, eps: f64) -> Result<Self> {
         Ok(BertOutput {
-            dense: linear(&vb.pp("dense"), d_in, hidden, true)?,
+            dense: dense(&vb.pp("dense"), d_in, hidden, true)?,
             layer_norm: layer_norm(&vb.pp("LayerNorm"), hidden, eps)?,
         })
     }

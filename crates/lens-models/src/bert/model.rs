@@ -6,12 +6,12 @@
 //! (`pooler.dense`, tanh of the first token) is not loaded: sentence embeddings pool the token states.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::BertConfig;
 use super::layers::{BertAttention, BertOutput};
-use crate::nn::{Activation, check_token_ids, embedding, layer_norm, linear};
+use crate::nn::{Activation, Dense, check_token_ids, dense, embedding, layer_norm};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// `embeddings`.
@@ -29,7 +29,7 @@ pub struct BertEmbeddings<B: Backend> {
 pub struct BertLayer<B: Backend> {
     pub attention: BertAttention<B>,
     /// `intermediate.dense`
-    pub intermediate: Linear<B>,
+    pub intermediate: Dense<B>,
     pub output: BertOutput<B>,
     #[module(skip)]
     pub act: Activation,
@@ -40,7 +40,7 @@ impl<B: Backend> BertLayer<B> {
         let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
         Ok(BertLayer {
             attention: BertAttention::load(&vb.pp("attention"), hidden, hidden, c.num_attention_heads, eps)?,
-            intermediate: linear(&vb.pp("intermediate").pp("dense"), hidden, c.intermediate_size, true)?,
+            intermediate: dense(&vb.pp("intermediate").pp("dense"), hidden, c.intermediate_size, true)?,
             output: BertOutput::load(&vb.pp("output"), c.intermediate_size, hidden, eps)?,
             act: c.hidden_act,
         })

@@ -8,13 +8,16 @@
 //! Decoding is incremental: [`DecoderCache`] holds each layer's self-attention keys/values of the
 //! tokens seen so far and the cross-attention keys/values of the image, computed once.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::BlipTextConfig;
 use crate::bert::layers::{BertAttention, BertOutput};
-use crate::nn::{Activation, embedding, layer_norm, linear};
+use crate::gemm::{Parallel, View, product};
+use crate::nn::{Activation, Dense, dense, embedding, from_host, host_matmul, layer_norm, to_host};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// One decoder layer: causal self-attention, cross-attention to the image, feed-forward.
@@ -23,7 +26,7 @@ pub struct BlipTextLayer<B: Backend> {
     pub attention: BertAttention<B>,
     pub crossattention: BertAttention<B>,
     /// `intermediate.dense`
-    pub intermediate: Linear<B>,
+    pub intermediate: Dense<B>,
     pub output: BertOutput<B>,
     #[module(skip)]
     pub act: Activation,
@@ -41,7 +44,7 @@ impl<B: Backend> BlipTextLayer<B> {
                 heads,
                 eps,
             )?,
-            intermediate: linear(&vb.pp("intermediate").pp("dense"), c.hidden_size, c.intermediate_size, true)?,
+            intermediate: dense(&vb.pp("intermediate").pp("dense"), c.hidden_size, c.intermediate_size, true)?,
             output: BertOutput::load(&vb.pp("output"), c.intermediate_size, c.hidden_size, eps)?,
             act: c.hidden_act,
         })
@@ -124,7 +127,7 @@ pub struct BlipTextLMHeadModel<B: Backend> {
     pub embeddings_norm: LayerNorm<B>,
     pub layers: Vec<BlipTextLayer<B>>,
     /// `cls.predictions.transform.dense`
-    pub transform_dense: Linear<B>,
+    pub transform_dense: Dense<B>,
     /// `cls.predictions.transform.LayerNorm`
     pub transform_norm: LayerNorm<B>,
     /// `cls.predictions.decoder.weight` `[vocab, hidden]`: the word embeddings themselves when the
@@ -132,6 +135,11 @@ pub struct BlipTextLMHeadModel<B: Backend> {
     pub decoder_weight: Param<Tensor<B, 2>>,
     /// `cls.predictions.bias` (= `cls.predictions.decoder.bias`): `[vocab]`.
     pub decoder_bias: Param<Tensor<B, 1>>,
+    /// On burn-ndarray, the decoder's weight and bias in host memory, multiplied by [`crate::gemm`]: burn's
+    /// `matmul` would copy the `[vocab, hidden]` weight (94 MB for BLIP-base) at every step. A second copy
+    /// of the weight when it is tied to the embeddings.
+    #[module(skip)]
+    pub decoder_host: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     #[module(skip)]
     pub act: Activation,
     pub vocab_size: usize,
@@ -160,15 +168,18 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
             decoder.tensor("bias", [c.vocab_size])?
         };
         let transform = head.pp("transform");
+        let decoder_host =
+            host_matmul::<B>().then(|| Arc::new((to_host(decoder_weight.val()), to_host(decoder_bias.clone()))));
         Ok(BlipTextLMHeadModel {
             word_embeddings,
             position_embeddings: embedding(&e.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
             embeddings_norm: layer_norm(&e.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
             layers,
-            transform_dense: linear(&transform.pp("dense"), c.hidden_size, c.hidden_size, true)?,
+            transform_dense: dense(&transform.pp("dense"), c.hidden_size, c.hidden_size, true)?,
             transform_norm: layer_norm(&transform.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
             decoder_weight,
             decoder_bias: Param::from_tensor(decoder_bias),
+            decoder_host,
             act: c.hidden_act,
             vocab_size: c.vocab_size,
             max_position_embeddings: c.max_position_embeddings,
@@ -245,6 +256,26 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [rows, n, d] = hidden.dims();
         let h = self.transform_norm.forward(self.act.forward(self.transform_dense.forward(hidden)));
+        if let Some(host) = &self.decoder_host {
+            let (weight, bias) = (&host.0, &host.1);
+            let (device, m) = (h.device(), rows * n);
+            let mut logits = vec![0f32; m * self.vocab_size];
+            let h = to_host(h.reshape([m, d]));
+            product(
+                Parallel::Yes,
+                m,
+                d,
+                self.vocab_size,
+                View::rows(&h, d),
+                View::rows(weight, d).t(),
+                &mut logits,
+                self.vocab_size,
+            );
+            logits
+                .chunks_exact_mut(self.vocab_size)
+                .for_each(|row| row.iter_mut().zip(bias).for_each(|(l, b)| *l += b));
+            return from_host(logits, [rows, n, self.vocab_size], &device);
+        }
         // `W · hᵀ` reads the `[vocab, hidden]` weight in its stored order; `h · Wᵀ` would make the
         // backend copy all of it into a transposed layout on every step.
         let logits = self.decoder_weight.val().matmul(h.reshape([rows * n, d]).transpose()).transpose()

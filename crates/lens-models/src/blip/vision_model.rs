@@ -5,11 +5,13 @@
 //! `transformers/models/blip/modeling_blip.py` (transformers v5.23.0).
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::LayerNorm;
 use burn::tensor::{Tensor, activation::softmax, backend::Backend};
 
 use super::config::BlipVisionConfig;
-use crate::nn::{Mlp, layer_norm, linear, patches};
+use crate::cpu::{self, Heads};
+use crate::gemm::View;
+use crate::nn::{Dense, Mlp, dense, from_host, layer_norm, layer_norm_host, patches, to_host};
 use crate::{Result, weights::VarBuilder};
 
 /// `vision_model.embeddings`.
@@ -62,16 +64,16 @@ impl<B: Backend> BlipVisionEmbeddings<B> {
 /// Self-attention with one fused `qkv` projection (`[3 * hidden, hidden]`, q then k then v) and `projection`.
 #[derive(Module, Debug)]
 pub struct BlipAttention<B: Backend> {
-    pub qkv: Linear<B>,
-    pub projection: Linear<B>,
+    pub qkv: Dense<B>,
+    pub projection: Dense<B>,
     pub num_heads: usize,
 }
 
 impl<B: Backend> BlipAttention<B> {
     pub fn load(vb: &VarBuilder<B>, hidden: usize, num_heads: usize) -> Result<Self> {
         Ok(BlipAttention {
-            qkv: linear(&vb.pp("qkv"), hidden, 3 * hidden, true)?,
-            projection: linear(&vb.pp("projection"), hidden, hidden, true)?,
+            qkv: dense(&vb.pp("qkv"), hidden, 3 * hidden, true)?,
+            projection: dense(&vb.pp("projection"), hidden, hidden, true)?,
             num_heads,
         })
     }
@@ -93,6 +95,17 @@ impl<B: Backend> BlipAttention<B> {
         let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]);
         self.projection.forward(context)
     }
+
+    /// [`Self::forward`] on host rows (`x` is `[batch * seq, hidden]`): q, k and v are read in place from the
+    /// fused projection's output.
+    fn forward_host(&self, x: &[f32], batch: usize, seq: usize) -> Vec<f32> {
+        let rows = batch * seq;
+        let hidden = x.len() / rows;
+        let qkv = self.qkv.forward_host(x, rows);
+        let part = |i: usize| View::rows(&qkv[i * hidden..], 3 * hidden);
+        let shape = Heads { batch, seq, keys: seq, heads: self.num_heads, head_dim: hidden / self.num_heads };
+        self.projection.forward_host(&cpu::attention(part(0), part(1), part(2), shape, None), rows)
+    }
 }
 
 /// `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
@@ -102,6 +115,9 @@ pub struct BlipEncoderLayer<B: Backend> {
     pub layer_norm1: LayerNorm<B>,
     pub mlp: Mlp<B>,
     pub layer_norm2: LayerNorm<B>,
+    /// Both norms' epsilon (burn keeps a `LayerNorm`'s own private).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> BlipEncoderLayer<B> {
@@ -111,12 +127,27 @@ impl<B: Backend> BlipEncoderLayer<B> {
             layer_norm1: layer_norm(&vb.pp("layer_norm1"), c.hidden_size, c.layer_norm_eps)?,
             mlp: Mlp::load(&vb.pp("mlp"), c.hidden_size, c.intermediate_size, c.hidden_act)?,
             layer_norm2: layer_norm(&vb.pp("layer_norm2"), c.hidden_size, c.layer_norm_eps)?,
+            layer_norm_eps: c.layer_norm_eps,
         })
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+
+    /// Whether the layer's weights are in host memory: then [`BlipVisionModel`] runs it on host rows.
+    fn is_host(&self) -> bool {
+        self.self_attn.qkv.is_host() && self.self_attn.projection.is_host() && self.mlp.is_host()
+    }
+
+    /// [`Self::forward`] on host rows, in place: `x` is `[batch * seq, hidden]`.
+    fn forward_host(&self, x: &mut [f32], batch: usize, seq: usize) {
+        let eps = self.layer_norm_eps;
+        let attended = self.self_attn.forward_host(&layer_norm_host(&self.layer_norm1, eps, x), batch, seq);
+        cpu::add_assign(x, &attended);
+        let mlp = self.mlp.forward_host(&layer_norm_host(&self.layer_norm2, eps, x), batch * seq);
+        cpu::add_assign(x, &mlp);
     }
 }
 
@@ -148,8 +179,18 @@ impl<B: Backend> BlipVisionModel<B> {
     /// - pixels: `[batch, 3, image_size, image_size]` → `[batch, 1 + patches, hidden]`
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
         let mut x = self.embeddings.forward(pixels);
-        for layer in &self.layers {
-            x = layer.forward(x);
+        if !self.layers.is_empty() && self.layers.iter().all(BlipEncoderLayer::is_host) {
+            // Host weights: the layers run on host rows ([`crate::cpu`]), read out and put back once.
+            let (dims @ [batch, seq, _], device) = (x.dims(), x.device());
+            let mut rows = to_host(x);
+            for layer in &self.layers {
+                layer.forward_host(&mut rows, batch, seq);
+            }
+            x = from_host(rows, dims, &device);
+        } else {
+            for layer in &self.layers {
+                x = layer.forward(x);
+            }
         }
         self.post_layernorm.forward(x)
     }

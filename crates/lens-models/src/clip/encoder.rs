@@ -9,7 +9,9 @@ use burn::module::Module;
 use burn::nn::LayerNorm;
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
-use crate::nn::{Activation, Dense, Mlp, dense, layer_norm};
+use crate::cpu::{self, Heads};
+use crate::gemm::View;
+use crate::nn::{Activation, Dense, Mlp, dense, from_host, layer_norm, layer_norm_host, to_host};
 use crate::{Result, weights::VarBuilder};
 
 /// Sizes of one tower's encoder.
@@ -75,6 +77,22 @@ impl<B: Backend> ClipAttention<B> {
         let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, seq, hidden]);
         self.out_proj.forward(context)
     }
+
+    fn is_host(&self) -> bool {
+        [&self.q_proj, &self.k_proj, &self.v_proj, &self.out_proj].iter().all(|p| p.is_host())
+    }
+
+    /// [`Self::forward`] on host rows: `x` is `[batch * seq, hidden]`.
+    fn forward_host(&self, x: &[f32], batch: usize, seq: usize, mask: Option<&cpu::Mask>) -> Vec<f32> {
+        let rows = batch * seq;
+        let hidden = x.len() / rows;
+        let (q, k, v) =
+            (self.q_proj.forward_host(x, rows), self.k_proj.forward_host(x, rows), self.v_proj.forward_host(x, rows));
+        let shape = Heads { batch, seq, keys: seq, heads: self.num_heads, head_dim: hidden / self.num_heads };
+        let context =
+            cpu::attention(View::rows(&q, hidden), View::rows(&k, hidden), View::rows(&v, hidden), shape, mask);
+        self.out_proj.forward_host(&context, rows)
+    }
 }
 
 /// `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
@@ -84,6 +102,9 @@ pub struct ClipEncoderLayer<B: Backend> {
     pub layer_norm1: LayerNorm<B>,
     pub mlp: Mlp<B>,
     pub layer_norm2: LayerNorm<B>,
+    /// Both norms' epsilon (burn keeps a `LayerNorm`'s own private).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> ClipEncoderLayer<B> {
@@ -93,12 +114,26 @@ impl<B: Backend> ClipEncoderLayer<B> {
             layer_norm1: layer_norm(&vb.pp("layer_norm1"), d.hidden_size, d.layer_norm_eps)?,
             mlp: Mlp::load(&vb.pp("mlp"), d.hidden_size, d.intermediate_size, d.act)?,
             layer_norm2: layer_norm(&vb.pp("layer_norm2"), d.hidden_size, d.layer_norm_eps)?,
+            layer_norm_eps: d.layer_norm_eps,
         })
     }
 
     pub fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
         x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+
+    fn is_host(&self) -> bool {
+        self.self_attn.is_host() && self.mlp.is_host()
+    }
+
+    /// [`Self::forward`] on host rows, in place: `x` is `[batch * seq, hidden]`.
+    fn forward_host(&self, x: &mut [f32], batch: usize, seq: usize, mask: Option<&cpu::Mask>) {
+        let eps = self.layer_norm_eps;
+        let attended = self.self_attn.forward_host(&layer_norm_host(&self.layer_norm1, eps, x), batch, seq, mask);
+        cpu::add_assign(x, &attended);
+        let mlp = self.mlp.forward_host(&layer_norm_host(&self.layer_norm2, eps, x), batch * seq);
+        cpu::add_assign(x, &mlp);
     }
 }
 
@@ -121,10 +156,40 @@ impl<B: Backend> ClipEncoder<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` → `[batch, seq, hidden]`
     pub fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
+        if self.is_host() {
+            return self.forward_host(x, mask, false).pop().expect("the last state");
+        }
         for layer in &self.layers {
             x = layer.forward(x, mask);
         }
         x
+    }
+
+    /// Whether every layer's weights are in host memory: then the layers run on host rows ([`crate::cpu`]),
+    /// the input read out once and the output put back once.
+    fn is_host(&self) -> bool {
+        !self.layers.is_empty() && self.layers.iter().all(ClipEncoderLayer::is_host)
+    }
+
+    /// The layers on host rows; returns the last state, or every state (the input first) with `all`.
+    fn forward_host(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>, all: bool) -> Vec<Tensor<B, 3>> {
+        let dims @ [batch, seq, _] = x.dims();
+        let device = x.device();
+        let mask = mask.map(|m| {
+            let [batches, _, _, _] = m.dims();
+            let hidden = m.clone().into_data().into_vec::<bool>().expect("a bool mask");
+            cpu::Mask { hidden, batches }
+        });
+        let mut x = to_host(x);
+        let mut states = Vec::new();
+        for layer in &self.layers {
+            if all {
+                states.push(from_host(x.clone(), dims, &device));
+            }
+            layer.forward_host(&mut x, batch, seq, mask.as_ref());
+        }
+        states.push(from_host(x, dims, &device));
+        states
     }
 
     /// Every hidden state, as `CLIPEncoder` returns them with `output_hidden_states=True`: the input
@@ -136,6 +201,9 @@ impl<B: Backend> ClipEncoder<B> {
     /// - x: `[batch, seq, hidden]`; mask as in [`ClipAttention::forward`]
     /// - output: `num_layers + 1` tensors of `[batch, seq, hidden]`
     pub fn forward_hidden_states(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>) -> Vec<Tensor<B, 3>> {
+        if self.is_host() {
+            return self.forward_host(x, mask, true);
+        }
         let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         hidden_states.push(x);
         for layer in &self.layers {
