@@ -9,6 +9,7 @@ bench (native/benches/clip.rs): one warm-up call, then --iters timed calls, best
 
   image encoder  get_image_features(pixel_values [B,3,224,224])   B = 1 and B = 16
   text encoder   get_text_features(input_ids [16,77])             a full 77-token context, no padding
+  text query     get_text_features(input_ids [1,8])               one short query, as a search box sends it
 
 --smoke: one timed iteration (still the full-size model).
 Prints one JSON object; the *_per_s values are items (images or texts) per second.
@@ -55,6 +56,9 @@ def main():
         ids = torch.stack([320 + (i * 7 + b) % 40000 for b in range(batch)]).to(torch.int64)
         ids[:, 0], ids[:, -1] = 49406, 49407
         result["text_b16_per_s"] = batch / best_seconds(iters, lambda: model.get_text_features(input_ids=ids))
+        # One search query of 8 real tokens ("a photo of a red bicycle"-sized), as the Rust bench's last row.
+        query = torch.tensor([[49406, 320, 1125, 539, 320, 2368, 5954, 49407]], dtype=torch.int64)
+        result["text_query_per_s"] = 1 / best_seconds(iters, lambda: model.get_text_features(input_ids=query))
 
     result.update({
         "threads": a.threads,

@@ -15,27 +15,29 @@
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert_eq!(w.len(), k * n, "w is not [k, n]");
-    let mut y = vec![0f32; m * n];
+    // The bias in every row first: the product adds onto it, with no pass of its own.
+    let mut y = match bias {
+        Some(bias) => bias.repeat(m),
+        None => vec![0f32; m * n],
+    };
     if m == 0 || n == 0 {
         return y;
     }
     #[cfg(target_arch = "wasm32")]
     if m <= FEW_ROWS {
         columns(x, m, k, w, n, &mut y);
-        add_bias(&mut y, n, bias);
         return y;
     }
-    product(Parallel::Yes, m, k, n, View::rows(x, k), View::rows(w, n), &mut y, n);
-    add_bias(&mut y, n, bias);
+    let write = if bias.is_some() { Write::Add } else { Write::Overwrite };
+    multiply(Parallel::Yes, write, m, k, n, View::rows(x, k), View::rows(w, n), &mut y, n);
     y
 }
 
-fn add_bias(y: &mut [f32], n: usize, bias: Option<&[f32]>) {
-    if let Some(bias) = bias {
-        for row in y.chunks_exact_mut(n) {
-            row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-        }
-    }
+/// Whether a product replaces what its output held or adds onto it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Overwrite,
+    Add,
 }
 
 /// A matrix inside a slice: element `(r, c)` is `data[r * row_stride + c * col_stride]`. A transposed view is
@@ -83,6 +85,21 @@ pub enum Parallel {
 /// apart in `y` (what `y` held there is overwritten).
 #[allow(clippy::too_many_arguments)] // the three shapes and the output stride are one product's description
 pub fn product(parallel: Parallel, m: usize, k: usize, n: usize, a: View, b: View, y: &mut [f32], y_row_stride: usize) {
+    multiply(parallel, Write::Overwrite, m, k, n, a, b, y, y_row_stride)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn multiply(
+    parallel: Parallel,
+    write: Write,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    y: &mut [f32],
+    y_row_stride: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -90,8 +107,10 @@ pub fn product(parallel: Parallel, m: usize, k: usize, n: usize, a: View, b: Vie
     b.check(k, n, "b");
     assert!((m - 1) * y_row_stride + n <= y.len() && n <= y_row_stride, "y cannot hold [{m}, {n}]");
     if k == 0 {
-        for row in y.chunks_mut(y_row_stride).take(m) {
-            row[..n].fill(0.0);
+        if write == Write::Overwrite {
+            for row in y.chunks_mut(y_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -99,10 +118,10 @@ pub fn product(parallel: Parallel, m: usize, k: usize, n: usize, a: View, b: Vie
     {
         let threads = if parallel == Parallel::Yes { rayon::current_num_threads() } else { 1 };
         if threads > 1 && m < SPLIT_COLUMNS_BELOW_ROWS && n >= 2 * COLUMN_BLOCK {
-            split_columns(threads, m, k, n, a, b, y, y_row_stride);
+            split_columns(threads, write, m, k, n, a, b, y, y_row_stride);
         } else {
             let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-            gemm_into(parallelism, m, k, n, a, b, y, y_row_stride);
+            gemm_into(parallelism, write, m, k, n, a, b, y, y_row_stride);
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -122,7 +141,7 @@ pub fn product(parallel: Parallel, m: usize, k: usize, n: usize, a: View, b: Vie
                 b.data.as_ptr(),
                 b.row_stride as isize,
                 b.col_stride as isize,
-                0.0,
+                if write == Write::Add { 1.0 } else { 0.0 },
                 y.as_mut_ptr(),
                 y_row_stride as isize,
                 1,
@@ -145,17 +164,32 @@ const COLUMN_BLOCK: usize = 16;
 /// place (for fewer than 64 rows the copy is small against the product).
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
-fn split_columns(threads: usize, m: usize, k: usize, n: usize, a: View, b: View, y: &mut [f32], y_row_stride: usize) {
+fn split_columns(
+    threads: usize,
+    write: Write,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    y: &mut [f32],
+    y_row_stride: usize,
+) {
     use rayon::prelude::*;
     let width = n.div_ceil(threads).div_ceil(COLUMN_BLOCK) * COLUMN_BLOCK;
+    let y_in = &*y;
     let blocks: Vec<(usize, Vec<f32>)> = (0..n)
         .step_by(width)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|start| {
             let cols = width.min(n - start);
-            let mut block = vec![0f32; m * cols];
-            gemm_into(gemm::Parallelism::None, m, k, cols, a, b.skip(0, start), &mut block, cols);
+            let block_of_y = |r: usize| &y_in[r * y_row_stride + start..r * y_row_stride + start + cols];
+            let mut block = match write {
+                Write::Add => (0..m).flat_map(block_of_y).copied().collect(),
+                Write::Overwrite => vec![0f32; m * cols],
+            };
+            gemm_into(gemm::Parallelism::None, write, m, k, cols, a, b.skip(0, start), &mut block, cols);
             (start, block)
         })
         .collect();
@@ -167,11 +201,12 @@ fn split_columns(threads: usize, m: usize, k: usize, n: usize, a: View, b: View,
     }
 }
 
-/// One `gemm` call: `y = a · b` (views checked by [`product`]).
+/// One `gemm` call: `y = a · b`, or `y += a · b` (views checked by [`product`]).
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
 fn gemm_into(
     parallelism: gemm::Parallelism,
+    write: Write,
     m: usize,
     k: usize,
     n: usize,
@@ -193,14 +228,14 @@ fn gemm_into(
             y.as_mut_ptr(),
             1,
             y_row_stride as isize,
-            false,
+            write == Write::Add,
             a.data.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
             b.data.as_ptr(),
             b.col_stride as isize,
             b.row_stride as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
