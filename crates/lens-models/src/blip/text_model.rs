@@ -16,8 +16,9 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
 use super::config::BlipTextConfig;
 use crate::bert::layers::{BertAttention, BertOutput};
+use crate::cpu::{self, Heads};
 use crate::gemm::{Parallel, View, product};
-use crate::nn::{Activation, Dense, dense, embedding, from_host, host_matmul, layer_norm, to_host};
+use crate::nn::{Activation, Dense, dense, embedding, from_host, host_matmul, layer_norm, layer_norm_host, to_host};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// One decoder layer: causal self-attention, cross-attention to the image, feed-forward.
@@ -30,6 +31,9 @@ pub struct BlipTextLayer<B: Backend> {
     pub output: BertOutput<B>,
     #[module(skip)]
     pub act: Activation,
+    /// The three norms' epsilon (burn keeps a `LayerNorm`'s own private).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl<B: Backend> BlipTextLayer<B> {
@@ -47,7 +51,63 @@ impl<B: Backend> BlipTextLayer<B> {
             intermediate: dense(&vb.pp("intermediate").pp("dense"), c.hidden_size, c.intermediate_size, true)?,
             output: BertOutput::load(&vb.pp("output"), c.intermediate_size, c.hidden_size, eps)?,
             act: c.hidden_act,
+            layer_norm_eps: eps,
         })
+    }
+
+    /// Whether every weight of the layer is in host memory: then decoding runs on host rows.
+    fn is_host(&self) -> bool {
+        let attention = |a: &BertAttention<B>| {
+            [&a.attn.query, &a.attn.key, &a.attn.value, &a.output.dense].iter().all(|d| d.is_host())
+        };
+        attention(&self.attention)
+            && attention(&self.crossattention)
+            && self.intermediate.is_host()
+            && self.output.dense.is_host()
+    }
+
+    /// [`Self::forward`] on host rows: `x` is `[rows * n, hidden]`, the `n` new positions of each row.
+    fn forward_host(
+        &self,
+        x: &[f32],
+        rows: usize,
+        n: usize,
+        cache: &mut HostLayerCache,
+        mask: Option<&cpu::Mask>,
+    ) -> Vec<f32> {
+        let m = rows * n;
+        let hidden = x.len() / m;
+        let eps = self.layer_norm_eps;
+        // `LayerNorm(dense(y) + residual)`, BERT's post-norm output block.
+        let output = |block: &BertOutput<B>, y: &[f32], residual: &[f32]| {
+            let mut sum = block.dense.forward_host(y, m);
+            cpu::add_assign(&mut sum, residual);
+            layer_norm_host(&block.layer_norm, eps, &sum)
+        };
+        let heads = self.attention.attn.num_heads;
+        let shape = |keys: usize| Heads { batch: rows, seq: n, keys, heads, head_dim: hidden / heads };
+
+        let attn = &self.attention.attn;
+        let q = attn.query.forward_host(x, m);
+        cache.append(&attn.key.forward_host(x, m), &attn.value.forward_host(x, m), rows, n, hidden);
+        let keys = cache.seen;
+        let context = cpu::attention(
+            View::rows(&q, hidden),
+            View::rows(&cache.self_k, hidden),
+            View::rows(&cache.self_v, hidden),
+            shape(keys),
+            mask,
+        );
+        let h = output(&self.attention.output, &context, x);
+
+        let q = self.crossattention.attn.query.forward_host(&h, m);
+        let (k, v) = (View::rows(&cache.cross_k, hidden), View::rows(&cache.cross_v, hidden));
+        let cross = cpu::attention(View::rows(&q, hidden), k, v, shape(cache.positions), None);
+        let h = output(&self.crossattention.output, &cross, &h);
+
+        let mut ff = self.intermediate.forward_host(&h, m);
+        self.act.forward_host(&mut ff);
+        output(&self.output, &ff, &h)
     }
 
     fn forward(&self, x: Tensor<B, 3>, cache: &mut LayerCache<B>, mask: Option<&Tensor<B, 4, Bool>>) -> Tensor<B, 3> {
@@ -80,11 +140,59 @@ pub struct LayerCache<B: Backend> {
     cross_v: Tensor<B, 4>,
 }
 
+/// One layer's keys and values on host rows (the decoder on burn-ndarray), each `[rows, tokens, hidden]`.
+#[derive(Debug, Clone)]
+pub struct HostLayerCache {
+    self_k: Vec<f32>,
+    self_v: Vec<f32>,
+    /// Tokens in `self_k` and `self_v` per row.
+    seen: usize,
+    /// Over the image positions, fixed for the whole generation.
+    cross_k: Vec<f32>,
+    cross_v: Vec<f32>,
+    positions: usize,
+}
+
+impl HostLayerCache {
+    /// Each row's `n` new keys and values (`[rows * n, hidden]`) after its cached ones.
+    fn append(&mut self, k: &[f32], v: &[f32], rows: usize, n: usize, hidden: usize) {
+        let (old, new) = (self.seen * hidden, n * hidden);
+        let grow = |cache: &[f32], fresh: &[f32]| -> Vec<f32> {
+            let mut out = Vec::with_capacity(rows * (old + new));
+            for r in 0..rows {
+                out.extend_from_slice(&cache[r * old..(r + 1) * old]);
+                out.extend_from_slice(&fresh[r * new..(r + 1) * new]);
+            }
+            out
+        };
+        self.self_k = grow(&self.self_k, k);
+        self.self_v = grow(&self.self_v, v);
+        self.seen += n;
+    }
+
+    /// Row `i` becomes old row `order[i]` in the self-attention caches.
+    fn reorder(&mut self, order: &[usize]) {
+        let row = self.self_k.len() / order.len().max(1);
+        let pick = |cache: &[f32]| -> Vec<f32> {
+            order.iter().flat_map(|&r| &cache[r * row..(r + 1) * row]).copied().collect()
+        };
+        self.self_k = pick(&self.self_k);
+        self.self_v = pick(&self.self_v);
+    }
+}
+
 /// The decoder's state between steps: per-layer key/value caches and the number of tokens seen.
 #[derive(Debug, Clone)]
 pub struct DecoderCache<B: Backend> {
-    layers: Vec<LayerCache<B>>,
+    layers: Layers<B>,
     seen: usize,
+}
+
+/// The per-layer caches, as burn tensors or, when the decoder runs on host rows, host vectors.
+#[derive(Debug, Clone)]
+enum Layers<B: Backend> {
+    Device(Vec<LayerCache<B>>),
+    Host(Vec<HostLayerCache>),
 }
 
 impl<B: Backend> DecoderCache<B> {
@@ -104,12 +212,19 @@ impl<B: Backend> DecoderCache<B> {
         if rows.iter().enumerate().all(|(i, &r)| i == r) {
             return;
         }
-        let Some(device) = self.layers.first().map(|l| l.cross_k.device()) else { return };
+        let layers = match &mut self.layers {
+            Layers::Device(layers) => layers,
+            Layers::Host(layers) => {
+                layers.iter_mut().for_each(|layer| layer.reorder(rows));
+                return;
+            }
+        };
+        let Some(device) = layers.first().map(|l| l.cross_k.device()) else { return };
         let index = Tensor::<B, 1, Int>::from_data(
             TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
             &device,
         );
-        for layer in &mut self.layers {
+        for layer in layers {
             layer.self_k = layer.self_k.take().map(|t| t.select(0, index.clone()));
             layer.self_v = layer.self_v.take().map(|t| t.select(0, index.clone()));
         }
@@ -189,6 +304,23 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
     /// A fresh cache over `image_embeds` (`[rows, image positions, encoder hidden]`): the cross-attention
     /// keys and values of every layer, computed once.
     pub fn start(&self, image_embeds: Tensor<B, 3>) -> DecoderCache<B> {
+        if !self.layers.is_empty() && self.layers.iter().all(BlipTextLayer::is_host) {
+            let [rows, positions, _] = image_embeds.dims();
+            let image = to_host(image_embeds);
+            let layers = self
+                .layers
+                .iter()
+                .map(|layer| {
+                    let attn = &layer.crossattention.attn;
+                    let (cross_k, cross_v) = (
+                        attn.key.forward_host(&image, rows * positions),
+                        attn.value.forward_host(&image, rows * positions),
+                    );
+                    HostLayerCache { self_k: Vec::new(), self_v: Vec::new(), seen: 0, cross_k, cross_v, positions }
+                })
+                .collect();
+            return DecoderCache { layers: Layers::Host(layers), seen: 0 };
+        }
         let layers = self
             .layers
             .iter()
@@ -197,7 +329,7 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
                 LayerCache { self_k: None, self_v: None, cross_k, cross_v }
             })
             .collect();
-        DecoderCache { layers, seen: 0 }
+        DecoderCache { layers: Layers::Device(layers), seen: 0 }
     }
 
     /// Feed the next tokens of every row and return the final hidden states of the new positions.
@@ -242,8 +374,24 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
         let mut x = self.embeddings_norm.forward(tokens + positions);
 
         let mask = decoder_mask::<B>(past, n, attention_mask, &device);
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(x, layer_cache, mask.as_ref());
+        match &mut cache.layers {
+            Layers::Device(caches) => {
+                for (layer, layer_cache) in self.layers.iter().zip(caches.iter_mut()) {
+                    x = layer.forward(x, layer_cache, mask.as_ref());
+                }
+            }
+            Layers::Host(caches) => {
+                let dims = x.dims();
+                let mask = mask.map(|m| cpu::Mask {
+                    batches: m.dims()[0],
+                    hidden: m.into_data().into_vec::<bool>().expect("a bool mask"),
+                });
+                let mut rows = to_host(x);
+                for (layer, layer_cache) in self.layers.iter().zip(caches.iter_mut()) {
+                    rows = layer.forward_host(&rows, dims[0], n, layer_cache, mask.as_ref());
+                }
+                x = from_host(rows, dims, &device);
+            }
         }
         cache.seen = total;
         Ok(x)
