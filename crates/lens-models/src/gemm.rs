@@ -29,7 +29,7 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&
         return y;
     }
     let write = if bias.is_some() { Write::Add } else { Write::Overwrite };
-    multiply(Parallel::Yes, write, m, k, n, View::rows(x, k), View::rows(w, n), &mut y, n);
+    multiply(Parallel::Yes, write, Operands { m, k, n, a: View::rows(x, k), b: View::rows(w, n) }, &mut y, n);
     y
 }
 
@@ -85,27 +85,36 @@ pub enum Parallel {
 /// apart in `y` (what `y` held there is overwritten).
 #[allow(clippy::too_many_arguments)] // the three shapes and the output stride are one product's description
 pub fn product(parallel: Parallel, m: usize, k: usize, n: usize, a: View, b: View, y: &mut [f32], y_row_stride: usize) {
-    multiply(parallel, Write::Overwrite, m, k, n, a, b, y, y_row_stride)
+    multiply(parallel, Write::Overwrite, Operands { m, k, n, a, b }, y, y_row_stride)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn multiply(
-    parallel: Parallel,
-    write: Write,
+/// One product's operands: `a` `[m, k]` times `b` `[k, n]`.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
     m: usize,
     k: usize,
     n: usize,
-    a: View,
-    b: View,
-    y: &mut [f32],
-    y_row_stride: usize,
-) {
+    a: View<'a>,
+    b: View<'a>,
+}
+
+impl Operands<'_> {
+    /// Panics unless both views lie inside their slices and `y` holds the `[m, n]` result with rows
+    /// `y_row_stride` apart: what the unsafe products below rely on.
+    fn check(&self, y: &[f32], y_row_stride: usize) {
+        let Operands { m, k, n, a, b } = *self;
+        a.check(m, k, "a");
+        b.check(k, n, "b");
+        assert!(m == 0 || ((m - 1) * y_row_stride + n <= y.len() && n <= y_row_stride), "y cannot hold [{m}, {n}]");
+    }
+}
+
+fn multiply(parallel: Parallel, write: Write, ops: Operands, y: &mut [f32], y_row_stride: usize) {
+    let Operands { m, k, n, .. } = ops;
     if m == 0 || n == 0 {
         return;
     }
-    a.check(m, k, "a");
-    b.check(k, n, "b");
-    assert!((m - 1) * y_row_stride + n <= y.len() && n <= y_row_stride, "y cannot hold [{m}, {n}]");
+    ops.check(y, y_row_stride);
     if k == 0 {
         if write == Write::Overwrite {
             for row in y.chunks_mut(y_row_stride).take(m) {
@@ -118,16 +127,16 @@ fn multiply(
     {
         let threads = if parallel == Parallel::Yes { rayon::current_num_threads() } else { 1 };
         if threads > 1 && m < SPLIT_COLUMNS_BELOW_ROWS && n >= 2 * COLUMN_BLOCK {
-            split_columns(threads, write, m, k, n, a, b, y, y_row_stride);
+            split_columns(threads, write, ops, y, y_row_stride);
         } else {
             let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-            gemm_into(parallelism, write, m, k, n, a, b, y, y_row_stride);
+            gemm_into(parallelism, write, ops, y, y_row_stride);
         }
     }
     #[cfg(target_arch = "wasm32")]
     {
         let _ = parallel; // one thread
-        // SAFETY: the checks above keep every element of the `[m, k]`, `[k, n]` and `[m, n]` views inside their
+        // SAFETY: `ops.check` above keeps every element of the `[m, k]`, `[k, n]` and `[m, n]` views inside their
         // slices; `y` is borrowed mutably, so nothing else reads or writes it.
         unsafe {
             matrixmultiply::sgemm(
@@ -135,12 +144,12 @@ fn multiply(
                 k,
                 n,
                 1.0,
-                a.data.as_ptr(),
-                a.row_stride as isize,
-                a.col_stride as isize,
-                b.data.as_ptr(),
-                b.row_stride as isize,
-                b.col_stride as isize,
+                ops.a.data.as_ptr(),
+                ops.a.row_stride as isize,
+                ops.a.col_stride as isize,
+                ops.b.data.as_ptr(),
+                ops.b.row_stride as isize,
+                ops.b.col_stride as isize,
                 if write == Write::Add { 1.0 } else { 0.0 },
                 y.as_mut_ptr(),
                 y_row_stride as isize,
@@ -163,19 +172,9 @@ const COLUMN_BLOCK: usize = 16;
 /// [`product`] with `threads` column blocks, each one thread's product into its own buffer, then copied into
 /// place (for fewer than 64 rows the copy is small against the product).
 #[cfg(not(target_arch = "wasm32"))]
-#[allow(clippy::too_many_arguments)]
-fn split_columns(
-    threads: usize,
-    write: Write,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: View,
-    b: View,
-    y: &mut [f32],
-    y_row_stride: usize,
-) {
+fn split_columns(threads: usize, write: Write, ops: Operands, y: &mut [f32], y_row_stride: usize) {
     use rayon::prelude::*;
+    let Operands { m, n, b, .. } = ops;
     let width = n.div_ceil(threads).div_ceil(COLUMN_BLOCK) * COLUMN_BLOCK;
     let y_in = &*y;
     let blocks: Vec<(usize, Vec<f32>)> = (0..n)
@@ -189,7 +188,8 @@ fn split_columns(
                 Write::Add => (0..m).flat_map(block_of_y).copied().collect(),
                 Write::Overwrite => vec![0f32; m * cols],
             };
-            gemm_into(gemm::Parallelism::None, write, m, k, cols, a, b.skip(0, start), &mut block, cols);
+            let block_ops = Operands { n: cols, b: b.skip(0, start), ..ops };
+            gemm_into(gemm::Parallelism::None, write, block_ops, &mut block, cols);
             (start, block)
         })
         .collect();
@@ -203,22 +203,10 @@ fn split_columns(
 
 /// One `gemm` call: `y = a · b`, or `y += a · b` (views checked by [`product`]).
 #[cfg(not(target_arch = "wasm32"))]
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
-    parallelism: gemm::Parallelism,
-    write: Write,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: View,
-    b: View,
-    y: &mut [f32],
-    y_row_stride: usize,
-) {
-    a.check(m, k, "a");
-    b.check(k, n, "b");
-    assert!((m - 1) * y_row_stride + n <= y.len() && n <= y_row_stride, "y cannot hold [{m}, {n}]");
-    // SAFETY: the checks above keep every element of the `[m, k]`, `[k, n]` and `[m, n]` views inside their
+fn gemm_into(parallelism: gemm::Parallelism, write: Write, ops: Operands, y: &mut [f32], y_row_stride: usize) {
+    let Operands { m, k, n, a, b } = ops;
+    ops.check(y, y_row_stride);
+    // SAFETY: `ops.check` keeps every element of the `[m, k]`, `[k, n]` and `[m, n]` views inside their
     // slices; `y` is borrowed mutably, so nothing else reads or writes it.
     unsafe {
         gemm::gemm(
