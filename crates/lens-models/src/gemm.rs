@@ -15,22 +15,33 @@
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert_eq!(w.len(), k * n, "w is not [k, n]");
-    // The bias in every row first: the product adds onto it, with no pass of its own.
-    let mut y = match bias {
-        Some(bias) => bias.repeat(m),
-        None => vec![0f32; m * n],
-    };
-    if m == 0 || n == 0 {
-        return y;
-    }
     #[cfg(target_arch = "wasm32")]
     if m <= FEW_ROWS {
+        let mut y = bias_rows(m, n, bias);
         columns(x, m, k, w, n, &mut y);
         return y;
     }
+    product_with_bias(m, k, n, View::rows(x, k), View::rows(w, n), bias)
+}
+
+/// `a · b (+ bias)`, `a` `[m, k]`, `b` `[k, n]`, `bias` `[n]`, as a new row-major `[m, n]` matrix, on every
+/// core. The bias fills every row first and the product adds onto it, with no pass of its own.
+pub fn product_with_bias(m: usize, k: usize, n: usize, a: View, b: View, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = bias_rows(m, n, bias);
     let write = if bias.is_some() { Write::Add } else { Write::Overwrite };
-    multiply(Parallel::Yes, write, Operands { m, k, n, a: View::rows(x, k), b: View::rows(w, n) }, &mut y, n);
+    multiply(Parallel::Yes, write, Operands { m, k, n, a, b }, &mut y, n);
     y
+}
+
+/// `[m, n]` rows that each hold `bias` (zeros without one).
+fn bias_rows(m: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    match bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), n, "bias is not [n]");
+            bias.repeat(m)
+        }
+        None => vec![0f32; m * n],
+    }
 }
 
 /// Whether a product replaces what its output held or adds onto it.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Bool, Tensor, TensorData, activation, backend::Backend};
 use serde::Deserialize;
 
 use crate::int8::QuantizedMatrix;
@@ -91,6 +91,23 @@ pub fn to_host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
 /// Host values `[dims]` as a tensor on `device` (burn-ndarray takes the vector over without a copy).
 pub fn from_host<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D], device: &B::Device) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+/// An attention mask `[batches, 1, queries, keys]` (`true` where a query must not see a key) as host values.
+pub fn mask_host<B: Backend>(mask: &Tensor<B, 4, Bool>) -> crate::cpu::Mask {
+    let hidden = mask.clone().into_data().into_vec::<bool>().expect("a bool mask");
+    crate::cpu::Mask { hidden, batches: mask.dims()[0] }
+}
+
+/// `x += f(LayerNorm(x))` on host rows: a pre-norm residual block.
+pub fn pre_norm_residual_host<B: Backend>(
+    x: &mut [f32],
+    norm: &LayerNorm<B>,
+    eps: f64,
+    f: impl FnOnce(&[f32]) -> Vec<f32>,
+) {
+    let y = f(&layer_norm_host(norm, eps, x));
+    crate::cpu::add_assign(x, &y);
 }
 
 /// A `LayerNorm` over host rows ([`crate::cpu::layer_norm`] with the layer's parameters). burn keeps the

@@ -17,8 +17,10 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 use super::config::BlipTextConfig;
 use crate::bert::layers::{BertAttention, BertOutput};
 use crate::cpu::{self, Heads};
-use crate::gemm::{Parallel, View, product};
-use crate::nn::{Activation, Dense, dense, embedding, from_host, host_matmul, layer_norm, layer_norm_host, to_host};
+use crate::gemm::{View, product_with_bias};
+use crate::nn::{
+    Activation, Dense, dense, embedding, from_host, host_matmul, layer_norm, layer_norm_host, mask_host, to_host,
+};
 use crate::{Error, Result, weights::VarBuilder};
 
 /// One decoder layer: causal self-attention, cross-attention to the image, feed-forward.
@@ -382,10 +384,7 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
             }
             Layers::Host(caches) => {
                 let dims = x.dims();
-                let mask = mask.map(|m| cpu::Mask {
-                    batches: m.dims()[0],
-                    hidden: m.into_data().into_vec::<bool>().expect("a bool mask"),
-                });
+                let mask = mask.as_ref().map(mask_host);
                 let mut rows = to_host(x);
                 for (layer, layer_cache) in self.layers.iter().zip(caches.iter_mut()) {
                     rows = layer.forward_host(&rows, dims[0], n, layer_cache, mask.as_ref());
@@ -407,21 +406,9 @@ impl<B: Backend> BlipTextLMHeadModel<B> {
         if let Some(host) = &self.decoder_host {
             let (weight, bias) = (&host.0, &host.1);
             let (device, m) = (h.device(), rows * n);
-            let mut logits = vec![0f32; m * self.vocab_size];
             let h = to_host(h.reshape([m, d]));
-            product(
-                Parallel::Yes,
-                m,
-                d,
-                self.vocab_size,
-                View::rows(&h, d),
-                View::rows(weight, d).t(),
-                &mut logits,
-                self.vocab_size,
-            );
-            logits
-                .chunks_exact_mut(self.vocab_size)
-                .for_each(|row| row.iter_mut().zip(bias).for_each(|(l, b)| *l += b));
+            let (h, weight) = (View::rows(&h, d), View::rows(weight, d).t());
+            let logits = product_with_bias(m, d, self.vocab_size, h, weight, Some(bias));
             return from_host(logits, [rows, n, self.vocab_size], &device);
         }
         // `W · hᵀ` reads the `[vocab, hidden]` weight in its stored order; `h · Wᵀ` would make the

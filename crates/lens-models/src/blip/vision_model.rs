@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, activation::softmax, backend::Backend};
 use super::config::BlipVisionConfig;
 use crate::cpu::{self, Heads};
 use crate::gemm::View;
-use crate::nn::{Dense, Mlp, dense, from_host, layer_norm, layer_norm_host, patches, to_host};
+use crate::nn::{Dense, Mlp, dense, from_host, layer_norm, patches, pre_norm_residual_host, to_host};
 use crate::{Result, weights::VarBuilder};
 
 /// `vision_model.embeddings`.
@@ -144,10 +144,8 @@ impl<B: Backend> BlipEncoderLayer<B> {
     /// [`Self::forward`] on host rows, in place: `x` is `[batch * seq, hidden]`.
     fn forward_host(&self, x: &mut [f32], batch: usize, seq: usize) {
         let eps = self.layer_norm_eps;
-        let attended = self.self_attn.forward_host(&layer_norm_host(&self.layer_norm1, eps, x), batch, seq);
-        cpu::add_assign(x, &attended);
-        let mlp = self.mlp.forward_host(&layer_norm_host(&self.layer_norm2, eps, x), batch * seq);
-        cpu::add_assign(x, &mlp);
+        pre_norm_residual_host(x, &self.layer_norm1, eps, |h| self.self_attn.forward_host(h, batch, seq));
+        pre_norm_residual_host(x, &self.layer_norm2, eps, |h| self.mlp.forward_host(h, batch * seq));
     }
 }
 

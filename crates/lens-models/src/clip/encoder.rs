@@ -11,7 +11,7 @@ use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
 use crate::cpu::{self, Heads};
 use crate::gemm::View;
-use crate::nn::{Activation, Dense, Mlp, dense, from_host, layer_norm, layer_norm_host, to_host};
+use crate::nn::{Activation, Dense, Mlp, dense, from_host, layer_norm, mask_host, pre_norm_residual_host, to_host};
 use crate::{Result, weights::VarBuilder};
 
 /// Sizes of one tower's encoder.
@@ -130,10 +130,8 @@ impl<B: Backend> ClipEncoderLayer<B> {
     /// [`Self::forward`] on host rows, in place: `x` is `[batch * seq, hidden]`.
     fn forward_host(&self, x: &mut [f32], batch: usize, seq: usize, mask: Option<&cpu::Mask>) {
         let eps = self.layer_norm_eps;
-        let attended = self.self_attn.forward_host(&layer_norm_host(&self.layer_norm1, eps, x), batch, seq, mask);
-        cpu::add_assign(x, &attended);
-        let mlp = self.mlp.forward_host(&layer_norm_host(&self.layer_norm2, eps, x), batch * seq);
-        cpu::add_assign(x, &mlp);
+        pre_norm_residual_host(x, &self.layer_norm1, eps, |h| self.self_attn.forward_host(h, batch, seq, mask));
+        pre_norm_residual_host(x, &self.layer_norm2, eps, |h| self.mlp.forward_host(h, batch * seq));
     }
 }
 
@@ -175,11 +173,7 @@ impl<B: Backend> ClipEncoder<B> {
     fn forward_host(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 4, Bool>>, all: bool) -> Vec<Tensor<B, 3>> {
         let dims @ [batch, seq, _] = x.dims();
         let device = x.device();
-        let mask = mask.map(|m| {
-            let [batches, _, _, _] = m.dims();
-            let hidden = m.clone().into_data().into_vec::<bool>().expect("a bool mask");
-            cpu::Mask { hidden, batches }
-        });
+        let mask = mask.map(mask_host);
         let mut x = to_host(x);
         let mut states = Vec::new();
         for layer in &self.layers {
