@@ -33,9 +33,9 @@ struct Seen {
 }
 
 /// Serves `/ok`, `/refuses` (404 with OpenAI's error), `/busy` (429), `/silent` (never answers) under
-/// `…/chat/completions`; returns its base URL. Every route reads the request body first, as a real upstream
-/// does: answering before it is read can close the connection under the client's upload (a broken pipe, not
-/// the status under test).
+/// `…/chat/completions`, and 404 elsewhere; returns its base URL. Every route, the 404 too, reads the request
+/// body first, as a real upstream does: answering before it is read can close the connection under the
+/// client's upload (a broken pipe, not the status under test).
 async fn upstream(seen: Arc<Mutex<Seen>>) -> String {
     let record = move |headers: HeaderMap, body: Value| {
         let mut seen = seen.lock().unwrap();
@@ -74,7 +74,9 @@ async fn upstream(seen: Arc<Mutex<Seen>>) -> String {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 StatusCode::OK
             }),
-        );
+        )
+        // axum's default 404 answers before reading the upload; this one reads it first, like the routes above.
+        .fallback(|_body: Bytes| async { StatusCode::NOT_FOUND });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
