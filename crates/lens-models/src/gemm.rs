@@ -10,6 +10,10 @@
 //! On wasm32 (one thread, no AVX) `matrixmultiply`'s packed kernel does the large products and a few rows (a
 //! decoding step) stream through each weight row once instead of packing it.
 
+mod weight;
+
+pub use weight::Weight;
+
 /// `x · w (+ bias)`: `x` is `[m, k]`, `w` `[k, n]` (row-major, burn's `[in, out]`), `bias` `[n]`. Returns
 /// `[m, n]`.
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
@@ -34,7 +38,7 @@ pub fn product_with_bias(m: usize, k: usize, n: usize, a: View, b: View, bias: O
 }
 
 /// `[m, n]` rows that each hold `bias` (zeros without one).
-fn bias_rows(m: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+pub(crate) fn bias_rows(m: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     match bias {
         Some(bias) => {
             assert_eq!(bias.len(), n, "bias is not [n]");

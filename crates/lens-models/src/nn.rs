@@ -73,9 +73,7 @@ impl<B: Backend> Dense<B> {
     /// For weights on a device ([`Self::is_host`] is false).
     pub fn forward_host(&self, x: &[f32], m: usize) -> Vec<f32> {
         match self {
-            Dense::Host(l) => {
-                crate::gemm::matmul(x, m, l.d_in, &l.weight, l.d_out, l.bias.as_deref().map(Vec::as_slice))
-            }
+            Dense::Host(l) => l.weight.matmul(x, m, l.bias.as_deref().map(Vec::as_slice)),
             Dense::Int8(l) => l.weight.matmul(x, m, l.bias.as_deref().map(Vec::as_slice)),
             Dense::F32(_) => panic!("forward_host on a layer whose weight is on a device"),
         }
@@ -119,15 +117,12 @@ pub fn layer_norm_host<B: Backend>(norm: &LayerNorm<B>, eps: f64, x: &[f32]) -> 
 }
 
 /// A linear layer whose f32 weight (`[in, out]`) lives in host memory: on burn-ndarray, where tensors are host
-/// memory anyway, the product runs in [`crate::gemm`] without the copies burn-ndarray's `matmul` makes.
+/// memory anyway, the product runs in [`crate::gemm`] without the copies burn-ndarray's `matmul` makes, on a
+/// weight laid out at load for this CPU ([`crate::gemm::Weight`]).
 #[derive(Module, Debug)]
 pub struct HostLinear<B: Backend> {
     #[module(skip)]
-    pub weight: Arc<Vec<f32>>,
-    #[module(skip)]
-    pub d_in: usize,
-    #[module(skip)]
-    pub d_out: usize,
+    pub weight: Arc<crate::gemm::Weight>,
     #[module(skip)]
     pub bias: Option<Arc<Vec<f32>>>,
     backend: PhantomData<B>,
@@ -137,9 +132,9 @@ impl<B: Backend> HostLinear<B> {
     /// # Shapes
     /// - x: `[..., in]` → `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        debug_assert_eq!(x.dims()[D - 1], self.d_in);
+        debug_assert_eq!(x.dims()[D - 1], self.weight.k());
         let bias = self.bias.as_deref().map(Vec::as_slice);
-        on_host(x, self.d_out, |values, m| crate::gemm::matmul(values, m, self.d_in, &self.weight, self.d_out, bias))
+        on_host(x, self.weight.n(), |values, m| self.weight.matmul(values, m, bias))
     }
 }
 
@@ -213,7 +208,8 @@ pub fn dense_shaped<B: Backend>(vb: &VarBuilder<B>, weight_shape: &[usize], bias
             } else {
                 None
             };
-            Dense::Host(HostLinear { weight: Arc::new(values), d_in, d_out, bias, backend: PhantomData })
+            let weight = Arc::new(crate::gemm::Weight::new(values, d_in, d_out));
+            Dense::Host(HostLinear { weight, bias, backend: PhantomData })
         }
         Matrix::F32(weight) => Dense::F32(Linear {
             weight: Param::from_tensor(weight),
