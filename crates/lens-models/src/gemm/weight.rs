@@ -104,6 +104,9 @@ mod tiles {
     pub fn pack(w: &[f32], k: usize, n: usize) -> Vec<f32> {
         let tiles = n.div_ceil(WIDTH);
         let mut packed = vec![0f32; tiles * k * WIDTH];
+        if k == 0 {
+            return packed; // no rows to copy (and no zero-sized chunks)
+        }
         for (tile, block) in packed.chunks_exact_mut(k * WIDTH).enumerate() {
             let (start, cols) = (tile * WIDTH, WIDTH.min(n - tile * WIDTH));
             for (p, row) in block.chunks_exact_mut(WIDTH).enumerate() {
@@ -285,7 +288,16 @@ mod tests {
     /// one block and one group, and products on one thread and split across threads (evenly or not).
     #[test]
     fn every_layout_matches_the_naive_product() {
-        let shapes = [(1, 1, 1), (3, 17, 9), (8, 300, 33), (9, 513, 64), (13, 40, 100), (1, 600, 1000), (130, 260, 70)];
+        let shapes = [
+            (1, 1, 1),
+            (2, 0, 5),
+            (3, 17, 9),
+            (8, 300, 33),
+            (9, 513, 64),
+            (13, 40, 100),
+            (1, 600, 1000),
+            (130, 260, 70),
+        ];
         let pools: Vec<rayon::ThreadPool> =
             [1, 2, 3].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
         for (m, k, n) in shapes {
