@@ -284,6 +284,16 @@ mod tests {
         y
     }
 
+    /// Runs `f(threads)` in pools of 1, 2 and 3 threads natively (even and uneven splits); once on wasm32.
+    fn on_every_pool(f: impl Fn(usize) + Send + Sync) {
+        #[cfg(not(target_arch = "wasm32"))]
+        for threads in [1, 2, 3] {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| f(threads));
+        }
+        #[cfg(target_arch = "wasm32")]
+        f(1);
+    }
+
     /// Every layout this CPU has, on shapes that cover partial tiles, depths past one pass, row counts past
     /// one block and one group, and products on one thread and split across threads (evenly or not).
     #[test]
@@ -298,25 +308,22 @@ mod tests {
             (1, 600, 1000),
             (130, 260, 70),
         ];
-        let pools: Vec<rayon::ThreadPool> =
-            [1, 2, 3].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
         for (m, k, n) in shapes {
             let (x, w, bias) = (values(m * k, 1), values(k * n, 2), values(n, 3));
             let with_bias = naive(&x, m, k, &w, n, &bias);
             let without = naive(&x, m, k, &w, n, &vec![0.0; n]);
             for weight in [Weight::new(w.clone(), k, n), Weight::rows(w.clone(), k, n)] {
                 for (bias, want) in [(Some(bias.as_slice()), &with_bias), (None, &without)] {
-                    for pool in &pools {
-                        let got = pool.install(|| weight.matmul(&x, m, bias));
+                    on_every_pool(|threads| {
+                        let got = weight.matmul(&x, m, bias);
                         assert_eq!(got.len(), m * n);
                         for (i, (g, e)) in got.iter().zip(want).enumerate() {
-                            let threads = pool.current_num_threads();
                             assert!(
                                 (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
                                 "{weight:?}, {m} rows, {threads} threads, at {i}: {g} vs {e}"
                             );
                         }
-                    }
+                    });
                 }
             }
         }
