@@ -5,13 +5,14 @@
 //! the same input (images and texts). Seen on the tiny fixtures (hidden 32, 2 layers, random weights):
 //! printed by the test; the worst is ≥ 0.995.
 //!
-//! Runs natively and in wasm32 (Node and headless Chromium, built with `simd128`), where the SIMD
-//! kernel must also give exactly the portable kernel's numbers.
+//! Runs natively and in wasm32 (Node, built with `simd128`; headless Chromium, built with the
+//! `relaxed-simd` feature too: 7-bit activations, same bar), where the SIMD kernel must also give
+//! exactly the portable kernel's numbers.
 
 use burn::backend::NdArray;
 use lens_models::artifact::{Artifact, ArtifactSource, ArtifactWriter, Engine};
 use lens_models::clip::{ClipPipeline, ClipTextPipeline, TEXT_FAMILY, quantize_clip, quantize_clip_text};
-use lens_models::int8::{QuantizedMatrix, quantize_rows, summarize};
+use lens_models::int8::{ACTIVATIONS, QuantizedMatrix, quantize_activations, summarize};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -204,7 +205,8 @@ fn bad_artifacts_are_refused_with_reasons() {
 
 #[test]
 fn simd_and_portable_kernels_agree_and_match_f64() {
-    // On wasm32 + simd128 `matmul` runs the SIMD kernel; elsewhere both names run the portable one.
+    // On wasm32 + simd128 `matmul` runs the SIMD kernel (relaxed SIMD with the `relaxed-simd` feature);
+    // elsewhere both names run the portable one.
     let mut rng = lens_core::rng::SplitMix64::new(7);
     let mut next = move || ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
     for &(m, k, n) in &[(1, 7, 3), (5, 768, 9), (17, 100, 64)] {
@@ -214,10 +216,12 @@ fn simd_and_portable_kernels_agree_and_match_f64() {
         let q = QuantizedMatrix::quantize(&w, n, k);
         let fast = q.matmul(&x, m, Some(&bias));
         assert_eq!(fast, q.matmul_portable(&x, m, Some(&bias)), "[{m},{k},{n}]: kernels differ");
-        let (qx, tx) = quantize_rows(&x, m, k);
+        // The activation codes this build's kernel takes (7-bit with a zero point under relaxed SIMD).
+        let (qx, tx, zx) = quantize_activations(&x, m, k, ACTIVATIONS);
         for r in 0..m {
             for o in 0..n {
-                let dot: i64 = (0..k).map(|i| qx[r * k + i] as i64 * q.codes()[o * k + i] as i64).sum();
+                let dot: i64 =
+                    (0..k).map(|i| (qx[r * k + i] as i64 - zx[r] as i64) * q.codes()[o * k + i] as i64).sum();
                 let exact = dot as f64 * tx[r] as f64 * q.scales()[o] as f64 + bias[o] as f64;
                 // Integer sums are exact; the f32 scaling and bias add round: 1e-5 relative.
                 assert!((fast[r * n + o] as f64 - exact).abs() <= 1e-5 * (1.0 + exact.abs()));

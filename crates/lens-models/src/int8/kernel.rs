@@ -1,13 +1,37 @@
 //! The integer dot products behind [`QuantizedMatrix::matmul`](super::QuantizedMatrix::matmul): a
-//! portable loop that LLVM vectorises and, on wasm32 built with `simd128`, the same arithmetic on wasm
-//! SIMD. Both compute the same integers, so their results are bit-identical.
+//! portable loop that LLVM vectorises; on wasm32 built with `simd128`, the same arithmetic on wasm
+//! SIMD; and with the `relaxed-simd` feature on wasm32, `i32x4.relaxed_dot_i8x16_i7x16_add_s` (16
+//! multiply-adds per instruction instead of 8), which needs activation codes in `0..=127`
+//! ([`Activations::Unsigned7`]). All compute the same integers from the same codes,
+//! so their results are bit-identical.
 
 /// `dots[r * n + o] = Σ_i qx[r * k + i] · w[o * k + i]` for every row `r` of `qx` (`[m, k]`) and every
 /// row `o` of `w` (`[n, k]`), with `dots` `[m, n]`.
 pub(super) type Kernel = fn(&[i8], &[i8], usize, &mut [i32]);
 
+/// How a product's activations become integer codes, one scale per row of `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// Symmetric int8: `q = round(x / t)` within ±127, `t = max|x| / 127`.
+    Signed8,
+    /// Asymmetric 7-bit: `q = round(x / t) + z` within `0..=127` over the row's range (0 included),
+    /// `t = (max - min) / 127`; each sum is corrected by `z · Σ_i w[o, i]`.
+    /// What the relaxed-SIMD dot product takes (its second operand must have the top bit clear).
+    Unsigned7,
+}
+
+/// The activation codes this target's kernel takes.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+pub(super) const ACTIVATIONS: Activations = Activations::Unsigned7;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd")))]
+pub(super) const ACTIVATIONS: Activations = Activations::Signed8;
+
 /// The kernel [`QuantizedMatrix::matmul`](super::QuantizedMatrix::matmul) runs on this target.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+pub(super) use relaxed::dot_rows;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(feature = "relaxed-simd")))]
 pub(super) use simd::dot_rows;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -104,6 +128,7 @@ pub(super) mod portable {
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg_attr(feature = "relaxed-simd", allow(dead_code))]
 mod simd {
     use core::arch::wasm32::*;
 
@@ -154,5 +179,98 @@ mod simd {
             .wrapping_add(i32x4_extract_lane::<1>(v))
             .wrapping_add(i32x4_extract_lane::<2>(v))
             .wrapping_add(i32x4_extract_lane::<3>(v))
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed-simd"))]
+mod relaxed {
+    use core::arch::wasm32::*;
+
+    /// Activation rows per register block (with 4 weight rows: `ROWS * 4` accumulators). 2 and 3 ran
+    /// alike in Chromium (40–47 G multiply-adds/s at ViT-B/32's shapes), 4 slower (spills); 2 leaves no
+    /// remainder on the even row counts of the towers.
+    const ROWS: usize = 2;
+
+    /// `qx` must hold codes in `0..=127`: engines may read them as unsigned bytes (x86's `pmaddubsw`),
+    /// and then only codes with the top bit clear give the same sum everywhere. With |w| ≤ 128 a pair
+    /// of products is at most 2 · 127 · 128 = 32512, so no engine's 16-bit intermediate saturates.
+    pub fn dot_rows(qx: &[i8], w: &[i8], k: usize, dots: &mut [i32]) {
+        debug_assert!(qx.iter().all(|&q| q >= 0), "relaxed kernel: activation codes must be 0..=127");
+        if k == 0 {
+            dots.fill(0);
+            return;
+        }
+        let n = w.len() / k;
+        let m = dots.len().checked_div(n).unwrap_or(0);
+        assert!(qx.len() == m * k && w.len() == n * k && dots.len() == m * n);
+        // SAFETY: the lengths are checked above; every block reads whole rows of `qx` and `w` and
+        // writes inside `dots`.
+        unsafe { dot_rows_relaxed::<ROWS>(qx, w, k, n, m, dots) }
+    }
+
+    /// Four weight rows at a time (a few KB, kept in L1) against every activation row, `ROWS` at a time:
+    /// the weights stream from memory once per product.
+    #[target_feature(enable = "relaxed-simd")]
+    unsafe fn dot_rows_relaxed<const ROWS: usize>(qx: &[i8], w: &[i8], k: usize, n: usize, m: usize, dots: &mut [i32]) {
+        let mut o = 0;
+        while o + 4 <= n {
+            let mut r = 0;
+            while r + ROWS <= m {
+                unsafe { block::<ROWS>(qx, w, k, n, r, o, dots) };
+                r += ROWS;
+            }
+            while r < m {
+                unsafe { block::<1>(qx, w, k, n, r, o, dots) };
+                r += 1;
+            }
+            o += 4;
+        }
+        for o in o..n {
+            for r in 0..m {
+                let (x, wr) = (&qx[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
+                dots[r * n + o] = x.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+            }
+        }
+    }
+
+    /// Rows `r..r + R` of `qx` against rows `o..o + 4` of `w`, into `dots[r.., o..o + 4]`.
+    #[inline(always)]
+    unsafe fn block<const R: usize>(qx: &[i8], w: &[i8], k: usize, n: usize, r: usize, o: usize, dots: &mut [i32]) {
+        let body = k / 16 * 16;
+        let xp = unsafe { qx.as_ptr().add(r * k) };
+        let wp = unsafe { w.as_ptr().add(o * k) };
+        let mut acc = [[i32x4_splat(0); 4]; R];
+        let mut c = 0;
+        while c < body {
+            unsafe {
+                let xv: [v128; R] = std::array::from_fn(|i| v128_load(xp.add(i * k + c).cast()));
+                for j in 0..4 {
+                    let wv = v128_load(wp.add(j * k + c).cast());
+                    for i in 0..R {
+                        acc[i][j] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[i], acc[i][j]);
+                    }
+                }
+            }
+            c += 16;
+        }
+        for (i, a) in acc.iter().enumerate() {
+            // The four accumulators' lane sums, as one vector (columns o..o + 4).
+            let lo = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a[0], a[1]), i32x4_shuffle::<2, 6, 3, 7>(a[0], a[1]));
+            let hi = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a[2], a[3]), i32x4_shuffle::<2, 6, 3, 7>(a[2], a[3]));
+            let mut sums = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
+            if body < k {
+                let tail: [i32; 4] = std::array::from_fn(|j| {
+                    let (x, wr) = unsafe {
+                        (
+                            std::slice::from_raw_parts(xp.add(i * k + body), k - body),
+                            std::slice::from_raw_parts(wp.add(j * k + body), k - body),
+                        )
+                    };
+                    x.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum()
+                });
+                sums = i32x4_add(sums, unsafe { v128_load(tail.as_ptr().cast()) });
+            }
+            unsafe { v128_store(dots.as_mut_ptr().add((r + i) * n + o).cast(), sums) };
+        }
     }
 }

@@ -15,6 +15,12 @@
 //! that LLVM vectorises (i8 → i16 products summed into i32 lanes). Both compute the same integers,
 //! so their results are bit-identical. Native builds split the rows of `x` over threads.
 //!
+//! Relaxed SIMD. With the `relaxed-simd` feature, wasm32 builds run the block on
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s`: 16 multiply-adds per instruction instead of 8, but its second
+//! operand must lie in `0..=127`. Activations are then quantized asymmetrically onto `0..=127`
+//! ([`Activations::Unsigned7`]: `x ≈ t[m] · (qx - z[m])`) and each sum is corrected by `z[m] · Σ_i q[o, i]`,
+//! so the weights and their artifacts are unchanged; the price is one bit of activation precision.
+//!
 //! - [`QuantizedMatrix`] (`matrix.rs`): the int8 matrix, its scales and its `matmul`;
 //! - `kernel.rs`: the integer dot products, portable and wasm `simd128`;
 //! - [`summarize`] (`summary.rs`): what an int8 artifact holds.
@@ -23,5 +29,8 @@ mod kernel;
 mod matrix;
 mod summary;
 
-pub use matrix::{QuantizedMatrix, SCHEME_ACTIVATIONS, SCHEME_WEIGHTS, quantize_rows, scale_name};
+pub use kernel::Activations;
+pub use matrix::{
+    ACTIVATIONS, QuantizedMatrix, SCHEME_ACTIVATIONS, SCHEME_WEIGHTS, quantize_activations, quantize_rows, scale_name,
+};
 pub use summary::{ArtifactSummary, summarize};
