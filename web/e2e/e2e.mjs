@@ -79,12 +79,14 @@ try {
     name: c.querySelector('.name')?.textContent, shown: c.querySelector('.score')?.textContent ?? null,
     caption: c.querySelector('.caption')?.textContent ?? null })));
 
-  // 1. The model loads (downloaded, with a progress bar) and the page says so.
+  // 1. The model loads (downloaded, with a progress bar) and the page says so. Chromium has relaxed
+  // SIMD, so the page started the worker built with it.
   await page.goto(base);
   await page.waitForSelector('#status[data-state="ready"]');
   assert.match(await page.textContent('#status'), /model ready: .*downloaded/);
   assert.equal(hits.get('/models/clip.lens'), 1);
-  log('model ready:', await page.textContent('#status'));
+  assert.equal(await page.getAttribute('#app', 'data-kernel'), 'relaxed-simd');
+  log('model ready:', await page.textContent('#status'), '(int8 on relaxed SIMD)');
 
   // 2. The 12 photos through the file input; all indexed.
   await page.setInputFiles('#files', photos.map((p) => join(images, p)));
@@ -121,14 +123,20 @@ try {
   assert.ok(!(await cards()).some((c) => c.sha === victim.sha), 'the deleted image left the grid');
   log('deleted', victim.name);
 
-  // 6. Reload: the images are still there, the model comes from Cache Storage (no second download).
-  await page.reload();
+  // 6. Reload, on the baseline worker this time (what browsers without relaxed SIMD run): the images are
+  // still there, the model comes from Cache Storage (no second download), a query still ranks all 11.
+  await page.goto(`${base}/?kernel=simd128`);
   await page.waitForSelector('#status[data-state="ready"]');
   assert.match(await page.textContent('#status'), /from this browser's cache/);
+  assert.equal(await page.getAttribute('#app', 'data-kernel'), 'simd128');
   await page.waitForFunction(() => document.querySelector('#count')?.dataset.total === '11');
   assert.equal(hits.get('/models/clip.lens'), 1, 'the model was downloaded once');
   assert.ok(!(await cards()).some((c) => c.sha === victim.sha));
-  log('after reload: 11 images, model requests:', hits.get('/models/clip.lens'));
+  await page.fill('#query', 'a rocket on the launch pad');
+  await page.waitForFunction(() => /11 results for “a rocket on the launch pad”/.test(document.querySelector('#count').textContent));
+  await page.fill('#query', '');
+  await page.waitForFunction(() => /^11 images on this device/.test(document.querySelector('#count').textContent));
+  log('after reload (simd128 worker): 11 images, model requests:', hits.get('/models/clip.lens'));
 
   // 7. An unsupported file says so.
   await page.setInputFiles('#files', [join(images, 'not_an_image.jpg')]);

@@ -6,6 +6,7 @@
 //! the browser glue (IndexedDB, Cache Storage, fetch, the DOM) is wasm32 only.
 
 pub mod feed;
+pub mod kernel;
 pub mod latest;
 pub mod local;
 pub mod protocol;

@@ -30,8 +30,9 @@ pub enum Event {
     Started,
     /// Model download progress (`total` 0 when the server sends no length).
     Progress { loaded: u64, total: u64 },
-    /// The model is loaded; `cached` says it came from Cache Storage rather than the network.
-    ModelReady { id: String, dim: usize, cached: bool },
+    /// The model is loaded; `cached` says it came from Cache Storage rather than the network, `kernel`
+    /// which int8 products this worker's build runs (`relaxed-simd` or `simd128`).
+    ModelReady { id: String, dim: usize, cached: bool, kernel: String },
     /// Images now in the local index (new or updated), with one thumbnail Blob each in `thumbs`.
     Items { items: Vec<Item> },
     /// Images removed from the local index.

@@ -110,3 +110,16 @@ fn photos_decode_and_thumbnail_in_wasm() {
     let err = thumb::decode(include_bytes!("../../models/fixtures/images/not_an_image.jpg")).unwrap_err();
     assert!(err.contains("unsupported"), "{err}");
 }
+
+#[wasm_bindgen_test]
+fn the_relaxed_simd_probe_tells_engines_apart() {
+    use lens_web::kernel::{RELAXED_SIMD_PROBE, relaxed_simd};
+    // Chromium has relaxed SIMD (since 114), so the page starts the relaxed worker here.
+    assert!(relaxed_simd(), "Chromium validates the relaxed-SIMD probe");
+    // The same module with an opcode no engine defines (0xfd 0x1ff) is refused: the probe's `true`
+    // comes from the instruction, not from a module that validates anyway.
+    let mut unknown = RELAXED_SIMD_PROBE;
+    let at = unknown.len() - 3;
+    unknown[at..at + 2].copy_from_slice(&[0xff, 0x03]);
+    assert!(!js_sys::WebAssembly::validate(&Uint8Array::from(&unknown[..])).unwrap());
+}

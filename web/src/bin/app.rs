@@ -22,8 +22,18 @@ mod page {
     use wasm_bindgen::prelude::*;
     use web_sys::{Blob, Document, Element, File, HtmlElement, HtmlInputElement, MessageEvent, Url, Worker};
 
-    /// The worker's loader (Trunk's `data-loader-shim`, file names unhashed: see Trunk.toml).
+    /// The worker's loaders (Trunk's `data-loader-shim`, file names unhashed: see Trunk.toml): the build
+    /// with relaxed-SIMD int8 products where the browser has them, the `simd128` one elsewhere.
     const WORKER_URL: &str = "./lens-web-worker_loader.js";
+    const RELAXED_WORKER_URL: &str = "./lens-web-worker-relaxed_loader.js";
+    /// Which worker to start: `?kernel=simd128` forces the baseline build (to compare, or where an
+    /// engine's relaxed SIMD misbehaves); otherwise the relaxed one if this browser validates it.
+    fn worker_url(params: Option<&web_sys::UrlSearchParams>) -> &'static str {
+        if params.and_then(|p| p.get("kernel")).as_deref() == Some("simd128") {
+            return WORKER_URL;
+        }
+        if lens_web::kernel::relaxed_simd() { RELAXED_WORKER_URL } else { WORKER_URL }
+    }
     const DEFAULT_MODEL: &str = "models/clip.lens";
     /// Results per query: the grid shows the best `K`.
     const K: usize = 60;
@@ -84,14 +94,14 @@ mod page {
         console_error_panic_hook::set_once();
         let window = web_sys::window().expect("a window");
         let doc = window.document().expect("a document");
-        let worker = match Worker::new(WORKER_URL) {
+        let params = window.location().search().ok().and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok());
+        let worker = match Worker::new(worker_url(params.as_ref())) {
             Ok(w) => w,
             Err(e) => {
                 set_message(&doc, &format!("This browser cannot start the worker: {e:?}"), "error");
                 return;
             }
         };
-        let params = window.location().search().ok().and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok());
         let model_url = params.as_ref().and_then(|p| p.get("model")).unwrap_or_else(|| DEFAULT_MODEL.to_string());
         let model_url = Url::new_with_base(&model_url, &window.location().href().unwrap_or_default())
             .map(|u| u.href())
@@ -285,13 +295,15 @@ mod page {
                 };
                 el(&doc, "status").set_text_content(Some(&text));
             }
-            Event::ModelReady { id, dim, cached } => {
+            Event::ModelReady { id, dim, cached, kernel } => {
                 app.borrow_mut().ready = true;
                 el(&doc, "progress").set_hidden(true);
                 let from = if cached { "from this browser's cache" } else { "downloaded" };
                 let status = el(&doc, "status");
                 status.set_text_content(Some(&format!("model ready: {id} ({dim}-d, {from})")));
                 let _ = status.set_attribute("data-state", "ready");
+                let _ = status.set_attribute("title", &format!("int8 products on {kernel}"));
+                let _ = el(&doc, "app").set_attribute("data-kernel", &kernel);
                 let _ = el(&doc, "app").set_attribute("data-model", if cached { "cached" } else { "downloaded" });
                 let q = el(&doc, "query").unchecked_into::<HtmlInputElement>().value();
                 if !q.trim().is_empty() {

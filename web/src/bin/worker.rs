@@ -1,11 +1,16 @@
 //! The Web Worker: model, decoding, thumbnails, local index, storage and sync — everything that takes
 //! time, so the page never freezes. It answers the page's `protocol::Request`s with `protocol::Event`s.
 
+//!
+//! Built twice (web/index.html): `lens-web-worker`, and `lens-web-worker-relaxed` (`worker_relaxed.rs`,
+//! this file as a module) with int8 products on relaxed SIMD, which the page starts where the browser
+//! validates it.
+
 #[cfg(not(target_arch = "wasm32"))]
-fn main() {}
+pub fn main() {}
 
 #[cfg(target_arch = "wasm32")]
-fn main() {
+pub fn main() {
     worker::start();
 }
 
@@ -194,7 +199,11 @@ mod worker {
             s.model = Some(Rc::new(model));
             s.index = Some(index);
         }
-        post(&Event::ModelReady { id, dim, cached }, None);
+        let kernel = match lens_models::int8::ACTIVATIONS {
+            lens_models::int8::Activations::Unsigned7 => "relaxed-simd",
+            lens_models::int8::Activations::Signed8 => "simd128",
+        };
+        post(&Event::ModelReady { id, dim, cached, kernel: kernel.into() }, None);
         if let Ok(Some(server)) = store.setting("server").await {
             set_server(state, Some(server)).await;
         }
