@@ -7,7 +7,8 @@
 #      LENS_SKIP_CUDA=1 leaves it out); release, so the benchmarks share the build
 #   3. checks of the code and the API: no module imports from one that imports it back; the OpenAPI
 #      document validates as OpenAPI 3.1; the main job (scripts/run.sh) runs once
-#   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium;
+#   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium
+#      (there with lens-models' int8 products on relaxed SIMD);
 #      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test;
 #      the edge: the Worker built and run by `wrangler dev` against `lens serve` (scripts/test-edge.sh)
 #   5. smoke runs of the benchmarks (CLIP, BLIP, LLaMA/LLaVA, chat load, index, serve load, the soak with
@@ -118,7 +119,18 @@ step "set-up (browser tests; in the background, then waited ${browser_setup_wait
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
 export WASM_BINDGEN_TEST_DRIVER_TIMEOUT="${WASM_BINDGEN_TEST_DRIVER_TIMEOUT:-30}" # chromedriver start
-wasm_test() { scripts/wasm-cargo test --release ${WASM_TEST_PACKAGES:--p lens-core -p lens-models} "$@"; }
+# By default lens-core's tests, then lens-models' integration binary: lens-models' unit tests are native
+# only (none is a wasm test), so a wasm32 build of them would run nothing. $LENS_MODELS_FEATURES: features
+# of that build (the Chromium run takes `relaxed-simd`: the int8 kernel the browser app's relaxed worker runs).
+wasm_test() {
+  if [ -n "${WASM_TEST_PACKAGES:-}" ]; then
+    scripts/wasm-cargo test --release $WASM_TEST_PACKAGES "$@"
+    return
+  fi
+  scripts/wasm-cargo test --release -p lens-core "$@" &&
+    scripts/wasm-cargo test --release -p lens-models --test integration \
+      ${LENS_MODELS_FEATURES:+--features "$LENS_MODELS_FEATURES"} "$@"
+}
 wasm_test_in_chromium() {
   local chromium binary=""
   chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
@@ -140,7 +152,10 @@ EOF
 }
 step "lens-index builds for wasm32 (exact scans)" scripts/wasm-cargo build --release -p lens-index
 step "wasm32 tests in Node" wasm_test
-step "wasm32 tests in headless Chromium" wasm_test_in_chromium
+# Node 20 has no relaxed SIMD without a flag; Chromium has (114+): the int8 parity and kernel tests run
+# on the simd128 kernel in Node and on the relaxed one here.
+relaxed_in_chromium() { LENS_MODELS_FEATURES=relaxed-simd wasm_test_in_chromium; }
+step "wasm32 tests in headless Chromium (int8 on relaxed SIMD)" relaxed_in_chromium
 
 # --- the browser app (web/): its wasm side in Chromium, the Trunk build, the end-to-end test -----------
 web_wasm_tests() { WASM_TEST_PACKAGES="-p lens-web" wasm_test_in_chromium; }

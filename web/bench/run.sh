@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The browser benchmark in headless Chromium: web/bench/run.sh [--smoke] [extra cargo test args]
+# The browser benchmark in headless Chromium: web/bench/run.sh [--smoke] [--relaxed-simd] [extra cargo test args]
 # Prints the tables (model load, image and text embedding for the int8 and fp32 CLIP, local search).
 # --smoke: the tiny fixture CLIP, one iteration, 1k vectors (seconds; CI).
+# --relaxed-simd: the int8 products on relaxed SIMD (the app's worker where the browser has it).
 # Needs: scripts/wasm-cargo's toolchain, wasm-bindgen-test-runner (~/.cache/lens-tools/bin or PATH),
 # chromium and chromedriver (apt chromium chromium-driver).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 features=()
-if [ "${1:-}" = "--smoke" ]; then
-  features=(--features smoke)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) features+=(--features smoke) ;;
+    --relaxed-simd) features+=(--features relaxed-simd) ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 export PATH="${LENS_TOOLS_DIR:-$HOME/.cache/lens-tools}/bin:$PATH"
 chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 binary=""

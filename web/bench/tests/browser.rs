@@ -171,7 +171,12 @@ async fn clip_embedding() {
         lens_core::vector::cosine(&int8_out.text, &fp32_out.text)
     ));
 
-    log(&format!("\n{} in a dedicated worker (wasm32, simd128, one thread)\n", model_name()));
+    // The int8 kernel this build runs (`--relaxed-simd` on run.sh builds the other one).
+    let kernel = match lens_models::int8::ACTIVATIONS {
+        lens_models::int8::Activations::Unsigned7 => "simd128 + relaxed SIMD int8 products, 7-bit activations",
+        lens_models::int8::Activations::Signed8 => "simd128, 8-bit activations",
+    };
+    log(&format!("\n{} in a dedicated worker (wasm32, {kernel}, one thread)\n", model_name()));
     log(&table(&pair_up(rows, "int8", "fp32")));
     for note in notes {
         log(&note);
@@ -192,6 +197,45 @@ fn local_search() {
     }
     log(&format!("\nlocal search, {} random unit vectors, one query at a time\n", search::DIM));
     log(&table(&rows));
+    for note in notes {
+        log(&note);
+    }
+}
+
+/// The int8 products alone, at the shapes of the towers' layers: this build's kernel against the
+/// portable loop (LLVM's own vectorisation of the same sums, 8-bit activations), with the rate in
+/// multiply-adds per second: the ceiling the towers' time is measured against.
+#[wasm_bindgen_test]
+fn int8_products() {
+    use lens_models::int8::{Activations, QuantizedMatrix};
+    // (rows, in, out): ViT-B/32's 50 tokens through attention and the MLP, then the text query's 8.
+    let shapes: &[(usize, usize, usize)] = if SMOKE {
+        &[(8, 64, 32)]
+    } else {
+        &[(50, 768, 768), (50, 768, 3072), (50, 3072, 768), (8, 512, 512), (8, 512, 2048), (8, 2048, 512)]
+    };
+    let iters = if SMOKE { 1 } else { 20 };
+    let mut rng = lens_core::rng::SplitMix64::new(SEED);
+    let mut next = move || ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &(m, k, n) in shapes {
+        let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
+        let q = QuantizedMatrix::quantize(&w, n, k);
+        let what = format!("int8 product [{m}, {k}] · [{k}, {n}]");
+        let ours = clock::time(1, iters, || q.matmul(&x, m, None));
+        let portable = clock::time(1, iters, || q.matmul_portable_with(&x, m, None, Activations::Signed8));
+        let gmacs = |s: &Samples| (m * k * n) as f64 / (s.median() * 1e6);
+        notes.push(format!("{what}: {:.1} G multiply-adds/s (portable {:.1})", gmacs(&ours), gmacs(&portable)));
+        rows.push(Row::new(what.clone(), "kernel", ours));
+        rows.push(Row::new(what, "portable", portable));
+    }
+    log(&format!(
+        "\nint8 products alone ({:?} activations in this build's kernel, one thread)\n",
+        lens_models::int8::ACTIVATIONS
+    ));
+    log(&table(&pair_up(rows, "kernel", "portable")));
     for note in notes {
         log(&note);
     }

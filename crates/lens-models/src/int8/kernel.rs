@@ -1,6 +1,6 @@
 //! The integer dot products behind [`QuantizedMatrix::matmul`](super::QuantizedMatrix::matmul): a
 //! portable loop that LLVM vectorises; on wasm32 built with `simd128`, the same arithmetic on wasm
-//! SIMD; and with the `relaxed-simd` feature on wasm32, `i32x4.relaxed_dot_i8x16_i7x16_add_s` (16
+//! SIMD; and with the `relaxed-simd` feature on wasm32, `i16x8.relaxed_dot_i8x16_i7x16_s` (16
 //! multiply-adds per instruction instead of 8), which needs activation codes in `0..=127`
 //! ([`Activations::Unsigned7`]). All compute the same integers from the same codes,
 //! so their results are bit-identical.
@@ -187,8 +187,7 @@ mod relaxed {
     use core::arch::wasm32::*;
 
     /// Activation rows per register block (with 4 weight rows: `ROWS * 4` accumulators). 2 and 3 ran
-    /// alike in Chromium (40–47 G multiply-adds/s at ViT-B/32's shapes), 4 slower (spills); 2 leaves no
-    /// remainder on the even row counts of the towers.
+    /// alike in Chromium (2 ahead on 4 of 6 shapes of ViT-B/32), 4 slower (x86 has 16 vector registers).
     const ROWS: usize = 2;
 
     /// `qx` must hold codes in `0..=127`: engines may read them as unsigned bytes (x86's `pmaddubsw`),
@@ -205,13 +204,13 @@ mod relaxed {
         assert!(qx.len() == m * k && w.len() == n * k && dots.len() == m * n);
         // SAFETY: the lengths are checked above; every block reads whole rows of `qx` and `w` and
         // writes inside `dots`.
-        unsafe { dot_rows_relaxed::<ROWS>(qx, w, k, n, m, dots) }
+        unsafe { dot_rows_relaxed(qx, w, k, n, m, dots) }
     }
 
     /// Four weight rows at a time (a few KB, kept in L1) against every activation row, `ROWS` at a time:
     /// the weights stream from memory once per product.
     #[target_feature(enable = "relaxed-simd")]
-    unsafe fn dot_rows_relaxed<const ROWS: usize>(qx: &[i8], w: &[i8], k: usize, n: usize, m: usize, dots: &mut [i32]) {
+    unsafe fn dot_rows_relaxed(qx: &[i8], w: &[i8], k: usize, n: usize, m: usize, dots: &mut [i32]) {
         let mut o = 0;
         while o + 4 <= n {
             let mut r = 0;
@@ -240,6 +239,7 @@ mod relaxed {
         let xp = unsafe { qx.as_ptr().add(r * k) };
         let wp = unsafe { w.as_ptr().add(o * k) };
         let mut acc = [[i32x4_splat(0); 4]; R];
+        let ones = i16x8_splat(1);
         let mut c = 0;
         while c < body {
             unsafe {
@@ -247,7 +247,12 @@ mod relaxed {
                 for j in 0..4 {
                     let wv = v128_load(wp.add(j * k + c).cast());
                     for i in 0..R {
-                        acc[i][j] = i32x4_relaxed_dot_i8x16_i7x16_add(wv, xv[i], acc[i][j]);
+                        // The pairs' 16-bit sums (exact: |w| ≤ 128, x ≤ 127), widened into i32 lanes by a
+                        // dot with ones held in a register. `i32x4.relaxed_dot_i8x16_i7x16_add_s` says the
+                        // same in one instruction, but V8 on x86 without AVX-VNNI lowers it slower: 31–47
+                        // against 40–60 G multiply-adds/s here (Chromium 156, AVX-512 Zen 4, same run).
+                        let pairs = i16x8_relaxed_dot_i8x16_i7x16(wv, xv[i]);
+                        acc[i][j] = i32x4_add(acc[i][j], i32x4_dot_i16x8(pairs, ones));
                     }
                 }
             }

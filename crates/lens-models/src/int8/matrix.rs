@@ -110,7 +110,7 @@ fn row_range(row: &[f32]) -> (f32, f32, bool) {
     let mut take = |l: usize, v: f32| {
         lo[l] = if v < lo[l] { v } else { lo[l] };
         hi[l] = if v > hi[l] { v } else { hi[l] };
-        bad[l] |= !(v.abs() < f32::INFINITY) as u32; // NaN or ±inf
+        bad[l] |= (!v.is_finite()) as u32;
     };
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();

@@ -16,7 +16,7 @@
 //! so their results are bit-identical. Native builds split the rows of `x` over threads.
 //!
 //! Relaxed SIMD. With the `relaxed-simd` feature, wasm32 builds run the block on
-//! `i32x4.relaxed_dot_i8x16_i7x16_add_s`: 16 multiply-adds per instruction instead of 8, but its second
+//! `i16x8.relaxed_dot_i8x16_i7x16_s`: 16 multiply-adds per instruction instead of 8, but its second
 //! operand must lie in `0..=127`. Activations are then quantized asymmetrically onto `0..=127`
 //! ([`Activations::Unsigned7`]: `x ≈ t[m] · (qx - z[m])`) and each sum is corrected by `z[m] · Σ_i q[o, i]`,
 //! so the weights and their artifacts are unchanged; the price is one bit of activation precision.
