@@ -7,7 +7,7 @@
 #      LENS_SKIP_CUDA=1 leaves it out); release, so the benchmarks share the build
 #   3. checks of the code and the API: no module imports from one that imports it back; the OpenAPI
 #      document validates as OpenAPI 3.1; the main job (scripts/run.sh) runs once
-#   4. wasm32: lens-index builds; lens-core and lens-models tests under Node, then in headless Chromium
+#   4. wasm32: lens-core and lens-models tests under Node, then in headless Chromium
 #      (there with lens-models' int8 products on relaxed SIMD);
 #      the browser app: lens-web's wasm tests in Chromium, `trunk build --release`, the end-to-end test;
 #      the edge: the Worker built and run by `wrangler dev` against `lens serve` (scripts/test-edge.sh)
@@ -150,7 +150,8 @@ EOF
   CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}" \
     WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$work/webdriver.json" wasm_test "$@"
 }
-step "lens-index builds for wasm32 (exact scans)" scripts/wasm-cargo build --release -p lens-index
+# lens-index for wasm32 is built (and its exact scans run) by the browser app, its tests and the edge below;
+# a separate build step of it only compiled its own copy of lens-core (~1 min of a cold run).
 step "wasm32 tests in Node" wasm_test
 # Node 20 has no relaxed SIMD without a flag; Chromium has (114+): the int8 parity and kernel tests run
 # on the simd128 kernel in Node and on the relaxed one here.

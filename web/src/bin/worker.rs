@@ -1,6 +1,5 @@
 //! The Web Worker: model, decoding, thumbnails, local index, storage and sync — everything that takes
 //! time, so the page never freezes. It answers the page's `protocol::Request`s with `protocol::Event`s.
-
 //!
 //! Built twice (web/index.html): `lens-web-worker`, and `lens-web-worker-relaxed` (`worker_relaxed.rs`,
 //! this file as a module) with int8 products on relaxed SIMD, which the page starts where the browser
