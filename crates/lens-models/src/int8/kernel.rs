@@ -37,6 +37,12 @@ pub(super) use simd::dot_rows;
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub(super) use portable::dot_rows;
 
+/// `Σ a[i] · b[i]` one pair at a time: the tails the vector kernels leave (and the relaxed kernel's
+/// last columns when the weight's rows are not a multiple of 4).
+fn scalar_dot(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&a, &b)| a as i32 * b as i32).sum()
+}
+
 /// The `R x C` dot products of `R` activation rows with `C` weight rows (`R <= 2`, `C <= 4`), all of
 /// one length `k`; the results fill `out[..R][..C]`.
 trait Block {
@@ -118,8 +124,7 @@ pub(super) mod portable {
             let mut out = [[0i32; 4]; 2];
             for i in 0..R {
                 for j in 0..C {
-                    out[i][j] = acc[i][j].iter().sum::<i32>()
-                        + xs[i][body..].iter().zip(&ws[j][body..]).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
+                    out[i][j] = acc[i][j].iter().sum::<i32>() + super::scalar_dot(&xs[i][body..], &ws[j][body..]);
                 }
             }
             out
@@ -165,8 +170,7 @@ mod simd {
             let mut out = [[0i32; 4]; 2];
             for i in 0..R {
                 for j in 0..C {
-                    let tail: i32 = xs[i][body..].iter().zip(&ws[j][body..]).map(|(&a, &b)| a as i32 * b as i32).sum();
-                    out[i][j] = hsum(acc[i][j]) + tail;
+                    out[i][j] = hsum(acc[i][j]) + super::scalar_dot(&xs[i][body..], &ws[j][body..]);
                 }
             }
             out
@@ -226,8 +230,7 @@ mod relaxed {
         }
         for o in o..n {
             for r in 0..m {
-                let (x, wr) = (&qx[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
-                dots[r * n + o] = x.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+                dots[r * n + o] = super::scalar_dot(&qx[r * k..(r + 1) * k], &w[o * k..(o + 1) * k]);
             }
         }
     }
@@ -264,15 +267,9 @@ mod relaxed {
             let hi = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a[2], a[3]), i32x4_shuffle::<2, 6, 3, 7>(a[2], a[3]));
             let mut sums = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(lo, hi), i32x4_shuffle::<2, 3, 6, 7>(lo, hi));
             if body < k {
-                let tail: [i32; 4] = std::array::from_fn(|j| {
-                    let (x, wr) = unsafe {
-                        (
-                            std::slice::from_raw_parts(xp.add(i * k + body), k - body),
-                            std::slice::from_raw_parts(wp.add(j * k + body), k - body),
-                        )
-                    };
-                    x.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum()
-                });
+                let x = &qx[(r + i) * k + body..(r + i + 1) * k];
+                let tail: [i32; 4] =
+                    std::array::from_fn(|j| super::scalar_dot(x, &w[(o + j) * k + body..(o + j + 1) * k]));
                 sums = i32x4_add(sums, unsafe { v128_load(tail.as_ptr().cast()) });
             }
             unsafe { v128_store(dots.as_mut_ptr().add((r + i) * n + o).cast(), sums) };
